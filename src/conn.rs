@@ -1,0 +1,163 @@
+//! A client connection and the socket I/O every request needs: non-blocking
+//! reads into the connection buffer, and reads/writes bounded by the
+//! socket timeout (so a slow or silent client cannot hold a core longer).
+//!
+//! Sockets stay non-blocking for their whole life; waiting is done with
+//! `poll(2)` here, never by flipping `O_NONBLOCK` per request. Nothing here
+//! parses bytes or knows about Python.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+pub struct Conn {
+    socket: OwnedFd,
+    /// Bytes read and not yet consumed: a partial head, body bytes, or the
+    /// next pipelined request.
+    pub buf: Vec<u8>,
+    /// Index of the listener it came from (protocol, server name).
+    pub listener: usize,
+    pub remote_addr: String,
+    pub remote_port: String,
+    /// Requests served on this connection (for keep-alive bookkeeping).
+    pub served: u64,
+}
+
+impl Conn {
+    pub fn new(socket: OwnedFd, listener: usize, remote_addr: String, remote_port: String) -> Conn {
+        Conn {
+            socket,
+            buf: Vec::new(),
+            listener,
+            remote_addr,
+            remote_port,
+            served: 0,
+        }
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+
+    /// Read what is available now into `buf`, at most `max` bytes in total
+    /// buffered. Ok(0) means the peer closed; WouldBlock means nothing yet.
+    pub fn fill(&mut self, max: usize) -> io::Result<usize> {
+        let room = max.saturating_sub(self.buf.len());
+        if room == 0 {
+            return Ok(usize::MAX); // full: let the parser judge the head
+        }
+        let want = room.min(64 * 1024);
+        self.buf.reserve(want);
+        let len = self.buf.len();
+        // SAFETY: reading into reserved spare capacity; set_len only by the
+        // number of bytes the kernel wrote.
+        let n = unsafe { libc::read(self.fd(), self.buf.as_mut_ptr().add(len).cast(), want) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: see above.
+        unsafe { self.buf.set_len(len + n as usize) };
+        Ok(n as usize)
+    }
+}
+
+fn wait_for(fd: RawFd, events: i16, deadline: Instant) -> io::Result<()> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "socket timeout"));
+        }
+        let mut pfd = libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        };
+        // SAFETY: one pollfd, a live local.
+        let n = unsafe { libc::poll(&mut pfd, 1, left.as_millis().max(1) as i32) };
+        if n > 0 {
+            return Ok(());
+        }
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Read at least one byte (or EOF) within `timeout`.
+pub fn read_timeout(fd: RawFd, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        // SAFETY: reading into a live, caller-owned slice.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::WouldBlock => wait_for(fd, libc::POLLIN, deadline)?,
+            io::ErrorKind::Interrupted => {}
+            _ => return Err(e),
+        }
+    }
+}
+
+/// Write all of `data` unless the peer stops reading for `timeout`.
+pub fn write_all_timeout(fd: RawFd, mut data: &[u8], timeout: Duration) -> io::Result<()> {
+    let mut deadline = Instant::now() + timeout;
+    while !data.is_empty() {
+        // SAFETY: writing from a live slice; MSG_NOSIGNAL so a closed peer
+        // gives EPIPE instead of killing the worker. For UNIX sockets too.
+        let n = unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), libc::MSG_NOSIGNAL) };
+        if n >= 0 {
+            data = &data[n as usize..];
+            // Progress restarts the clock: the timeout bounds silence, not size.
+            deadline = Instant::now() + timeout;
+            continue;
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::WouldBlock => wait_for(fd, libc::POLLOUT, deadline)?,
+            io::ErrorKind::Interrupted => {}
+            _ => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Send `count` bytes of file `in_fd` from `offset` with sendfile(2).
+pub fn sendfile_all(
+    out_fd: RawFd,
+    in_fd: RawFd,
+    mut offset: i64,
+    mut count: u64,
+    timeout: Duration,
+) -> io::Result<u64> {
+    let mut sent = 0u64;
+    let mut deadline = Instant::now() + timeout;
+    while count > 0 {
+        let mut off: libc::off_t = offset as libc::off_t;
+        let chunk = count.min(1 << 30) as usize;
+        // SAFETY: both fds are open for the call; `off` is a live local.
+        let n = unsafe { libc::sendfile(out_fd, in_fd, &mut off, chunk) };
+        if n > 0 {
+            sent += n as u64;
+            count -= n as u64;
+            offset += n as i64;
+            deadline = Instant::now() + timeout;
+            continue;
+        }
+        if n == 0 {
+            break; // file shorter than announced
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::WouldBlock => wait_for(out_fd, libc::POLLOUT, deadline)?,
+            io::ErrorKind::Interrupted => {}
+            _ => return Err(e),
+        }
+    }
+    Ok(sent)
+}

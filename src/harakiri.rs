@@ -1,0 +1,125 @@
+//! Harakiri decisions and the lines they log: pure functions of a
+//! scoreboard snapshot and the time, so they are tested with a fake clock.
+//!
+//! Each core's deadline is its own: a request on one core finishing never
+//! clears another core's deadline (uWSGI 2.0.31 clears the pending harakiri
+//! of the whole worker then). No I/O, no signals, no Python here: the master
+//! acts on what these return.
+
+use crate::scoreboard::RequestInfo;
+
+/// What the master read of one core.
+#[derive(Debug, Clone, Default)]
+pub struct CoreSnapshot {
+    pub core: usize,
+    pub in_request: bool,
+    /// Unix milliseconds; 0 = no deadline.
+    pub deadline_ms: u64,
+    pub started_ms: u64,
+    pub info: Option<RequestInfo>,
+}
+
+/// The first core whose request overran its deadline, if any.
+pub fn overdue_core(cores: &[CoreSnapshot], now_ms: u64) -> Option<usize> {
+    cores
+        .iter()
+        .find(|c| c.in_request && c.deadline_ms != 0 && now_ms >= c.deadline_ms)
+        .map(|c| c.core)
+}
+
+/// The log lines after the dump: the status of every busy core.
+pub fn status_lines(
+    worker: usize,
+    cores: &[CoreSnapshot],
+    now_ms: u64,
+    verbose: bool,
+) -> Vec<String> {
+    let mut lines = vec![format!("HARAKIRI !!! worker {worker} status !!!")];
+    for c in cores.iter().filter(|c| c.in_request) {
+        let info = c.info.clone().unwrap_or_default();
+        let esc = |s: &str| crate::log::escape(s.as_bytes());
+        let remote = if info.remote.is_empty() {
+            "-".to_string()
+        } else {
+            esc(&info.remote)
+        };
+        lines.push(format!(
+            "HARAKIRI [core {}] {} - {} {} since {}",
+            c.core,
+            remote,
+            esc(&info.method),
+            esc(&info.uri),
+            c.started_ms / 1000
+        ));
+        if verbose {
+            for h in &info.headers {
+                lines.push(format!("HARAKIRI [core {}]   {}", c.core, esc(h)));
+            }
+            lines.push(format!(
+                "HARAKIRI [core {}]   running for {:.1} s",
+                c.core,
+                now_ms.saturating_sub(c.started_ms) as f64 / 1000.0
+            ));
+        }
+    }
+    lines.push(format!("HARAKIRI !!! end of worker {worker} status !!!"));
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn core(core: usize, in_request: bool, deadline_ms: u64) -> CoreSnapshot {
+        CoreSnapshot {
+            core,
+            in_request,
+            deadline_ms,
+            started_ms: 1_000,
+            info: None,
+        }
+    }
+
+    #[test]
+    fn fires_only_past_the_deadline() {
+        let cores = [core(0, true, 5_000)];
+        assert_eq!(overdue_core(&cores, 4_999), None);
+        assert_eq!(overdue_core(&cores, 5_000), Some(0));
+    }
+
+    #[test]
+    fn each_core_keeps_its_own_deadline() {
+        // Core 1 finished (no request, no deadline): core 0 still fires.
+        let cores = [core(0, true, 3_000), core(1, false, 0)];
+        assert_eq!(overdue_core(&cores, 3_500), Some(0));
+    }
+
+    #[test]
+    fn disabled_deadline_never_fires() {
+        let cores = [core(0, true, 0)];
+        assert_eq!(overdue_core(&cores, u64::MAX), None);
+    }
+
+    #[test]
+    fn status_lines_name_busy_cores_only_and_escape() {
+        let mut busy = core(3, true, 1);
+        busy.info = Some(RequestInfo {
+            remote: "127.0.0.1".into(),
+            method: "GET".into(),
+            uri: "/x\r\ninjected".into(),
+            headers: vec!["Host: a".into()],
+        });
+        let lines = status_lines(1, &[core(0, false, 0), busy], 4_500, true);
+        assert_eq!(lines[0], "HARAKIRI !!! worker 1 status !!!");
+        assert_eq!(
+            lines[1],
+            "HARAKIRI [core 3] 127.0.0.1 - GET /x\\x0d\\x0ainjected since 1"
+        );
+        assert_eq!(lines[2], "HARAKIRI [core 3]   Host: a");
+        assert_eq!(lines[3], "HARAKIRI [core 3]   running for 3.5 s");
+        assert_eq!(
+            lines.last().unwrap(),
+            "HARAKIRI !!! end of worker 1 status !!!"
+        );
+    }
+}

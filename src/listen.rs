@@ -1,0 +1,237 @@
+//! Listening sockets: bind TCP and UNIX listeners in the master, apply the
+//! backlog and socket permissions, and replace stale UNIX socket files.
+//!
+//! The master binds once; workers inherit the descriptors through `fork`, so
+//! a reload never closes a listener and never refuses a connection. This
+//! module also owns the one safe way to create a private UNIX socket (used by
+//! the tracebacker): it never deletes or follows anything that is not a
+//! socket. It must not accept connections or speak any protocol.
+
+use std::io;
+use std::net::{TcpListener, ToSocketAddrs};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context, Result};
+
+use crate::config::{ListenAddr, Protocol};
+
+pub enum Socket {
+    Tcp(TcpListener),
+    Unix(UnixListener, PathBuf),
+}
+
+pub struct Listener {
+    pub protocol: Protocol,
+    pub socket: Socket,
+    /// As the user wrote it, for logs.
+    pub name: String,
+    /// SERVER_NAME / SERVER_PORT for the environ of requests on it.
+    pub server_name: String,
+    pub server_port: String,
+}
+
+impl Listener {
+    pub fn fd(&self) -> RawFd {
+        match &self.socket {
+            Socket::Tcp(l) => l.as_raw_fd(),
+            Socket::Unix(l, _) => l.as_raw_fd(),
+        }
+    }
+
+    pub fn is_unix(&self) -> bool {
+        matches!(self.socket, Socket::Unix(..))
+    }
+
+    /// Remove the socket file of a UNIX listener (on shutdown).
+    pub fn remove_file(&self) {
+        if let Socket::Unix(_, path) = &self.socket {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Bind every configured listener, or fail naming the address.
+pub fn bind_all(
+    addrs: &[(Protocol, ListenAddr)],
+    backlog: i32,
+    chmod: Option<u32>,
+) -> Result<Vec<Listener>> {
+    addrs
+        .iter()
+        .map(|(proto, addr)| bind_one(*proto, addr, backlog, chmod))
+        .collect()
+}
+
+fn bind_one(
+    protocol: Protocol,
+    addr: &ListenAddr,
+    backlog: i32,
+    chmod: Option<u32>,
+) -> Result<Listener> {
+    let name = addr.to_string();
+    let (socket, server_name, server_port) = match addr {
+        ListenAddr::Tcp { host, port } => {
+            let sa = (host.as_str(), *port)
+                .to_socket_addrs()
+                .with_context(|| format!("cannot resolve {name}"))?
+                .next()
+                .ok_or_else(|| anyhow!("cannot resolve {name}"))?;
+            let l = TcpListener::bind(sa).map_err(|e| anyhow!("cannot bind {name}: {e}"))?;
+            let port = l.local_addr().map(|a| a.port()).unwrap_or(*port);
+            (Socket::Tcp(l), host.clone(), port.to_string())
+        }
+        ListenAddr::Unix(path) => {
+            let l = bind_unix(path, None)
+                .map_err(|e| anyhow!("cannot bind {}: {e:#}", path.display()))?;
+            if let Some(mode) = chmod {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                    .with_context(|| format!("cannot chmod {}", path.display()))?;
+            }
+            (
+                Socket::Unix(l, path.clone()),
+                path.display().to_string(),
+                String::new(),
+            )
+        }
+    };
+    let listener = Listener {
+        protocol,
+        socket,
+        name,
+        server_name,
+        server_port,
+    };
+    // SAFETY: a valid listening fd; re-listening only changes the backlog.
+    if unsafe { libc::listen(listener.fd(), backlog.max(1)) } != 0 {
+        return Err(anyhow!(
+            "cannot listen on {}: {}",
+            listener.name,
+            io::Error::last_os_error()
+        ));
+    }
+    set_nonblocking(listener.fd())?;
+    Ok(listener)
+}
+
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on a caller-owned fd with integer arguments.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Why a UNIX socket path could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum UnixPathError {
+    #[error("{0} exists and is not a socket: refusing to replace it")]
+    NotASocket(PathBuf),
+    #[error("{0} is in use by a running server")]
+    InUse(PathBuf),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+/// Bind a UNIX socket at `path`. A stale socket (nobody accepting) is
+/// replaced; a live one or anything that is not a socket is left alone and
+/// reported. With `private_mode`, the socket is created with that mode from
+/// the start (umask) so there is no window in which others can connect.
+pub fn bind_unix(path: &Path, private_mode: Option<u32>) -> Result<UnixListener, UnixPathError> {
+    let io_err = |source| UnixPathError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if UnixStream::connect(path).is_ok() {
+                return Err(UnixPathError::InUse(path.to_path_buf()));
+            }
+            std::fs::remove_file(path).map_err(io_err)?;
+        }
+        Ok(_) => return Err(UnixPathError::NotASocket(path.to_path_buf())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(e)),
+    }
+    let listener = match private_mode {
+        Some(mode) => {
+            // SAFETY: umask is process-wide; callers create private sockets
+            // before starting threads that create files, or accept that a
+            // concurrent file creation gets a stricter mode for a moment.
+            let old = unsafe { libc::umask(!mode & 0o777) };
+            let r = UnixListener::bind(path);
+            // SAFETY: restores the previous mask.
+            unsafe { libc::umask(old) };
+            r
+        }
+        None => UnixListener::bind(path),
+    }
+    .map_err(io_err)?;
+    Ok(listener)
+}
+
+/// The uid of the process at the other end of a UNIX stream (SO_PEERCRED).
+pub fn peer_uid(fd: RawFd) -> io::Result<u32> {
+    // SAFETY: ucred is plain data.
+    let mut cred: libc::ucred = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: pointers to live locals of the right size.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(cred.uid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "uwsgi-rs-listen-test-{}-{name}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn stale_socket_is_replaced_and_regular_file_kept() {
+        let dir = tmp("stale");
+        let sock = dir.join("s");
+        drop(bind_unix(&sock, Some(0o600)).unwrap()); // leaves a stale file
+        let l = bind_unix(&sock, Some(0o600)).unwrap();
+        let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(matches!(
+            bind_unix(&sock, None),
+            Err(UnixPathError::InUse(_))
+        ));
+        drop(l);
+        let file = dir.join("f");
+        std::fs::write(&file, b"keep me").unwrap();
+        assert!(matches!(
+            bind_unix(&file, None),
+            Err(UnixPathError::NotASocket(_))
+        ));
+        assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

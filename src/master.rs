@@ -1,0 +1,548 @@
+//! The master process: holds the listening sockets, forks the workers,
+//! reaps and respawns them, turns signals into reloads and shutdowns, and
+//! runs the checks (harakiri, start-up failures) on a short tick.
+//!
+//! It never starts Python: each worker initialises its own interpreter
+//! after `fork`, so a reload loads the app afresh and the master stays
+//! small and single-threaded (which keeps `fork` safe).
+
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::config::Config;
+use crate::harakiri::{self, CoreSnapshot};
+use crate::listen::{self, Listener};
+use crate::log;
+use crate::scoreboard::Scoreboard;
+use crate::worker::{self, WorkerArgs, EXIT_LOAD_FAILED};
+
+/// How often the master checks deadlines when no signal wakes it.
+const TICK: Duration = Duration::from_millis(200);
+
+static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    let fd = SIGNAL_PIPE.load(Ordering::Relaxed);
+    let b = sig as u8;
+    // SAFETY: write(2) is async-signal-safe; one byte from a live local.
+    unsafe { libc::write(fd, (&b as *const u8).cast(), 1) };
+}
+
+fn install_signals(handler: libc::sighandler_t) {
+    for sig in [
+        libc::SIGHUP,
+        libc::SIGTERM,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGCHLD,
+    ] {
+        // SAFETY: sigaction is plain data; the handler only writes a byte.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = handler;
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+/// One worker slot (id = index + 1).
+#[derive(Default)]
+struct Slot {
+    pid: i32,
+    spawned: Option<Instant>,
+    /// When to start a process in this empty slot.
+    respawn_at: Option<Instant>,
+    /// Deaths in a row before the app was up: drives the back-off.
+    quick_failures: u32,
+    /// We asked this process to stop (reload or recycle): its exit is expected.
+    stop_requested: bool,
+    /// Harakiri already fired for this process.
+    harakiri_fired: bool,
+    /// The current process reported ready at least once.
+    was_ready: bool,
+}
+
+#[derive(PartialEq)]
+enum Phase {
+    Running,
+    Stopping { kill_at: Instant },
+}
+
+pub struct Master {
+    cfg: Config,
+    listeners: Vec<Listener>,
+    scoreboard: &'static Scoreboard,
+    slots: Vec<Slot>,
+    phase: Phase,
+    reload_queue: Vec<usize>,
+    signal_rd: i32,
+    signal_wr: i32,
+    /// Base of the tracebacker sockets (the user's, or a private one).
+    tb_base: String,
+    private_dir: Option<PathBuf>,
+    any_ready: bool,
+    pid: i32,
+}
+
+impl Master {
+    pub fn new(cfg: Config) -> Result<Master> {
+        let listeners = listen::bind_all(&cfg.listeners, cfg.listen, cfg.chmod_socket)?;
+        let scoreboard: &'static Scoreboard = Box::leak(Box::new(
+            Scoreboard::new(cfg.processes, cfg.threads).context("cannot map the scoreboard")?,
+        ));
+        // SAFETY: getpid has no preconditions.
+        let pid = unsafe { libc::getpid() };
+        let (tb_base, private_dir) = match &cfg.py_tracebacker {
+            Some(base) => (base.clone(), None),
+            None => {
+                // The master still needs every worker's dump at harakiri:
+                // give each a socket in a directory only we can enter.
+                let dir = std::env::temp_dir().join(format!("uwsgi-rs.{pid}"));
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(&dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                (
+                    dir.join("tracebacker").to_string_lossy().into_owned(),
+                    Some(dir),
+                )
+            }
+        };
+        let mut fds = [0i32; 2];
+        // SAFETY: pipe2 fills a 2-int array.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("cannot create the signal pipe");
+        }
+        if let Some(p) = &cfg.pidfile {
+            std::fs::write(p, format!("{pid}\n"))
+                .with_context(|| format!("cannot write pidfile {}", p.display()))?;
+        }
+        let slots = (0..cfg.processes).map(|_| Slot::default()).collect();
+        Ok(Master {
+            cfg,
+            listeners,
+            scoreboard,
+            slots,
+            phase: Phase::Running,
+            reload_queue: Vec::new(),
+            signal_rd: fds[0],
+            signal_wr: fds[1],
+            tb_base,
+            private_dir,
+            any_ready: false,
+            pid,
+        })
+    }
+
+    fn tb_path(&self, id: usize) -> PathBuf {
+        PathBuf::from(format!("{}{id}", self.tb_base))
+    }
+
+    /// Run until shutdown; returns the process exit status.
+    pub fn run(mut self) -> Result<i32> {
+        SIGNAL_PIPE.store(self.signal_wr, Ordering::Relaxed);
+        install_signals(on_signal as *const () as usize);
+        for l in &self.listeners {
+            let proto = match l.protocol {
+                crate::config::Protocol::Http => "http",
+                crate::config::Protocol::Uwsgi => "uwsgi",
+            };
+            log::line(&format!(
+                "uwsgi-rs {} serving {proto} on {}",
+                env!("CARGO_PKG_VERSION"),
+                l.name
+            ));
+        }
+        log::line(&format!(
+            "master process (pid: {}) with {} worker(s) x {} thread(s)",
+            self.pid, self.cfg.processes, self.cfg.threads
+        ));
+        if let Some(base) = &self.cfg.py_tracebacker {
+            log::line(&format!(
+                "python tracebacker sockets: {base}1 .. {base}{}",
+                self.cfg.processes
+            ));
+        }
+        for id in 1..=self.slots.len() {
+            self.spawn(id);
+        }
+        let status = loop {
+            self.wait_for_signal_or_tick();
+            if let Some(code) = self.handle_signals() {
+                break code;
+            }
+            if let Some(code) = self.reap() {
+                break code;
+            }
+            self.check_ready();
+            self.check_harakiri();
+            self.advance_reload();
+            self.respawn_due();
+            if let Phase::Stopping { kill_at } = self.phase {
+                if self.slots.iter().all(|s| s.pid == 0) {
+                    break 0;
+                }
+                if Instant::now() >= kill_at {
+                    log::line("workers did not stop within the mercy period: killing them");
+                    self.signal_all(libc::SIGKILL);
+                }
+            }
+        };
+        self.shutdown_now();
+        self.cleanup();
+        Ok(status)
+    }
+
+    fn wait_for_signal_or_tick(&self) {
+        let mut pfd = libc::pollfd {
+            fd: self.signal_rd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd, a live local.
+        unsafe { libc::poll(&mut pfd, 1, TICK.as_millis() as i32) };
+    }
+
+    /// Returns an exit status when the master must stop now.
+    fn handle_signals(&mut self) -> Option<i32> {
+        let mut buf = [0u8; 64];
+        loop {
+            // SAFETY: non-blocking read into a live buffer.
+            let n = unsafe { libc::read(self.signal_rd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                return None;
+            }
+            for &sig in &buf[..n as usize] {
+                match sig as i32 {
+                    libc::SIGHUP if self.phase == Phase::Running => {
+                        log::line("SIGHUP received: gracefully reloading workers...");
+                        self.reload_queue = (1..=self.slots.len()).rev().collect();
+                    }
+                    libc::SIGTERM | libc::SIGINT if self.phase == Phase::Running => {
+                        log::line(&format!(
+                            "{} received: shutting down gracefully (up to {} s for in-flight requests)...",
+                            if sig as i32 == libc::SIGTERM { "SIGTERM" } else { "SIGINT" },
+                            self.cfg.reload_mercy
+                        ));
+                        self.phase = Phase::Stopping {
+                            kill_at: Instant::now()
+                                + Duration::from_secs(self.cfg.reload_mercy + 1),
+                        };
+                        self.reload_queue.clear();
+                        self.signal_all(libc::SIGTERM);
+                    }
+                    libc::SIGQUIT | libc::SIGINT | libc::SIGTERM => {
+                        log::line("immediate shutdown requested: killing workers");
+                        return Some(0);
+                    }
+                    _ => {} // SIGCHLD: reaped below
+                }
+            }
+        }
+    }
+
+    fn signal_all(&mut self, sig: i32) {
+        for s in &mut self.slots {
+            if s.pid > 0 {
+                s.stop_requested = true;
+                // SAFETY: kill on a child we spawned and have not reaped.
+                unsafe { libc::kill(s.pid, sig) };
+            }
+        }
+    }
+
+    fn spawn(&mut self, id: usize) {
+        self.scoreboard.reset_worker(id);
+        let tb = self.tb_path(id);
+        let master_pid = self.pid;
+        // SAFETY: the master is single-threaded, so the child inherits a
+        // consistent address space; it runs the worker and never returns.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            log::line(&format!(
+                "cannot fork worker {id}: {}",
+                std::io::Error::last_os_error()
+            ));
+            self.slots[id - 1].respawn_at = Some(Instant::now() + Duration::from_secs(1));
+            return;
+        }
+        if pid == 0 {
+            // SAFETY: the pipe fds belong to the master; the child drops them.
+            unsafe {
+                libc::close(self.signal_rd);
+                libc::close(self.signal_wr);
+            }
+            install_signals(libc::SIG_DFL);
+            let code = worker::run(WorkerArgs {
+                cfg: &self.cfg,
+                id,
+                listeners: &self.listeners,
+                scoreboard: self.scoreboard,
+                tracebacker: tb,
+                master_pid,
+            });
+            // SAFETY: leave without running the master's destructors (which
+            // would unlink sockets the master still serves).
+            unsafe { libc::_exit(code) };
+        }
+        let w = self.scoreboard.worker(id);
+        w.pid.store(pid, Ordering::Relaxed);
+        w.last_spawn.store(log::unix_secs(), Ordering::Relaxed);
+        let slot = &mut self.slots[id - 1];
+        let first = slot.spawned.is_none();
+        if !first {
+            w.respawn_count.fetch_add(1, Ordering::Relaxed);
+        }
+        *slot = Slot {
+            pid,
+            spawned: Some(Instant::now()),
+            quick_failures: slot.quick_failures,
+            ..Slot::default()
+        };
+        if first {
+            log::line(&format!(
+                "spawned uwsgi-rs worker {id} (pid: {pid}, cores: {})",
+                self.cfg.threads
+            ));
+        } else {
+            log::line(&format!("Respawned uwsgi-rs worker {id} (new pid: {pid})"));
+        }
+    }
+
+    fn reap(&mut self) -> Option<i32> {
+        loop {
+            let mut status = 0;
+            // SAFETY: waitpid on our children with a live status int.
+            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            if pid <= 0 {
+                return None;
+            }
+            let Some(idx) = self.slots.iter().position(|s| s.pid == pid) else {
+                continue;
+            };
+            let id = idx + 1;
+            let stopping = matches!(self.phase, Phase::Stopping { .. });
+            let slot = &mut self.slots[idx];
+            let expected = slot.stop_requested;
+            let was_ready =
+                slot.was_ready || self.scoreboard.worker(id).accepting.load(Ordering::Acquire) == 1;
+            slot.pid = 0;
+            self.scoreboard.worker(id).pid.store(0, Ordering::Relaxed);
+            self.scoreboard
+                .worker(id)
+                .accepting
+                .store(0, Ordering::Relaxed);
+            remove_socket_file(&self.tb_path(id));
+            let exit_code = if libc::WIFEXITED(status) {
+                Some(libc::WEXITSTATUS(status))
+            } else {
+                None
+            };
+            let how = match exit_code {
+                Some(c) => format!("exit code {c}"),
+                None => format!("killed by signal {}", libc::WTERMSIG(status)),
+            };
+            if stopping {
+                log::line(&format!("worker {id} (pid: {pid}) stopped ({how})"));
+                continue;
+            }
+            if exit_code == Some(EXIT_LOAD_FAILED) && !self.any_ready {
+                log::line(&format!(
+                    "uwsgi-rs: worker {id} could not load the app (see above): exiting"
+                ));
+                return Some(1);
+            }
+            if expected && exit_code == Some(0) {
+                log::line(&format!("worker {id} killed successfully (pid: {pid})"));
+            } else if exit_code == Some(0) {
+                log::line(&format!(
+                    "worker {id} (pid: {pid}) finished its work: respawning"
+                ));
+            } else {
+                log::line(&format!(
+                    "DAMN ! worker {id} (pid: {pid}) died, {how} :( trying respawn ..."
+                ));
+            }
+            let slot = &mut self.slots[idx];
+            let delay = if was_ready || expected {
+                slot.quick_failures = 0;
+                Duration::ZERO
+            } else {
+                slot.quick_failures += 1;
+                let n = slot.quick_failures.min(8);
+                let d = if n <= 1 {
+                    Duration::ZERO
+                } else {
+                    Duration::from_millis(125 << (n - 1)).min(Duration::from_secs(16))
+                };
+                if !d.is_zero() {
+                    log::line(&format!(
+                        "worker {id} died {} times in a row before serving: respawning in {} ms",
+                        slot.quick_failures,
+                        d.as_millis()
+                    ));
+                }
+                d
+            };
+            slot.respawn_at = Some(Instant::now() + delay);
+        }
+    }
+
+    fn check_ready(&mut self) {
+        for (idx, s) in self.slots.iter_mut().enumerate() {
+            if s.pid > 0
+                && !s.was_ready
+                && self
+                    .scoreboard
+                    .worker(idx + 1)
+                    .accepting
+                    .load(Ordering::Acquire)
+                    == 1
+            {
+                s.was_ready = true;
+                self.any_ready = true;
+            }
+        }
+    }
+
+    fn respawn_due(&mut self) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        let now = Instant::now();
+        for id in 1..=self.slots.len() {
+            let s = &self.slots[id - 1];
+            if s.pid == 0 && s.respawn_at.is_some_and(|t| t <= now) {
+                self.spawn(id);
+            }
+        }
+    }
+
+    /// Rolling reload: stop one worker at a time, the next once its
+    /// replacement is accepting, so the others keep serving throughout.
+    fn advance_reload(&mut self) {
+        if self.phase != Phase::Running || self.reload_queue.is_empty() {
+            return;
+        }
+        let in_transition = self.slots.iter().any(|s| {
+            (s.pid > 0 && (s.stop_requested || !s.was_ready))
+                || (s.pid == 0 && s.respawn_at.is_some())
+        });
+        if in_transition {
+            return;
+        }
+        if let Some(id) = self.reload_queue.pop() {
+            let s = &mut self.slots[id - 1];
+            if s.pid > 0 {
+                s.stop_requested = true;
+                // SAFETY: kill on our unreaped child.
+                unsafe { libc::kill(s.pid, libc::SIGTERM) };
+            }
+        }
+    }
+
+    fn snapshot(&self, id: usize) -> Vec<CoreSnapshot> {
+        (0..self.cfg.threads)
+            .map(|c| {
+                let core = self.scoreboard.core(id, c);
+                let in_request = core.in_request.load(Ordering::Acquire) == 1;
+                CoreSnapshot {
+                    core: c,
+                    in_request,
+                    deadline_ms: core.deadline.load(Ordering::Relaxed),
+                    started_ms: core.started_ms.load(Ordering::Relaxed),
+                    info: if in_request { core.read_info() } else { None },
+                }
+            })
+            .collect()
+    }
+
+    fn check_harakiri(&mut self) {
+        let now = log::unix_millis();
+        for id in 1..=self.slots.len() {
+            let (pid, fired) = (self.slots[id - 1].pid, self.slots[id - 1].harakiri_fired);
+            if pid <= 0 || fired {
+                continue;
+            }
+            let cores = self.snapshot(id);
+            if let Some(core) = harakiri::overdue_core(&cores, now) {
+                self.harakiri(id, pid, core);
+            }
+        }
+    }
+
+    /// Log the worker's dump and the status of its busy cores, then kill it.
+    fn harakiri(&mut self, id: usize, pid: i32, core: usize) {
+        log::stamped(&format!(
+            "*** HARAKIRI ON WORKER {id} (pid: {pid}, try: 1, graceful: no) ***"
+        ));
+        let path = self.tb_path(id);
+        match crate::tracebacker::client::fetch(&path.to_string_lossy(), Duration::from_secs(2)) {
+            Ok(dump) if !dump.is_empty() => log::block(&dump),
+            Ok(_) => log::line("(the worker's tracebacker returned nothing)"),
+            Err(e) => log::line(&format!("(cannot read the worker's traceback: {e})")),
+        }
+        // Re-read: the status should describe the moment of the kill.
+        let cores = self.snapshot(id);
+        for line in
+            harakiri::status_lines(id, &cores, log::unix_millis(), self.cfg.harakiri_verbose)
+        {
+            log::stamped(&line);
+        }
+        log::stamped(&format!(
+            "HARAKIRI triggered by worker {id} core {core} !!!"
+        ));
+        // SAFETY: kill on our unreaped child.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        self.scoreboard
+            .worker(id)
+            .harakiri_count
+            .fetch_add(1, Ordering::Relaxed);
+        self.slots[id - 1].harakiri_fired = true;
+    }
+
+    /// Kill whatever still runs and wait for it (SIGQUIT, or after the loop).
+    fn shutdown_now(&mut self) {
+        self.signal_all(libc::SIGKILL);
+        for s in &mut self.slots {
+            if s.pid > 0 {
+                let mut status = 0;
+                // SAFETY: waiting for our own child.
+                unsafe { libc::waitpid(s.pid, &mut status, 0) };
+                s.pid = 0;
+            }
+        }
+    }
+
+    fn cleanup(&self) {
+        for l in &self.listeners {
+            l.remove_file();
+        }
+        for id in 1..=self.slots.len() {
+            remove_socket_file(&self.tb_path(id));
+        }
+        if let Some(d) = &self.private_dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+        if let Some(p) = &self.cfg.pidfile {
+            let _ = std::fs::remove_file(p);
+        }
+        log::line("goodbye to uwsgi-rs");
+    }
+}
+
+/// Remove a socket file we created; anything else at the path is left.
+fn remove_socket_file(path: &Path) {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+use std::os::unix::fs::DirBuilderExt;

@@ -1,0 +1,546 @@
+//! The hot path: what a core (request thread) does all day. Wait on the
+//! worker's poller, accept, read a request head, build the environ, call
+//! the app, write the response, and hand the connection back.
+//!
+//! Control (signals, stopping, the master) reaches this loop only through
+//! the [`Shared`] flags it checks between requests. The GIL is held only
+//! inside `wsgi::call` and environ building; every wait releases it.
+
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::config::Protocol;
+use crate::conn::{write_all_timeout, Conn};
+use crate::http::{self, BodyKind, Limits};
+use crate::poller::{Event, Poller};
+use crate::scoreboard::Scoreboard;
+use crate::uwsgi_module::CurrentCore;
+use crate::uwsgi_proto;
+use crate::wsgi::{self, input::BodyMode, input::BodyReader, response::ResponseCtx};
+
+/// Per-listener facts the hot path needs.
+pub struct ListenerInfo {
+    pub fd: RawFd,
+    pub protocol: Protocol,
+    pub is_unix: bool,
+    pub environ: Py<PyDict>,
+}
+
+/// State shared by the cores of one worker.
+pub struct Shared {
+    pub worker_id: usize,
+    pub poller: Poller,
+    pub listeners: Vec<ListenerInfo>,
+    pub app: PyObject,
+    pub scoreboard: &'static Scoreboard,
+    pub limits: Limits,
+    pub timeout: Duration,
+    pub harakiri_secs: u64,
+    pub keep_headers: bool,
+    pub logging: bool,
+    pub max_requests: u64,
+    /// Set by SIGTERM/SIGHUP or max-requests: finish and exit.
+    pub stopping: &'static AtomicBool,
+    pub listeners_removed: AtomicBool,
+    pub stop_started: std::sync::Mutex<Option<Instant>>,
+    pub mercy: Duration,
+    pub open_conns: AtomicUsize,
+    pub busy: AtomicUsize,
+    pub requests: AtomicU64,
+}
+
+impl Shared {
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+
+    /// First core to see the stop takes the listeners out of the poller, so
+    /// new connections go to the other workers (or wait in the backlog).
+    fn begin_stop(&self) {
+        if !self.listeners_removed.swap(true, Ordering::AcqRel) {
+            for l in &self.listeners {
+                self.poller.remove_listener(l.fd);
+            }
+            if let Ok(mut s) = self.stop_started.lock() {
+                *s = Some(Instant::now());
+            }
+        }
+    }
+
+    /// Whether a stopping worker may exit: nothing in flight, and idle
+    /// keep-alive clients had a moment to send what they were sending.
+    fn may_exit(&self) -> bool {
+        let since = self
+            .stop_started
+            .lock()
+            .ok()
+            .and_then(|s| *s)
+            .map(|t| t.elapsed())
+            .unwrap_or_default();
+        if since >= self.mercy {
+            return true;
+        }
+        self.busy.load(Ordering::Acquire) == 0
+            && (self.open_conns.load(Ordering::Acquire) == 0 || since >= Duration::from_secs(1))
+    }
+}
+
+/// Run core `core` until the worker stops. Returns when core 0 decides the
+/// worker may exit; other cores never return (the process exits under them).
+pub fn core_loop(py: Python<'_>, shared: &Shared, core: usize) {
+    let slot = shared.scoreboard.core(shared.worker_id, core);
+    loop {
+        if shared.stopping() {
+            shared.begin_stop();
+            if core == 0 && shared.may_exit() {
+                return;
+            }
+        }
+        let wait = if shared.stopping() {
+            Duration::from_millis(50)
+        } else {
+            Duration::from_secs(1)
+        };
+        // GIL: released while waiting for any socket.
+        let event = py.allow_threads(|| shared.poller.wait(wait));
+        match event {
+            Ok(Event::Wake) => {}
+            Ok(Event::Listener(idx)) => py.allow_threads(|| accept(shared, idx)),
+            Ok(Event::Conn(conn)) => {
+                shared.busy.fetch_add(1, Ordering::AcqRel);
+                drive(py, shared, conn, slot);
+                shared.busy.fetch_sub(1, Ordering::AcqRel);
+            }
+            Err(e) => {
+                crate::log::line(&format!(
+                    "worker {} core {core}: poll error: {e}",
+                    shared.worker_id
+                ));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// Accept what is pending on a listener, register each connection.
+fn accept(shared: &Shared, idx: usize) {
+    let l = &shared.listeners[idx];
+    for _ in 0..64 {
+        // SAFETY: sockaddr_storage is plain data, large enough for any family.
+        let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // SAFETY: listener fd stays open for the worker's life; addr/len are live locals.
+        let fd = unsafe {
+            libc::accept4(
+                l.fd,
+                (&mut addr as *mut libc::sockaddr_storage).cast(),
+                &mut len,
+                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EAGAIN) | Some(libc::ECONNABORTED) | Some(libc::EINTR) => {}
+                Some(libc::EMFILE) | Some(libc::ENFILE) => {
+                    // Out of descriptors: leave the connection in the backlog
+                    // and give in-flight requests time to release some.
+                    crate::log::line(&format!(
+                        "worker {}: accept: {e}; shedding load for 100 ms",
+                        shared.worker_id
+                    ));
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                _ => crate::log::line(&format!("worker {}: accept: {e}", shared.worker_id)),
+            }
+            break;
+        }
+        // SAFETY: accept4 returned a new fd we now own.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        let (ip, port) = if l.is_unix {
+            (String::new(), String::new())
+        } else {
+            peer(&addr)
+        };
+        if !l.is_unix {
+            let one: libc::c_int = 1;
+            // SAFETY: setsockopt on our fd with a live int.
+            unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::IPPROTO_TCP,
+                    libc::TCP_NODELAY,
+                    (&one as *const libc::c_int).cast(),
+                    4,
+                )
+            };
+        }
+        shared.open_conns.fetch_add(1, Ordering::AcqRel);
+        if shared
+            .poller
+            .arm(Box::new(Conn::new(owned, idx, ip, port)), true)
+            .is_err()
+        {
+            shared.open_conns.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+    if !shared.stopping() {
+        let _ = shared.poller.rearm_listener(idx, l.fd);
+    }
+}
+
+fn peer(addr: &libc::sockaddr_storage) -> (String, String) {
+    match addr.ss_family as i32 {
+        libc::AF_INET => {
+            // SAFETY: the family says this storage holds a sockaddr_in.
+            let a =
+                unsafe { &*(addr as *const libc::sockaddr_storage as *const libc::sockaddr_in) };
+            let ip = std::net::Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+            (ip.to_string(), u16::from_be(a.sin_port).to_string())
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says this storage holds a sockaddr_in6.
+            let a =
+                unsafe { &*(addr as *const libc::sockaddr_storage as *const libc::sockaddr_in6) };
+            let ip = std::net::Ipv6Addr::from(a.sin6_addr.s6_addr);
+            let ip = ip
+                .to_ipv4_mapped()
+                .map(|v4| v4.to_string())
+                .unwrap_or_else(|| ip.to_string());
+            (ip, u16::from_be(a.sin6_port).to_string())
+        }
+        _ => (String::new(), String::new()),
+    }
+}
+
+fn close(shared: &Shared, conn: Box<Conn>) {
+    shared.open_conns.fetch_sub(1, Ordering::AcqRel);
+    drop(conn);
+}
+
+/// Serve a connection that has bytes until it has none, then re-arm it.
+fn drive(
+    py: Python<'_>,
+    shared: &Shared,
+    mut conn: Box<Conn>,
+    slot: &'static crate::scoreboard::CoreSlot,
+) {
+    let max = shared.limits.max_head + 1;
+    // GIL: released for the read.
+    match py.allow_threads(|| conn.fill(max)) {
+        Ok(0) => return close(shared, conn),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        Err(_) => return close(shared, conn),
+    }
+    loop {
+        let keep = match shared.listeners[conn.listener].protocol {
+            Protocol::Http => match http::parse_head(&conn.buf, &shared.limits) {
+                Ok(http::Parsed::Incomplete) => break,
+                Ok(http::Parsed::Complete { value, consumed }) => {
+                    conn.buf.drain(..consumed);
+                    serve_http(py, shared, &mut conn, &value, slot)
+                }
+                Err(e) => {
+                    reject(py, shared, &conn, e.status(), &e.to_string());
+                    false
+                }
+            },
+            Protocol::Uwsgi => match uwsgi_proto::parse_packet(&conn.buf, shared.limits.max_head) {
+                Ok(uwsgi_proto::Parsed::Incomplete) => break,
+                Ok(uwsgi_proto::Parsed::Complete { value, consumed }) => {
+                    conn.buf.drain(..consumed);
+                    serve_uwsgi(py, shared, &mut conn, &value, slot);
+                    false // nginx's uwsgi_pass uses one connection per request
+                }
+                Err(e) => {
+                    let status = if matches!(e, uwsgi_proto::ProtoError::TooLarge { .. }) {
+                        413
+                    } else {
+                        400
+                    };
+                    reject(py, shared, &conn, status, &e.to_string());
+                    false
+                }
+            },
+        };
+        conn.served += 1;
+        if !keep {
+            return close(shared, conn);
+        }
+        if conn.buf.is_empty() {
+            break;
+        }
+    }
+    if shared.stopping() && conn.buf.is_empty() && conn.served > 0 {
+        // Stopping: a connection whose last response said keep-alive may
+        // still bring one more request; the poller gives it a moment.
+    }
+    if let Err(_e) = shared.poller.arm(conn, false) {
+        shared.open_conns.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Answer a request we could not parse, and log why.
+fn reject(py: Python<'_>, shared: &Shared, conn: &Conn, status: u16, why: &str) {
+    let fd = conn.fd();
+    let timeout = shared.timeout;
+    // GIL: released for the write.
+    let _ = py.allow_threads(|| write_all_timeout(fd, &http::error_response(status), timeout));
+    if shared.logging {
+        crate::log::line(&format!(
+            "[pid: {}|worker: {}] {} bad request rejected with {status}: {}",
+            std::process::id(),
+            shared.worker_id,
+            crate::log::escape(conn.remote_addr.as_bytes()),
+            crate::log::escape(why.as_bytes())
+        ));
+    }
+}
+
+fn deadline_ms(shared: &Shared, now_ms: u64) -> u64 {
+    if shared.harakiri_secs == 0 {
+        0
+    } else {
+        now_ms + shared.harakiri_secs * 1000
+    }
+}
+
+fn serve_http(
+    py: Python<'_>,
+    shared: &Shared,
+    conn: &mut Conn,
+    head: &http::RequestHead,
+    slot: &'static crate::scoreboard::CoreSlot,
+) -> bool {
+    let started = Instant::now();
+    let now_ms = crate::log::unix_millis();
+    let listener = &shared.listeners[conn.listener];
+    let verbose_headers: Vec<Vec<u8>> = if shared.keep_headers {
+        head.headers
+            .iter()
+            .map(|(k, v)| [k.as_bytes(), b": ", v].concat())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut info: Vec<&[u8]> = vec![
+        conn.remote_addr.as_bytes(),
+        head.method.as_bytes(),
+        &head.target,
+    ];
+    info.extend(verbose_headers.iter().map(|h| h.as_slice()));
+    slot.begin(now_ms, deadline_ms(shared, now_ms), &info);
+    let _current = CurrentCore::enter(slot);
+
+    let mode = match head.body {
+        BodyKind::None => BodyMode::Length(0),
+        BodyKind::Length(n) => BodyMode::Length(n),
+        BodyKind::Chunked => BodyMode::Chunked(Box::new(http::ChunkedDecoder::new(
+            shared.limits.limit_post,
+        ))),
+    };
+    let has_body = !matches!(head.body, BodyKind::None | BodyKind::Length(0));
+    let reader = BodyReader::new(
+        conn.fd(),
+        std::mem::take(&mut conn.buf),
+        mode,
+        shared.timeout,
+        head.expect_continue && has_body,
+    );
+    let ctx = ResponseCtx {
+        fd: conn.fd(),
+        timeout: shared.timeout,
+        head_request: head.method == "HEAD",
+        chunked_ok: head.minor_version >= 1,
+        http10: head.minor_version == 0,
+        protocol: if head.minor_version == 0 {
+            "HTTP/1.0"
+        } else {
+            "HTTP/1.1"
+        },
+        keep_alive: head.keep_alive && !shared.stopping(),
+    };
+    let outcome = match wsgi::environ::from_http(
+        py,
+        listener.environ.bind(py),
+        head,
+        &conn.remote_addr,
+        &conn.remote_port,
+    ) {
+        Ok(env) => wsgi::call(py, shared.app.bind(py), &env, reader, ctx),
+        Err(e) => {
+            crate::log::line(&format!("cannot build environ: {e}"));
+            reject(py, shared, conn, 500, "environ");
+            slot.end();
+            return false;
+        }
+    };
+    slot.end();
+    conn.buf = outcome.leftover;
+    finish_request(
+        shared,
+        slot,
+        conn,
+        &head.method,
+        &head.target,
+        if head.minor_version == 0 {
+            "HTTP/1.0"
+        } else {
+            "HTTP/1.1"
+        },
+        outcome.status,
+        outcome.bytes,
+        outcome.raised,
+        started,
+    );
+    outcome.keep_alive && !shared.stopping()
+}
+
+fn serve_uwsgi(
+    py: Python<'_>,
+    shared: &Shared,
+    conn: &mut Conn,
+    packet: &uwsgi_proto::Packet,
+    slot: &'static crate::scoreboard::CoreSlot,
+) {
+    let started = Instant::now();
+    let now_ms = crate::log::unix_millis();
+    let method =
+        String::from_utf8_lossy(packet.get(b"REQUEST_METHOD").unwrap_or(b"GET")).into_owned();
+    let uri = packet
+        .get(b"REQUEST_URI")
+        .or_else(|| packet.get(b"PATH_INFO"))
+        .unwrap_or(b"/")
+        .to_vec();
+    let remote = packet.get(b"REMOTE_ADDR").unwrap_or(b"").to_vec();
+    slot.begin(
+        now_ms,
+        deadline_ms(shared, now_ms),
+        &[&remote, method.as_bytes(), &uri],
+    );
+    let _current = CurrentCore::enter(slot);
+    let length = match packet.get(b"CONTENT_LENGTH").filter(|v| !v.is_empty()) {
+        None => 0,
+        Some(v) => match std::str::from_utf8(v)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+        {
+            Some(n) => n,
+            None => {
+                slot.end();
+                return reject(py, shared, conn, 400, "invalid CONTENT_LENGTH");
+            }
+        },
+    };
+    if shared.limits.limit_post > 0 && length > shared.limits.limit_post {
+        slot.end();
+        return reject(py, shared, conn, 413, "body over --limit-post");
+    }
+    let proto = match packet.get(b"SERVER_PROTOCOL") {
+        Some(b"HTTP/1.0") => "HTTP/1.0",
+        _ => "HTTP/1.1",
+    };
+    let reader = BodyReader::new(
+        conn.fd(),
+        std::mem::take(&mut conn.buf),
+        BodyMode::Length(length),
+        shared.timeout,
+        false,
+    );
+    let ctx = ResponseCtx {
+        fd: conn.fd(),
+        timeout: shared.timeout,
+        head_request: method == "HEAD",
+        chunked_ok: false,
+        http10: false,
+        protocol: proto,
+        keep_alive: false,
+    };
+    let outcome = match wsgi::environ::from_uwsgi(
+        py,
+        shared.listeners[conn.listener].environ.bind(py),
+        &packet.vars,
+    ) {
+        Ok(env) => wsgi::call(py, shared.app.bind(py), &env, reader, ctx),
+        Err(e) => {
+            crate::log::line(&format!("cannot build environ: {e}"));
+            slot.end();
+            return reject(py, shared, conn, 500, "environ");
+        }
+    };
+    slot.end();
+    finish_request(
+        shared,
+        slot,
+        conn,
+        &method,
+        &uri,
+        proto,
+        outcome.status,
+        outcome.bytes,
+        outcome.raised,
+        started,
+    );
+}
+
+/// Stats, the access log line, and max-requests, after every request.
+#[allow(clippy::too_many_arguments)]
+fn finish_request(
+    shared: &Shared,
+    slot: &crate::scoreboard::CoreSlot,
+    conn: &Conn,
+    method: &str,
+    uri: &[u8],
+    proto: &str,
+    status: u16,
+    bytes: u64,
+    raised: bool,
+    started: Instant,
+) {
+    let _ = slot;
+    let w = shared.scoreboard.worker(shared.worker_id);
+    let total = w.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    w.tx.fetch_add(bytes, Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    w.busy_micros
+        .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    if raised {
+        w.exceptions.fetch_add(1, Ordering::Relaxed);
+    }
+    if shared.logging {
+        crate::log::line(&format!(
+            "[pid: {}|worker: {}|req: {}] {} [{}] {} {} => generated {} bytes in {} msecs ({} {})",
+            std::process::id(),
+            shared.worker_id,
+            total,
+            if conn.remote_addr.is_empty() {
+                "-"
+            } else {
+                &conn.remote_addr
+            },
+            crate::log::ctime_now(),
+            crate::log::escape(method.as_bytes()),
+            crate::log::escape(uri),
+            bytes,
+            elapsed.as_millis(),
+            proto,
+            status
+        ));
+    }
+    if shared.max_requests > 0
+        && total >= shared.max_requests
+        && !shared.stopping.swap(true, Ordering::AcqRel)
+    {
+        crate::log::line(&format!(
+            "...The work of process {} is done (max requests {} reached). Seeya!",
+            std::process::id(),
+            shared.max_requests
+        ));
+        shared.poller.wake_all();
+    }
+}

@@ -1,0 +1,132 @@
+//! Collecting stacks through the interpreter, with the GIL: exact names,
+//! full depth, any characters. Used whenever the GIL can be had quickly.
+//!
+//! A dedicated collector thread does the waiting for the GIL, so the
+//! tracebacker thread can give up after a bound and switch to the GIL-free
+//! path; at most one collection is ever in flight.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use pyo3::prelude::*;
+
+use super::format::{Frame, ThreadStack};
+use super::names;
+
+/// Python side of the collection: runs with the GIL on the collector thread.
+const COLLECT_PY: &str = r#"
+import sys, threading, linecache
+
+def collect():
+    me = threading.get_ident()
+    names = {t.ident: t.name for t in threading.enumerate()}
+    out = []
+    for ident, frame in sys._current_frames().items():
+        if ident == me:
+            continue
+        frames = []
+        f = frame
+        while f is not None:
+            co = f.f_code
+            try:
+                src = linecache.getline(co.co_filename, f.f_lineno).strip()
+            except Exception:
+                src = ""
+            frames.append((co.co_filename, f.f_lineno or 0, co.co_name, src))
+            f = f.f_back
+        frames.reverse()
+        out.append((ident, names.get(ident), frames))
+    return out, list(names.items())
+"#;
+
+type Reply = Sender<Vec<ThreadStack>>;
+
+struct Collector {
+    requests: Mutex<Sender<Reply>>,
+    busy: AtomicBool,
+}
+
+fn collector() -> &'static Collector {
+    static C: OnceLock<Collector> = OnceLock::new();
+    C.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Reply>();
+        let _ = std::thread::Builder::new()
+            .name("uwsgi-rs-tb-gil".into())
+            .spawn(move || run(rx));
+        Collector {
+            requests: Mutex::new(tx),
+            busy: AtomicBool::new(false),
+        }
+    })
+}
+
+fn run(rx: Receiver<Reply>) {
+    let mut func: Option<PyObject> = None;
+    for reply in rx {
+        // GIL: taken here, possibly after a long wait; released at the end
+        // of the closure. Nobody else waits on this thread.
+        let stacks = Python::with_gil(|py| {
+            if func.is_none() {
+                func = PyModule::from_code_bound(
+                    py,
+                    COLLECT_PY,
+                    "uwsgi_rs_tracebacker.py",
+                    "uwsgi_rs_tracebacker",
+                )
+                .and_then(|m| m.getattr("collect"))
+                .map(|f| f.unbind())
+                .ok();
+            }
+            func.as_ref()
+                .and_then(|f| convert(py, f.call0(py).ok()?.bind(py)).ok())
+        });
+        collector().busy.store(false, Ordering::Release);
+        let _ = reply.send(stacks.unwrap_or_default());
+    }
+}
+
+fn convert(py: Python<'_>, result: &Bound<'_, PyAny>) -> PyResult<Vec<ThreadStack>> {
+    let _ = py;
+    let (threads, all_names): (
+        Vec<(u64, Option<String>, Vec<(String, u32, String, String)>)>,
+        Vec<(Option<u64>, String)>,
+    ) = result.extract()?;
+    for (ident, name) in all_names.into_iter().filter_map(|(i, n)| Some((i?, n))) {
+        names::record(ident, &name);
+    }
+    Ok(threads
+        .into_iter()
+        .map(|(ident, name, frames)| ThreadStack {
+            ident,
+            name: name
+                .or_else(|| names::lookup(ident))
+                .unwrap_or_else(|| super::format::UNNAMED.into()),
+            frames: frames
+                .into_iter()
+                .map(|(filename, lineno, function, line)| Frame {
+                    filename,
+                    lineno,
+                    function,
+                    line,
+                })
+                .collect(),
+        })
+        .collect())
+}
+
+/// Stacks of every thread, or None when the GIL was not had within `wait`
+/// (or a previous collection is still waiting for it).
+pub fn collect(wait: Duration) -> Option<Vec<ThreadStack>> {
+    let c = collector();
+    if c.busy.swap(true, Ordering::AcqRel) {
+        return None;
+    }
+    let (tx, rx) = mpsc::channel();
+    if c.requests.lock().ok()?.send(tx).is_err() {
+        c.busy.store(false, Ordering::Release);
+        return None;
+    }
+    rx.recv_timeout(wait).ok()
+}

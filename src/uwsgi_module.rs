@@ -1,0 +1,94 @@
+//! The `uwsgi` Python module apps can import, as under uWSGI: the worker's
+//! id, per-request harakiri, and a few facts about the server.
+//!
+//! Functions here reach the running request only through the per-thread
+//! [`CurrentCore`]; they never touch sockets or the master.
+
+use std::cell::Cell;
+use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+
+use crate::scoreboard::CoreSlot;
+
+/// Facts fixed when the worker starts.
+pub struct WorkerFacts {
+    pub worker_id: usize,
+    pub processes: usize,
+    pub threads: usize,
+}
+
+static FACTS: OnceLock<WorkerFacts> = OnceLock::new();
+
+pub fn set_facts(f: WorkerFacts) {
+    let _ = FACTS.set(f);
+}
+
+thread_local! {
+    /// The scoreboard slot of the request this thread is serving, if any.
+    static CURRENT: Cell<Option<&'static CoreSlot>> = const { Cell::new(None) };
+}
+
+/// Marks the calling thread as serving a request on `slot` for as long as
+/// the guard lives.
+pub struct CurrentCore;
+
+impl CurrentCore {
+    pub fn enter(slot: &'static CoreSlot) -> CurrentCore {
+        CURRENT.with(|c| c.set(Some(slot)));
+        CurrentCore
+    }
+}
+
+impl Drop for CurrentCore {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(None));
+    }
+}
+
+/// Set (or with 0, clear) the harakiri timeout of the current request only.
+#[pyfunction]
+fn set_user_harakiri(seconds: u64) -> PyResult<()> {
+    let slot = CURRENT
+        .with(|c| c.get())
+        .ok_or_else(|| PyRuntimeError::new_err("set_user_harakiri() called outside a request"))?;
+    let deadline = if seconds == 0 {
+        0
+    } else {
+        crate::log::unix_millis() + seconds * 1000
+    };
+    slot.deadline.store(deadline, Ordering::Relaxed);
+    Ok(())
+}
+
+#[pyfunction]
+fn worker_id() -> usize {
+    FACTS.get().map(|f| f.worker_id).unwrap_or(0)
+}
+
+/// Internal: remember a thread's name for the GIL-free tracebacker.
+#[pyfunction]
+fn _register_thread(ident: u64, name: &str) {
+    crate::tracebacker::names::record(ident, name);
+}
+
+#[pymodule]
+fn uwsgi(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(set_user_harakiri, m)?)?;
+    m.add_function(wrap_pyfunction!(worker_id, m)?)?;
+    m.add_function(wrap_pyfunction!(_register_thread, m)?)?;
+    if let Some(f) = FACTS.get() {
+        m.add("numproc", f.processes)?;
+        m.add("threads", f.threads)?;
+    }
+    m.add("version", env!("CARGO_PKG_VERSION"))?;
+    m.add("SERVER", "uwsgi-rs")?;
+    Ok(())
+}
+
+/// Make `import uwsgi` work; must run before the interpreter starts.
+pub fn register() {
+    pyo3::append_to_inittab!(uwsgi);
+}

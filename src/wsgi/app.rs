@@ -1,0 +1,111 @@
+//! Finding the WSGI callable: `--module pkg.mod[:callable]` or
+//! `--wsgi-file path.py`, with `--callable` naming the attribute.
+//!
+//! Load failures come back as [`LoadError`] carrying the one line to show and
+//! Python's traceback; the worker prints both and exits so the master can
+//! report that the app failed to load. Runs once per worker, under the GIL.
+
+use std::path::Path;
+
+use pyo3::prelude::*;
+use pyo3::types::PyModule;
+
+use crate::config::Config;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{line}")]
+pub struct LoadError {
+    /// One line naming the problem.
+    pub line: String,
+    /// Python's traceback, when Python raised.
+    pub traceback: Option<String>,
+}
+
+/// Import the configured app and return its callable.
+pub fn load(py: Python<'_>, cfg: &Config) -> Result<PyObject, LoadError> {
+    let (module, callable) = if let Some(spec) = &cfg.module {
+        let (m, c) = match spec.split_once(':') {
+            Some((m, c)) => (m, c.to_string()),
+            None => (spec.as_str(), cfg.callable.clone()),
+        };
+        let module = py.import_bound(m).map_err(|e| LoadError {
+            line: format!(
+                "unable to load app: cannot import module '{m}': {}",
+                one_line(py, &e)
+            ),
+            traceback: Some(crate::python::format_exception(py, &e)),
+        })?;
+        (module, c)
+    } else if let Some(file) = &cfg.wsgi_file {
+        (import_file(py, file)?, cfg.callable.clone())
+    } else {
+        return Err(LoadError {
+            line: "no app given: use --module, --wsgi or --wsgi-file".into(),
+            traceback: None,
+        });
+    };
+    let name = module.name().map(|n| n.to_string()).unwrap_or_default();
+    let app = module.getattr(callable.as_str()).map_err(|_| LoadError {
+        line: format!("unable to load app: module '{name}' has no callable '{callable}'"),
+        traceback: None,
+    })?;
+    if !app.is_callable() {
+        return Err(LoadError {
+            line: format!("unable to load app: '{name}.{callable}' is not callable"),
+            traceback: None,
+        });
+    }
+    Ok(app.unbind())
+}
+
+/// Execute a file as a fresh module, as uWSGI's `--wsgi-file` does.
+fn import_file<'py>(py: Python<'py>, file: &Path) -> Result<Bound<'py, PyModule>, LoadError> {
+    let shown = file.display().to_string();
+    if !file.is_file() {
+        return Err(LoadError {
+            line: format!("unable to load app: {shown}: no such file"),
+            traceback: None,
+        });
+    }
+    let stem: String = file
+        .file_stem()
+        .map(|s| {
+            s.to_string_lossy()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect()
+        })
+        .unwrap_or_else(|| "app".into());
+    let modname = format!("uwsgi_file_{stem}");
+    let run = || -> PyResult<Bound<'py, PyModule>> {
+        let util = py.import_bound("importlib.util")?;
+        let spec = util.call_method1(
+            "spec_from_file_location",
+            (modname.as_str(), shown.as_str()),
+        )?;
+        let module = util.call_method1("module_from_spec", (&spec,))?;
+        py.import_bound("sys")?
+            .getattr("modules")?
+            .set_item(modname.as_str(), &module)?;
+        spec.getattr("loader")?
+            .call_method1("exec_module", (&module,))?;
+        Ok(module.downcast_into::<PyModule>()?)
+    };
+    run().map_err(|e| LoadError {
+        line: format!(
+            "unable to load app: error running {shown}: {}",
+            one_line(py, &e)
+        ),
+        traceback: Some(crate::python::format_exception(py, &e)),
+    })
+}
+
+fn one_line(py: Python<'_>, e: &PyErr) -> String {
+    let s = e.value_bound(py).to_string();
+    let ty = e
+        .get_type_bound(py)
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_default();
+    format!("{ty}: {}", s.lines().next().unwrap_or(""))
+}

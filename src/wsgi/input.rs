@@ -1,0 +1,313 @@
+//! `wsgi.input`: the request body as a stream the app reads, never buffered
+//! whole. Content-Length bodies end after exactly that many bytes; chunked
+//! bodies are decoded as they arrive. Bytes past the body (a pipelined next
+//! request) stay in the buffer and go back to the connection afterwards.
+//!
+//! The GIL is released for every socket read; a read that times out raises
+//! `OSError` in the app and marks the connection unusable.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList};
+
+use crate::conn::{read_timeout, write_all_timeout};
+use crate::http::ChunkedDecoder;
+
+const READ_CHUNK: usize = 64 * 1024;
+
+pub enum BodyMode {
+    Length(u64),
+    Chunked(Box<ChunkedDecoder>),
+}
+
+/// The body state of one request, owned by `wsgi.input` while the app runs
+/// and taken back by the core when the request ends.
+pub struct BodyReader {
+    fd: RawFd,
+    /// Raw bytes read from the socket; `pos` of them are consumed.
+    buf: Vec<u8>,
+    pos: usize,
+    mode: BodyMode,
+    timeout: Duration,
+    /// `Expect: 100-continue` seen: say "100 Continue" before the first read
+    /// that needs the client, and only then (the app may not want the body).
+    continue_pending: bool,
+    /// A socket error or protocol error happened: the connection cannot be
+    /// reused.
+    pub broken: bool,
+    /// Decoded body bytes handed to the app.
+    pub body_read: u64,
+}
+
+impl BodyReader {
+    pub fn new(
+        fd: RawFd,
+        buf: Vec<u8>,
+        mode: BodyMode,
+        timeout: Duration,
+        expect_continue: bool,
+    ) -> BodyReader {
+        BodyReader {
+            fd,
+            buf,
+            pos: 0,
+            mode,
+            timeout,
+            continue_pending: expect_continue,
+            broken: false,
+            body_read: 0,
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        match &self.mode {
+            BodyMode::Length(n) => *n == 0,
+            BodyMode::Chunked(d) => d.is_done(),
+        }
+    }
+
+    /// Read more raw bytes from the socket (blocking up to the timeout).
+    fn fill_raw(&mut self) -> io::Result<()> {
+        if self.continue_pending {
+            self.continue_pending = false;
+            write_all_timeout(self.fd, b"HTTP/1.1 100 Continue\r\n\r\n", self.timeout)?;
+        }
+        if self.pos > 0 && self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        }
+        let len = self.buf.len();
+        self.buf.resize(len + READ_CHUNK, 0);
+        let r = read_timeout(self.fd, &mut self.buf[len..], self.timeout);
+        let n = *r.as_ref().unwrap_or(&0);
+        self.buf.truncate(len + n);
+        match r {
+            Ok(0) => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "client closed the connection mid-body",
+            )),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Up to `max` decoded body bytes; empty at the end of the body.
+    pub fn next_chunk(&mut self, max: usize) -> io::Result<Vec<u8>> {
+        let r = self.next_chunk_inner(max);
+        match &r {
+            Ok(v) => self.body_read += v.len() as u64,
+            Err(_) => self.broken = true,
+        }
+        r
+    }
+
+    fn next_chunk_inner(&mut self, max: usize) -> io::Result<Vec<u8>> {
+        if self.broken {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "request body unavailable after an earlier error",
+            ));
+        }
+        loop {
+            match &mut self.mode {
+                BodyMode::Length(remaining) => {
+                    if *remaining == 0 || max == 0 {
+                        return Ok(Vec::new());
+                    }
+                    let avail = self.buf.len() - self.pos;
+                    if avail > 0 {
+                        let n = avail.min(max).min(*remaining as usize);
+                        let out = self.buf[self.pos..self.pos + n].to_vec();
+                        self.pos += n;
+                        *remaining -= n as u64;
+                        return Ok(out);
+                    }
+                }
+                BodyMode::Chunked(dec) => {
+                    if dec.is_done() || max == 0 {
+                        return Ok(Vec::new());
+                    }
+                    let mut out = Vec::new();
+                    // Feed at most what could decode to `max` bytes (chunk
+                    // framing only adds bytes), so nothing decoded is lost.
+                    let end = self.buf.len().min(self.pos + max);
+                    let used = dec
+                        .decode(&self.buf[self.pos..end], &mut out)
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                    self.pos += used;
+                    if !out.is_empty() || dec.is_done() {
+                        return Ok(out);
+                    }
+                    if used > 0 {
+                        continue;
+                    }
+                }
+            }
+            self.fill_raw()?;
+        }
+    }
+
+    /// Read and discard the rest of the body so the connection can carry
+    /// the next request; false when that is not worth it or fails.
+    pub fn drain(&mut self, limit: u64) -> bool {
+        let mut drained = 0u64;
+        while !self.is_finished() {
+            if self.broken || drained > limit {
+                return false;
+            }
+            match self.next_chunk(READ_CHUNK) {
+                Ok(v) if v.is_empty() => break,
+                Ok(v) => drained += v.len() as u64,
+                Err(_) => return false,
+            }
+        }
+        !self.broken
+    }
+
+    /// The bytes after the body (the next pipelined request), for the
+    /// connection's buffer.
+    pub fn into_leftover(mut self) -> Vec<u8> {
+        self.buf.drain(..self.pos);
+        self.buf
+    }
+}
+
+/// The `wsgi.input` object.
+#[pyclass(module = "uwsgi_rs")]
+pub struct Input {
+    /// None once the request has ended (the core took the state back).
+    reader: Option<BodyReader>,
+    /// Decoded bytes read ahead by readline and not yet returned.
+    pending: Vec<u8>,
+}
+
+impl Input {
+    pub fn new(reader: BodyReader) -> Input {
+        Input {
+            reader: Some(reader),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Take the body state back when the request ends.
+    pub fn take_reader(&mut self) -> Option<BodyReader> {
+        self.reader.take()
+    }
+
+    fn chunk(&mut self, py: Python<'_>, max: usize) -> PyResult<Vec<u8>> {
+        if !self.pending.is_empty() {
+            let n = max.min(self.pending.len());
+            return Ok(self.pending.drain(..n).collect());
+        }
+        let reader = self
+            .reader
+            .as_mut()
+            .ok_or_else(|| PyValueError::new_err("wsgi.input used after the request ended"))?;
+        // GIL: released while waiting for the client's bytes.
+        py.allow_threads(|| reader.next_chunk(max))
+            .map_err(|e| PyOSError::new_err(format!("error reading request body: {e}")))
+    }
+
+    fn read_bytes(&mut self, py: Python<'_>, size: Option<isize>) -> PyResult<Vec<u8>> {
+        let want = match size {
+            Some(n) if n >= 0 => n as usize,
+            _ => usize::MAX,
+        };
+        let mut out = Vec::new();
+        while out.len() < want {
+            let c = self.chunk(py, (want - out.len()).min(READ_CHUNK))?;
+            if c.is_empty() {
+                break;
+            }
+            out.extend_from_slice(&c);
+        }
+        Ok(out)
+    }
+
+    fn read_line(&mut self, py: Python<'_>, size: Option<isize>) -> PyResult<Vec<u8>> {
+        let limit = match size {
+            Some(n) if n >= 0 => n as usize,
+            _ => usize::MAX,
+        };
+        let mut line = Vec::new();
+        while line.len() < limit {
+            let c = self.chunk(py, READ_CHUNK)?;
+            if c.is_empty() {
+                break;
+            }
+            let room = limit - line.len();
+            let take = match memchr::memchr(b'\n', &c) {
+                Some(i) => (i + 1).min(room),
+                None => c.len().min(room),
+            };
+            line.extend_from_slice(&c[..take]);
+            if take < c.len() {
+                let mut rest = c[take..].to_vec();
+                rest.extend_from_slice(&self.pending);
+                self.pending = rest;
+            }
+            if line.last() == Some(&b'\n') {
+                break;
+            }
+        }
+        Ok(line)
+    }
+}
+
+#[pymethods]
+impl Input {
+    #[pyo3(signature = (size=None))]
+    fn read<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
+        let v = self.read_bytes(py, size)?;
+        Ok(PyBytes::new_bound(py, &v))
+    }
+
+    #[pyo3(signature = (size=None))]
+    fn readline<'py>(
+        &mut self,
+        py: Python<'py>,
+        size: Option<isize>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let v = self.read_line(py, size)?;
+        Ok(PyBytes::new_bound(py, &v))
+    }
+
+    #[pyo3(signature = (hint=None))]
+    fn readlines<'py>(
+        &mut self,
+        py: Python<'py>,
+        hint: Option<isize>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let list = PyList::empty_bound(py);
+        let mut total = 0usize;
+        loop {
+            let line = self.read_line(py, None)?;
+            if line.is_empty() {
+                break;
+            }
+            total += line.len();
+            list.append(PyBytes::new_bound(py, &line))?;
+            if matches!(hint, Some(h) if h > 0 && total >= h as usize) {
+                break;
+            }
+        }
+        Ok(list)
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let line = self.read_line(py, None)?;
+        Ok(if line.is_empty() {
+            None
+        } else {
+            Some(PyBytes::new_bound(py, &line))
+        })
+    }
+}

@@ -1,0 +1,228 @@
+//! Calling a WSGI app for one request (PEP 3333): hand it the environ and
+//! `start_response`, walk the iterable it returns, always call `close()`,
+//! and turn any exception into a 500 (or a cut connection once headers are
+//! out) with the traceback in the log.
+//!
+//! This is the only place the GIL is held on the request path. Sockets are
+//! touched only through `input` and `response`, which release the GIL.
+
+pub mod app;
+pub mod environ;
+pub mod input;
+pub mod response;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+
+use input::{BodyReader, Input};
+use response::{FileWrapper, ResponseCtx, StartResponse};
+
+/// What happened, for the access log and the connection.
+pub struct Outcome {
+    pub status: u16,
+    pub bytes: u64,
+    pub keep_alive: bool,
+    /// Bytes read past this request's body: the next pipelined request.
+    pub leftover: Vec<u8>,
+    /// The app raised (counted as an exception in the stats).
+    pub raised: bool,
+}
+
+/// The largest unread request body we drain to keep a connection alive;
+/// beyond that, closing is cheaper than reading.
+const DRAIN_LIMIT: u64 = 1 << 20;
+
+/// Run the app for one request. `environ` has everything but `wsgi.input`.
+pub fn call(
+    py: Python<'_>,
+    app: &Bound<'_, PyAny>,
+    environ: &Bound<'_, PyDict>,
+    body: BodyReader,
+    ctx: ResponseCtx,
+) -> Outcome {
+    let input = match Py::new(py, Input::new(body)) {
+        Ok(i) => i,
+        Err(e) => return internal_failure(py, &e),
+    };
+    let sr = match Py::new(py, StartResponse::new(ctx)) {
+        Ok(s) => s,
+        Err(e) => return internal_failure(py, &e),
+    };
+    let sr_b = sr.bind(py);
+    let mut raised = false;
+    let run = environ
+        .set_item(pyo3::intern!(py, "wsgi.input"), input.bind(py))
+        .and_then(|_| app.call1((environ, sr_b)))
+        .and_then(|result| respond(py, &result, sr_b));
+    if let Err(e) = run {
+        raised = true;
+        report(py, &e);
+        let mut s = sr_b.borrow_mut();
+        if s.headers_sent {
+            // Too late for a 500: cut the connection so the client sees an
+            // incomplete response rather than a truncated "success".
+            s.ctx.keep_alive = false;
+        } else {
+            s.set_error(500);
+            let _ = s.push_body(py, b"Internal Server Error\n");
+            let _ = s.finish(py, Some(22));
+        }
+    }
+    let s = sr_b.borrow_mut();
+    let mut keep_alive = s.ctx.keep_alive && !s.write_failed;
+    let reader = input.bind(py).borrow_mut().take_reader();
+    let leftover = match reader {
+        Some(mut r) => {
+            if keep_alive && !r.is_finished() {
+                // GIL: released while discarding the unread body.
+                keep_alive = py.allow_threads(|| r.drain(DRAIN_LIMIT));
+            }
+            keep_alive &= !r.broken;
+            r.into_leftover()
+        }
+        None => {
+            keep_alive = false;
+            Vec::new()
+        }
+    };
+    Outcome {
+        status: if s.code == 0 { 500 } else { s.code },
+        bytes: s.wire_bytes,
+        keep_alive,
+        leftover,
+        raised,
+    }
+}
+
+/// Walk the app's iterable into the response; `close()` is always called.
+fn respond(
+    py: Python<'_>,
+    result: &Bound<'_, PyAny>,
+    sr: &Bound<'_, StartResponse>,
+) -> PyResult<()> {
+    let walked = walk(py, result, sr);
+    let closed = if result.hasattr(pyo3::intern!(py, "close")).unwrap_or(false) {
+        result.call_method0(pyo3::intern!(py, "close")).map(|_| ())
+    } else {
+        Ok(())
+    };
+    walked?;
+    closed?;
+    let mut s = sr.borrow_mut();
+    if !s.status_set() {
+        return Err(pyo3::exceptions::PyAssertionError::new_err(
+            "the app returned without calling start_response()",
+        ));
+    }
+    // A body held whole (list/tuple) is sent now, after close(), so an
+    // error in close() can still become a 500.
+    let pending = s.take_pending();
+    if !s.headers_sent {
+        let len = pending.len() as u64;
+        s.send_head(Some(len));
+        s.push_body(py, &pending)?;
+        s.finish(py, Some(len))
+    } else {
+        s.finish(py, None)
+    }
+}
+
+fn walk(py: Python<'_>, result: &Bound<'_, PyAny>, sr: &Bound<'_, StartResponse>) -> PyResult<()> {
+    // Fast path: a list or tuple of bytes is gathered and sent in one write
+    // with a Content-Length.
+    if let Ok(list) = result.downcast::<PyList>() {
+        return gather(sr, list.iter());
+    }
+    if let Ok(tuple) = result.downcast::<PyTuple>() {
+        return gather(sr, tuple.iter());
+    }
+    if let Ok(fw) = result.downcast::<FileWrapper>() {
+        if let Some((fd, offset, size)) = real_file(py, &fw.borrow().filelike) {
+            check_started(sr)?;
+            return sr.borrow_mut().sendfile(py, fd, offset, size);
+        }
+    }
+    for item in result.iter()? {
+        let item = item?;
+        let bytes = item.downcast::<PyBytes>().map_err(|_| non_bytes(&item))?;
+        check_started(sr)?;
+        let mut s = sr.borrow_mut();
+        s.push_body(py, bytes.as_bytes())?;
+        // Streaming: each chunk goes out as it is produced.
+        s.flush(py)?;
+    }
+    Ok(())
+}
+
+fn gather<'py>(
+    sr: &Bound<'py, StartResponse>,
+    items: impl Iterator<Item = Bound<'py, PyAny>>,
+) -> PyResult<()> {
+    let mut body = Vec::new();
+    for item in items {
+        let bytes = item.downcast::<PyBytes>().map_err(|_| non_bytes(&item))?;
+        body.extend_from_slice(bytes.as_bytes());
+    }
+    check_started(sr)?;
+    let mut s = sr.borrow_mut();
+    if s.headers_sent {
+        // write() was used before returning: keep streaming.
+        s.push_body(sr.py(), &body)
+    } else {
+        s.queue_unframed(&body);
+        Ok(())
+    }
+}
+
+fn check_started(sr: &Bound<'_, StartResponse>) -> PyResult<()> {
+    if sr.borrow().status_set() {
+        Ok(())
+    } else {
+        Err(pyo3::exceptions::PyAssertionError::new_err(
+            "the app yielded body data before calling start_response()",
+        ))
+    }
+}
+
+fn non_bytes(item: &Bound<'_, PyAny>) -> PyErr {
+    let ty = item
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_default();
+    pyo3::exceptions::PyTypeError::new_err(format!("WSGI app must yield bytes, not {ty}"))
+}
+
+/// (fd, offset, bytes left) when the wrapped object is a regular file.
+fn real_file(py: Python<'_>, filelike: &PyObject) -> Option<(i32, i64, u64)> {
+    let f = filelike.bind(py);
+    let fd: i32 = f.call_method0("fileno").ok()?.extract().ok()?;
+    let offset: i64 = f.call_method0("tell").ok()?.extract().ok()?;
+    // SAFETY: stat is plain data; fstat on an fd the file object owns.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 || (st.st_mode & libc::S_IFMT) != libc::S_IFREG {
+        return None;
+    }
+    Some((fd, offset, (st.st_size as i64 - offset).max(0) as u64))
+}
+
+/// Log an app exception with its traceback.
+fn report(py: Python<'_>, e: &PyErr) {
+    crate::log::line(&format!(
+        "Traceback of an exception raised by the app ({}):",
+        crate::log::ctime_now()
+    ));
+    crate::log::block(crate::python::format_exception(py, e).as_bytes());
+}
+
+fn internal_failure(py: Python<'_>, e: &PyErr) -> Outcome {
+    report(py, e);
+    Outcome {
+        status: 500,
+        bytes: 0,
+        keep_alive: false,
+        leftover: Vec::new(),
+        raised: true,
+    }
+}

@@ -1,0 +1,485 @@
+//! The response side of WSGI: `start_response`, the `write()` callable,
+//! `wsgi.file_wrapper`, and turning status + headers + body into bytes on
+//! the socket with the right framing (Content-Length, chunked, or close).
+//!
+//! Status and headers from the app are checked before anything is sent (no
+//! CR/LF smuggling, a three-digit status); a bad value raises in the app,
+//! which the caller turns into a 500. The GIL is released for every write.
+
+use std::cell::RefCell;
+use std::io::Write as _;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+use pyo3::exceptions::{PyAssertionError, PyOSError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyString, PyTuple};
+
+use crate::conn::write_all_timeout;
+use crate::http::reason_phrase;
+
+/// How the response is sent, fixed when the request is parsed.
+pub struct ResponseCtx {
+    pub fd: RawFd,
+    pub timeout: Duration,
+    /// HEAD: headers only, whatever the app returns.
+    pub head_request: bool,
+    /// The client can take `Transfer-Encoding: chunked` (HTTP/1.1).
+    pub chunked_ok: bool,
+    /// The request is HTTP/1.0 asking for keep-alive: echo the header.
+    pub http10: bool,
+    /// Status line protocol, e.g. "HTTP/1.1".
+    pub protocol: &'static str,
+    /// Whether the connection may be kept after this response (may turn
+    /// false: the app says close, the body cannot be delimited...).
+    pub keep_alive: bool,
+}
+
+/// Flush the output buffer once it holds this much.
+const FLUSH_AT: usize = 64 * 1024;
+
+#[pyclass(module = "uwsgi_rs")]
+pub struct StartResponse {
+    status: Option<String>,
+    pub code: u16,
+    headers: Vec<(String, String)>,
+    content_length: Option<u64>,
+    pub headers_sent: bool,
+    pub ctx: ResponseCtx,
+    out: Vec<u8>,
+    chunked: bool,
+    /// Body bytes accepted from the app (counted even when not sent: HEAD).
+    pub body_bytes: u64,
+    /// Bytes written to the socket.
+    pub wire_bytes: u64,
+    /// The socket failed: stop producing output, close the connection.
+    pub write_failed: bool,
+}
+
+impl StartResponse {
+    pub fn new(ctx: ResponseCtx) -> StartResponse {
+        StartResponse {
+            status: None,
+            code: 0,
+            headers: Vec::new(),
+            content_length: None,
+            headers_sent: false,
+            ctx,
+            out: Vec::with_capacity(512),
+            chunked: false,
+            body_bytes: 0,
+            wire_bytes: 0,
+            write_failed: false,
+        }
+    }
+
+    pub fn status_set(&self) -> bool {
+        self.status.is_some()
+    }
+
+    fn body_allowed(&self) -> bool {
+        !(self.ctx.head_request || self.code < 200 || self.code == 204 || self.code == 304)
+    }
+
+    /// Serialise the head, choosing the framing. `known_len` is the whole
+    /// body length when the caller already holds all of it.
+    pub fn send_head(&mut self, known_len: Option<u64>) {
+        if self.headers_sent {
+            return;
+        }
+        self.headers_sent = true;
+        let status = self
+            .status
+            .as_deref()
+            .unwrap_or("500 Internal Server Error");
+        let mut head = Vec::with_capacity(256);
+        let _ = write!(head, "{} {}\r\n", self.ctx.protocol, status);
+        let mut has_date = false;
+        for (k, v) in &self.headers {
+            has_date |= k.eq_ignore_ascii_case("date");
+            let _ = write!(head, "{k}: {v}\r\n");
+        }
+        if !has_date && self.ctx.protocol.starts_with("HTTP/1.1") {
+            let _ = write!(head, "Date: {}\r\n", http_date());
+        }
+        if self.body_allowed() {
+            match (self.content_length, known_len) {
+                (Some(_), _) => {}
+                (None, Some(n)) => {
+                    let _ = write!(head, "Content-Length: {n}\r\n");
+                    self.content_length = Some(n);
+                }
+                (None, None) if self.ctx.chunked_ok => {
+                    head.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+                    self.chunked = true;
+                }
+                (None, None) => self.ctx.keep_alive = false, // close-delimited
+            }
+        } else if self.ctx.head_request && self.content_length.is_none() {
+            if let Some(n) = known_len {
+                let _ = write!(head, "Content-Length: {n}\r\n");
+            }
+        }
+        if !self.ctx.keep_alive {
+            head.extend_from_slice(b"Connection: close\r\n");
+        } else if self.ctx.http10 {
+            head.extend_from_slice(b"Connection: keep-alive\r\n");
+        }
+        head.extend_from_slice(b"\r\n");
+        // The head goes before anything already buffered.
+        head.extend_from_slice(&self.out);
+        self.out = head;
+    }
+
+    /// Queue body bytes (framed); flush when the buffer is large.
+    pub fn push_body(&mut self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
+        if !self.headers_sent {
+            self.send_head(None);
+        }
+        let mut data = data;
+        if let Some(cl) = self.content_length {
+            // Never send more than announced: the client would read the
+            // excess as the next response.
+            let room = cl.saturating_sub(self.body_bytes);
+            if (data.len() as u64) > room {
+                data = &data[..room as usize];
+            }
+        }
+        self.body_bytes += data.len() as u64;
+        if data.is_empty() || !self.body_allowed() {
+            return Ok(());
+        }
+        if self.chunked {
+            let _ = write!(self.out, "{:x}\r\n", data.len());
+            self.out.extend_from_slice(data);
+            self.out.extend_from_slice(b"\r\n");
+        } else {
+            self.out.extend_from_slice(data);
+        }
+        if self.out.len() >= FLUSH_AT {
+            self.flush(py)?;
+        }
+        Ok(())
+    }
+
+    /// Write out everything buffered.
+    pub fn flush(&mut self, py: Python<'_>) -> PyResult<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        if self.write_failed {
+            self.out.clear();
+            return Err(PyOSError::new_err("client connection lost"));
+        }
+        let (fd, timeout) = (self.ctx.fd, self.ctx.timeout);
+        let out = &self.out;
+        // GIL: released while the client takes the bytes.
+        let r = py.allow_threads(|| write_all_timeout(fd, out, timeout));
+        self.wire_bytes += self.out.len() as u64;
+        self.out.clear();
+        r.map_err(|e| {
+            self.write_failed = true;
+            PyOSError::new_err(format!("error writing response: {e}"))
+        })
+    }
+
+    /// Complete the response: head if not yet sent, the last chunk, flush.
+    pub fn finish(&mut self, py: Python<'_>, known_len: Option<u64>) -> PyResult<()> {
+        self.send_head(known_len);
+        if self.chunked {
+            self.out.extend_from_slice(b"0\r\n\r\n");
+        }
+        if let Some(cl) = self.content_length {
+            if self.body_allowed() && self.body_bytes < cl {
+                self.ctx.keep_alive = false; // short body: the framing is broken
+            }
+        }
+        self.flush(py)
+    }
+
+    /// Replace whatever the app set with a plain error response; only
+    /// possible while nothing was sent.
+    pub fn set_error(&mut self, code: u16) {
+        self.status = Some(format!("{code} {}", reason_phrase(code)));
+        self.code = code;
+        self.headers = vec![("Content-Type".into(), "text/plain".into())];
+        self.content_length = None;
+        self.ctx.keep_alive = false;
+        self.out.clear();
+    }
+
+    /// Hold a whole body (from a list) until the head can carry its length.
+    pub fn queue_unframed(&mut self, body: &[u8]) {
+        self.out.extend_from_slice(body);
+    }
+
+    /// Bytes to send later once the head is known, for list bodies.
+    pub fn take_pending(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Send the head and then `count` bytes of file `in_fd` from `offset`.
+    pub fn sendfile(
+        &mut self,
+        py: Python<'_>,
+        in_fd: RawFd,
+        offset: i64,
+        size: u64,
+    ) -> PyResult<()> {
+        let count = self.content_length.map_or(size, |cl| cl.min(size));
+        self.send_head(Some(count));
+        self.flush(py)?;
+        if !self.body_allowed() {
+            self.body_bytes += count;
+            return Ok(());
+        }
+        let (fd, timeout) = (self.ctx.fd, self.ctx.timeout);
+        // GIL: released while the kernel copies the file to the client.
+        let r = py.allow_threads(|| crate::conn::sendfile_all(fd, in_fd, offset, count, timeout));
+        match r {
+            Ok(n) => {
+                self.body_bytes += n;
+                self.wire_bytes += n;
+                Ok(())
+            }
+            Err(e) => {
+                self.write_failed = true;
+                Err(PyOSError::new_err(format!("error sending file: {e}")))
+            }
+        }
+    }
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn is_clean_value(s: &str) -> bool {
+    s.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+}
+
+/// Parse and check a WSGI status string; returns the code.
+fn check_status(status: &str) -> PyResult<u16> {
+    let b = status.as_bytes();
+    let ok = b.len() >= 3
+        && b[..3].iter().all(u8::is_ascii_digit)
+        && b[0] != b'0'
+        && (b.len() == 3 || b[3] == b' ')
+        && is_clean_value(status);
+    if !ok {
+        return Err(PyValueError::new_err(format!(
+            "invalid WSGI status {status:?}: expected 'NNN Reason'"
+        )));
+    }
+    Ok(status[..3].parse().unwrap_or(500))
+}
+
+#[pymethods]
+impl StartResponse {
+    #[pyo3(signature = (status, headers, exc_info=None))]
+    fn __call__<'py>(
+        slf: &Bound<'py, Self>,
+        status: &Bound<'py, PyAny>,
+        headers: &Bound<'py, PyAny>,
+        exc_info: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let exc_info = exc_info.filter(|e| !e.is_none());
+        {
+            let this = slf.borrow();
+            if let Some(info) = exc_info {
+                if this.headers_sent {
+                    // PEP 3333: too late to change the response; re-raise.
+                    let value = info.get_item(1)?;
+                    return Err(PyErr::from_value_bound(value));
+                }
+            } else if this.status.is_some() {
+                return Err(PyAssertionError::new_err(
+                    "start_response() called twice without exc_info",
+                ));
+            }
+        }
+        let status: String = status
+            .downcast::<PyString>()
+            .map_err(|_| PyTypeError::new_err("WSGI status must be a str"))?
+            .to_str()?
+            .to_owned();
+        let code = check_status(&status)?;
+        let mut parsed = Vec::new();
+        let mut content_length = None;
+        let mut close = false;
+        for item in headers.iter()? {
+            let item = item?;
+            let pair = item
+                .downcast::<PyTuple>()
+                .map_err(|_| PyTypeError::new_err("WSGI headers must be (name, value) tuples"))?;
+            if pair.len() != 2 {
+                return Err(PyTypeError::new_err(
+                    "WSGI headers must be (name, value) tuples",
+                ));
+            }
+            let name: String = pair
+                .get_item(0)?
+                .downcast::<PyString>()
+                .map_err(|_| PyTypeError::new_err("header name must be a str"))?
+                .to_str()?
+                .to_owned();
+            let value: String = pair
+                .get_item(1)?
+                .downcast::<PyString>()
+                .map_err(|_| PyTypeError::new_err("header value must be a str"))?
+                .to_str()?
+                .to_owned();
+            if !is_token(&name) {
+                return Err(PyValueError::new_err(format!(
+                    "invalid header name {name:?}"
+                )));
+            }
+            if !is_clean_value(&value) {
+                return Err(PyValueError::new_err(format!(
+                    "invalid value for header {name:?}: control characters"
+                )));
+            }
+            if name.eq_ignore_ascii_case("content-length") {
+                content_length = Some(value.trim().parse::<u64>().map_err(|_| {
+                    PyValueError::new_err(format!("invalid Content-Length {value:?}"))
+                })?);
+            } else if name.eq_ignore_ascii_case("connection") {
+                close |= value.to_ascii_lowercase().contains("close");
+                continue; // hop-by-hop: the server decides
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                continue; // the server frames the body itself
+            }
+            parsed.push((name, value));
+        }
+        if !headers.is_instance_of::<pyo3::types::PyList>() {
+            return Err(PyTypeError::new_err("WSGI headers must be a list"));
+        }
+        let mut this = slf.borrow_mut();
+        this.status = Some(status);
+        this.code = code;
+        this.headers = parsed;
+        this.content_length = content_length;
+        if close {
+            this.ctx.keep_alive = false;
+        }
+        drop(this);
+        let _ = py;
+        slf.getattr("write")
+    }
+
+    /// The legacy `write()` callable returned by start_response.
+    fn write(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        if self.status.is_none() {
+            return Err(PyAssertionError::new_err(
+                "write() called before start_response()",
+            ));
+        }
+        let bytes = data
+            .downcast::<pyo3::types::PyBytes>()
+            .map_err(|_| PyTypeError::new_err("write() argument must be bytes"))?;
+        self.push_body(py, bytes.as_bytes())?;
+        self.flush(py)
+    }
+}
+
+/// `wsgi.file_wrapper`: iterates a file in blocks, and lets the server use
+/// sendfile(2) when the file is a real one.
+#[pyclass(module = "uwsgi_rs")]
+pub struct FileWrapper {
+    pub filelike: PyObject,
+    blksize: usize,
+}
+
+#[pymethods]
+impl FileWrapper {
+    #[new]
+    #[pyo3(signature = (filelike, blksize=8192))]
+    fn new(filelike: PyObject, blksize: usize) -> FileWrapper {
+        FileWrapper {
+            filelike,
+            blksize: blksize.max(1),
+        }
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<PyObject>> {
+        let data = self.filelike.call_method1(py, "read", (self.blksize,))?;
+        if data.bind(py).len().unwrap_or(0) == 0 {
+            return Ok(None);
+        }
+        Ok(Some(data))
+    }
+
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        if self.filelike.bind(py).hasattr("close")? {
+            self.filelike.call_method0(py, "close")?;
+        }
+        Ok(())
+    }
+}
+
+/// The `Date` header value for now, cached per second per thread.
+pub fn http_date() -> String {
+    thread_local! {
+        static CACHE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = crate::log::unix_secs();
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != now {
+            // SAFETY: tm is plain data filled by gmtime_r.
+            let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+            let t = now as libc::time_t;
+            // SAFETY: live locals.
+            unsafe { libc::gmtime_r(&t, &mut tm) };
+            const D: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+            const M: [&str; 12] = [
+                "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+            ];
+            *c = (
+                now,
+                format!(
+                    "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+                    D[tm.tm_wday.rem_euclid(7) as usize],
+                    tm.tm_mday,
+                    M[tm.tm_mon.rem_euclid(12) as usize],
+                    tm.tm_year + 1900,
+                    tm.tm_hour,
+                    tm.tm_min,
+                    tm.tm_sec
+                ),
+            );
+        }
+        c.1.clone()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_checks() {
+        assert_eq!(check_status("200 OK").unwrap(), 200);
+        assert_eq!(check_status("404 Not Found").unwrap(), 404);
+        assert!(check_status("20 OK").is_err());
+        assert!(check_status("abc").is_err());
+        assert!(check_status("200 OK\r\nX: y").is_err());
+        assert!(check_status("200OK").is_err());
+    }
+
+    #[test]
+    fn header_checks() {
+        assert!(is_token("Content-Type"));
+        assert!(!is_token("Bad Name"));
+        assert!(!is_token(""));
+        assert!(is_clean_value("text/html; charset=utf-8"));
+        assert!(!is_clean_value("a\r\nSet-Cookie: x"));
+    }
+}
