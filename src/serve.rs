@@ -89,40 +89,134 @@ impl Shared {
     }
 }
 
+/// A request whose head is parsed, ready for the app.
+enum Request {
+    Http(http::RequestHead),
+    Uwsgi(uwsgi_proto::Packet),
+}
+
+/// What a core holds between taking the GIL and giving it back: the
+/// connection, and the end of the response still to be written.
+struct Pending {
+    conn: Box<Conn>,
+    tail: Vec<u8>,
+    keep: bool,
+}
+
 /// Run core `core` until the worker stops. Returns when core 0 decides the
 /// worker may exit; other cores never return (the process exits under them).
+///
+/// Each request costs one GIL hand-off: everything from the last write of
+/// the previous response to the parsed head of the next request happens
+/// with the GIL released, in one go.
 pub fn core_loop(py: Python<'_>, shared: &Shared, core: usize) {
     let slot = shared.scoreboard.core(shared.worker_id, core);
+    let mut pending: Option<Pending> = None;
+    loop {
+        // GIL: released from the end of one request to the head of the next.
+        let next = py.allow_threads(|| next_request(shared, core, pending.take()));
+        let Some((mut conn, request)) = next else {
+            return; // core 0: the worker may exit
+        };
+        let (keep, tail) = match &request {
+            Request::Http(head) => serve_http(py, shared, &mut conn, head, slot),
+            Request::Uwsgi(packet) => (false, serve_uwsgi(py, shared, &mut conn, packet, slot)),
+        };
+        conn.served += 1;
+        pending = Some(Pending { conn, tail, keep });
+    }
+}
+
+/// Without the GIL: finish the previous response, then find the next
+/// complete request (on the same connection if pipelined, else from the
+/// poller). None when core 0 should let the worker exit.
+fn next_request(shared: &Shared, core: usize, pending: Option<Pending>) -> Option<(Box<Conn>, Request)> {
+    if let Some(p) = pending {
+        let ok = p.tail.is_empty() || write_all_timeout(p.conn.fd(), &p.tail, shared.timeout).is_ok();
+        shared.busy.fetch_sub(1, Ordering::AcqRel);
+        if ok && p.keep {
+            if let Some(found) = parse_buffered(shared, p.conn) {
+                return Some(found);
+            }
+        } else {
+            close(shared, p.conn);
+        }
+    }
     loop {
         if shared.stopping() {
             shared.begin_stop();
             if core == 0 && shared.may_exit() {
-                return;
+                return None;
             }
         }
-        let wait = if shared.stopping() {
-            Duration::from_millis(50)
-        } else {
-            Duration::from_secs(1)
-        };
-        // GIL: released while waiting for any socket.
-        let event = py.allow_threads(|| shared.poller.wait(wait));
-        match event {
+        let wait = if shared.stopping() { Duration::from_millis(50) } else { Duration::from_secs(1) };
+        match shared.poller.wait(wait) {
             Ok(Event::Wake) => {}
-            Ok(Event::Listener(idx)) => py.allow_threads(|| accept(shared, idx)),
-            Ok(Event::Conn(conn)) => {
-                shared.busy.fetch_add(1, Ordering::AcqRel);
-                drive(py, shared, conn, slot);
-                shared.busy.fetch_sub(1, Ordering::AcqRel);
-            }
+            Ok(Event::Listener(idx)) => accept(shared, idx),
+            Ok(Event::Conn(mut conn)) => match conn.fill(shared.limits.max_head + 1) {
+                Ok(0) => close(shared, conn),
+                Ok(_) => {
+                    if let Some(found) = parse_buffered(shared, conn) {
+                        return Some(found);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    let _ = rearm(shared, conn);
+                }
+                Err(_) => close(shared, conn),
+            },
             Err(e) => {
-                crate::log::line(&format!(
-                    "worker {} core {core}: poll error: {e}",
-                    shared.worker_id
-                ));
+                crate::log::line(&format!("worker {} core {core}: poll error: {e}", shared.worker_id));
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
+    }
+}
+
+/// Parse what the connection has buffered: a complete request (counted as
+/// busy), or the connection goes back to the poller (incomplete) or is
+/// answered with an error and closed.
+fn parse_buffered(shared: &Shared, mut conn: Box<Conn>) -> Option<(Box<Conn>, Request)> {
+    if conn.buf.is_empty() {
+        rearm(shared, conn);
+        return None;
+    }
+    let parsed = match shared.listeners[conn.listener].protocol {
+        Protocol::Http => match http::parse_head(&conn.buf, &shared.limits) {
+            Ok(http::Parsed::Incomplete) => None,
+            Ok(http::Parsed::Complete { value, consumed }) => Some(Ok((Request::Http(value), consumed))),
+            Err(e) => Some(Err((e.status(), e.to_string()))),
+        },
+        Protocol::Uwsgi => match uwsgi_proto::parse_packet(&conn.buf, shared.limits.max_head) {
+            Ok(uwsgi_proto::Parsed::Incomplete) => None,
+            Ok(uwsgi_proto::Parsed::Complete { value, consumed }) => Some(Ok((Request::Uwsgi(value), consumed))),
+            Err(e) => {
+                let status = if matches!(e, uwsgi_proto::ProtoError::TooLarge { .. }) { 413 } else { 400 };
+                Some(Err((status, e.to_string())))
+            }
+        },
+    };
+    match parsed {
+        None => {
+            rearm(shared, conn);
+            None
+        }
+        Some(Ok((request, consumed))) => {
+            conn.buf.drain(..consumed);
+            shared.busy.fetch_add(1, Ordering::AcqRel);
+            Some((conn, request))
+        }
+        Some(Err((status, why))) => {
+            reject(shared, &conn, status, &why);
+            close(shared, conn);
+            None
+        }
+    }
+}
+
+fn rearm(shared: &Shared, conn: Box<Conn>) {
+    if shared.poller.arm(conn, false).is_err() {
+        shared.open_conns.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -222,75 +316,9 @@ fn close(shared: &Shared, conn: Box<Conn>) {
     drop(conn);
 }
 
-/// Serve a connection that has bytes until it has none, then re-arm it.
-fn drive(
-    py: Python<'_>,
-    shared: &Shared,
-    mut conn: Box<Conn>,
-    slot: &'static crate::scoreboard::CoreSlot,
-) {
-    let max = shared.limits.max_head + 1;
-    // GIL: released for the read.
-    match py.allow_threads(|| conn.fill(max)) {
-        Ok(0) => return close(shared, conn),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-        Err(_) => return close(shared, conn),
-    }
-    loop {
-        let keep = match shared.listeners[conn.listener].protocol {
-            Protocol::Http => match http::parse_head(&conn.buf, &shared.limits) {
-                Ok(http::Parsed::Incomplete) => break,
-                Ok(http::Parsed::Complete { value, consumed }) => {
-                    conn.buf.drain(..consumed);
-                    serve_http(py, shared, &mut conn, &value, slot)
-                }
-                Err(e) => {
-                    reject(py, shared, &conn, e.status(), &e.to_string());
-                    false
-                }
-            },
-            Protocol::Uwsgi => match uwsgi_proto::parse_packet(&conn.buf, shared.limits.max_head) {
-                Ok(uwsgi_proto::Parsed::Incomplete) => break,
-                Ok(uwsgi_proto::Parsed::Complete { value, consumed }) => {
-                    conn.buf.drain(..consumed);
-                    serve_uwsgi(py, shared, &mut conn, &value, slot);
-                    false // nginx's uwsgi_pass uses one connection per request
-                }
-                Err(e) => {
-                    let status = if matches!(e, uwsgi_proto::ProtoError::TooLarge { .. }) {
-                        413
-                    } else {
-                        400
-                    };
-                    reject(py, shared, &conn, status, &e.to_string());
-                    false
-                }
-            },
-        };
-        conn.served += 1;
-        if !keep {
-            return close(shared, conn);
-        }
-        if conn.buf.is_empty() {
-            break;
-        }
-    }
-    if shared.stopping() && conn.buf.is_empty() && conn.served > 0 {
-        // Stopping: a connection whose last response said keep-alive may
-        // still bring one more request; the poller gives it a moment.
-    }
-    if let Err(_e) = shared.poller.arm(conn, false) {
-        shared.open_conns.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 /// Answer a request we could not parse, and log why.
-fn reject(py: Python<'_>, shared: &Shared, conn: &Conn, status: u16, why: &str) {
-    let fd = conn.fd();
-    let timeout = shared.timeout;
-    // GIL: released for the write.
-    let _ = py.allow_threads(|| write_all_timeout(fd, &http::error_response(status), timeout));
+fn reject(shared: &Shared, conn: &Conn, status: u16, why: &str) {
+    let _ = write_all_timeout(conn.fd(), &http::error_response(status), shared.timeout);
     if shared.logging {
         crate::log::line(&format!(
             "[pid: {}|worker: {}] {} bad request rejected with {status}: {}",
@@ -316,7 +344,7 @@ fn serve_http(
     conn: &mut Conn,
     head: &http::RequestHead,
     slot: &'static crate::scoreboard::CoreSlot,
-) -> bool {
+) -> (bool, Vec<u8>) {
     let started = Instant::now();
     let now_ms = crate::log::unix_millis();
     let listener = &shared.listeners[conn.listener];
@@ -375,9 +403,8 @@ fn serve_http(
         Ok(env) => wsgi::call(py, shared.app.bind(py), &env, reader, ctx),
         Err(e) => {
             crate::log::line(&format!("cannot build environ: {e}"));
-            reject(py, shared, conn, 500, "environ");
             slot.end();
-            return false;
+            return (false, http::error_response(500));
         }
     };
     slot.end();
@@ -394,11 +421,11 @@ fn serve_http(
             "HTTP/1.1"
         },
         outcome.status,
-        outcome.bytes,
+        (outcome.body_bytes, outcome.wire_bytes),
         outcome.raised,
         started,
     );
-    outcome.keep_alive && !shared.stopping()
+    (outcome.keep_alive && !shared.stopping(), outcome.tail)
 }
 
 fn serve_uwsgi(
@@ -407,7 +434,7 @@ fn serve_uwsgi(
     conn: &mut Conn,
     packet: &uwsgi_proto::Packet,
     slot: &'static crate::scoreboard::CoreSlot,
-) {
+) -> Vec<u8> {
     let started = Instant::now();
     let now_ms = crate::log::unix_millis();
     let method =
@@ -433,13 +460,13 @@ fn serve_uwsgi(
             Some(n) => n,
             None => {
                 slot.end();
-                return reject(py, shared, conn, 400, "invalid CONTENT_LENGTH");
+                return http::error_response(400);
             }
         },
     };
     if shared.limits.limit_post > 0 && length > shared.limits.limit_post {
         slot.end();
-        return reject(py, shared, conn, 413, "body over --limit-post");
+        return http::error_response(413);
     }
     let proto = match packet.get(b"SERVER_PROTOCOL") {
         Some(b"HTTP/1.0") => "HTTP/1.0",
@@ -470,7 +497,7 @@ fn serve_uwsgi(
         Err(e) => {
             crate::log::line(&format!("cannot build environ: {e}"));
             slot.end();
-            return reject(py, shared, conn, 500, "environ");
+            return http::error_response(500);
         }
     };
     slot.end();
@@ -482,10 +509,11 @@ fn serve_uwsgi(
         &uri,
         proto,
         outcome.status,
-        outcome.bytes,
+        (outcome.body_bytes, outcome.wire_bytes),
         outcome.raised,
         started,
     );
+    outcome.tail
 }
 
 /// Stats, the access log line, and max-requests, after every request.
@@ -498,14 +526,14 @@ fn finish_request(
     uri: &[u8],
     proto: &str,
     status: u16,
-    bytes: u64,
+    (body_bytes, wire_bytes): (u64, u64),
     raised: bool,
     started: Instant,
 ) {
     let _ = slot;
     let w = shared.scoreboard.worker(shared.worker_id);
     let total = w.requests.fetch_add(1, Ordering::Relaxed) + 1;
-    w.tx.fetch_add(bytes, Ordering::Relaxed);
+    w.tx.fetch_add(wire_bytes, Ordering::Relaxed);
     let elapsed = started.elapsed();
     w.busy_micros
         .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
@@ -526,7 +554,7 @@ fn finish_request(
             crate::log::ctime_now(),
             crate::log::escape(method.as_bytes()),
             crate::log::escape(uri),
-            bytes,
+            body_bytes,
             elapsed.as_millis(),
             proto,
             status

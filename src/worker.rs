@@ -87,6 +87,7 @@ pub fn run(args: WorkerArgs<'_>) -> i32 {
 
 fn start(args: &WorkerArgs<'_>) -> Result<i32, i32> {
     let cfg = args.cfg;
+    let loaded_at = std::time::Instant::now();
     crate::uwsgi_module::set_facts(crate::uwsgi_module::WorkerFacts {
         worker_id: args.id,
         processes: cfg.processes,
@@ -218,6 +219,13 @@ fn start(args: &WorkerArgs<'_>) -> Result<i32, i32> {
         .worker(args.id)
         .accepting
         .store(1, Ordering::Release);
+    crate::log::line(&format!(
+        "worker {} (pid: {}) ready: app loaded in {} ms, {} core(s)",
+        args.id,
+        std::process::id(),
+        loaded_at.elapsed().as_millis(),
+        cfg.threads
+    ));
     // GIL: core 0 attaches on the main thread, like the others.
     Python::with_gil(|py| core_loop(py, &shared, 0));
     args.scoreboard

@@ -25,7 +25,7 @@ use std::time::Duration;
 use crate::listen::{bind_unix, peer_uid, UnixPathError};
 
 /// How long a dump waits for the GIL before switching to the GIL-free path.
-pub const GIL_WAIT: Duration = Duration::from_millis(100);
+pub const GIL_WAIT: Duration = Duration::from_millis(60);
 
 /// Produce the dump text (header included).
 pub fn dump() -> Vec<u8> {

@@ -20,12 +20,17 @@ use response::{FileWrapper, ResponseCtx, StartResponse};
 /// What happened, for the access log and the connection.
 pub struct Outcome {
     pub status: u16,
-    pub bytes: u64,
+    /// Body bytes the app produced (what the access log reports).
+    pub body_bytes: u64,
+    /// Bytes written to the socket, head included (for the stats).
+    pub wire_bytes: u64,
     pub keep_alive: bool,
     /// Bytes read past this request's body: the next pipelined request.
     pub leftover: Vec<u8>,
     /// The app raised (counted as an exception in the stats).
     pub raised: bool,
+    /// The end of the response, still to be written (without the GIL).
+    pub tail: Vec<u8>,
 }
 
 /// The largest unread request body we drain to keep a connection alive;
@@ -64,11 +69,15 @@ pub fn call(
             s.ctx.keep_alive = false;
         } else {
             s.set_error(500);
-            let _ = s.push_body(py, b"Internal Server Error\n");
-            let _ = s.finish(py, Some(22));
+            s.queue_unframed(b"Internal Server Error\n");
+            let body = s.take_pending();
+            s.send_head(Some(body.len() as u64));
+            let _ = s.push_body(py, &body);
+            s.finish(Some(body.len() as u64));
         }
     }
-    let s = sr_b.borrow_mut();
+    let mut s = sr_b.borrow_mut();
+    let tail = s.take_tail();
     let mut keep_alive = s.ctx.keep_alive && !s.write_failed;
     let reader = input.bind(py).borrow_mut().take_reader();
     let leftover = match reader {
@@ -87,10 +96,12 @@ pub fn call(
     };
     Outcome {
         status: if s.code == 0 { 500 } else { s.code },
-        bytes: s.wire_bytes,
+        body_bytes: s.body_bytes,
+        wire_bytes: s.wire_bytes,
         keep_alive,
         leftover,
         raised,
+        tail,
     }
 }
 
@@ -121,10 +132,11 @@ fn respond(
         let len = pending.len() as u64;
         s.send_head(Some(len));
         s.push_body(py, &pending)?;
-        s.finish(py, Some(len))
+        s.finish(Some(len));
     } else {
-        s.finish(py, None)
+        s.finish(None);
     }
+    Ok(())
 }
 
 fn walk(py: Python<'_>, result: &Bound<'_, PyAny>, sr: &Bound<'_, StartResponse>) -> PyResult<()> {
@@ -220,9 +232,11 @@ fn internal_failure(py: Python<'_>, e: &PyErr) -> Outcome {
     report(py, e);
     Outcome {
         status: 500,
-        bytes: 0,
+        body_bytes: 0,
+        wire_bytes: 0,
         keep_alive: false,
         leftover: Vec::new(),
         raised: true,
+        tail: Vec::new(),
     }
 }

@@ -183,8 +183,11 @@ impl StartResponse {
         })
     }
 
-    /// Complete the response: head if not yet sent, the last chunk, flush.
-    pub fn finish(&mut self, py: Python<'_>, known_len: Option<u64>) -> PyResult<()> {
+    /// Complete the response: head if not yet sent, the last chunk. The
+    /// tail stays buffered: the core writes it after releasing the GIL
+    /// ([`StartResponse::take_tail`]), so a small response costs one GIL
+    /// hand-off, not two.
+    pub fn finish(&mut self, known_len: Option<u64>) {
         self.send_head(known_len);
         if self.chunked {
             self.out.extend_from_slice(b"0\r\n\r\n");
@@ -194,7 +197,12 @@ impl StartResponse {
                 self.ctx.keep_alive = false; // short body: the framing is broken
             }
         }
-        self.flush(py)
+    }
+
+    /// The bytes still to write once the app is done.
+    pub fn take_tail(&mut self) -> Vec<u8> {
+        self.wire_bytes += self.out.len() as u64;
+        std::mem::take(&mut self.out)
     }
 
     /// Replace whatever the app set with a plain error response; only

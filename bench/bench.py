@@ -1,0 +1,593 @@
+#!/usr/bin/env python3
+"""Throughput/latency/memory benchmark: uwsgi-rs vs granian, gunicorn and uWSGI.
+
+Every server serves bench/hello.py (b"Hello, World!") with 2 processes x 4
+threads on a free 127.0.0.1 port. Each one is started, checked (status, body,
+headers), warmed up for 2 s with wrk, then loaded with
+
+    wrk -t2 -c32 -d<duration>s --latency http://127.0.0.1:PORT/
+
+while the RSS of its worker processes is sampled from /proc, then stopped.
+Rounds are interleaved (round-robin over the servers); the table shows the
+median of each metric over the rounds. Stdlib only.
+
+    python3 bench/bench.py [--duration 10] [--rounds 3] [--only uwsgi-rs,granian]
+                           [--json out.json] [--uwsgi-rs PATH]
+
+Every server runs in its own process group (session); all of them are stopped
+on exit, error, Ctrl-C or SIGTERM, escalating to SIGKILL for the whole group.
+"""
+
+import argparse
+import datetime
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_DIR = os.path.dirname(BENCH_DIR)
+DEFAULT_UWSGI_RS = os.path.join(REPO_DIR, "target", "release", "uwsgi-rs")
+EXPECTED_BODY = b"Hello, World!"
+WRK_THREADS, WRK_CONNS, WARMUP_S = 2, 32, 2
+
+# --------------------------------------------------------------------------
+# process management
+# --------------------------------------------------------------------------
+
+_LIVE = []  # every Server started and not yet stopped
+
+
+class Server:
+    """A server process started in its own session / process group."""
+
+    def __init__(self, name, argv, cwd, stop_signal=signal.SIGTERM, log_dir=None):
+        self.name, self.argv, self.cwd, self.stop_signal = name, argv, cwd, stop_signal
+        self.proc = None
+        self.log_path = os.path.join(log_dir or tempfile.gettempdir(),
+                                     "%s-%d.log" % (name, os.getpid()))
+        self.seen = {}  # pid -> start time of every descendant seen (in case one left the group)
+
+    def start(self):
+        log = open(self.log_path, "wb")
+        try:
+            self.proc = subprocess.Popen(self.argv, cwd=self.cwd, stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        finally:
+            log.close()
+        _LIVE.append(self)
+        return self
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def workers(self):
+        """Pids of the server's processes except the master (the group leader).
+
+        If the server runs as a single process (no master), that process."""
+        kids = descendants(self.pid)
+        self._remember(kids)
+        return kids or ([self.pid] if self.alive() else [])
+
+    def _remember(self, pids):
+        for pid in pids:
+            st = proc_stat(pid)
+            if st:
+                self.seen[pid] = st[3]
+
+    def log_tail(self, n=15):
+        try:
+            with open(self.log_path, "rb") as f:
+                lines = f.read().decode("utf-8", "replace").splitlines()
+            return "\n".join(lines[-n:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout=10.0):
+        """Stop the master politely, then SIGKILL whatever is left of the group."""
+        if self.proc is None:
+            return
+        pgid = self.proc.pid  # start_new_session: the leader's pid is the pgid
+        self._remember(descendants(pgid))
+        if self.proc.poll() is None:
+            try:
+                os.kill(pgid, self.stop_signal)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        deadline = time.monotonic() + 3.0
+        while group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if group_alive(pgid):
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid, started in self.seen.items():  # a descendant that left the group
+            st = proc_stat(pid)
+            if st and st[0] != "Z" and st[3] == started:  # same process, not a reused pid
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        deadline = time.monotonic() + 5.0
+        while group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self in _LIVE:
+            _LIVE.remove(self)
+
+
+def stop_all():
+    for srv in list(_LIVE):
+        try:
+            srv.stop()
+        except Exception as exc:  # keep stopping the others
+            print("warning: stopping %s: %s" % (srv.name, exc), file=sys.stderr)
+
+
+def _on_signal(signum, frame):
+    raise KeyboardInterrupt("signal %d" % signum)
+
+
+def install_signal_handlers():
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+
+
+def proc_stat(pid):
+    """(state, ppid, pgrp, starttime) of pid from /proc, or None."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            data = f.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    rest = data[data.rindex(")") + 2:].split()
+    return rest[0], int(rest[1]), int(rest[2]), int(rest[19])
+
+
+def all_pids():
+    return [int(d) for d in os.listdir("/proc") if d.isdigit()]
+
+
+def descendants(root):
+    parent = {}
+    for pid in all_pids():
+        st = proc_stat(pid)
+        if st and st[0] != "Z":
+            parent[pid] = st[1]
+    out = []
+    for pid in parent:
+        p, hops = parent.get(pid), 0
+        while p and hops < 64:
+            if p == root:
+                out.append(pid)
+                break
+            p, hops = parent.get(p), hops + 1
+    return sorted(out)
+
+
+def group_alive(pgid):
+    for pid in all_pids():
+        st = proc_stat(pid)
+        if st and st[2] == pgid and st[0] != "Z":
+            return True
+    return False
+
+
+def pid_alive(pid):
+    st = proc_stat(pid)
+    return st is not None and st[0] != "Z"
+
+
+def rss_kib(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------
+# HTTP checks
+# --------------------------------------------------------------------------
+
+def http_get(port, path="/", timeout=3.0):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, dict((k.lower(), v) for k, v in resp.getheaders()), resp.read()
+    finally:
+        conn.close()
+
+
+def wait_ready(srv, port, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if not srv.alive():
+            raise RuntimeError("exited with status %s before answering" % srv.proc.returncode)
+        try:
+            return http_get(port, timeout=1.0)
+        except (OSError, http.client.HTTPException) as exc:
+            last = exc
+            time.sleep(0.1)
+    raise RuntimeError("no answer on port %d after %.0f s (%s)" % (port, timeout, last))
+
+
+def verify(resp):
+    status, headers, body = resp
+    problems = []
+    if status != 200:
+        problems.append("status %s" % status)
+    if body != EXPECTED_BODY:
+        problems.append("body %r" % body[:60])
+    if not headers.get("content-type", "").startswith("text/plain"):
+        problems.append("content-type %r" % headers.get("content-type"))
+    if headers.get("content-length") != str(len(EXPECTED_BODY)):
+        problems.append("content-length %r" % headers.get("content-length"))
+    if problems:
+        raise RuntimeError("bad response: " + ", ".join(problems))
+
+
+# --------------------------------------------------------------------------
+# wrk
+# --------------------------------------------------------------------------
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+
+
+def _ms(text):
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    return float(m.group(1)) * _UNITS[m.group(2)] if m else None
+
+
+def parse_wrk(out):
+    res = {"rps": None, "p50_ms": None, "p99_ms": None, "requests": None,
+           "non2xx": 0, "sock_connect": 0, "sock_read": 0, "sock_write": 0, "sock_timeout": 0}
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if m:
+        res["rps"] = float(m.group(1))
+    m = re.search(r"(\d+) requests in", out)
+    if m:
+        res["requests"] = int(m.group(1))
+    for pct, key in (("50", "p50_ms"), ("99", "p99_ms")):
+        m = re.search(r"^\s+%s(?:\.000)?%%\s+(\S+)" % pct, out, re.M)
+        if m:
+            res[key] = _ms(m.group(1))
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    if m:
+        res["non2xx"] = int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        (res["sock_connect"], res["sock_read"],
+         res["sock_write"], res["sock_timeout"]) = map(int, m.groups())
+    res["errors"] = res["non2xx"] + res["sock_connect"] + res["sock_read"] + \
+        res["sock_write"] + res["sock_timeout"]
+    return res
+
+
+def run_wrk(port, duration, latency=True, sampler=None):
+    """Run wrk; if sampler is given, call it every 0.5 s while wrk runs."""
+    cmd = ["wrk", "-t%d" % WRK_THREADS, "-c%d" % WRK_CONNS, "-d%ds" % duration]
+    if latency:
+        cmd.append("--latency")
+    cmd.append("http://127.0.0.1:%d/" % port)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        if sampler is not None:
+            start = time.monotonic()
+            while proc.poll() is None:
+                time.sleep(0.5)
+                # skip the first second: connections and threads are still ramping up
+                if proc.poll() is None and time.monotonic() - start > 1.0:
+                    sampler()
+        out, _ = proc.communicate(timeout=duration + 60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out = out.decode("utf-8", "replace")
+    if proc.returncode != 0:
+        raise RuntimeError("wrk failed (%d): %s" % (proc.returncode, out.strip()[-300:]))
+    return out
+
+
+# --------------------------------------------------------------------------
+# servers
+# --------------------------------------------------------------------------
+
+SERVER_ORDER = ["uwsgi-rs", "granian", "gunicorn", "uWSGI"]
+
+
+def server_spec(name, port, uwsgi_rs_path):
+    """(argv, cwd, stop signal, binary) for one server; argv[0] is the resolved binary."""
+    hello = os.path.join(BENCH_DIR, "hello.py")
+    if name == "uwsgi-rs":
+        binary = uwsgi_rs_path if os.access(uwsgi_rs_path, os.X_OK) else None
+        argv = [uwsgi_rs_path, "--http", "127.0.0.1:%d" % port, "--wsgi-file", hello,
+                "--master", "--processes", "2", "--threads", "4", "--disable-logging"]
+        return argv, BENCH_DIR, signal.SIGTERM, binary
+    if name == "granian":
+        binary = shutil.which("granian")
+        argv = ["granian", "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
+                "--workers", "2", "--blocking-threads", "4", "--no-access-log", "hello:app"]
+        return argv, BENCH_DIR, signal.SIGTERM, binary
+    if name == "gunicorn":
+        binary = shutil.which("gunicorn")
+        argv = ["gunicorn", "-k", "gthread", "-w", "2", "--threads", "4",
+                "-b", "127.0.0.1:%d" % port, "hello:app"]
+        return argv, BENCH_DIR, signal.SIGTERM, binary
+    if name == "uWSGI":
+        binary = shutil.which("uwsgi")
+        argv = ["uwsgi", "--http-socket", "127.0.0.1:%d" % port, "--wsgi-file", hello,
+                "--master", "--processes", "2", "--threads", "4", "--disable-logging"]
+        # uWSGI 2.0 reloads on SIGTERM (unless --die-on-term); SIGINT shuts it down
+        return argv, BENCH_DIR, signal.SIGINT, binary
+    raise ValueError(name)
+
+
+def display_cmd(argv, port=None):
+    """The command line as documented: binary names bare, hello.py relative to the repo,
+    the (random) port shown as PORT."""
+    out = []
+    for a in argv:
+        if port is not None:
+            a = a.replace(str(port), "PORT")
+        if a.startswith(REPO_DIR + os.sep):
+            a = os.path.relpath(a, REPO_DIR)
+        out.append(a)
+    if out and out[0].endswith("/uwsgi-rs"):
+        out[0] = "uwsgi-rs"
+    return " ".join(out)
+
+
+def version_of(name, binary):
+    if not binary:
+        return None
+    flag = {"uWSGI": ["--version"], "gunicorn": ["--version"],
+            "granian": ["--version"], "uwsgi-rs": ["--version"]}[name]
+    try:
+        out = subprocess.run([binary] + flag, capture_output=True, text=True, timeout=20)
+        return (out.stdout or out.stderr).strip().splitlines()[0]
+    except Exception:
+        return None
+
+
+def measure(name, duration, uwsgi_rs_path, log_dir, extra_args=(), label=None):
+    """Start one server, verify it, warm it up, load it, stop it. Returns a result dict."""
+    port = free_port()
+    argv, cwd, stop_sig, binary = server_spec(name, port, uwsgi_rs_path)
+    argv = list(argv) + list(extra_args)
+    res = {"server": label or name, "cmd": display_cmd(argv, port), "port": port,
+           "loadavg_before": os.getloadavg()[0]}
+    if binary is None:
+        res["error"] = "missing (not installed)"
+        return res
+    srv = Server(label or name, argv, cwd, stop_sig, log_dir).start()
+    try:
+        verify(wait_ready(srv, port))
+        run_wrk(port, WARMUP_S, latency=False)
+        samples = []
+
+        def sample():
+            pids = srv.workers()
+            samples.append((len(pids), sum(rss_kib(p) for p in pids)))
+
+        out = run_wrk(port, duration, sampler=sample)
+        res.update(parse_wrk(out))
+        res["wrk_output"] = out
+        verify(http_get(port))  # still healthy after the load
+        if samples:
+            n, kib = max(samples, key=lambda s: s[1])  # peak sum under load
+            res["workers"] = n
+            res["rss_sum_mib"] = kib / 1024.0
+            res["rss_worker_mib"] = kib / 1024.0 / max(n, 1)
+        if res["rps"] is None:
+            raise RuntimeError("could not parse wrk output: " + out[-300:])
+    except Exception as exc:
+        res["error"] = "error: %s" % exc
+        tail = srv.log_tail()
+        if tail:
+            res["log_tail"] = tail
+    finally:
+        srv.stop()
+    return res
+
+
+# --------------------------------------------------------------------------
+# reporting
+# --------------------------------------------------------------------------
+
+def median_of(rows, key):
+    vals = [r[key] for r in rows if r.get(key) is not None and "error" not in r]
+    return statistics.median(vals) if vals else None
+
+
+def summarize(names, rounds_results):
+    """rounds_results: {name: [result per round]} -> list of summary dicts in names order."""
+    summary = []
+    for name in names:
+        rows = rounds_results.get(name, [])
+        ok = [r for r in rows if "error" not in r]
+        s = {"server": name, "cmd": rows[0]["cmd"] if rows else "",
+             "rounds_ok": len(ok), "rounds": len(rows)}
+        for key in ("rps", "p50_ms", "p99_ms", "rss_worker_mib", "rss_sum_mib", "workers"):
+            s[key] = median_of(ok, key)
+        s["errors"] = sum(r.get("errors", 0) for r in ok)
+        s["error_detail"] = {k: sum(r.get(k, 0) for r in ok) for k in
+                             ("non2xx", "sock_connect", "sock_read", "sock_write", "sock_timeout")}
+        failures = [r["error"] for r in rows if "error" in r]
+        if failures:
+            s["failure"] = failures[0]
+        summary.append(s)
+    return summary
+
+
+def fmt(v, spec, none="-"):
+    return none if v is None else format(v, spec)
+
+
+def print_table(summary, ref="granian", subject="uwsgi-rs", out=sys.stdout):
+    refrow = next((s for s in summary if s["server"] == ref), None)
+    ref_rps = refrow["rps"] if refrow else None
+    hdr = ["server", "req/s", "p50 ms", "p99 ms", "RSS/worker MiB", "RSS sum MiB",
+           "vs %s" % ref, "errors", "command"]
+    rows = []
+    for s in summary:
+        if s["rps"] is None:
+            rows.append([s["server"], s.get("failure", "no result"), "", "", "", "", "", "",
+                         s["cmd"]])
+            continue
+        ratio = "%.2fx" % (s["rps"] / ref_rps) if ref_rps else "n/a"
+        err = str(s["errors"])
+        if s["errors"]:
+            err += " (" + ", ".join("%s %d" % (k, v) for k, v in s["error_detail"].items() if v) + ")"
+        if s["rounds_ok"] < s["rounds"]:
+            err += " [%d/%d rounds failed]" % (s["rounds"] - s["rounds_ok"], s["rounds"])
+        rows.append([s["server"], fmt(s["rps"], ".0f"), fmt(s["p50_ms"], ".2f"),
+                     fmt(s["p99_ms"], ".2f"), fmt(s["rss_worker_mib"], ".1f"),
+                     fmt(s["rss_sum_mib"], ".1f"), ratio, err, s["cmd"]])
+    widths = [max(len(str(r[i])) for r in rows + [hdr]) for i in range(len(hdr) - 1)]
+
+    def line(cells):
+        return "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))) + "  " + cells[-1]
+
+    print(line(hdr), file=out)
+    print(line(["-" * w for w in widths] + ["-------"]), file=out)
+    for r in rows:
+        if r[2] == "" and r[1] and not r[1][0].isdigit():  # failure row: message spans columns
+            print(r[0].ljust(widths[0]) + "  " + r[1] + "  " + r[-1], file=out)
+        else:
+            print(line(r), file=out)
+    subj = next((s for s in summary if s["server"] == subject), None)
+    if subj and subj["rps"] and ref_rps:
+        print("%s / %s = %.2fx" % (subject, ref, subj["rps"] / ref_rps), file=out)
+    elif subj:
+        why = "%s: %s" % (ref, refrow.get("failure", "not run")) if refrow and not ref_rps \
+            else ("%s not run" % ref if not refrow else "%s failed" % subject)
+        print("%s / %s = n/a (%s)" % (subject, ref, why), file=out)
+
+
+def machine_info():
+    info = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "cpus": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            m = re.search(r"model name\s*:\s*(.*)", f.read())
+            info["cpu"] = m.group(1).strip() if m else None
+    except OSError:
+        pass
+    try:
+        info["wrk"] = subprocess.run(["wrk", "--version"], capture_output=True,
+                                     text=True).stdout.splitlines()[0]
+    except Exception:
+        info["wrk"] = None
+    return info
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--duration", type=int, default=10, help="seconds of load per run (default 10)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    ap.add_argument("--only", help="comma-separated servers: " + ",".join(SERVER_ORDER))
+    ap.add_argument("--json", metavar="OUT", help="write raw and summary results as JSON")
+    ap.add_argument("--uwsgi-rs", dest="uwsgi_rs", default=DEFAULT_UWSGI_RS,
+                    help="path of the uwsgi-rs binary (default %(default)s)")
+    args = ap.parse_args(argv)
+    if args.duration < 1 or args.rounds < 1:
+        ap.error("--duration and --rounds must be >= 1")
+    names = SERVER_ORDER
+    if args.only:
+        lower = {n.lower(): n for n in SERVER_ORDER}
+        wanted = [w.strip().lower() for w in args.only.split(",") if w.strip()]
+        bad = [w for w in wanted if w not in lower]
+        if bad:
+            ap.error("unknown server(s) %s; choose from %s" % (bad, ",".join(SERVER_ORDER)))
+        names = [n for n in SERVER_ORDER if n.lower() in wanted]
+    if not shutil.which("wrk"):
+        sys.exit("wrk not found in PATH")
+
+    install_signal_handlers()
+    info = machine_info()
+    versions = {}
+    for n in names:
+        _, _, _, binary = server_spec(n, 0, args.uwsgi_rs)
+        versions[n] = version_of(n, binary)
+    print("# %s, %s CPUs (%s), python %s, %s" % (info["date"], info["cpus"], info.get("cpu"),
+                                                 info["python"], info["wrk"]))
+    print("# versions: " + ", ".join("%s=%s" % (k, v or "missing") for k, v in versions.items()))
+    print("# wrk -t%d -c%d -d%ds --latency, %d s warm-up, %d round(s), median shown"
+          % (WRK_THREADS, WRK_CONNS, args.duration, WARMUP_S, args.rounds))
+
+    log_dir = tempfile.mkdtemp(prefix="uwsgi-rs-bench-")
+    results = {n: [] for n in names}
+    try:
+        for rnd in range(args.rounds):
+            for name in names:
+                r = measure(name, args.duration, args.uwsgi_rs, log_dir)
+                r["round"] = rnd + 1
+                results[name].append(r)
+                if "error" in r:
+                    print("round %d  %-9s %s" % (rnd + 1, name, r["error"]), flush=True)
+                    if r.get("log_tail"):
+                        print("    " + r["log_tail"].replace("\n", "\n    "), flush=True)
+                else:
+                    print("round %d  %-9s %8.0f req/s  p50 %6.2f ms  p99 %6.2f ms  "
+                          "RSS %5.1f MiB x %d  errors %d  (load %.2f)"
+                          % (rnd + 1, name, r["rps"], r["p50_ms"] or 0, r["p99_ms"] or 0,
+                             r.get("rss_worker_mib") or 0, r.get("workers") or 0,
+                             r["errors"], r["loadavg_before"]), flush=True)
+    except KeyboardInterrupt:
+        print("\ninterrupted; stopping servers", file=sys.stderr)
+        stop_all()
+        sys.exit(130)
+    finally:
+        stop_all()
+        shutil.rmtree(log_dir, ignore_errors=True)
+
+    summary = summarize(names, results)
+    print()
+    print_table(summary)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": info, "versions": versions, "duration": args.duration,
+                       "rounds": args.rounds, "summary": summary, "runs": results}, f, indent=2)
+        print("# wrote %s" % args.json)
+
+
+if __name__ == "__main__":
+    main()

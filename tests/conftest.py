@@ -1,0 +1,133 @@
+"""Shared fixtures for the end-to-end tests: start the real uwsgi-rs binary
+on free loopback ports in a per-test temporary directory, capture its log,
+and always stop what was started (the whole process group)."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+APPS = Path(__file__).resolve().parent / "apps"
+SPEC = ROOT.parent / "shared" / "spec"
+BIN = os.environ.get("UWSGI_RS_BIN", str(ROOT / "target" / "release" / "uwsgi-rs"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A running uwsgi-rs master started by a test."""
+
+    def __init__(self, args, cwd, env=None, workers=1):
+        self.args = args
+        self.cwd = Path(cwd)
+        self.log_path = self.cwd / "server.log"
+        self._log = open(self.log_path, "wb")
+        full_env = dict(os.environ)
+        full_env.pop("VIRTUAL_ENV", None)
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(
+            [BIN] + args, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, env=full_env, start_new_session=True)
+        self.workers = workers
+
+    @property
+    def log(self):
+        return self.log_path.read_text(errors="replace")
+
+    def wait_log(self, needle, timeout=10.0, count=1):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.log.count(needle) >= count:
+                return True
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"{needle!r} x{count} not in log within {timeout}s:\n{self.log}")
+
+    def wait_ready(self, timeout=15.0):
+        self.wait_log(") ready", timeout=timeout, count=self.workers)
+
+    def worker_pids(self):
+        import re
+        pids = {}
+        for m in re.finditer(r"worker (\d+) \(pid: (\d+)\) ready", self.log):
+            pids[int(m.group(1))] = int(m.group(2))
+        return pids
+
+    def stop(self, sig=signal.SIGTERM, timeout=15.0):
+        if self.proc.poll() is None:
+            try:
+                self.proc.send_signal(sig)
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        self._log.close()
+
+
+@pytest.fixture
+def serve(tmp_path):
+    """serve(args, workers=N) -> Server; stopped at teardown."""
+    started = []
+
+    def start(args, workers=1, env=None, ready=True, cwd=None):
+        s = Server(args, cwd or tmp_path, env=env, workers=workers)
+        started.append(s)
+        if ready:
+            s.wait_ready()
+        return s
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture
+def port():
+    return free_port()
+
+
+def http_get(port, path="/", host="127.0.0.1", timeout=10, headers=None):
+    import http.client
+    c = http.client.HTTPConnection(host, port, timeout=timeout)
+    c.request("GET", path, headers=headers or {})
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    return r.status, dict(r.getheaders()), body
+
+
+def raw_request(port, data, timeout=5.0, host="127.0.0.1"):
+    """Send raw bytes, return everything received until close or timeout."""
+    s = socket.create_connection((host, port), timeout=timeout)
+    try:
+        s.sendall(data)
+        chunks = []
+        while True:
+            try:
+                b = s.recv(65536)
+            except socket.timeout:
+                break
+            if not b:
+                break
+            chunks.append(b)
+        return b"".join(chunks)
+    finally:
+        s.close()

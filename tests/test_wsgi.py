@@ -1,0 +1,360 @@
+"""PEP 3333 semantics as seen by real apps (including Flask and
+wsgiref.validate), and which Python the server embeds."""
+
+import hashlib
+import http.client
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from conftest import APPS, http_get
+
+ECHO = str(APPS / "core_echo.py")
+
+
+def start(serve, port, app=ECHO, *extra, workers=1, threads=2):
+    return serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", app, "--master",
+                  "--processes", str(workers), "--threads", str(threads), *extra],
+                 workers=workers)
+
+
+def post(port, path, body, headers=None, timeout=10):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    c.request("POST", path, body=body, headers=headers or {})
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, dict(r.getheaders()), data
+
+
+def wait_for(pred, timeout=5.0, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{what} not met within {timeout}s")
+
+
+# ---------------------------------------------------------------- environ
+
+def test_environ_keys_and_types(serve, port):
+    start(serve, port, ECHO, workers=2, threads=2)
+    status, _, body = post(port, "/env/caf%C3%A9?x=1&y=%20two", b"k=v",
+                           headers={"X-Custom": "custom value",
+                                    "Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 200
+    d = json.loads(body)
+    t, v = d["types"], d["values"]
+    str_keys = ["REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING",
+                "CONTENT_TYPE", "CONTENT_LENGTH", "SERVER_NAME", "SERVER_PORT",
+                "SERVER_PROTOCOL", "REMOTE_ADDR", "REMOTE_PORT", "HTTP_X_CUSTOM",
+                "HTTP_HOST", "wsgi.url_scheme"]
+    for k in str_keys:
+        assert t.get(k) == "str", (k, t.get(k))
+    for k in ("wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once"):
+        assert t.get(k) == "bool", (k, t.get(k))
+    assert t["wsgi.version"] == "tuple"
+    assert "wsgi.input" in t and "wsgi.errors" in t
+    assert v["REQUEST_METHOD"] == "POST"
+    assert v["SCRIPT_NAME"] == ""
+    assert v["PATH_INFO"] == b"/env/caf\xc3\xa9".decode("latin-1") == "/env/cafÃ©"
+    assert v["QUERY_STRING"] == "x=1&y=%20two"
+    assert v["CONTENT_TYPE"] == "application/x-www-form-urlencoded"
+    assert v["CONTENT_LENGTH"] == "3"
+    assert "HTTP_CONTENT_TYPE" not in v and "HTTP_CONTENT_LENGTH" not in v
+    assert v["SERVER_NAME"]
+    assert v["SERVER_PORT"] == str(port)
+    assert v["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert v["REMOTE_ADDR"] == "127.0.0.1"
+    assert v["REMOTE_PORT"].isdigit() and 0 < int(v["REMOTE_PORT"]) < 65536
+    assert v["HTTP_X_CUSTOM"] == "custom value"
+    assert v["wsgi.version"] == [1, 0]
+    assert v["wsgi.url_scheme"] == "http"
+    assert v["wsgi.multithread"] is True
+    assert v["wsgi.multiprocess"] is True
+    assert v["wsgi.run_once"] is False
+
+
+def test_environ_single_process_single_thread_flags(serve, port):
+    start(serve, port, ECHO, workers=1, threads=1)
+    status, _, body = http_get(port, "/env")
+    v = json.loads(body)["values"]
+    assert v["wsgi.multithread"] is False
+    assert v["wsgi.multiprocess"] is False
+    assert v["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert v["QUERY_STRING"] == ""
+
+
+def test_environ_http10_protocol_and_repeated_headers(serve, port):
+    start(serve, port)
+    import socket
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(b"GET /env HTTP/1.0\r\nX-Multi: a\r\nX-Multi: b\r\n\r\n")
+    data = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        data += b
+    s.close()
+    v = json.loads(data.partition(b"\r\n\r\n")[2])["values"]
+    assert v["SERVER_PROTOCOL"] == "HTTP/1.0"
+    assert v["HTTP_X_MULTI"] in ("a,b", "a, b")
+
+
+# ---------------------------------------------------------------- wsgi.input
+
+@pytest.mark.parametrize("mode,expected", [
+    ("read", ["line one\nline two\nthree"]),
+    ("readn", ["lin", "e o", "ne\n", "lin", "e t", "wo\n", "thr", "ee"]),
+    ("readline", ["line one\n", "line two\n", "three"]),
+    ("readline_size", ["line", " one\n", "line two\nthree"]),
+    ("readlines", ["line one\n", "line two\n", "three"]),
+    ("iter", ["line one\n", "line two\n", "three"]),
+])
+def test_wsgi_input_methods(serve, port, mode, expected):
+    start(serve, port)
+    status, _, body = post(port, f"/input?mode={mode}", b"line one\nline two\nthree")
+    assert status == 200
+    assert json.loads(body)["result"] == expected
+
+
+def test_wsgi_input_chunked_readline(serve, port):
+    start(serve, port)
+    import socket
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(b"POST /input?mode=readline HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+              b"Transfer-Encoding: chunked\r\n\r\n"
+              b"4\r\nab\nc\r\n3\r\nd\ne\r\n0\r\n\r\n")
+    data = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        data += b
+    s.close()
+    assert json.loads(data.partition(b"\r\n\r\n")[2])["result"] == ["ab\n", "cd\n", "e"]
+
+
+# ---------------------------------------------------------------- start_response
+
+def test_write_callable(serve, port):
+    start(serve, port)
+    status, _, body = http_get(port, "/write")
+    assert status == 200
+    assert body == b"written-1;written-2;returned"
+
+
+def test_exc_info_before_headers_sent_replaces_status(serve, port):
+    start(serve, port)
+    status, headers, body = http_get(port, "/exc_before")
+    assert status == 503
+    assert headers.get("X-Replaced") == "yes"
+    assert body == b"replaced"
+
+
+def test_exc_info_after_headers_sent_reraises(serve, port, tmp_path):
+    srv = start(serve, port)
+    log = tmp_path / "exc_after.log"
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    c.request("GET", f"/exc_after?log={log}")
+    r = c.getresponse()
+    # The headers (200) were already sent; the body is cut short.
+    assert r.status == 200
+    try:
+        body = r.read()
+    except http.client.IncompleteRead as e:
+        body = e.partial
+    c.close()
+    assert body.startswith(b"headers-sent;")
+    wait_for(log.exists, what="exc_after log")
+    assert log.read_text() == "reraised\n"
+    wait_for(lambda: "ValueError: too late" in srv.log, what="traceback in log")
+    assert http_get(port, "/say/next")[0] == 200
+
+
+def test_start_response_twice_without_exc_info_is_an_error(serve, port):
+    start(serve, port)
+    status, _, body = http_get(port, "/exc_no_info_twice")
+    assert status == 200
+    assert body.startswith(b"second call rejected")
+
+
+# ---------------------------------------------------------------- close()
+
+def test_close_called_on_iterable(serve, port, tmp_path):
+    start(serve, port)
+    log = tmp_path / "close.log"
+    for i in range(3):
+        status, _, body = http_get(port, f"/close?log={log}")
+        assert status == 200
+        assert body == b"part0\npart1\npart2\n"
+    wait_for(lambda: log.exists() and log.read_text().count("closed") == 3,
+             what="3 close() calls")
+
+
+def test_close_called_when_iterator_raises(serve, port, tmp_path):
+    srv = start(serve, port)
+    log = tmp_path / "close_raise.log"
+    # Raises before the first chunk: a 500 can still be sent.
+    status, _, _ = http_get(port, f"/close?log={log}&fail=0")
+    assert status == 500
+    wait_for(lambda: log.exists() and log.read_text().count("closed") == 1,
+             what="close() after iterator raised at the start")
+    # Raises after a chunk was sent: the response is cut short, close() still runs.
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    c.request("GET", f"/close?log={log}&fail=2")
+    r = c.getresponse()
+    try:
+        r.read()
+    except (http.client.IncompleteRead, ConnectionError):
+        pass
+    c.close()
+    wait_for(lambda: log.read_text().count("closed") == 2,
+             what="close() after iterator raised midway")
+    assert "iterator failed on purpose" in srv.log
+    assert http_get(port, "/say/alive")[0] == 200
+
+
+# ---------------------------------------------------------------- validator
+
+def test_wsgiref_validator_finds_no_violation(serve, port):
+    srv = start(serve, port, str(APPS / "core_validated.py"), workers=1, threads=2)
+    s = requests.Session()
+    try:
+        r = s.get(f"http://127.0.0.1:{port}/some/path?a=b", timeout=5)
+        assert r.status_code == 200 and r.text == "path:/some/path qs:a=b"
+        r = s.post(f"http://127.0.0.1:{port}/post", data=b"first line\nsecond line\n", timeout=5)
+        assert r.status_code == 200 and r.content == b"got:first line\nsecond line\n"
+        r = s.post(f"http://127.0.0.1:{port}/post", data=b"", timeout=5)
+        assert r.status_code == 200 and r.content == b"got:"
+        r = s.get(f"http://127.0.0.1:{port}/gen", timeout=5)
+        assert r.status_code == 200 and r.content == b"ab"
+        r = s.get(f"http://127.0.0.1:{port}/lines", timeout=5)
+        assert r.status_code == 200 and r.content == b"lines:"
+        r = requests.head(f"http://127.0.0.1:{port}/head", timeout=5)
+        assert r.status_code == 200
+    finally:
+        s.close()
+    time.sleep(0.3)
+    log = srv.log
+    assert "validated request" in log
+    assert "AssertionError" not in log, log
+    assert "Traceback" not in log, log
+    assert " 500)" not in log
+
+
+# ---------------------------------------------------------------- errors
+
+def test_exception_in_app_gives_500_traceback_and_next_request_works(serve, port):
+    srv = start(serve, port)
+    status, headers, _ = http_get(port, "/raise")
+    assert status == 500
+    wait_for(lambda: "RuntimeError: boom from core_echo" in srv.log, what="traceback")
+    log = srv.log
+    assert "Traceback (most recent call last)" in log
+    assert "core_echo.py" in log
+    for _ in range(3):
+        status, _, body = http_get(port, "/say/ok")
+        assert status == 200 and body == b"ok"
+    assert srv.proc.poll() is None
+
+
+# ---------------------------------------------------------------- file_wrapper
+
+def test_file_wrapper_serves_real_file(serve, port, tmp_path):
+    start(serve, port)
+    data = os.urandom(3 * 1024 * 1024 + 123)
+    f = tmp_path / "blob.bin"
+    f.write_bytes(data)
+    status, headers, body = http_get(port, f"/file?path={f}", timeout=20)
+    assert status == 200
+    assert headers["Content-Length"] == str(len(data))
+    assert hashlib.sha256(body).hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+# ---------------------------------------------------------------- Flask
+
+def test_flask_app(serve, port):
+    serve(["--http", f"127.0.0.1:{port}", "-w", "core_flask:app", "--chdir", str(APPS),
+           "--master", "--processes", "2", "--threads", "2"], workers=2)
+    base = f"http://127.0.0.1:{port}"
+    with requests.Session() as s:
+        r = s.get(base + "/", timeout=5)
+        assert r.status_code == 200 and r.text == "flask index"
+        r = s.get(base + "/user/zoë?x=1", timeout=5)
+        assert r.status_code == 200
+        assert r.json() == {"name": "zoë", "args": {"x": "1"}}
+        r = s.post(base + "/json", json={"numbers": [1, 2, 3], "s": "x"}, timeout=5)
+        assert r.status_code == 200
+        assert r.json() == {"received": {"numbers": [1, 2, 3], "s": "x"}, "doubled": [2, 4, 6]}
+        content = os.urandom(200_000)
+        r = s.post(base + "/upload", data={"title": "hello", "n": "42"},
+                   files={"file": ("data.bin", content, "application/octet-stream")},
+                   timeout=10)
+        assert r.status_code == 200
+        assert r.json() == {"form": {"title": "hello", "n": "42"}, "filename": "data.bin",
+                            "size": len(content),
+                            "sha256": hashlib.sha256(content).hexdigest()}
+        r = s.get(base + "/nope", timeout=5)
+        assert r.status_code == 404 and r.json() == {"error": "not found", "path": "/nope"}
+
+
+def test_module_with_callable_flag_and_pythonpath(serve, port):
+    serve(["--http", f"127.0.0.1:{port}", "-w", "core_named", "--pythonpath", str(APPS),
+           "--callable", "myapp"])
+    status, _, body = http_get(port, "/")
+    assert status == 200 and body == b"named callable"
+
+
+# ---------------------------------------------------------------- embedded Python
+
+def _python_facts(python="python3"):
+    out = subprocess.run(
+        [python, "-c", "import sys,json;print(json.dumps([sys.version, sys.prefix]))"],
+        capture_output=True, text=True, timeout=20, check=True)
+    return json.loads(out.stdout)
+
+
+def test_embedded_python_is_the_one_built_for(serve, port):
+    version, prefix = _python_facts()
+    start(serve, port)
+    status, _, body = http_get(port, "/sys")
+    assert status == 200
+    d = json.loads(body)
+    assert d["version"] == version
+    assert os.path.realpath(d["prefix"]) == os.path.realpath(prefix)
+
+
+def test_virtualenv(serve, port, tmp_path):
+    venv = tmp_path / "venv"
+    subprocess.run(["python3", "-m", "venv", "--without-pip", str(venv)],
+                   check=True, timeout=60, capture_output=True)
+    sp = list(venv.glob("lib/python3*/site-packages"))
+    assert len(sp) == 1, sp
+    (sp[0] / "core_venvmod.py").write_text("MARKER = 'from-the-venv'\n")
+    _, base_prefix = _python_facts()
+    serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(APPS / "core_venv.py"),
+           "--virtualenv", str(venv), "--master"])
+    status, _, body = http_get(port, "/")
+    assert status == 200
+    d = json.loads(body)
+    assert d["marker"] == "from-the-venv"
+    assert os.path.realpath(d["module_file"]).startswith(os.path.realpath(sp[0]))
+    assert os.path.realpath(d["prefix"]) == os.path.realpath(venv)
+    assert os.path.realpath(d["base_prefix"]) == os.path.realpath(base_prefix)
+
+
+def test_without_virtualenv_the_venv_module_is_missing(serve, port, tmp_path):
+    """Control for test_virtualenv: the module really only exists in the venv."""
+    s = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(APPS / "core_venv.py"),
+               "--master"], ready=False)
+    rc = s.proc.wait(15)
+    assert rc != 0
+    assert "core_venvmod" in s.log
