@@ -20,6 +20,7 @@ on exit, error, Ctrl-C or SIGTERM, escalating to SIGKILL for the whole group.
 
 import argparse
 import datetime
+import hashlib
 import http.client
 import json
 import os
@@ -427,6 +428,19 @@ def server_spec(name, port, uwsgi_rs_path):
     raise ValueError(name)
 
 
+def snapshot_binary(path, into_dir):
+    """Copy the uwsgi-rs binary so every round runs the same build even if it is rebuilt
+    meanwhile. Returns (copy path, description) or (path, None) if it is missing."""
+    if not os.access(path, os.X_OK):
+        return path, None
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()[:12]
+    mtime = datetime.datetime.fromtimestamp(os.stat(path).st_mtime).isoformat(timespec="seconds")
+    copy = os.path.join(into_dir, "uwsgi-rs")
+    shutil.copy2(path, copy)
+    return copy, "%s (mtime %s, sha256 %s)" % (path, mtime, digest)
+
+
 def display_cmd(argv, port=None):
     """The command line as documented: binary names bare, hello.py relative to the repo,
     the (random) port shown as PORT."""
@@ -661,7 +675,12 @@ def main(argv=None):
         sys.exit("wrk not found in PATH")
 
     install_signal_handlers()
+    log_dir = tempfile.mkdtemp(prefix="uwsgi-rs-bench-")
     info = machine_info()
+    if "uwsgi-rs" in names:
+        args.uwsgi_rs, info["uwsgi_rs_binary"] = snapshot_binary(args.uwsgi_rs, log_dir)
+        if info["uwsgi_rs_binary"]:
+            print("# uwsgi-rs binary: " + info["uwsgi_rs_binary"])
     versions = {}
     for n in names:
         _, _, _, binary = server_spec(n, 0, args.uwsgi_rs)
@@ -672,7 +691,6 @@ def main(argv=None):
     print("# wrk -t%d -c%d -d%ds --latency, %d s warm-up, %d round(s), median shown"
           % (WRK_THREADS, WRK_CONNS, args.duration, WARMUP_S, args.rounds))
 
-    log_dir = tempfile.mkdtemp(prefix="uwsgi-rs-bench-")
     results = {n: [] for n in names}
     try:
         for rnd in range(args.rounds):

@@ -284,6 +284,8 @@ def main():
                                       bench.version_of("uwsgi-rs", args.uwsgi_rs)))
     out = {"machine": info}
     tmp = tempfile.mkdtemp(prefix="uwsgi-rs-tb-")
+    args.uwsgi_rs, info["uwsgi_rs_binary"] = bench.snapshot_binary(args.uwsgi_rs, tmp)
+    print("# uwsgi-rs binary: %s" % info["uwsgi_rs_binary"])
     try:
         if "dump" in parts:
             print("\n## 1. dump latency: 2 workers x 4 threads, app with 64 threads x 100 frames"

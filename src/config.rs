@@ -29,6 +29,13 @@ pub enum Command {
     /// `--connect-and-read ADDR`: connect, print what the peer sends, exit.
     /// The timeout comes from `--socket-timeout` (default 4).
     ConnectAndRead { addr: String, timeout_secs: u64 },
+    /// `--tracebacks BASE [--json]`: every worker's dump under a tracebacker
+    /// base, with the request each thread serves.
+    Tracebacks {
+        base: String,
+        json: bool,
+        timeout_secs: u64,
+    },
     /// `--help` / `-h`: the full help text, ready to print.
     Help(String),
     /// `--version`: `"uwsgi-rs <version>"`.
@@ -189,6 +196,10 @@ pub struct Config {
     pub gid: Option<String>,
     pub stats: Option<String>,
     pub stats_http: bool,
+    /// `--py-tracebacker-locals`: locals in rich dumps (never in the uWSGI format).
+    pub py_tracebacker_locals: bool,
+    /// `--py-tracebacker-slow SECONDS`: log slow requests' tracebacks (0 = off).
+    pub py_tracebacker_slow: u64,
     /// Seconds, default 60.
     pub reload_mercy: u64,
     /// Accepted-but-ignored options that were given, by canonical long name without
@@ -226,6 +237,8 @@ impl Default for Config {
             gid: None,
             stats: None,
             stats_http: false,
+            py_tracebacker_locals: false,
+            py_tracebacker_slow: 0,
             reload_mercy: 60,
             ignored: Vec::new(),
         }
@@ -328,6 +341,10 @@ pub static OPTIONS: &[OptSpec] = &[
     opt(&["reload-mercy", "worker-reload-mercy"], None, Value("SECONDS"), Main, "how long to wait for workers to stop (default 60)", |s, o, v| { s.cfg.reload_mercy = int(o, v, 0, u64::MAX)?; Ok(()) }),
     opt(&["ini"], None, Value("FILE[:SECTION]"), Main, "load options from an ini file section ([uwsgi] by default) at this position", |s, _, v| s.load_ini(text(v))),
     opt(&["connect-and-read"], None, Value("ADDR"), Main, "connect to ADDR (e.g. a tracebacker socket), print what it sends, exit", |s, _, v| { s.connect = Some(text(v).to_string()); Ok(()) }),
+    opt(&["tracebacks"], None, Value("BASE"), Main, "print the tracebacks of every worker under tracebacker BASE, with the request each thread serves, and exit", |s, _, v| { s.tracebacks = Some(text(v).to_string()); Ok(()) }),
+    opt(&["json"], None, Switch, Main, "with --tracebacks: print one JSON document instead of text", |s, o, v| { s.json = flag(o, v)?; Ok(()) }),
+    opt(&["py-tracebacker-locals"], None, Switch, Main, "add each frame's local variables (truncated reprs) to --tracebacks dumps", |s, o, v| { s.cfg.py_tracebacker_locals = flag(o, v)?; Ok(()) }),
+    opt(&["py-tracebacker-slow"], None, Value("SECONDS"), Main, "log the traceback of any request still running after SECONDS, once, without killing it (0 = off)", |s, o, v| { s.cfg.py_tracebacker_slow = int(o, v, 0, u64::MAX)?; Ok(()) }),
     opt(&["help"], Some('h'), Switch, Main, "print this help and exit", |s, _, _| { s.early = Some(Command::Help(help_text())); Ok(()) }),
     opt(&["version"], None, Switch, Main, "print the version and exit", |s, _, _| { s.early = Some(Command::Version(version_text())); Ok(()) }),
 
@@ -563,6 +580,8 @@ struct State {
     /// Set by `--help` / `--version`: returned as soon as it is seen.
     early: Option<Command>,
     connect: Option<String>,
+    tracebacks: Option<String>,
+    json: bool,
     ini_depth: usize,
 }
 
@@ -805,6 +824,8 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
         cfg: Config::default(),
         early: None,
         connect: None,
+        tracebacks: None,
+        json: false,
         ini_depth: 0,
     };
     let mut i = 0;
@@ -852,6 +873,13 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
         if let Some(cmd) = st.early.take() {
             return Ok(cmd);
         }
+    }
+    if let Some(base) = st.tracebacks {
+        return Ok(Command::Tracebacks {
+            base,
+            json: st.json,
+            timeout_secs: st.cfg.socket_timeout,
+        });
     }
     if let Some(addr) = st.connect {
         return Ok(Command::ConnectAndRead {

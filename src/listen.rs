@@ -47,13 +47,21 @@ impl Listener {
 
     /// Connections waiting in the accept queue (TCP only; 0 otherwise).
     pub fn queue_len(&self) -> u32 {
-        let Socket::Tcp(l) = &self.socket else { return 0 };
+        let Socket::Tcp(l) = &self.socket else {
+            return 0;
+        };
         // SAFETY: tcp_info is plain data; getsockopt fills at most `len`.
         let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
         let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
         // SAFETY: live locals of the right size on our listening fd.
         let rc = unsafe {
-            libc::getsockopt(l.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_INFO, (&mut info as *mut libc::tcp_info).cast(), &mut len)
+            libc::getsockopt(
+                l.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                (&mut info as *mut libc::tcp_info).cast(),
+                &mut len,
+            )
         };
         if rc == 0 {
             info.tcpi_unacked // for a listener: the current accept queue length

@@ -40,11 +40,17 @@ use config::Command;
 fn main() {
     match run() {
         Ok(code) => std::process::exit(code),
+        Err(e) if is_broken_pipe(&e) => std::process::exit(0), // `| head` closed stdout
         Err(e) => {
             eprintln!("uwsgi-rs: {e:#}");
             std::process::exit(1);
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 fn run() -> anyhow::Result<i32> {
@@ -55,6 +61,14 @@ fn run() -> anyhow::Result<i32> {
         }
         Command::Version(v) => {
             println!("{v}");
+            Ok(0)
+        }
+        Command::Tracebacks {
+            base,
+            json,
+            timeout_secs,
+        } => {
+            tracebacker::client::tracebacks(&base, json, timeout_secs)?;
             Ok(0)
         }
         Command::ConnectAndRead { addr, timeout_secs } => {

@@ -212,8 +212,16 @@ impl Master {
     fn wait_for_signal_or_tick(&self) {
         let stats_fd = self.stats.as_ref().map_or(-1, |s| s.fd());
         let mut pfds = [
-            libc::pollfd { fd: self.signal_rd, events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: stats_fd, events: libc::POLLIN, revents: 0 },
+            libc::pollfd {
+                fd: self.signal_rd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: stats_fd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
         // SAFETY: two pollfds in a live array (a negative fd is ignored).
         unsafe { libc::poll(pfds.as_mut_ptr(), 2, TICK.as_millis() as i32) };
@@ -228,7 +236,10 @@ impl Master {
         let facts: Vec<crate::stats::WorkerFacts> = self
             .slots
             .iter()
-            .map(|s| crate::stats::WorkerFacts { pid: s.pid, running: s.pid > 0 })
+            .map(|s| crate::stats::WorkerFacts {
+                pid: s.pid,
+                running: s.pid > 0,
+            })
             .collect();
         let names: Vec<String> = self.listeners.iter().map(|l| l.name.clone()).collect();
         let queue: u32 = self.listeners.iter().map(|l| l.queue_len()).sum();

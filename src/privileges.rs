@@ -17,8 +17,12 @@ pub struct Credentials {
 
 /// Resolve names or numbers to ids.
 pub fn resolve(uid: Option<&str>, gid: Option<&str>) -> Result<Credentials> {
-    let uid = uid.map(|u| u.parse::<u32>().or_else(|_| user_id(u))).transpose()?;
-    let gid = gid.map(|g| g.parse::<u32>().or_else(|_| group_id(g))).transpose()?;
+    let uid = uid
+        .map(|u| u.parse::<u32>().or_else(|_| user_id(u)))
+        .transpose()?;
+    let gid = gid
+        .map(|g| g.parse::<u32>().or_else(|_| group_id(g)))
+        .transpose()?;
     Ok(Credentials { uid, gid })
 }
 
@@ -52,15 +56,24 @@ pub fn drop_to(creds: Credentials) -> Result<()> {
     unsafe {
         if let Some(gid) = creds.gid {
             if libc::setgroups(1, &gid) != 0 || libc::setgid(gid) != 0 {
-                return Err(anyhow!("cannot set gid {gid}: {}", std::io::Error::last_os_error()));
+                return Err(anyhow!(
+                    "cannot set gid {gid}: {}",
+                    std::io::Error::last_os_error()
+                ));
             }
         }
         if let Some(uid) = creds.uid {
             if creds.gid.is_none() && libc::setgroups(0, std::ptr::null()) != 0 {
-                return Err(anyhow!("cannot clear groups: {}", std::io::Error::last_os_error()));
+                return Err(anyhow!(
+                    "cannot clear groups: {}",
+                    std::io::Error::last_os_error()
+                ));
             }
             if libc::setuid(uid) != 0 {
-                return Err(anyhow!("cannot set uid {uid}: {}", std::io::Error::last_os_error()));
+                return Err(anyhow!(
+                    "cannot set uid {uid}: {}",
+                    std::io::Error::last_os_error()
+                ));
             }
             if uid != 0 && (libc::setuid(0) == 0 || libc::geteuid() == 0) {
                 bail!("privileges were not dropped");

@@ -152,7 +152,11 @@ pub fn format_exception(py: Python<'_>, err: &PyErr) -> String {
         let tb = py.import_bound("traceback")?;
         let lines = tb.call_method1(
             "format_exception",
-            (err.get_type_bound(py), err.value_bound(py), err.traceback_bound(py)),
+            (
+                err.get_type_bound(py),
+                err.value_bound(py),
+                err.traceback_bound(py),
+            ),
         )?;
         let joined: String = lines
             .iter()?

@@ -130,9 +130,14 @@ pub fn core_loop(py: Python<'_>, shared: &Shared, core: usize) {
 /// Without the GIL: finish the previous response, then find the next
 /// complete request (on the same connection if pipelined, else from the
 /// poller). None when core 0 should let the worker exit.
-fn next_request(shared: &Shared, core: usize, pending: Option<Pending>) -> Option<(Box<Conn>, Request)> {
+fn next_request(
+    shared: &Shared,
+    core: usize,
+    pending: Option<Pending>,
+) -> Option<(Box<Conn>, Request)> {
     if let Some(p) = pending {
-        let ok = p.tail.is_empty() || write_all_timeout(p.conn.fd(), &p.tail, shared.timeout).is_ok();
+        let ok =
+            p.tail.is_empty() || write_all_timeout(p.conn.fd(), &p.tail, shared.timeout).is_ok();
         shared.busy.fetch_sub(1, Ordering::AcqRel);
         if ok && p.keep {
             if let Some(found) = parse_buffered(shared, p.conn) {
@@ -149,7 +154,11 @@ fn next_request(shared: &Shared, core: usize, pending: Option<Pending>) -> Optio
                 return None;
             }
         }
-        let wait = if shared.stopping() { Duration::from_millis(50) } else { Duration::from_secs(1) };
+        let wait = if shared.stopping() {
+            Duration::from_millis(50)
+        } else {
+            Duration::from_secs(1)
+        };
         match shared.poller.wait(wait) {
             Ok(Event::Wake) => {}
             Ok(Event::Listener(idx)) => accept(shared, idx),
@@ -166,7 +175,10 @@ fn next_request(shared: &Shared, core: usize, pending: Option<Pending>) -> Optio
                 Err(_) => close(shared, conn),
             },
             Err(e) => {
-                crate::log::line(&format!("worker {} core {core}: poll error: {e}", shared.worker_id));
+                crate::log::line(&format!(
+                    "worker {} core {core}: poll error: {e}",
+                    shared.worker_id
+                ));
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
@@ -184,14 +196,22 @@ fn parse_buffered(shared: &Shared, mut conn: Box<Conn>) -> Option<(Box<Conn>, Re
     let parsed = match shared.listeners[conn.listener].protocol {
         Protocol::Http => match http::parse_head(&conn.buf, &shared.limits) {
             Ok(http::Parsed::Incomplete) => None,
-            Ok(http::Parsed::Complete { value, consumed }) => Some(Ok((Request::Http(value), consumed))),
+            Ok(http::Parsed::Complete { value, consumed }) => {
+                Some(Ok((Request::Http(value), consumed)))
+            }
             Err(e) => Some(Err((e.status(), e.to_string()))),
         },
         Protocol::Uwsgi => match uwsgi_proto::parse_packet(&conn.buf, shared.limits.max_head) {
             Ok(uwsgi_proto::Parsed::Incomplete) => None,
-            Ok(uwsgi_proto::Parsed::Complete { value, consumed }) => Some(Ok((Request::Uwsgi(value), consumed))),
+            Ok(uwsgi_proto::Parsed::Complete { value, consumed }) => {
+                Some(Ok((Request::Uwsgi(value), consumed)))
+            }
             Err(e) => {
-                let status = if matches!(e, uwsgi_proto::ProtoError::TooLarge { .. }) { 413 } else { 400 };
+                let status = if matches!(e, uwsgi_proto::ProtoError::TooLarge { .. }) {
+                    413
+                } else {
+                    400
+                };
                 Some(Err((status, e.to_string())))
             }
         },

@@ -20,13 +20,24 @@ pub struct WorkerFacts {
 }
 
 /// Render the stats document.
-pub fn render(sb: &Scoreboard, workers: &[WorkerFacts], sockets: &[String], listen_queue: u32) -> String {
+pub fn render(
+    sb: &Scoreboard,
+    workers: &[WorkerFacts],
+    sockets: &[String],
+    listen_queue: u32,
+) -> String {
     let mut j = String::with_capacity(4096);
     // SAFETY: these getters have no preconditions.
     let (pid, uid, gid) = unsafe { (libc::getpid(), libc::getuid(), libc::getgid()) };
-    let cwd = std::env::current_dir().map(|d| d.to_string_lossy().into_owned()).unwrap_or_default();
+    let cwd = std::env::current_dir()
+        .map(|d| d.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let busy_total: usize = (1..=workers.len())
-        .map(|id| (0..sb.threads()).filter(|&c| sb.core(id, c).in_request.load(Ordering::Relaxed) == 1).count())
+        .map(|id| {
+            (0..sb.threads())
+                .filter(|&c| sb.core(id, c).in_request.load(Ordering::Relaxed) == 1)
+                .count()
+        })
         .sum();
     let _ = write!(
         j,
@@ -50,8 +61,15 @@ pub fn render(sb: &Scoreboard, workers: &[WorkerFacts], sockets: &[String], list
         let busy_us = w.busy_micros.load(Ordering::Relaxed);
         let avg_rt = if requests > 0 { busy_us / requests } else { 0 };
         let (rss, vsz) = if f.running { memory(f.pid) } else { (0, 0) };
-        let cores_busy = (0..sb.threads()).any(|c| sb.core(id, c).in_request.load(Ordering::Relaxed) == 1);
-        let status = if !f.running { "cheap" } else if cores_busy { "busy" } else { "idle" };
+        let cores_busy =
+            (0..sb.threads()).any(|c| sb.core(id, c).in_request.load(Ordering::Relaxed) == 1);
+        let status = if !f.running {
+            "cheap"
+        } else if cores_busy {
+            "busy"
+        } else {
+            "idle"
+        };
         let last_spawn = w.last_spawn.load(Ordering::Relaxed);
         if i > 0 {
             j.push(',');
@@ -125,8 +143,12 @@ pub fn quote(s: &str) -> String {
 
 /// (rss, vsz) in bytes from /proc/PID/statm.
 fn memory(pid: i32) -> (u64, u64) {
-    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/statm")) else { return (0, 0) };
-    let mut it = text.split_whitespace().map(|v| v.parse::<u64>().unwrap_or(0));
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/statm")) else {
+        return (0, 0);
+    };
+    let mut it = text
+        .split_whitespace()
+        .map(|v| v.parse::<u64>().unwrap_or(0));
     let vsz = it.next().unwrap_or(0);
     let rss = it.next().unwrap_or(0);
     // SAFETY: sysconf has no preconditions.
@@ -142,13 +164,16 @@ pub enum StatsListener {
 
 impl StatsListener {
     pub fn bind(addr: &str) -> anyhow::Result<StatsListener> {
-        let parsed = crate::config::ListenAddr::parse(addr).map_err(|e| anyhow::anyhow!("--stats {addr}: {e}"))?;
+        let parsed = crate::config::ListenAddr::parse(addr)
+            .map_err(|e| anyhow::anyhow!("--stats {addr}: {e}"))?;
         Ok(match parsed {
             crate::config::ListenAddr::Tcp { host, port } => StatsListener::Tcp(
-                std::net::TcpListener::bind((host.as_str(), port)).map_err(|e| anyhow::anyhow!("cannot bind stats server {addr}: {e}"))?,
+                std::net::TcpListener::bind((host.as_str(), port))
+                    .map_err(|e| anyhow::anyhow!("cannot bind stats server {addr}: {e}"))?,
             ),
             crate::config::ListenAddr::Unix(p) => {
-                let l = crate::listen::bind_unix(&p, Some(0o600)).map_err(|e| anyhow::anyhow!("cannot bind stats server: {e}"))?;
+                let l = crate::listen::bind_unix(&p, Some(0o600))
+                    .map_err(|e| anyhow::anyhow!("cannot bind stats server: {e}"))?;
                 StatsListener::Unix(l, p)
             }
         })
@@ -222,8 +247,23 @@ mod tests {
     #[test]
     fn render_is_json_shaped() {
         let sb = Scoreboard::new(2, 2).unwrap();
-        sb.core(1, 1).begin(1_000, 0, &[b"127.0.0.1", b"GET", b"/x\"y"]);
-        let doc = render(&sb, &[WorkerFacts { pid: 1, running: true }, WorkerFacts { pid: 0, running: false }], &["0.0.0.0:80".into()], 0);
+        sb.core(1, 1)
+            .begin(1_000, 0, &[b"127.0.0.1", b"GET", b"/x\"y"]);
+        let doc = render(
+            &sb,
+            &[
+                WorkerFacts {
+                    pid: 1,
+                    running: true,
+                },
+                WorkerFacts {
+                    pid: 0,
+                    running: false,
+                },
+            ],
+            &["0.0.0.0:80".into()],
+            0,
+        );
         assert!(doc.starts_with("{\"version\""));
         assert!(doc.contains("\"in_request\":1"));
         assert!(doc.contains("REQUEST_URI=/x\\\"y"));

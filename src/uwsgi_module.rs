@@ -70,8 +70,9 @@ fn worker_id() -> usize {
 
 /// Internal: remember a thread's name for the GIL-free tracebacker.
 #[pyfunction]
-fn _register_thread(ident: u64, name: &str) {
+fn _register_thread(ident: u64, name: &str, native_id: i64) {
     crate::tracebacker::names::record(ident, name);
+    crate::tracebacker::names::record_tid(ident, native_id as i32);
 }
 
 #[pymodule]

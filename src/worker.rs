@@ -116,9 +116,10 @@ fn start(args: &WorkerArgs<'_>) -> Result<i32, i32> {
     let loaded = Python::with_gil(|py| -> Result<(PyObject, Vec<ListenerInfo>), String> {
         crate::python::name_current_thread(py, &core_name(args.id, 0), true)
             .map_err(|e| e.to_string())?;
-        crate::tracebacker::names::record(
+        crate::tracebacker::names::record_core(
             crate::tracebacker::names::current_ident(),
             &core_name(args.id, 0),
+            0,
         );
         install_thread_hook(py).map_err(|e| format!("cannot hook threading: {e}"))?;
         crate::tracebacker::signal_path::install(py)
@@ -156,6 +157,11 @@ fn start(args: &WorkerArgs<'_>) -> Result<i32, i32> {
             None
         },
         timeout,
+        crate::tracebacker::Context {
+            worker_id: args.id,
+            scoreboard: args.scoreboard,
+            locals: cfg.py_tracebacker_locals,
+        },
     ) {
         crate::log::line(&format!(
             "worker {}: cannot open the tracebacker socket: {e}",
@@ -206,9 +212,10 @@ fn start(args: &WorkerArgs<'_>) -> Result<i32, i32> {
                 // detaches around every wait.
                 Python::with_gil(|py| {
                     let _ = crate::python::name_current_thread(py, &name, false);
-                    crate::tracebacker::names::record(
+                    crate::tracebacker::names::record_core(
                         crate::tracebacker::names::current_ident(),
                         &name,
+                        core,
                     );
                     core_loop(py, &shared, core);
                 });
@@ -250,16 +257,19 @@ pub fn core_name(worker: usize, core: usize) -> String {
 /// Record the names of threads the app starts, so the GIL-free dump path
 /// can name them too (it cannot ask `threading` while the GIL is held).
 fn install_thread_hook(py: Python<'_>) -> PyResult<()> {
+    // Wrapping start() (not the thread's own bootstrap) keeps the hook out
+    // of the new thread's stack: start() returns once ident and native_id
+    // are known.
     let code = r#"
 import threading, uwsgi
-_uwsgi_rs_orig_bootstrap_inner = threading.Thread._bootstrap_inner
-def _uwsgi_rs_bootstrap_inner(self):
+_uwsgi_rs_orig_start = threading.Thread.start
+def _uwsgi_rs_start(self):
+    _uwsgi_rs_orig_start(self)
     try:
-        uwsgi._register_thread(threading.get_ident(), self.name)
+        uwsgi._register_thread(self.ident, self.name, getattr(self, "native_id", 0) or 0)
     except Exception:
         pass
-    _uwsgi_rs_orig_bootstrap_inner(self)
-threading.Thread._bootstrap_inner = _uwsgi_rs_bootstrap_inner
+threading.Thread.start = _uwsgi_rs_start
 "#;
     PyModule::from_code_bound(py, code, "uwsgi_rs_thread_hook.py", "uwsgi_rs_thread_hook")?;
     Ok(())

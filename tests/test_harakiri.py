@@ -132,6 +132,24 @@ def harakiri_report(log, path, verbose=False):
     return w, pid, core, since, threads, extra
 
 
+def _dump_has(path, needle):
+    import socket
+    try:
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(3)
+        s.connect(path)
+        data = b""
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            data += b
+        s.close()
+        return needle.encode() in data
+    except OSError:
+        return False
+
+
 def wait_harakiri(srv, t0, timeout=10):
     """Seconds from t0 until the harakiri line appears in the log."""
     wait_for(lambda: "*** HARAKIRI ON WORKER" in srv.log, timeout, "no harakiri")
@@ -156,6 +174,8 @@ def test_harakiri_report_respawn_and_other_worker_serves(serve, port, tmp_path):
     pids = spawned_pids(srv.log)
     t0 = time.time()
     stuck = Bg(port, "/sleep/30", timeout=20)
+    busy_w = wait_for(lambda: next((x for x in (1, 2) if _dump_has(f"{base}{x}", "function = nap")),
+                                   None), 2, "the stuck request not in any dump")
     # keep asking while a worker is stuck: every answer comes, fast, from the other
     served = []
     while "Respawned uwsgi-rs worker" not in srv.log:
@@ -165,7 +185,7 @@ def test_harakiri_report_respawn_and_other_worker_serves(serve, port, tmp_path):
         assert time.time() - t < 1.0, "the healthy worker must answer at once"
         time.sleep(0.1)
     w, pid, core, since, threads, _ = harakiri_report(srv.log, "/sleep/30")
-    assert pid == pids[w] and core == 0
+    assert pid == pids[w] and core == 0 and w == busy_w
     assert abs(since - t0) <= 2, (since, t0)
     assert served and all(s == (3 - w, pids[3 - w]) for s in served), (w, served)
     # the dump of the stuck request
@@ -185,15 +205,16 @@ def test_harakiri_report_respawn_and_other_worker_serves(serve, port, tmp_path):
     assert new != pid
     wait_for(lambda: srv.log.count(f"worker {w} (pid: {new}) ready") == 1, 10,
              "respawned worker not ready")
-    # two concurrent 1 s requests: one per (single-core) worker, both served
-    pair = [Bg(port, "/sleep/1", timeout=10), Bg(port, "/sleep/1", timeout=10)]
-    got = set()
-    for b in pair:
-        status, _, body = b.join(10)
-        assert status == 200
-        wid, wpid = map(int, body.split())
-        got.add((wid, wpid))
-    assert got == {(w, new), (3 - w, pids[3 - w])}, got
+    # occupy one (single-core) worker, seen in its dump, then ask again: the
+    # blocked one and the free one both answer, one of them the respawned one
+    blocker = Bg(port, "/sleep/1", timeout=10)
+    x = wait_for(lambda: next((x for x in (1, 2) if _dump_has(f"{base}{x}", "function = nap")),
+                              None), 5, "the blocking request not in any dump")
+    got = {ping(port, timeout=0.9)}
+    status, _, body = blocker.join(10)
+    assert status == 200
+    got.add(tuple(map(int, body.split())))
+    assert got == {(w, new), (3 - w, pids[3 - w])}, (x, got)
     assert "running for" not in srv.log
 
 
@@ -220,6 +241,7 @@ def test_harakiri_dump_when_gil_held_in_c(serve, port, tmp_path):
                  "--processes", "2", "--harakiri", "2"], workers=2)
     t0 = time.time()
     Bg(port, "/busy", timeout=20)
+    time.sleep(0.5)  # the busy request holds its worker's only core by now
     while "Respawned uwsgi-rs worker" not in srv.log:
         assert time.time() - t0 < 4.5, f"harakiri with the GIL held too slow:\n{srv.log}"
         t = time.time()
@@ -305,3 +327,30 @@ def test_user_harakiri_and_worker_id(serve, port, tmp_path):
     harakiri_report(srv.log, "/user1")
     wait_for(lambda: srv.log.count(") ready") >= 2, 10, "respawned worker not ready")
     assert ping(port) == (1, spawned_pids(srv.log)[1])
+
+
+def test_request_arriving_with_a_stuck_one_goes_to_the_idle_worker(serve, port, tmp_path):
+    """2 single-core workers, both idle; a slow request and a quick one arrive
+    together (two connections opened back to back). The quick one must not
+    wait behind the slow one on the same worker while the other worker idles
+    (with harakiri it would be killed with the stuck one)."""
+    import socket
+    app = copy_app("tb_app.py", tmp_path)
+    serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(app), "--master",
+           "--processes", "2", "--disable-logging"], workers=2)
+    waits = []
+    for _ in range(5):
+        c1 = socket.create_connection(("127.0.0.1", port), timeout=5)
+        c2 = socket.create_connection(("127.0.0.1", port), timeout=5)
+        try:
+            c1.sendall(b"GET /sleep/0.5 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            t = time.time()
+            c2.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert c2.recv(4096).startswith(b"HTTP/1.1 200")
+            waits.append(round((time.time() - t) * 1000))
+            while c1.recv(4096):
+                pass
+        finally:
+            c1.close()
+            c2.close()
+    assert max(waits) < 300, f"quick request latency (ms) per round: {waits}"

@@ -51,6 +51,89 @@ pub fn connect_and_read(addr: &str, timeout_secs: u64) -> Result<()> {
     Ok(())
 }
 
+/// The tracebacker sockets under `base`, by worker id: `base` + digits.
+pub fn worker_sockets(base: &str) -> Vec<(usize, String)> {
+    let path = std::path::Path::new(base);
+    let (dir, prefix) = match (path.parent(), path.file_name()) {
+        (Some(d), Some(f)) if !base.ends_with('/') => (
+            if d.as_os_str().is_empty() {
+                std::path::PathBuf::from(".")
+            } else {
+                d.to_path_buf()
+            },
+            f.to_string_lossy().into_owned(),
+        ),
+        _ => (path.to_path_buf(), String::new()),
+    };
+    let mut found: Vec<(usize, String)> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let id: usize = name.strip_prefix(prefix.as_str())?.parse().ok()?;
+            use std::os::unix::fs::FileTypeExt;
+            e.file_type()
+                .ok()?
+                .is_socket()
+                .then(|| (id, format!("{base}{id}")))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Ask one worker for its rich dump.
+fn fetch_json(addr: &str, timeout: Duration) -> Result<super::rich::WorkerDump, String> {
+    let mut s = UnixStream::connect(addr).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    s.write_all(b"json\n").map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).map_err(|e| match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+            format!("no answer within {}s", timeout.as_secs())
+        }
+        _ => e.to_string(),
+    })?;
+    if out.is_empty() {
+        return Err("closed without answering (refused?)".into());
+    }
+    serde_json::from_slice(&out).map_err(|e| format!("unreadable answer: {e}"))
+}
+
+/// The `--tracebacks BASE [--json]` command: every worker, in order.
+pub fn tracebacks(base: &str, json: bool, timeout_secs: u64) -> Result<()> {
+    let sockets = worker_sockets(base);
+    if sockets.is_empty() {
+        return Err(anyhow!(
+            "no tracebacker sockets found under {base} (expected {base}1, {base}2, ...)"
+        ));
+    }
+    let timeout = Duration::from_secs(timeout_secs.max(1));
+    let results: Vec<super::rich::WorkerResult> = sockets
+        .iter()
+        .map(|(id, path)| (*id, fetch_json(path, timeout)))
+        .collect();
+    let mut stdout = io::stdout().lock();
+    if json {
+        let workers: Vec<serde_json::Value> = results
+            .iter()
+            .map(|(id, r)| match r {
+                Ok(d) => serde_json::to_value(d).unwrap_or_default(),
+                Err(e) => serde_json::json!({ "worker": id, "error": e }),
+            })
+            .collect();
+        let doc = serde_json::json!({ "base": base, "workers": workers });
+        serde_json::to_writer_pretty(&mut stdout, &doc)?;
+        writeln!(stdout)?;
+    } else {
+        super::rich::write_text(&mut stdout, base, &results)?;
+    }
+    stdout.flush()?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -22,6 +22,8 @@ pub struct Frame {
     pub function: String,
     /// The stripped source line; empty when unavailable.
     pub line: String,
+    /// `(name, truncated repr)` of the frame's locals, when asked for.
+    pub locals: Vec<(String, String)>,
 }
 
 /// One thread's stack, outermost call first.
@@ -30,6 +32,8 @@ pub struct ThreadStack {
     pub ident: u64,
     pub name: String,
     pub frames: Vec<Frame>,
+    /// Whether this thread held the GIL at the snapshot (None: unknown).
+    pub holds_gil: Option<bool>,
 }
 
 /// The name uWSGI prints for a thread it cannot name.
@@ -65,6 +69,7 @@ mod tests {
             lineno,
             function: function.into(),
             line: line.into(),
+            locals: vec![],
         };
         let threads = vec![
             ThreadStack {

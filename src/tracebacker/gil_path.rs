@@ -17,9 +17,28 @@ use super::names;
 
 /// Python side of the collection: runs with the GIL on the collector thread.
 const COLLECT_PY: &str = r#"
-import sys, threading, linecache
+import sys, threading, linecache, reprlib
 
-def collect():
+_repr = reprlib.Repr()
+_repr.maxstring = 80
+_repr.maxother = 80
+_repr.maxlevel = 2
+
+def _locals(f):
+    out = []
+    try:
+        items = list(f.f_locals.items())[:50]
+    except Exception:
+        return out
+    for k, v in items:
+        try:
+            r = _repr.repr(v)
+        except BaseException as e:
+            r = "<repr failed: %s>" % type(e).__name__
+        out.append((str(k), r[:200]))
+    return out
+
+def collect(with_locals):
     me = threading.get_ident()
     names = {t.ident: t.name for t in threading.enumerate()}
     out = []
@@ -34,24 +53,26 @@ def collect():
                 src = linecache.getline(co.co_filename, f.f_lineno).strip()
             except Exception:
                 src = ""
-            frames.append((co.co_filename, f.f_lineno or 0, co.co_name, src))
+            frames.append((co.co_filename, f.f_lineno or 0, co.co_name, src,
+                           _locals(f) if with_locals else []))
             f = f.f_back
         frames.reverse()
         out.append((ident, names.get(ident), frames))
     return out, list(names.items())
 "#;
 
-type Reply = Sender<Vec<ThreadStack>>;
+/// A request for a collection: whether to include locals, and where to reply.
+type Job = (bool, Sender<Vec<ThreadStack>>);
 
 struct Collector {
-    requests: Mutex<Sender<Reply>>,
+    requests: Mutex<Sender<Job>>,
     busy: AtomicBool,
 }
 
 fn collector() -> &'static Collector {
     static C: OnceLock<Collector> = OnceLock::new();
     C.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<Reply>();
+        let (tx, rx) = mpsc::channel::<Job>();
         let _ = std::thread::Builder::new()
             .name("uwsgi-rs-tb-gil".into())
             .spawn(move || run(rx));
@@ -62,9 +83,9 @@ fn collector() -> &'static Collector {
     })
 }
 
-fn run(rx: Receiver<Reply>) {
+fn run(rx: Receiver<Job>) {
     let mut func: Option<PyObject> = None;
-    for reply in rx {
+    for (with_locals, reply) in rx {
         // GIL: taken here, possibly after a long wait; released at the end
         // of the closure. Nobody else waits on this thread.
         let stacks = Python::with_gil(|py| {
@@ -80,17 +101,17 @@ fn run(rx: Receiver<Reply>) {
                 .ok();
             }
             func.as_ref()
-                .and_then(|f| convert(py, f.call0(py).ok()?.bind(py)).ok())
+                .and_then(|f| convert(f.call1(py, (with_locals,)).ok()?.bind(py)).ok())
         });
         collector().busy.store(false, Ordering::Release);
         let _ = reply.send(stacks.unwrap_or_default());
     }
 }
 
-fn convert(py: Python<'_>, result: &Bound<'_, PyAny>) -> PyResult<Vec<ThreadStack>> {
-    let _ = py;
+fn convert(result: &Bound<'_, PyAny>) -> PyResult<Vec<ThreadStack>> {
+    type Frames = Vec<(String, u32, String, String, Vec<(String, String)>)>;
     let (threads, all_names): (
-        Vec<(u64, Option<String>, Vec<(String, u32, String, String)>)>,
+        Vec<(u64, Option<String>, Frames)>,
         Vec<(Option<u64>, String)>,
     ) = result.extract()?;
     for (ident, name) in all_names.into_iter().filter_map(|(i, n)| Some((i?, n))) {
@@ -105,26 +126,29 @@ fn convert(py: Python<'_>, result: &Bound<'_, PyAny>) -> PyResult<Vec<ThreadStac
                 .unwrap_or_else(|| super::format::UNNAMED.into()),
             frames: frames
                 .into_iter()
-                .map(|(filename, lineno, function, line)| Frame {
+                .map(|(filename, lineno, function, line, locals)| Frame {
                     filename,
                     lineno,
                     function,
                     line,
+                    locals,
                 })
                 .collect(),
+            // The collector held the GIL for the snapshot: nobody else did.
+            holds_gil: Some(false),
         })
         .collect())
 }
 
 /// Stacks of every thread, or None when the GIL was not had within `wait`
 /// (or a previous collection is still waiting for it).
-pub fn collect(wait: Duration) -> Option<Vec<ThreadStack>> {
+pub fn collect(wait: Duration, with_locals: bool) -> Option<Vec<ThreadStack>> {
     let c = collector();
     if c.busy.swap(true, Ordering::AcqRel) {
         return None;
     }
     let (tx, rx) = mpsc::channel();
-    if c.requests.lock().ok()?.send(tx).is_err() {
+    if c.requests.lock().ok()?.send((with_locals, tx)).is_err() {
         c.busy.store(false, Ordering::Release);
         return None;
     }

@@ -31,3 +31,61 @@ pub fn current_ident() -> u64 {
     // SAFETY: pthread_self has no preconditions.
     unsafe { libc::pthread_self() as u64 }
 }
+
+fn cores() -> &'static Mutex<HashMap<usize, u64>> {
+    static T: OnceLock<Mutex<HashMap<usize, u64>>> = OnceLock::new();
+    T.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Record a core (request thread): its name and which core it is.
+/// Called on the core's own thread.
+pub fn record_core(ident: u64, name: &str, core: usize) {
+    record(ident, name);
+    // SAFETY: gettid has no preconditions.
+    record_tid(ident, unsafe { libc::gettid() });
+    if let Ok(mut c) = cores().lock() {
+        c.insert(core, ident);
+    }
+}
+
+/// The thread ident serving `core`, if that core has started.
+pub fn core_ident(core: usize) -> Option<u64> {
+    cores().lock().ok()?.get(&core).copied()
+}
+
+fn tids() -> &'static Mutex<HashMap<u64, i32>> {
+    static T: OnceLock<Mutex<HashMap<u64, i32>>> = OnceLock::new();
+    T.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Remember the kernel thread id behind a Python thread ident.
+pub fn record_tid(ident: u64, tid: i32) {
+    if tid <= 0 {
+        return;
+    }
+    if let Ok(mut t) = tids().lock() {
+        if t.len() > 100_000 {
+            t.clear();
+        }
+        t.insert(ident, tid);
+    }
+}
+
+/// Whether the kernel reports the thread as running (state R) right now,
+/// sampled a few times over about a millisecond. None if unknown.
+pub fn is_running(ident: u64) -> Option<bool> {
+    let tid = *tids().lock().ok()?.get(&ident)?;
+    let path = format!("/proc/self/task/{tid}/stat");
+    for i in 0..4 {
+        let stat = std::fs::read_to_string(&path).ok()?;
+        // The state follows the parenthesised command name.
+        let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
+        if state == "R" {
+            return Some(true);
+        }
+        if i < 3 {
+            std::thread::sleep(std::time::Duration::from_micros(300));
+        }
+    }
+    Some(false)
+}

@@ -105,9 +105,12 @@ pub fn collect() -> io::Result<Vec<ThreadStack>> {
 pub fn parse(text: &str, sources: &mut SourceCache) -> Vec<ThreadStack> {
     let mut threads: Vec<ThreadStack> = Vec::new();
     for line in text.lines() {
-        let header = line
-            .strip_prefix("Current thread 0x")
-            .or_else(|| line.strip_prefix("Thread 0x"));
+        // In the signal handler, CPython's "current" thread state is the
+        // one holding the GIL (this thread holds none): the one to blame.
+        let (header, holds_gil) = match line.strip_prefix("Current thread 0x") {
+            Some(rest) => (Some(rest), true),
+            None => (line.strip_prefix("Thread 0x"), false),
+        };
         if let Some(rest) = header {
             let hex = rest.split_whitespace().next().unwrap_or("");
             let ident = u64::from_str_radix(hex, 16).unwrap_or(0);
@@ -116,6 +119,7 @@ pub fn parse(text: &str, sources: &mut SourceCache) -> Vec<ThreadStack> {
                 ident,
                 name,
                 frames: Vec::new(),
+                holds_gil: Some(holds_gil),
             });
         } else if let Some(frame) = parse_frame(line) {
             if let Some(t) = threads.last_mut() {
@@ -124,6 +128,12 @@ pub fn parse(text: &str, sources: &mut SourceCache) -> Vec<ThreadStack> {
         }
     }
     for t in &mut threads {
+        // We only get here when the GIL was not had for GIL_WAIT: the
+        // thread running on a CPU with Python frames is the one holding it
+        // (threads waiting for the GIL sleep in the kernel).
+        if !t.frames.is_empty() && t.holds_gil != Some(true) {
+            t.holds_gil = names::is_running(t.ident).or(t.holds_gil);
+        }
         t.frames.reverse(); // faulthandler prints the most recent call first
         for f in &mut t.frames {
             f.line = sources.line(&f.filename, f.lineno);
@@ -142,6 +152,7 @@ fn parse_frame(line: &str) -> Option<Frame> {
         lineno: lineno.trim().parse().unwrap_or(0),
         function: unescape(function.trim_end()),
         line: String::new(),
+        locals: Vec::new(),
     })
 }
 
@@ -225,6 +236,8 @@ mod tests {
         assert_eq!(threads[0].frames[0].lineno, 10);
         assert_eq!(threads[0].frames[1].function, "crunch");
         assert_eq!(threads[1].name, UNNAMED);
+        assert_eq!(threads[0].holds_gil, Some(false));
+        assert_eq!(threads[1].holds_gil, Some(true));
         assert!(threads[1].frames.is_empty());
     }
 

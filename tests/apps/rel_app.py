@@ -1,0 +1,159 @@
+"""WSGI app for the hostile-input and fault tests; dispatches on PATH_INFO.
+
+Well-behaved endpoints (/say/W, /pid, /echo, /big, /sleep) and misbehaving
+ones: the app crashes its worker (/kill, /segv, /exit) or breaks PEP 3333
+in a chosen way (/bad/...)."""
+
+import ctypes
+import json
+import os
+import signal
+import sys
+import time
+
+
+def _qs(environ):
+    out = {}
+    for part in environ.get("QUERY_STRING", "").split("&"):
+        if "=" in part:
+            k, v = part.split("=", 1)
+            out[k] = v
+    return out
+
+
+def _send(start_response, body, status="200 OK", ctype="text/plain"):
+    start_response(status, [("Content-Type", ctype), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+class ClosingList(list):
+    """A list body whose close() raises: the whole body is known before
+    close(), so the server can still answer 500."""
+
+    def close(self):
+        raise RuntimeError("rel_app: close() failed on purpose (list)")
+
+
+class ClosingIter:
+    """A streamed body whose close() raises after every part was sent."""
+
+    def __iter__(self):
+        yield b"part-one;"
+        yield b"part-two;"
+
+    def close(self):
+        raise RuntimeError("rel_app: close() failed on purpose (stream)")
+
+
+def _bad(kind, start_response):
+    ok_headers = [("Content-Type", "text/plain")]
+    if kind == "status_short":
+        start_response("200", ok_headers)
+        return [b"x"]
+    if kind == "status_letters":
+        start_response("OK 200", ok_headers)
+        return [b"x"]
+    if kind == "status_int":
+        start_response(200, ok_headers)
+        return [b"x"]
+    if kind == "status_crlf":
+        start_response("200 OK\r\nX-Injected: yes", ok_headers)
+        return [b"x"]
+    if kind == "header_crlf":
+        start_response("200 OK", [("X-Evil", "a\r\nSet-Cookie: injected=1")])
+        return [b"x"]
+    if kind == "header_lf":
+        start_response("200 OK", [("X-Evil", "a\nX-Injected: yes")])
+        return [b"x"]
+    if kind == "header_name":
+        start_response("200 OK", [("X Bad:Name", "v")])
+        return [b"x"]
+    if kind == "header_bytes":
+        start_response("200 OK", [(b"X-Bytes", b"v")])
+        return [b"x"]
+    if kind == "headers_dict":
+        start_response("200 OK", {"X-A": "b"})
+        return [b"x"]
+    if kind == "non_bytes_list":
+        start_response("200 OK", ok_headers)
+        return ["a str, not bytes"]
+    if kind == "none_body":
+        start_response("200 OK", ok_headers)
+        return None
+    if kind == "non_bytes_stream":
+        start_response("200 OK", ok_headers)
+
+        def gen():
+            yield b"first-part;"
+            yield "then a str"
+        return gen()
+    if kind == "no_start_response":
+        return [b"never started"]
+    if kind == "close_list":
+        start_response("200 OK", ok_headers)
+        return ClosingList([b"listed"])
+    if kind == "close_stream":
+        start_response("200 OK", ok_headers)
+        return ClosingIter()
+    if kind == "raise_streaming":
+        start_response("200 OK", ok_headers)
+
+        def gen():
+            yield b"first-part;"
+            raise RuntimeError("rel_app: failed mid-stream")
+        return gen()
+    raise KeyError(kind)
+
+
+def application(environ, start_response):
+    path = environ["PATH_INFO"]
+    q = _qs(environ)
+
+    if path.startswith("/say/"):
+        return _send(start_response, path[5:].encode("latin-1"))
+
+    if path == "/pid":
+        return _send(start_response, json.dumps({
+            "pid": os.getpid(), "ppid": os.getppid(),
+            "uid": os.getuid(), "euid": os.geteuid(),
+            "gid": os.getgid(), "egid": os.getegid(), "groups": sorted(os.getgroups()),
+        }).encode(), ctype="application/json")
+
+    if path == "/echo":
+        body = environ["wsgi.input"].read()
+        return _send(start_response, body, ctype="application/octet-stream")
+
+    if path == "/env":
+        vals = {k: v for k, v in environ.items() if isinstance(v, str)}
+        return _send(start_response, json.dumps(vals).encode(), ctype="application/json")
+
+    if path == "/big":
+        n = int(q.get("n", "1048576"))
+        return _send(start_response, b"b" * n, ctype="application/octet-stream")
+
+    if path == "/sleep":
+        time.sleep(float(q.get("s", "1")))
+        return _send(start_response, json.dumps({"slept": q.get("s", "1"),
+                                                 "pid": os.getpid()}).encode())
+
+    if path == "/kill":
+        os.kill(os.getpid(), int(q.get("sig", str(int(signal.SIGKILL)))))
+        time.sleep(5)
+        return _send(start_response, b"survived a signal")
+
+    if path == "/segv":
+        ctypes.string_at(0)
+        return _send(start_response, b"survived a segfault")
+
+    if path == "/exit":
+        os._exit(int(q.get("code", "7")))
+
+    if path.startswith("/bad/"):
+        return _bad(path[5:], start_response)
+
+    if path == "/print":
+        # The app writes request data to the log itself (its own business).
+        sys.stderr.write("rel_app print\n")
+        return _send(start_response, b"printed")
+
+    return _send(start_response, b"rel_app\n")
