@@ -90,6 +90,8 @@ pub struct Master {
     pid: i32,
     stats: Option<crate::stats::StatsListener>,
     credentials: crate::privileges::Credentials,
+    /// Requests whose slow-request traceback was logged: (worker, core, start ms).
+    slow_reported: std::collections::HashSet<(usize, usize, u64)>,
 }
 
 impl Master {
@@ -147,6 +149,7 @@ impl Master {
             pid,
             stats,
             credentials,
+            slow_reported: Default::default(),
         })
     }
 
@@ -192,6 +195,7 @@ impl Master {
             }
             self.check_ready();
             self.check_harakiri();
+            self.check_slow();
             self.advance_reload();
             self.respawn_due();
             if let Phase::Stopping { kill_at } = self.phase {
@@ -243,8 +247,12 @@ impl Master {
             .collect();
         let names: Vec<String> = self.listeners.iter().map(|l| l.name.clone()).collect();
         let queue: u32 = self.listeners.iter().map(|l| l.queue_len()).sum();
-        let doc = crate::stats::render(self.scoreboard, &facts, &names, queue);
-        stats.answer(&doc, self.cfg.stats_http);
+        let sb = self.scoreboard;
+        stats.answer(
+            || crate::stats::render(sb, &facts, &names, queue),
+            || crate::stats::render_metrics(sb, &facts),
+            self.cfg.stats_http,
+        );
     }
 
     /// Returns an exit status when the master must stop now.
@@ -516,6 +524,54 @@ impl Master {
                 self.harakiri(id, pid, core);
             }
         }
+    }
+
+    /// `--py-tracebacker-slow`: log once the traceback of every request
+    /// running longer than the threshold, without touching it.
+    fn check_slow(&mut self) {
+        let limit_ms = self.cfg.py_tracebacker_slow * 1000;
+        if limit_ms == 0 {
+            return;
+        }
+        let now = log::unix_millis();
+        let mut current = std::collections::HashSet::new();
+        for id in 1..=self.slots.len() {
+            let pid = self.slots[id - 1].pid;
+            if pid <= 0 {
+                continue;
+            }
+            for c in self.snapshot(id).into_iter().filter(|c| c.in_request) {
+                let key = (id, c.core, c.started_ms);
+                current.insert(key);
+                if now.saturating_sub(c.started_ms) < limit_ms || self.slow_reported.contains(&key)
+                {
+                    continue;
+                }
+                self.slow_reported.insert(key);
+                let info = c.info.clone().unwrap_or_default();
+                log::stamped(&format!(
+                    "SLOW REQUEST on worker {id} core {} (pid: {pid}): {} {} from {} running for {:.1} s",
+                    c.core,
+                    log::escape(info.method.as_bytes()),
+                    log::escape(info.uri.as_bytes()),
+                    if info.remote.is_empty() { "-" } else { info.remote.as_str() },
+                    now.saturating_sub(c.started_ms) as f64 / 1000.0
+                ));
+                let path = self.tb_path(id);
+                let ask = format!("core {}\n", c.core);
+                match crate::tracebacker::client::ask(
+                    &path.to_string_lossy(),
+                    ask.as_bytes(),
+                    Duration::from_secs(2),
+                ) {
+                    Ok(dump) if !dump.is_empty() => log::block(&dump),
+                    Ok(_) => log::line("(the worker's tracebacker returned nothing)"),
+                    Err(e) => log::line(&format!("(cannot read the worker's traceback: {e})")),
+                }
+            }
+        }
+        // Forget requests that ended, so the set stays small.
+        self.slow_reported.retain(|k| current.contains(k));
     }
 
     /// Log the worker's dump and the status of its busy cores, then kill it.

@@ -35,6 +35,27 @@ pub struct WorkerSlot {
     pub last_spawn: AtomicU64,
     /// Sum of request durations in microseconds (for the average).
     pub busy_micros: AtomicU64,
+    /// Requests per latency bucket ([`LATENCY_BOUNDS_US`], then +Inf).
+    pub latency: [AtomicU64; LATENCY_BUCKETS],
+}
+
+/// Upper bounds of the latency histogram buckets, in microseconds.
+pub const LATENCY_BOUNDS_US: [u64; 12] = [
+    1_000, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+    5_000_000, 10_000_000,
+];
+pub const LATENCY_BUCKETS: usize = LATENCY_BOUNDS_US.len() + 1;
+
+impl WorkerSlot {
+    /// Count one finished request of `micros` duration.
+    pub fn record_latency(&self, micros: u64) {
+        let bucket = LATENCY_BOUNDS_US
+            .iter()
+            .position(|&b| micros <= b)
+            .unwrap_or(LATENCY_BOUNDS_US.len());
+        self.latency[bucket].fetch_add(1, Ordering::Relaxed);
+        self.busy_micros.fetch_add(micros, Ordering::Relaxed);
+    }
 }
 
 #[repr(C)]
@@ -146,6 +167,9 @@ impl Scoreboard {
         w.accepting.store(0, Ordering::Relaxed);
         w.requests.store(0, Ordering::Relaxed);
         w.busy_micros.store(0, Ordering::Relaxed);
+        for b in &w.latency {
+            b.store(0, Ordering::Relaxed);
+        }
         for c in 0..self.threads {
             let core = self.core(id, c);
             core.in_request.store(0, Ordering::Relaxed);

@@ -555,8 +555,7 @@ fn finish_request(
     let total = w.requests.fetch_add(1, Ordering::Relaxed) + 1;
     w.tx.fetch_add(wire_bytes, Ordering::Relaxed);
     let elapsed = started.elapsed();
-    w.busy_micros
-        .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    w.record_latency(elapsed.as_micros() as u64);
     if raised {
         w.exceptions.fetch_add(1, Ordering::Relaxed);
     }

@@ -6,7 +6,6 @@
 //! than one bounded write.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::os::unix::net::UnixListener;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -156,6 +155,131 @@ fn memory(pid: i32) -> (u64, u64) {
     (rss * page, vsz * page)
 }
 
+/// A client connection of either kind.
+trait ReadWrite: std::io::Read + std::io::Write {
+    fn timeouts(&self, write: Option<Duration>, read: Option<Duration>);
+    fn half_close(&self);
+}
+
+impl ReadWrite for std::net::TcpStream {
+    fn timeouts(&self, write: Option<Duration>, read: Option<Duration>) {
+        let _ = self.set_write_timeout(write);
+        let _ = self.set_read_timeout(read);
+    }
+    fn half_close(&self) {
+        let _ = self.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+impl ReadWrite for std::os::unix::net::UnixStream {
+    fn timeouts(&self, write: Option<Duration>, read: Option<Duration>) {
+        let _ = self.set_write_timeout(write);
+        let _ = self.set_read_timeout(read);
+    }
+    fn half_close(&self) {
+        let _ = self.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+/// The Prometheus text exposition of the scoreboard.
+pub fn render_metrics(sb: &Scoreboard, workers: &[WorkerFacts]) -> String {
+    use crate::scoreboard::LATENCY_BOUNDS_US;
+    let mut m = String::with_capacity(8192);
+    let per_worker =
+        |m: &mut String, name: &str, kind: &str, help: &str, value: &dyn Fn(usize) -> u64| {
+            let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for id in 1..=workers.len() {
+                let _ = writeln!(m, "{name}{{worker=\"{id}\"}} {}", value(id));
+            }
+        };
+    per_worker(
+        &mut m,
+        "uwsgi_rs_requests_total",
+        "counter",
+        "Requests served by the worker's current process.",
+        &|id| sb.worker(id).requests.load(Ordering::Relaxed),
+    );
+    per_worker(
+        &mut m,
+        "uwsgi_rs_exceptions_total",
+        "counter",
+        "Requests whose app call raised.",
+        &|id| sb.worker(id).exceptions.load(Ordering::Relaxed),
+    );
+    per_worker(
+        &mut m,
+        "uwsgi_rs_harakiri_total",
+        "counter",
+        "Workers killed by harakiri in this slot.",
+        &|id| sb.worker(id).harakiri_count.load(Ordering::Relaxed),
+    );
+    per_worker(
+        &mut m,
+        "uwsgi_rs_respawns_total",
+        "counter",
+        "Processes started in this slot after the first.",
+        &|id| sb.worker(id).respawn_count.load(Ordering::Relaxed),
+    );
+    per_worker(
+        &mut m,
+        "uwsgi_rs_busy_cores",
+        "gauge",
+        "Request threads serving a request now.",
+        &|id| {
+            (0..sb.threads())
+                .filter(|&c| sb.core(id, c).in_request.load(Ordering::Relaxed) == 1)
+                .count() as u64
+        },
+    );
+    per_worker(
+        &mut m,
+        "uwsgi_rs_worker_rss_bytes",
+        "gauge",
+        "Resident memory of the worker.",
+        &|id| {
+            let f = &workers[id - 1];
+            if f.running {
+                memory(f.pid).0
+            } else {
+                0
+            }
+        },
+    );
+    per_worker(
+        &mut m,
+        "uwsgi_rs_transmitted_bytes_total",
+        "counter",
+        "Response bytes written.",
+        &|id| sb.worker(id).tx.load(Ordering::Relaxed),
+    );
+    let name = "uwsgi_rs_request_duration_seconds";
+    let _ = writeln!(m, "# HELP {name} Time from parsed request head to the end of the app call.\n# TYPE {name} histogram");
+    for id in 1..=workers.len() {
+        let w = sb.worker(id);
+        let mut cumulative = 0u64;
+        for (i, bound) in LATENCY_BOUNDS_US.iter().enumerate() {
+            cumulative += w.latency[i].load(Ordering::Relaxed);
+            let _ = writeln!(
+                m,
+                "{name}_bucket{{worker=\"{id}\",le=\"{}\"}} {cumulative}",
+                *bound as f64 / 1e6
+            );
+        }
+        cumulative += w.latency[LATENCY_BOUNDS_US.len()].load(Ordering::Relaxed);
+        let _ = writeln!(
+            m,
+            "{name}_bucket{{worker=\"{id}\",le=\"+Inf\"}} {cumulative}"
+        );
+        let _ = writeln!(
+            m,
+            "{name}_sum{{worker=\"{id}\"}} {}",
+            w.busy_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(m, "{name}_count{{worker=\"{id}\"}} {cumulative}");
+    }
+    m
+}
+
 /// The stats listener, TCP or UNIX.
 pub enum StatsListener {
     Tcp(std::net::TcpListener),
@@ -187,45 +311,50 @@ impl StatsListener {
         }
     }
 
-    /// Answer one pending client with `doc`.
-    pub fn answer(&self, doc: &str, http: bool) {
-        let payload = if http {
-            format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{doc}", doc.len())
-        } else {
-            doc.to_string()
-        };
+    /// Answer one pending client: the JSON document, or with `--stats-http`
+    /// and `GET /metrics`, the Prometheus text.
+    pub fn answer(&self, json: impl Fn() -> String, metrics: impl Fn() -> String, http: bool) {
         let timeout = Some(Duration::from_secs(1));
-        match self {
-            StatsListener::Tcp(l) => {
-                if let Ok((mut s, _)) = l.accept() {
-                    let _ = s.set_write_timeout(timeout);
-                    let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
-                    let mut buf = [0u8; 4096];
-                    if http {
-                        let _ = std::io::Read::read(&mut s, &mut buf);
-                    }
-                    let _ = s.write_all(payload.as_bytes());
-                    // Half-close, then drain what the client sent (e.g. curl's
-                    // request line), so closing does not reset the connection
-                    // before the client has read the document.
-                    let _ = s.shutdown(std::net::Shutdown::Write);
-                    let _ = std::io::Read::read(&mut s, &mut buf);
-                }
-            }
-            StatsListener::Unix(l, _) => {
-                if let Ok((mut s, _)) = l.accept() {
+        let mut stream: Box<dyn ReadWrite> = match self {
+            StatsListener::Tcp(l) => match l.accept() {
+                Ok((s, _)) => Box::new(s),
+                Err(_) => return,
+            },
+            StatsListener::Unix(l, _) => match l.accept() {
+                Ok((s, _)) => {
                     // SAFETY: geteuid has no preconditions.
                     let me = unsafe { libc::geteuid() };
                     use std::os::fd::AsRawFd;
                     match crate::listen::peer_uid(s.as_raw_fd()) {
-                        Ok(uid) if uid == me || uid == 0 => {}
+                        Ok(uid) if uid == me || uid == 0 => Box::new(s),
                         _ => return,
                     }
-                    let _ = s.set_write_timeout(timeout);
-                    let _ = s.write_all(payload.as_bytes());
                 }
-            }
-        }
+                Err(_) => return,
+            },
+        };
+        stream.timeouts(timeout, Some(Duration::from_millis(200)));
+        let mut buf = [0u8; 4096];
+        let payload = if http {
+            let n = stream.read(&mut buf).unwrap_or(0);
+            let wants_metrics = buf[..n].starts_with(b"GET /metrics");
+            let (ctype, body) = if wants_metrics {
+                ("text/plain; version=0.0.4", metrics())
+            } else {
+                ("application/json", json())
+            };
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        } else {
+            json()
+        };
+        let _ = stream.write_all(payload.as_bytes());
+        // Half-close, then drain what the client sent (e.g. a request line),
+        // so closing does not reset the connection before it read the answer.
+        stream.half_close();
+        let _ = stream.read(&mut buf);
     }
 
     pub fn remove_file(&self) {

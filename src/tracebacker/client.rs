@@ -36,6 +36,17 @@ pub fn fetch(addr: &str, timeout: Duration) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Send `request` to a tracebacker socket and read the answer.
+pub fn ask(path: &str, request: &[u8], timeout: Duration) -> io::Result<Vec<u8>> {
+    let mut s = UnixStream::connect(path)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    s.write_all(request)?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    Ok(out)
+}
+
 /// The `--connect-and-read` command.
 pub fn connect_and_read(addr: &str, timeout_secs: u64) -> Result<()> {
     let data =
@@ -85,12 +96,7 @@ pub fn worker_sockets(base: &str) -> Vec<(usize, String)> {
 
 /// Ask one worker for its rich dump.
 fn fetch_json(addr: &str, timeout: Duration) -> Result<super::rich::WorkerDump, String> {
-    let mut s = UnixStream::connect(addr).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    s.write_all(b"json\n").map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).map_err(|e| match e.kind() {
+    let out = ask(addr, b"json\n", timeout).map_err(|e| match e.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
             format!("no answer within {}s", timeout.as_secs())
         }

@@ -95,6 +95,26 @@ def _bad(kind, start_response):
     if kind == "close_stream":
         start_response("200 OK", ok_headers)
         return ClosingIter()
+    if kind == "cl_overrun":
+        # Declares 5 bytes, produces 10: the extra bytes must never reach
+        # the wire as the start of a next response.
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+
+        def gen():
+            yield b"01234"
+            yield b"56789"
+        return gen()
+    if kind == "cl_overrun_list":
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+        return [b"0123456789"]
+    if kind == "cl_underrun":
+        # Declares 100 bytes, produces 10: the client must not be left
+        # waiting for the rest on a kept-alive connection.
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "100")])
+
+        def gen():
+            yield b"0123456789"
+        return gen()
     if kind == "raise_streaming":
         start_response("200 OK", ok_headers)
 

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Builds uwsgi-rs for every CPython on this machine that it supports
+# (3.8-3.13) and tests each build.
+#
+#   scripts/pythons.sh list             VERSION PYTHON, one line per interpreter found
+#   scripts/pythons.sh build [PY...]    build one binary per interpreter (all by default);
+#                                       prints VERSION PYTHON BINARY per build
+#   scripts/pythons.sh check [PY...]    build, then run tests/test_pythons.py (what CI runs)
+#   scripts/pythons.sh suite [PY...]    build, then run the end-to-end suite (tests/, without
+#                                       test_pythons/test_packaging) once per binary
+#                                       (UWSGI_RS_BIN=...); apps that import Flask or Django
+#                                       need them installed for that interpreter
+#
+# PY is a version (3.12, 3.12.1) or a path to an interpreter. Interpreters are
+# found under `pyenv root`/versions/ and as python3.X on PATH and in /usr/bin;
+# each one that is a CPython 3.8-3.13 with a shared libpython is listed once.
+# Others are reported on stderr with the reason and not built.
+#
+# Each build is a plain `cargo build --release` with PYO3_PYTHON set to the
+# interpreter and its own target directory, ${UWSGI_RS_PY_TARGET:-target/py-}VERSION
+# (e.g. target/py-3.12.1), so the builds do not invalidate one another.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+TARGET_PREFIX="${UWSGI_RS_PY_TARGET:-$ROOT/target/py-}"
+MIN_MINOR=8
+MAX_MINOR=13
+
+# Print "VERSION REALPATH" if $1 is a usable CPython, else a reason on stderr.
+probe() {
+  local py="$1" out
+  out="$("$py" - "$MIN_MINOR" "$MAX_MINOR" 2>/dev/null <<'EOF'
+import os, platform, sys, sysconfig
+lo, hi = int(sys.argv[1]), int(sys.argv[2])
+v = platform.python_version()
+exe = os.path.realpath(sys.executable)
+if platform.python_implementation() != "CPython":
+    print("skip", v, exe, "not CPython")
+elif not (sys.version_info[0] == 3 and lo <= sys.version_info[1] <= hi):
+    print("skip", v, exe, "outside the supported 3.%d-3.%d" % (lo, hi))
+elif sysconfig.get_config_var("Py_GIL_DISABLED"):
+    print("skip", v, exe, "free-threaded build (PyO3 0.22 does not support it)")
+elif not sysconfig.get_config_var("Py_ENABLE_SHARED"):
+    print("skip", v, exe, "no shared libpython (built without --enable-shared)")
+else:
+    print("ok", v, exe)
+EOF
+)" || return 0
+  case "$out" in
+    ok\ *) echo "${out#ok }" ;;
+    skip\ *) echo "pythons.sh: not used: ${out#skip }" >&2 ;;
+  esac
+}
+
+# All usable interpreters, "VERSION PATH", sorted by version, one per real path.
+discover() {
+  local cands=() root m p
+  if command -v pyenv >/dev/null 2>&1; then root="$(pyenv root)"; else root="${PYENV_ROOT:-$HOME/.pyenv}"; fi
+  for p in "$root"/versions/*/bin/python3; do [ -x "$p" ] && cands+=("$p"); done
+  for m in $(seq 6 20); do
+    p="$(command -v "python3.$m" 2>/dev/null || true)"
+    [ -n "$p" ] && cands+=("$p")
+    [ -x "/usr/bin/python3.$m" ] && cands+=("/usr/bin/python3.$m")
+  done
+  for p in "${cands[@]}"; do probe "$p"; done | sort -u -k2,2 | sort -t. -k1,1n -k2,2n -k3,3n -s
+}
+
+# Resolve the command line selection (versions or paths) against discover().
+select_pythons() {
+  local all
+  all="$(discover)"
+  if [ "$#" -eq 0 ]; then
+    printf '%s\n' "$all" | sed '/^$/d'
+    return
+  fi
+  local want line found
+  for want in "$@"; do
+    found=""
+    if [ -x "$want" ] && [ ! -d "$want" ]; then
+      found="$(probe "$want")"
+    else
+      while read -r line; do
+        [ -z "$line" ] && continue
+        case "${line%% *}" in "$want"|"$want".*) found="$line"; break ;; esac
+      done <<<"$all"
+    fi
+    [ -n "$found" ] || { echo "pythons.sh: no usable CPython $want" >&2; exit 2; }
+    echo "$found"
+  done
+}
+
+build_one() {
+  local version="$1" py="$2" target="${TARGET_PREFIX}$1"
+  echo "pythons.sh: building for CPython $version ($py) into $target" >&2
+  (cd "$ROOT" && PYO3_PYTHON="$py" CARGO_TARGET_DIR="$target" cargo build --release --quiet --bin uwsgi-rs) >&2
+  echo "$version $py $target/release/uwsgi-rs"
+}
+
+cmd="${1:-list}"
+[ "$#" -gt 0 ] && shift
+case "$cmd" in
+  list)
+    select_pythons "$@" ;;
+  build)
+    select_pythons "$@" | while read -r v p; do build_one "$v" "$p"; done ;;
+  check)
+    sel=()
+    while read -r v p; do sel+=("$p"); done < <(select_pythons "$@")
+    UWSGI_RS_PYTHONS="$(IFS=:; echo "${sel[*]}")" exec python3 -m pytest -q -p no:cacheprovider -s "$ROOT/tests/test_pythons.py" ;;
+  suite)
+    status=0
+    while read -r v p b; do
+      echo "=== CPython $v: $b" >&2
+      if UWSGI_RS_BIN="$b" python3 -m pytest -q -p no:cacheprovider "$ROOT/tests/" \
+          --ignore "$ROOT/tests/test_pythons.py" --ignore "$ROOT/tests/test_packaging.py" >&2; then
+        echo "PASS $v"
+      else
+        echo "FAIL $v"; status=1
+      fi
+    done < <(select_pythons "$@" | while read -r v p; do build_one "$v" "$p"; done)
+    exit "$status" ;;
+  *)
+    sed -n '2,20p' "$0" >&2; exit 2 ;;
+esac
