@@ -82,6 +82,7 @@ pub struct RequestHead {
 
 impl RequestHead {
     /// Value of the first header called `name` (ASCII case-insensitive).
+    #[cfg(test)]
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         self.headers
             .iter()

@@ -16,6 +16,10 @@
 //! ```
 //! `main` turns any error into one line on stderr and a non-zero exit.
 
+// PyO3 0.22's #[pyfunction]/#[pymethods] expansion trips this lint on every
+// PyResult-returning function; it says nothing about our code.
+#![allow(clippy::useless_conversion)]
+
 mod config;
 mod conn;
 mod harakiri;
@@ -81,9 +85,8 @@ fn run() -> anyhow::Result<i32> {
                     .map_err(|e| anyhow::anyhow!("cannot chdir to {}: {e}", dir.display()))?;
             }
             for name in &cfg.ignored {
-                log::line(&format!(
-                    "option --{name}: accepted for uWSGI compatibility, no effect in uwsgi-rs"
-                ));
+                let why = config::option_help(name).unwrap_or("accepted; no effect");
+                log::line(&format!("option --{name}: {why}"));
             }
             master::Master::new(cfg)?.run()
         }

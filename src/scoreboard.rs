@@ -128,10 +128,6 @@ impl Scoreboard {
         })
     }
 
-    pub fn workers(&self) -> usize {
-        self.workers
-    }
-
     pub fn threads(&self) -> usize {
         self.threads
     }

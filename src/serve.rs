@@ -7,7 +7,7 @@
 //! inside `wsgi::call` and environ building; every wait releases it.
 
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
@@ -50,7 +50,6 @@ pub struct Shared {
     pub mercy: Duration,
     pub open_conns: AtomicUsize,
     pub busy: AtomicUsize,
-    pub requests: AtomicU64,
 }
 
 impl Shared {
@@ -170,7 +169,7 @@ fn next_request(
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    let _ = rearm(shared, conn);
+                    rearm(shared, conn);
                 }
                 Err(_) => close(shared, conn),
             },

@@ -58,7 +58,7 @@ pub fn render(
         let w = sb.worker(id);
         let requests = w.requests.load(Ordering::Relaxed);
         let busy_us = w.busy_micros.load(Ordering::Relaxed);
-        let avg_rt = if requests > 0 { busy_us / requests } else { 0 };
+        let avg_rt = busy_us.checked_div(requests).unwrap_or(0);
         let (rss, vsz) = if f.running { memory(f.pid) } else { (0, 0) };
         let cores_busy =
             (0..sb.threads()).any(|c| sb.core(id, c).in_request.load(Ordering::Relaxed) == 1);

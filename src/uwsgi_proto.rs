@@ -140,6 +140,7 @@ fn parse_vars(block: &[u8]) -> Result<Vars, ProtoError> {
 /// If a key or value is longer than 65535 bytes, or the vars block as a whole
 /// is: such a packet cannot be expressed in the protocol. This is a caller
 /// bug, never triggered by parsed input (which always fits).
+#[cfg(test)]
 pub fn encode_vars(modifier1: u8, vars: &[(&[u8], &[u8])]) -> Vec<u8> {
     let datasize: usize = vars.iter().map(|(k, v)| 4 + k.len() + v.len()).sum();
     let datasize16 = u16::try_from(datasize)

@@ -7,7 +7,7 @@
 //! The request path itself lives in `serve`; this file is lifecycle only.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -199,7 +199,6 @@ fn start(args: &WorkerArgs<'_>) -> Result<i32, i32> {
         mercy: Duration::from_secs(cfg.reload_mercy.max(1)),
         open_conns: AtomicUsize::new(0),
         busy: AtomicUsize::new(0),
-        requests: AtomicU64::new(0),
     });
 
     for core in 1..cfg.threads {

@@ -79,16 +79,19 @@ mod tests {
                     frame(20, "application", "dormi5()"),
                     frame(4, "dormi", "time.sleep(60)"),
                 ],
+                holds_gil: None,
             },
             ThreadStack {
                 ident: 2,
                 name: "uWSGIWorker1Core2".into(),
                 frames: vec![],
+                holds_gil: None,
             },
             ThreadStack {
                 ident: 3,
                 name: "uWSGIWorker1Core0".into(),
                 frames: vec![frame(7, "dormi2", "")],
+                holds_gil: None,
             },
         ];
         let mut out = Vec::new();

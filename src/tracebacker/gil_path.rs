@@ -110,10 +110,9 @@ fn run(rx: Receiver<Job>) {
 
 fn convert(result: &Bound<'_, PyAny>) -> PyResult<Vec<ThreadStack>> {
     type Frames = Vec<(String, u32, String, String, Vec<(String, String)>)>;
-    let (threads, all_names): (
-        Vec<(u64, Option<String>, Frames)>,
-        Vec<(Option<u64>, String)>,
-    ) = result.extract()?;
+    type Threads = Vec<(u64, Option<String>, Frames)>;
+    type Names = Vec<(Option<u64>, String)>;
+    let (threads, all_names): (Threads, Names) = result.extract()?;
     for (ident, name) in all_names.into_iter().filter_map(|(i, n)| Some((i?, n))) {
         names::record(ident, &name);
     }

@@ -102,7 +102,7 @@ pub fn build(
             state: if busy { "busy" } else { "idle" }.into(),
             holds_gil: stack.and_then(|s| s.holds_gil),
             request,
-            frames: stack.map(|s| frames(s)).unwrap_or_default(),
+            frames: stack.map(frames).unwrap_or_default(),
         });
     }
     for s in stacks

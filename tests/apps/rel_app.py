@@ -122,7 +122,8 @@ def _bad(kind, start_response):
             yield b"first-part;"
             raise RuntimeError("rel_app: failed mid-stream")
         return gen()
-    raise KeyError(kind)
+    # The message carries request data verbatim (as real apps' do).
+    raise LookupError("unknown kind of breakage: " + kind)
 
 
 def application(environ, start_response):
