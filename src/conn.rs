@@ -21,6 +21,8 @@ pub struct Conn {
     pub remote_port: String,
     /// Requests served on this connection (for keep-alive bookkeeping).
     pub served: u64,
+    /// Known to the poller already (re-arm with MOD, not ADD).
+    pub registered: bool,
 }
 
 impl Conn {
@@ -32,6 +34,7 @@ impl Conn {
             remote_addr,
             remote_port,
             served: 0,
+            registered: false,
         }
     }
 

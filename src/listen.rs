@@ -105,6 +105,20 @@ fn bind_one(
                 .next()
                 .ok_or_else(|| anyhow!("cannot resolve {name}"))?;
             let l = TcpListener::bind(sa).map_err(|e| anyhow!("cannot bind {name}: {e}"))?;
+            // Hand connections to accept() only once their first bytes are
+            // in (or after a second): a worker then takes a connection only
+            // when it can serve it at once.
+            let secs: libc::c_int = 1;
+            // SAFETY: setsockopt on our socket with a live int.
+            unsafe {
+                libc::setsockopt(
+                    l.as_raw_fd(),
+                    libc::IPPROTO_TCP,
+                    libc::TCP_DEFER_ACCEPT,
+                    (&secs as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
             let port = l.local_addr().map(|a| a.port()).unwrap_or(*port);
             (Socket::Tcp(l), host.clone(), port.to_string())
         }

@@ -89,17 +89,17 @@ impl Poller {
         let _ = self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0);
     }
 
-    /// Hand a connection back to the queue until it has bytes again.
-    /// `fresh` is true for a connection never registered before.
-    pub fn arm(&self, conn: Box<Conn>, fresh: bool) -> io::Result<()> {
+    /// Hand a connection to the queue until it has bytes again.
+    pub fn arm(&self, mut conn: Box<Conn>) -> io::Result<()> {
         let fd = conn.fd();
         let events = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT) as u32;
-        let token = Box::into_raw(conn) as u64;
-        let op = if fresh {
-            libc::EPOLL_CTL_ADD
-        } else {
+        let op = if conn.registered {
             libc::EPOLL_CTL_MOD
+        } else {
+            libc::EPOLL_CTL_ADD
         };
+        conn.registered = true;
+        let token = Box::into_raw(conn) as u64;
         self.ctl(op, fd, events, token).inspect_err(|_| {
             // SAFETY: registration failed, so nobody else can see the token:
             // take the box back and drop it (closes the socket).

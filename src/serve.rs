@@ -33,6 +33,8 @@ pub struct ListenerInfo {
 /// State shared by the cores of one worker.
 pub struct Shared {
     pub worker_id: usize,
+    /// Cores (request threads) in this worker.
+    pub threads: usize,
     pub poller: Poller,
     pub listeners: Vec<ListenerInfo>,
     pub app: PyObject,
@@ -160,7 +162,11 @@ fn next_request(
         };
         match shared.poller.wait(wait) {
             Ok(Event::Wake) => {}
-            Ok(Event::Listener(idx)) => accept(shared, idx),
+            Ok(Event::Listener(idx)) => {
+                if let Some(found) = accept(shared, idx) {
+                    return Some(found);
+                }
+            }
             Ok(Event::Conn(mut conn)) => match conn.fill(shared.limits.max_head + 1) {
                 Ok(0) => close(shared, conn),
                 Ok(_) => {
@@ -234,15 +240,24 @@ fn parse_buffered(shared: &Shared, mut conn: Box<Conn>) -> Option<(Box<Conn>, Re
 }
 
 fn rearm(shared: &Shared, conn: Box<Conn>) {
-    if shared.poller.arm(conn, false).is_err() {
+    if shared.poller.arm(conn).is_err() {
         shared.open_conns.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-/// Accept what is pending on a listener, register each connection.
-fn accept(shared: &Shared, idx: usize) {
+/// Accept what is pending on a listener (at most one per idle core); the
+/// first connection that already carries a whole request is returned to be
+/// served now, the others are registered with the poller.
+fn accept(shared: &Shared, idx: usize) -> Option<(Box<Conn>, Request)> {
     let l = &shared.listeners[idx];
-    for _ in 0..64 {
+    // Take only as many connections as this worker has idle cores (this one
+    // included): the rest stay in the kernel queue for an idle worker,
+    // instead of waiting here behind a slow request.
+    let idle = shared
+        .threads
+        .saturating_sub(shared.busy.load(Ordering::Acquire))
+        .max(1);
+    for _ in 0..idle.min(64) {
         // SAFETY: sockaddr_storage is plain data, large enough for any family.
         let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
@@ -293,17 +308,29 @@ fn accept(shared: &Shared, idx: usize) {
             };
         }
         shared.open_conns.fetch_add(1, Ordering::AcqRel);
-        if shared
-            .poller
-            .arm(Box::new(Conn::new(owned, idx, ip, port)), true)
-            .is_err()
-        {
-            shared.open_conns.fetch_sub(1, Ordering::AcqRel);
+        let mut conn = Box::new(Conn::new(owned, idx, ip, port));
+        // The request usually arrives with the connection (TCP listeners
+        // defer accept until data is there): serve it on this core right
+        // away, so this worker takes no more connections than it has free
+        // cores and the next one goes to an idle worker.
+        match conn.fill(shared.limits.max_head + 1) {
+            Ok(0) => close(shared, conn),
+            Ok(_) => {
+                if let Some(found) = parse_buffered(shared, conn) {
+                    if !shared.stopping() {
+                        let _ = shared.poller.rearm_listener(idx, l.fd);
+                    }
+                    return Some(found);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => rearm(shared, conn),
+            Err(_) => close(shared, conn),
         }
     }
     if !shared.stopping() {
         let _ = shared.poller.rearm_listener(idx, l.fd);
     }
+    None
 }
 
 fn peer(addr: &libc::sockaddr_storage) -> (String, String) {

@@ -178,6 +178,7 @@ fn start(args: &WorkerArgs<'_>) -> Result<i32, i32> {
     }
     let shared = Arc::new(Shared {
         worker_id: args.id,
+        threads: cfg.threads,
         poller,
         listeners: infos,
         app,
@@ -258,7 +259,7 @@ pub fn core_name(worker: usize, core: usize) -> String {
 fn install_thread_hook(py: Python<'_>) -> PyResult<()> {
     // Wrapping start() (not the thread's own bootstrap) keeps the hook out
     // of the new thread's stack: start() returns once ident and native_id
-    // are known.
+    // are known. Renames go through the `name` property, wrapped too.
     let code = r#"
 import threading, uwsgi
 _uwsgi_rs_orig_start = threading.Thread.start
@@ -269,6 +270,15 @@ def _uwsgi_rs_start(self):
     except Exception:
         pass
 threading.Thread.start = _uwsgi_rs_start
+_uwsgi_rs_name = threading.Thread.name
+def _uwsgi_rs_set_name(self, name):
+    _uwsgi_rs_name.fset(self, name)
+    if self.ident is not None:
+        try:
+            uwsgi._register_thread(self.ident, self.name, getattr(self, "native_id", 0) or 0)
+        except Exception:
+            pass
+threading.Thread.name = property(_uwsgi_rs_name.fget, _uwsgi_rs_set_name, doc=_uwsgi_rs_name.__doc__)
 "#;
     PyModule::from_code_bound(py, code, "uwsgi_rs_thread_hook.py", "uwsgi_rs_thread_hook")?;
     Ok(())

@@ -5,9 +5,7 @@ Covers malformed HTTP/1.1, broken uwsgi packets, slow clients (slowloris,
 clients that never read), misbehaving WSGI apps, and log injection."""
 
 import json
-import os
 import re
-import select
 import socket
 import struct
 import threading
@@ -480,14 +478,15 @@ def test_slowloris_500_clients_do_not_stop_a_normal_client(slow_srv):
     whole time."""
     srv = slow_srv(threads=2, timeout=2)
     port = srv.port
-    conns = []
+    conns, silent = [], []
     stop = threading.Event()
     try:
         for i in range(500):
             s = socket.create_connection(("127.0.0.1", port), timeout=10)
             s.setblocking(False)
             conns.append(s)
-        silent = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(500)]
+        for i in range(500):
+            silent.append(socket.create_connection(("127.0.0.1", port), timeout=10))
         head = b"GET /say/slow HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"p" * 64
 
         def trickle():
@@ -513,7 +512,7 @@ def test_slowloris_500_clients_do_not_stop_a_normal_client(slow_srv):
         assert srv.proc.poll() is None and "DAMN" not in srv.log
     finally:
         stop.set()
-        for s in conns + locals().get("silent", []):
+        for s in conns + silent:
             s.close()
 
 

@@ -71,21 +71,45 @@ pub fn record_tid(ident: u64, tid: i32) {
     }
 }
 
-/// Whether the kernel reports the thread as running (state R) right now,
-/// sampled a few times over about a millisecond. None if unknown.
-pub fn is_running(ident: u64) -> Option<bool> {
-    let tid = *tids().lock().ok()?.get(&ident)?;
-    let path = format!("/proc/self/task/{tid}/stat");
-    for i in 0..4 {
-        let stat = std::fs::read_to_string(&path).ok()?;
-        // The state follows the parenthesised command name.
-        let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
-        if state == "R" {
-            return Some(true);
+/// Which of `idents` the kernel reports as running (state R), sampled in
+/// a few rounds over about a millisecond (a thread spinning in C code may
+/// be preempted at any one instant). Unknown idents are left out.
+pub fn running(idents: &[u64]) -> std::collections::HashSet<u64> {
+    let known: Vec<(u64, i32)> = match tids().lock() {
+        Ok(t) => idents
+            .iter()
+            .filter_map(|i| Some((*i, *t.get(i)?)))
+            .collect(),
+        Err(_) => return Default::default(),
+    };
+    let mut found = std::collections::HashSet::new();
+    for round in 0..4 {
+        for (ident, tid) in &known {
+            if found.contains(ident) {
+                continue;
+            }
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")) else {
+                continue;
+            };
+            // The state follows the parenthesised command name.
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next());
+            if state == Some("R") {
+                found.insert(*ident);
+            }
         }
-        if i < 3 {
+        if round < 3 {
             std::thread::sleep(std::time::Duration::from_micros(300));
         }
     }
-    Some(false)
+    found
+}
+
+/// Whether a thread's ident has a known kernel thread id.
+pub fn has_tid(ident: u64) -> bool {
+    tids()
+        .lock()
+        .map(|t| t.contains_key(&ident))
+        .unwrap_or(false)
 }

@@ -127,12 +127,18 @@ pub fn parse(text: &str, sources: &mut SourceCache) -> Vec<ThreadStack> {
             }
         }
     }
+    // We only get here when the GIL was not had for GIL_WAIT: the thread
+    // running on a CPU with Python frames is the one holding it (threads
+    // waiting for the GIL sleep in the kernel).
+    let candidates: Vec<u64> = threads
+        .iter()
+        .filter(|t| !t.frames.is_empty())
+        .map(|t| t.ident)
+        .collect();
+    let running = names::running(&candidates);
     for t in &mut threads {
-        // We only get here when the GIL was not had for GIL_WAIT: the
-        // thread running on a CPU with Python frames is the one holding it
-        // (threads waiting for the GIL sleep in the kernel).
-        if !t.frames.is_empty() && t.holds_gil != Some(true) {
-            t.holds_gil = names::is_running(t.ident).or(t.holds_gil);
+        if !t.frames.is_empty() && t.holds_gil != Some(true) && names::has_tid(t.ident) {
+            t.holds_gil = Some(running.contains(&t.ident));
         }
         t.frames.reverse(); // faulthandler prints the most recent call first
         for f in &mut t.frames {

@@ -157,6 +157,14 @@ def application(environ, start_response):
         return _send(start_response, json.dumps({"slept": q.get("s", "1"),
                                                  "pid": os.getpid()}).encode())
 
+    if path == "/tagged":
+        # Record which worker took request ?id= before doing anything else,
+        # so a test can tell which worker a failed request was on.
+        with open(os.path.join(os.environ["REL_TAG_DIR"], q["id"]), "w") as f:
+            f.write(str(os.getpid()))
+        time.sleep(float(q.get("s", "0")))
+        return _send(start_response, str(os.getpid()).encode())
+
     if path == "/kill":
         os.kill(os.getpid(), int(q.get("sig", str(int(signal.SIGKILL)))))
         time.sleep(5)

@@ -1,0 +1,508 @@
+"""Faults: nothing lost, nothing orphaned.
+
+Workers dying mid-request, a crash-looping worker, the master killed,
+graceful reload under wrk, graceful shutdown, file-descriptor exhaustion,
+a full listen backlog, and privilege dropping with --uid/--gid."""
+
+import http.client
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from conftest import APPS, free_port, http_get
+
+APP = str(APPS / "rel_app.py")
+CRASHLOOP = str(APPS / "rel_crashloop.py")
+WHOAMI = str(APPS / "rel_whoami.py")
+WRK = "/usr/bin/wrk"
+
+
+def start(serve, port, *extra, workers=2, threads=4, app=APP, **kw):
+    return serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", app, "--master",
+                  "--processes", str(workers), "--threads", str(threads), *extra],
+                 workers=workers, **kw)
+
+
+def group_members(pgid):
+    """Live (non-zombie) processes whose process group is pgid."""
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(rest[2]) == pgid and rest[0] != "Z":
+            found.append(int(d))
+    return found
+
+
+def wait_until(pred, timeout, step=0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def port_is_free(port):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("127.0.0.1", port))
+        s.listen()
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+# ---------------------------------------------------------------- a worker dies mid-request
+
+class TaggedLoad:
+    """Fresh-connection requests, each tagged with an id the app records
+    (with its pid) before anything else, so a failure can be attributed."""
+
+    def __init__(self, port):
+        self.port = port
+        self.stop = threading.Event()
+        self.results = []  # (id, ok, pid or error)
+        self.lock = threading.Lock()
+
+    def one(self, s=0.0):
+        rid = uuid.uuid4().hex
+        try:
+            st, _, body = http_get(self.port, f"/tagged?id={rid}&s={s}", timeout=10)
+            res = (rid, st == 200, int(body) if st == 200 else f"status {st}")
+        except Exception as e:  # noqa: BLE001
+            res = (rid, False, repr(e))
+        with self.lock:
+            self.results.append(res)
+        return res
+
+    def loop(self):
+        while not self.stop.is_set():
+            self.one(0.01)
+
+
+@pytest.mark.parametrize("how,path,death", [
+    ("sigkill", "/kill?sig=9", "killed by signal 9"),
+    ("sigsegv", "/segv", "killed by signal 11"),
+    ("os_exit", "/exit?code=7", "exit code 7"),
+])
+def test_worker_dying_mid_request_fails_only_its_own_requests(serve, port, tmp_path, how, path, death):
+    tags = tmp_path / "tags"
+    tags.mkdir()
+    srv = start(serve, port, workers=2, threads=4, env={"REL_TAG_DIR": str(tags)})
+    first = srv.worker_pids()
+    load = TaggedLoad(port)
+    with ThreadPoolExecutor(8) as ex:
+        loops = [ex.submit(load.loop) for _ in range(3)]
+        sleepers = [ex.submit(load.one, 1.5) for _ in range(3)]
+        time.sleep(0.4)
+        crash = ex.submit(http_get, port, path, timeout=10)
+        with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+            crash.result(timeout=10)
+        t_dead = time.monotonic()
+        m = wait_until(lambda: re.search(r"DAMN ! worker (\d) \(pid: (\d+)\) died, ([^:]+) :\(", srv.log), 5)
+        assert m, srv.log
+        wid, dead = int(m.group(1)), int(m.group(2))
+        assert m.group(3) == death
+        assert dead == first[wid]
+        back = wait_until(lambda: re.search(
+            rf"Respawned uwsgi-rs worker {wid} \(new pid: (\d+)\)", srv.log) and srv.log.count(") ready") >= 3, 5)
+        t_back = time.monotonic()
+        assert back, srv.log
+        assert t_back - t_dead < 1.0, f"worker {wid} back after {t_back - t_dead:.2f}s"
+        time.sleep(1.0)
+        load.stop.set()
+        for f in loops + sleepers:
+            f.result(timeout=15)
+    new = int(re.search(rf"Respawned uwsgi-rs worker {wid} \(new pid: (\d+)\)", srv.log).group(1))
+    survivor = first[3 - wid]
+    failed = [(rid, why) for rid, ok, why in load.results if not ok]
+    for rid, why in failed:
+        tag = tags / rid
+        on = int(tag.read_text()) if tag.exists() else None
+        # A failed request either reached the dying worker's app, or never
+        # reached any app (accepted by the dying worker, not yet parsed).
+        assert on in (None, dead), (rid, why, on)
+    for rid, ok, who in load.results:
+        tag = tags / rid
+        if tag.exists() and int(tag.read_text()) != dead:
+            assert ok, (rid, who)
+    assert len(failed) <= 8, failed
+    served_by = {who for _, ok, who in load.results if ok}
+    assert survivor in served_by and new in served_by, (served_by, survivor, new)
+    assert sum(1 for _, ok, _ in load.results if ok) >= 50
+    assert srv.proc.poll() is None
+
+
+def test_worker_crash_looping_at_start_up_backs_off_and_recovers(serve, port, tmp_path):
+    """Once the app served, a worker that segfaults while starting is
+    respawned with a growing delay (logged), never in a tight loop; when the
+    cause goes away it serves again."""
+    marker = tmp_path / "crash.marker"
+    srv = start(serve, port, workers=1, threads=1, app=CRASHLOOP,
+                env={"REL_CRASH_MARKER": str(marker)})
+    first = srv.worker_pids()[1]
+    assert http_get(port, "/")[0] == 200
+    master_cpu0 = cpu_seconds(srv.proc.pid)
+    os.kill(first, signal.SIGKILL)
+    time.sleep(3.0)
+    log = srv.log
+    spawns = log.count("Respawned uwsgi-rs worker 1")
+    assert srv.proc.poll() is None, log
+    assert "killed by signal 11" in log, log
+    assert 3 <= spawns < 10, f"{spawns} respawns in 3 s:\n{log}"
+    assert re.search(r"worker 1 died \d+ times in a row before serving: respawning in \d+ ms", log), log
+    assert cpu_seconds(srv.proc.pid) - master_cpu0 < 0.5, "the master spun"
+    # Fix the cause: the worker comes back (within the current back-off).
+    marker.unlink()
+    srv.wait_log(") ready", count=2, timeout=8)
+    st, _, body = http_get(port, "/")
+    assert st == 200 and int(body) != first
+
+
+def test_worker_crashing_at_every_start_never_spins_the_master(serve, port, tmp_path):
+    """Segfaulting at the very first start too: no exit-on-load-failure
+    path applies (it is a signal), so it must be the back-off."""
+    srv = start(serve, port, workers=1, threads=1, app=CRASHLOOP, ready=False,
+                env={"REL_CRASH_MARKER": str(tmp_path / "m"), "REL_CRASH_ALWAYS": "1"})
+    time.sleep(3.5)
+    log = srv.log
+    starts = log.count("spawned uwsgi-rs worker 1") + log.count("Respawned uwsgi-rs worker 1")
+    if srv.proc.poll() is not None:
+        # Exiting with a clear error is also not spinning.
+        assert srv.proc.returncode != 0 and "worker 1" in log, log
+    else:
+        assert starts < 10, f"{starts} starts in 3.5 s:\n{log}"
+        assert "respawning in" in log, log
+    assert "killed by signal 11" in log, log
+
+
+# ---------------------------------------------------------------- the master dies
+
+def test_master_sigkill_leaves_no_orphans(serve, port):
+    srv = start(serve, port, workers=3, threads=2)
+    pids = srv.worker_pids()
+    # One worker is a respawned one, one is busy in a request.
+    os.kill(pids[2], signal.SIGKILL)
+    srv.wait_log(") ready", count=4, timeout=10)
+    busy = {}
+
+    def slow():
+        try:
+            busy["resp"] = http_get(port, "/sleep?s=30", timeout=20)
+        except Exception as e:  # noqa: BLE001
+            busy["err"] = e
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.5)
+    os.kill(srv.proc.pid, signal.SIGKILL)
+    t0 = time.monotonic()
+    srv.proc.wait(5)
+    left = wait_until(lambda: not group_members(srv.proc.pid), 3)
+    took = time.monotonic() - t0
+    assert left, f"orphans still alive: {group_members(srv.proc.pid)}"
+    assert took < 3.0
+    t.join(10)
+    assert "err" in busy, "the busy worker must not finish its request after the master died"
+    assert port_is_free(port), "the port is still held"
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+# ---------------------------------------------------------------- reload and shutdown
+
+def parse_wrk(out):
+    m = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out)
+    reqs = int(m.group(1)) if m else 0
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = sum(int(x) for x in sock.groups()) if sock else 0
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return reqs, errors, int(non2xx.group(1)) if non2xx else 0
+
+
+def test_sighup_three_times_during_wrk_no_failed_requests(serve, port):
+    """wrk for 8 s with 16 keep-alive connections; three rolling reloads
+    (SIGHUP) in the middle: no socket error, no non-2xx response."""
+    assert os.path.exists(WRK), f"{WRK} is missing (bash scripts/setup.sh installs it)"
+    srv = start(serve, port, "--disable-logging", workers=2, threads=4)
+    first = set(srv.worker_pids().values())
+    wrk = subprocess.Popen([WRK, "-t2", "-c16", "-d8s", f"http://127.0.0.1:{port}/say/x"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for k in range(3):
+            time.sleep(1.5)
+            os.kill(srv.proc.pid, signal.SIGHUP)
+            srv.wait_log(") ready", count=2 + 2 * (k + 1), timeout=10)
+        out, _ = wrk.communicate(timeout=30)
+    finally:
+        if wrk.poll() is None:
+            wrk.kill()
+            wrk.wait()
+    reqs, errors, non2xx = parse_wrk(out)
+    assert srv.log.count("SIGHUP received") == 3
+    assert not (set(srv.worker_pids().values()) & first)
+    assert errors == 0 and non2xx == 0, out
+    assert reqs > 1000, out
+    assert "DAMN" not in srv.log, srv.log
+
+
+def _send_request(sock, path):
+    sock.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode())
+
+
+def _read_response(sock, timeout=15):
+    sock.settimeout(timeout)
+    f = sock.makefile("rb")
+    status = f.readline()
+    if not status:
+        raise ConnectionError("closed without a response")
+    length = 0
+    while True:
+        line = f.readline()
+        if line in (b"\r\n", b""):
+            break
+        k, _, v = line.partition(b":")
+        if k.strip().lower() == b"content-length":
+            length = int(v)
+    return int(status.split()[1]), f.read(length)
+
+
+def test_sigterm_serves_every_accepted_request(serve, port):
+    """Both cores busy, a third connection accepted with its request waiting:
+    SIGTERM lets the two finish and still answers the third."""
+    srv = start(serve, port, "--reload-mercy", "10", workers=1, threads=2)
+    a, b, c = (socket.create_connection(("127.0.0.1", port), timeout=15) for _ in range(3))
+    try:
+        time.sleep(0.3)  # accepted by the worker, idle in its poller
+        _send_request(a, "/sleep?s=1.5")
+        _send_request(b, "/sleep?s=1.5")
+        time.sleep(0.3)
+        _send_request(c, "/say/accepted")
+        time.sleep(0.1)
+        t0 = time.monotonic()
+        srv.proc.send_signal(signal.SIGTERM)
+        results = {}
+        for name, s in (("a", a), ("b", b), ("c", c)):
+            try:
+                results[name] = _read_response(s)
+            except Exception as e:  # noqa: BLE001
+                results[name] = repr(e)
+        rc = srv.proc.wait(10)
+        took = time.monotonic() - t0
+    finally:
+        for s in (a, b, c):
+            s.close()
+    assert results["a"][0] == 200 and results["b"][0] == 200, results
+    assert results["c"] == (200, b"accepted"), results
+    assert rc == 0 and took < 5.0, (rc, took, srv.log)
+    assert wait_until(lambda: not group_members(srv.proc.pid), 3)
+
+
+def test_sigterm_waits_no_longer_than_reload_mercy(serve, port):
+    srv = start(serve, port, "--reload-mercy", "2", workers=1, threads=2)
+    res = {}
+
+    def slow():
+        try:
+            res["resp"] = http_get(port, "/sleep?s=30", timeout=20)
+        except Exception as e:  # noqa: BLE001
+            res["err"] = e
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.4)
+    t0 = time.monotonic()
+    srv.proc.send_signal(signal.SIGTERM)
+    srv.proc.wait(15)
+    took = time.monotonic() - t0
+    t.join(10)
+    assert 1.5 <= took < 5.0, f"shutdown took {took:.1f}s with --reload-mercy 2"
+    assert "err" in res
+    assert wait_until(lambda: not group_members(srv.proc.pid), 3)
+    assert port_is_free(port)
+
+
+# ---------------------------------------------------------------- resource pressure
+
+def test_emfile_logs_sheds_load_and_recovers(serve, port):
+    """The worker runs out of file descriptors: it logs, does not spin, keeps
+    serving the connections it has, and accepts again once clients go."""
+    srv = start(serve, port, "--listen", "128", workers=1, threads=2)
+    wpid = srv.worker_pids()[1]
+    used = len(os.listdir(f"/proc/{wpid}/fd"))
+    limit = used + 6
+    resource.prlimit(wpid, resource.RLIMIT_NOFILE, (limit, limit))
+    conns = []
+    try:
+        for _ in range(30):
+            conns.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            time.sleep(0.01)
+        srv.wait_log("Too many open files", timeout=5)
+        cpu0, t0 = cpu_seconds(wpid), time.monotonic()
+        time.sleep(1.5)
+        cpu = (cpu_seconds(wpid) - cpu0) / (time.monotonic() - t0)
+        assert cpu < 0.5, f"worker used {cpu:.0%} CPU while out of descriptors"
+        assert "shedding load" in srv.log
+        # A connection it already holds is still served.
+        _send_request(conns[0], "/say/held")
+        assert _read_response(conns[0], timeout=5) == (200, b"held")
+        lines = srv.log.count("Too many open files")
+        assert lines < 100, f"{lines} log lines in ~2 s"
+    finally:
+        for s in conns:
+            s.close()
+    # Pressure gone: new clients are served again.
+    t0 = time.monotonic()
+    st, _, body = http_get(port, "/say/recovered", timeout=10)
+    assert (st, body) == (200, b"recovered")
+    assert time.monotonic() - t0 < 3.0
+    assert srv.worker_pids()[1] == wpid and "DAMN" not in srv.log
+
+
+def test_full_listen_backlog_logs_and_recovers(serve, port):
+    """--listen 4, the only core busy for 2.5 s, 40 clients arrive: the
+    master logs that the listen queue is full, and once the core is free
+    every client is served (SYN retries bring the dropped ones back)."""
+    srv = start(serve, port, "--listen", "4", workers=1, threads=1)
+    hold = threading.Thread(target=http_get, args=(port, "/sleep?s=2.5"), kwargs={"timeout": 10})
+    hold.start()
+    time.sleep(0.3)
+
+    def client(i):
+        try:
+            st, _, body = http_get(port, f"/say/c{i}", timeout=25)
+            return st == 200 and body == f"c{i}".encode()
+        except Exception as e:  # noqa: BLE001
+            return repr(e)
+
+    with ThreadPoolExecutor(40) as ex:
+        results = list(ex.map(client, range(40)))
+    hold.join(10)
+    assert results == [True] * 40, results
+    assert re.search(r"listen queue .*full", srv.log, re.I), srv.log[-2000:]
+
+
+# ---------------------------------------------------------------- privileges
+
+def _python_home_for_nobody():
+    """A Python prefix with this interpreter's minor version whose stdlib
+    user nobody can read (the default one lives under /root)."""
+    ver = "python%d.%d" % sys.version_info[:2]
+    for prefix in ("/usr", "/usr/local"):
+        if os.path.isfile(os.path.join(prefix, "lib", ver, "os.py")):
+            return prefix
+    raise AssertionError(f"no world-readable {ver} stdlib under /usr or /usr/local "
+                         f"(Debian's python3 provides /usr/lib/{ver})")
+
+
+def _privileged_port():
+    for p in range(700, 1000):
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", p))
+            return p
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise AssertionError("no free port below 1024")
+
+
+def _status_ids(pid):
+    ids = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("Uid", "Gid", "Groups"):
+                ids[k] = [int(x) for x in v.split()]
+    return ids
+
+
+@pytest.fixture
+def nobody_dir():
+    """A directory user nobody can read (the app) and write (sockets)."""
+    d = tempfile.mkdtemp(prefix="uwsgi-rs-uid-")
+    try:
+        os.chmod(d, 0o755)
+        shutil.copy(WHOAMI, os.path.join(d, "rel_whoami.py"))
+        os.chmod(os.path.join(d, "rel_whoami.py"), 0o644)
+        tb = os.path.join(d, "tb")
+        os.mkdir(tb, 0o700)
+        os.chown(tb, 65534, 65534)
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _check_dropped(srv, port):
+    st, _, body = http_get(port, "/")
+    assert st == 200, body
+    ids = json.loads(body)
+    assert (ids["uid"], ids["euid"], ids["gid"], ids["egid"]) == (65534,) * 4, ids
+    assert ids["groups"] == [65534], ids
+    status = _status_ids(ids["pid"])
+    assert status["Uid"] == [65534] * 4 and status["Gid"] == [65534] * 4, status
+    return ids["pid"]
+
+
+def test_uid_gid_drop_after_binding_a_privileged_port(nobody_dir, serve):
+    """Sockets are bound as root (port < 1024), workers serve as
+    nobody:nogroup, and so does a respawned worker."""
+    port = _privileged_port()
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", os.path.join(nobody_dir, "rel_whoami.py"),
+                 "--master", "--processes", "2", "--threads", "2",
+                 "--uid", "nobody", "--gid", "nogroup", "--home", _python_home_for_nobody(),
+                 "--py-tracebacker", os.path.join(nobody_dir, "tb", "sock")],
+                workers=2, cwd=nobody_dir)
+    for pid in srv.worker_pids().values():
+        assert _status_ids(pid)["Uid"] == [65534] * 4
+    victim = _check_dropped(srv, port)
+    os.kill(victim, signal.SIGKILL)
+    srv.wait_log(") ready", count=3, timeout=10)
+    for pid in srv.worker_pids().values():
+        if pid != victim:
+            assert _status_ids(pid)["Uid"] == [65534] * 4
+    for _ in range(6):
+        _check_dropped(srv, port)
+
+
+def test_uid_gid_with_default_options_serves(nobody_dir, serve):
+    """The same without --py-tracebacker: the master's private tracebacker
+    directory must not stop a worker that runs as nobody from starting."""
+    port = free_port()
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", os.path.join(nobody_dir, "rel_whoami.py"),
+                 "--master", "--processes", "1", "--threads", "2",
+                 "--uid", "nobody", "--gid", "nogroup", "--home", _python_home_for_nobody()],
+                workers=1, cwd=nobody_dir, ready=False)
+    ok = wait_until(lambda: ") ready" in srv.log or srv.proc.poll() is not None, 10, step=0.05)
+    assert ok and ") ready" in srv.log, srv.log
+    _check_dropped(srv, port)
