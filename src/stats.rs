@@ -31,12 +31,18 @@ pub fn render(
     let cwd = std::env::current_dir()
         .map(|d| d.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let busy_total: usize = (1..=workers.len())
+    // Each core's state is read once, so the document agrees with itself
+    // (load, worker status and core entries) even while requests come and go.
+    let in_request: Vec<Vec<bool>> = (1..=workers.len())
         .map(|id| {
             (0..sb.threads())
-                .filter(|&c| sb.core(id, c).in_request.load(Ordering::Relaxed) == 1)
-                .count()
+                .map(|c| sb.core(id, c).in_request.load(Ordering::Acquire) == 1)
+                .collect()
         })
+        .collect();
+    let busy_total: usize = in_request
+        .iter()
+        .map(|w| w.iter().filter(|&&b| b).count())
         .sum();
     let _ = write!(
         j,
@@ -60,8 +66,7 @@ pub fn render(
         let busy_us = w.busy_micros.load(Ordering::Relaxed);
         let avg_rt = busy_us.checked_div(requests).unwrap_or(0);
         let (rss, vsz) = if f.running { memory(f.pid) } else { (0, 0) };
-        let cores_busy =
-            (0..sb.threads()).any(|c| sb.core(id, c).in_request.load(Ordering::Relaxed) == 1);
+        let cores_busy = in_request[i].iter().any(|&b| b);
         let status = if !f.running {
             "cheap"
         } else if cores_busy {
@@ -87,17 +92,18 @@ pub fn render(
         );
         for c in 0..sb.threads() {
             let core = sb.core(id, c);
-            let in_request = core.in_request.load(Ordering::Relaxed);
+            let busy = in_request[i][c];
             if c > 0 {
                 j.push(',');
             }
             let _ = write!(
                 j,
-                "{{\"id\":{c},\"requests\":{},\"static_requests\":0,\"routed_requests\":0,\"offloaded_requests\":0,\"write_errors\":0,\"read_errors\":0,\"in_request\":{in_request},\"vars\":[",
-                core.requests.load(Ordering::Relaxed)
+                "{{\"id\":{c},\"requests\":{},\"static_requests\":0,\"routed_requests\":0,\"offloaded_requests\":0,\"write_errors\":0,\"read_errors\":0,\"in_request\":{},\"vars\":[",
+                core.requests.load(Ordering::Relaxed),
+                u8::from(busy)
             );
             let mut req_info = String::from("{}");
-            if in_request == 1 {
+            if busy {
                 if let Some(info) = core.read_info() {
                     let _ = write!(
                         j,

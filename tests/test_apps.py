@@ -396,7 +396,7 @@ http {{
         assert "Expires" in r.headers
         assert "/static/admin/css/base.css" not in srv.log
         # a stuck view shows in the tracebacker socket the ini names
-        Bg(url + "/stuck/?s=3")
+        stuck = Bg(url + "/stuck/?s=3")
         deadline = time.monotonic() + 3
         text = ""
         while "function = stuck_view" not in text and time.monotonic() < deadline:
@@ -406,6 +406,8 @@ http {{
                     break
             time.sleep(0.1)
         assert "function = stuck_view" in text, text
+        stuck.t.join(10)
+        assert stuck.result.status_code == 200, stuck.result
         # stats on the ini's UNIX socket
         with socket.socket(socket.AF_UNIX) as c:
             c.settimeout(5)

@@ -4,8 +4,8 @@ answer), `--py-tracebacker-locals`, `--py-tracebacker-slow`, the stats
 server (`--stats`, uWSGI's JSON, `--stats-http` with Prometheus `/metrics`),
 uwsgitop against it in tmux, and the latency of a full dump of 2 x 64
 threads. Every server is on loopback and stopped at teardown (SIGQUIT where
-requests are still in flight); tmux runs on a private socket, killed in a
-finally."""
+requests are still in flight); tmux runs on a private socket in the test's
+temporary directory, its server killed in a finally."""
 
 import json
 import os
@@ -15,6 +15,7 @@ import signal
 import socket
 import statistics
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -142,8 +143,8 @@ class Bg:
 
 def occupy(port, uri, n, count_busy, timeout=5):
     """Start n requests one at a time, each only once the previous one is
-    seen in a core (count_busy() grew), so that each lands on an idle core
-    (concurrent connects may queue behind a busy worker, see the report)."""
+    seen in a core (count_busy() grew): with n == all cores, every core of
+    every worker ends up busy, whatever order the workers accept in."""
     reqs = []
     for k in range(1, n + 1):
         reqs.append(Bg(port, uri))
@@ -375,7 +376,7 @@ def test_tracebacks_text_and_json_every_worker(serve, port, tmp_path):
             apps = [t for t in w["threads"] if t["state"] == "app"]
             assert [t["name"] for t in apps] == ["obs-app-thread"], text
             assert apps[0]["frames"][-1]["func"] == "obs_app_idle"
-        assert all(isinstance(r.result, type(None)) for r in reqs)  # still running
+        assert all(r.result is None for r in reqs), "the sleeps must still be running"
     finally:
         quick_stop(srv)
 
@@ -832,8 +833,7 @@ def test_uwsgitop_in_tmux(serve, port, tmp_path):
                 pass
             time.sleep(0.03)
     loader = threading.Thread(target=load, daemon=True)
-    sock = f"obs-top-{os.getpid()}-{sport}"
-    tmux = ["tmux", "-L", sock]
+    tmux = ["tmux", "-S", str(tmp_path / "tmux.sock")]  # a private tmux server
     try:
         loader.start()
         subprocess.run(tmux + ["new-session", "-d", "-s", "T", "-x", "200", "-y", "50",
@@ -920,4 +920,62 @@ def test_full_dump_latency_2x64_threads(serve, port, tmp_path):
         assert med["cli_text"] < 100, med
         assert med["cli_json"] < 100, med
     finally:
+        quick_stop(srv)
+
+
+def test_tracebacks_client_quiet_on_closed_stdout(serve, port, tmp_path):
+    """`uwsgi-rs --tracebacks BASE [--json] | head -1`: once head closes the
+    pipe the client exits 0 without an error line (the output is > 64 KiB,
+    so the write does hit the closed pipe)."""
+    base = f"{tmp_path}/tb."
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(APPS / "obs_threads.py"),
+                 "--master", "--processes", "2", "--threads", "2", "--py-tracebacker", base],
+                workers=2)
+    try:
+        wait_tb_sockets(srv, base, 2)
+        wait_for(lambda: len(tracebacks_text(base)) > 70_000, 10, "a dump > 64 KiB")
+        # `| head`: a closed stdout ends the client quietly, text or JSON
+        for extra in ([], ["--json"]):
+            p = subprocess.Popen([BIN, "--tracebacks", base, *extra], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)
+            first = p.stdout.readline()
+            p.stdout.close()
+            try:
+                _, err = p.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.communicate()
+                raise
+            assert first, extra
+            assert (p.returncode, err) == (0, b""), (extra, p.returncode, err)
+    finally:
+        quick_stop(srv)
+
+
+def test_tracebacks_answer_under_cpu_contention(serve, port, tmp_path):
+    """With every CPU busy (3 spinning processes per CPU, at least 4),
+    `--tracebacks --json` still gets every worker's dump: a client that is
+    descheduled between connect and sending `json` must not lose it."""
+    base = f"{tmp_path}/tb."
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", OBS_APP, "--master",
+                 "--processes", "2", "--threads", "2", "--py-tracebacker", base], workers=2)
+    wait_tb_sockets(srv, base, 2)
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            for _ in range(max(4, 3 * (os.cpu_count() or 1)))]
+    errors, runs = [], 0
+    try:
+        t0 = time.time()
+        while runs < 150 and time.time() - t0 < 8:
+            r, _ = tracebacks(base, "--json")
+            runs += 1
+            assert r.returncode == 0, r.stderr
+            doc = json.loads(r.stdout)
+            errors += [w for w in doc["workers"] if "error" in w]
+        assert runs >= 10, f"only {runs} runs in 8 s"
+        assert not errors, f"{len(errors)} worker errors in {runs} runs: {errors[:3]}"
+    finally:
+        for h in hogs:
+            h.kill()
+        for h in hogs:
+            h.wait(10)
         quick_stop(srv)

@@ -96,16 +96,39 @@ pub fn worker_sockets(base: &str) -> Vec<(usize, String)> {
 
 /// Ask one worker for its rich dump.
 fn fetch_json(addr: &str, timeout: Duration) -> Result<super::rich::WorkerDump, String> {
-    let out = ask(addr, b"json\n", timeout).map_err(|e| match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-            format!("no answer within {}s", timeout.as_secs())
+    // The server gives the JSON form only if our request line arrives within
+    // a few milliseconds of the connection (uWSGI's clients send nothing and
+    // get the plain dump). A client descheduled in between gets the plain
+    // dump or a closed socket: ask again, a few times.
+    let mut last = String::new();
+    for _ in 0..5 {
+        match ask(addr, b"json\n", timeout) {
+            Ok(out) if out.is_empty() => return Err("closed without answering (refused?)".into()),
+            Ok(out) => match serde_json::from_slice(&out) {
+                Ok(dump) => return Ok(dump),
+                Err(e) if out.starts_with(super::format::HEADER.as_bytes()) => last = e.to_string(),
+                Err(e) => return Err(format!("unreadable answer: {e}")),
+            },
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(format!("no answer within {}s", timeout.as_secs()))
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                last = e.to_string()
+            }
+            Err(e) => return Err(e.to_string()),
         }
-        _ => e.to_string(),
-    })?;
-    if out.is_empty() {
-        return Err("closed without answering (refused?)".into());
     }
-    serde_json::from_slice(&out).map_err(|e| format!("unreadable answer: {e}"))
+    Err(format!("no JSON answer after 5 tries ({last})"))
 }
 
 /// The `--tracebacks BASE [--json]` command: every worker, in order.
@@ -131,8 +154,9 @@ pub fn tracebacks(base: &str, json: bool, timeout_secs: u64) -> Result<()> {
             })
             .collect();
         let doc = serde_json::json!({ "base": base, "workers": workers });
-        serde_json::to_writer_pretty(&mut stdout, &doc)?;
-        writeln!(stdout)?;
+        let mut text = serde_json::to_vec_pretty(&doc)?;
+        text.push(b'\n');
+        stdout.write_all(&text)?;
     } else {
         super::rich::write_text(&mut stdout, base, &results)?;
     }

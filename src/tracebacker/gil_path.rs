@@ -19,7 +19,15 @@ use super::names;
 const COLLECT_PY: &str = r#"
 import sys, threading, linecache, reprlib
 
-_repr = reprlib.Repr()
+class _BoundedRepr(reprlib.Repr):
+    """reprlib bounds containers and strings; for other objects call their
+    own __repr__, letting its exception reach the caller (reprlib's default
+    would swallow it), and cut the result."""
+    def repr_instance(self, x, level):
+        s = repr(x)
+        return s if len(s) <= self.maxother else s[: self.maxother - 3] + "..."
+
+_repr = _BoundedRepr()
 _repr.maxstring = 80
 _repr.maxother = 80
 _repr.maxlevel = 2
@@ -32,10 +40,10 @@ def _locals(f):
         return out
     for k, v in items:
         try:
-            r = _repr.repr(v)
+            r = _repr.repr(v)[:120]
         except BaseException as e:
             r = "<repr failed: %s>" % type(e).__name__
-        out.append((str(k), r[:200]))
+        out.append((str(k), r))
     return out
 
 def collect(with_locals):

@@ -32,7 +32,7 @@ pub const GIL_WAIT: Duration = Duration::from_millis(60);
 
 /// How long the server waits for an optional request line after a client
 /// connects. uWSGI's clients send nothing and get the plain dump.
-const REQUEST_WAIT: Duration = Duration::from_millis(5);
+const REQUEST_WAIT: Duration = Duration::from_millis(10);
 
 /// What the worker tells its tracebacker once, at start.
 pub struct Context {
