@@ -8,16 +8,17 @@ errors and memory growth. Not part of CI (the full run is 30 minutes).
                           [--app bench/hello.py] [--uwsgi-rs PATH] [--json out.json]
 
 The server (request logging off) serves --app on a free 127.0.0.1 port.
-wrk runs in back-to-back segments of --sample seconds until --duration has
-passed or --requests were made, whichever comes first; after every segment
+wrk runs in back-to-back segments of --sample seconds for --duration
+seconds (or only until --requests were made, with --stop-at-requests); after every segment
 the RSS of each worker and of the master is read from /proc, and one request
 is checked by hand (status and body). Printed: the curve (one row per
 segment), then a summary: requests, wrk socket errors, non-2xx responses,
 failed checks, worker deaths/respawns (from the log), and the worker RSS
 after --warmup: first, last, min, max and the least-squares slope.
 
-Exit status 0 only if there were no errors of any kind and the RSS after
-warm-up grew by less than --rss-tolerance (default 5 %, at least 2 MiB).
+Exit status 0 only if at least --requests were made, there were no errors
+of any kind, no worker died or was respawned, and the RSS of every worker
+after warm-up grew by less than --rss-tolerance (default 5 %, at least 2 MiB).
 Stdlib only; needs wrk (bash scripts/setup.sh installs it).
 """
 
@@ -149,7 +150,10 @@ def check_once(port, expect):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=1800, help="seconds (default 1800)")
-    ap.add_argument("--requests", type=int, default=10_000_000, help="stop after this many (default 10M)")
+    ap.add_argument("--requests", type=int, default=10_000_000,
+                    help="at least this many requests for an OK verdict (default 10M)")
+    ap.add_argument("--stop-at-requests", action="store_true",
+                    help="stop as soon as --requests were made, before --duration")
     ap.add_argument("--sample", type=int, default=10, help="wrk segment / RSS sample period, s")
     ap.add_argument("--warmup", type=float, default=120, help="seconds excluded from the RSS verdict")
     ap.add_argument("--processes", type=int, default=2)
@@ -186,14 +190,14 @@ def main():
         master_pid = srv.proc.pid
         print(f"# uwsgi-rs soak: {args.processes} worker(s) x {args.threads} thread(s), "
               f"wrk -t{args.wrk_threads} -c{args.connections}, segments of {args.sample} s, "
-              f"up to {args.duration:.0f} s or {args.requests} requests; log {srv.log_path}")
+              f"{args.duration:.0f} s, at least {args.requests} requests; log {srv.log_path}")
         header = f"{'t(s)':>6} {'requests':>11} {'req/s':>8} {'err':>4} {'non2xx':>6} " + \
             " ".join(f"{'w%d RSS(KiB)' % w:>13}" for w in sorted(first_workers)) + f" {'master':>8}"
         print(header, flush=True)
         t_start = time.monotonic()
         while True:
             elapsed = time.monotonic() - t_start
-            if elapsed >= args.duration or totals["requests"] >= args.requests:
+            if elapsed >= args.duration or (args.stop_at_requests and totals["requests"] >= args.requests):
                 break
             seg = max(1, int(min(args.sample, args.duration - elapsed + 0.999)))
             p = subprocess.run([wrk, f"-t{args.wrk_threads}", f"-c{args.connections}", f"-d{seg}s",
@@ -226,10 +230,13 @@ def main():
     respawns = log.count("Respawned uwsgi-rs worker")
     summary = dict(totals, worker_deaths=deaths, respawns=respawns,
                    seconds=samples[-1]["t"] if samples else 0, interrupted=interrupted)
-    verdict_ok = not any(totals[k] for k in totals) and deaths == 0 and respawns == 0 and not interrupted
+    errors = sum(totals[k] for k in ("socket_errors", "non2xx", "failed_checks", "wrk_failures"))
+    enough = totals["requests"] >= args.requests
+    verdict_ok = errors == 0 and enough and deaths == 0 and respawns == 0 and not interrupted
     print()
     print(f"requests        {totals['requests']} in {summary['seconds']:.0f} s "
-          f"({totals['requests'] / max(summary['seconds'], 1):.0f} req/s)")
+          f"({totals['requests'] / max(summary['seconds'], 1):.0f} req/s)"
+          + ("" if enough else f"  (fewer than --requests {args.requests})"))
     print(f"socket errors   {totals['socket_errors']}")
     print(f"non-2xx         {totals['non2xx']}")
     print(f"failed checks   {totals['failed_checks']}   wrk failures {totals['wrk_failures']}")
@@ -256,7 +263,10 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "samples": samples, "summary": summary}, f, indent=1)
-    shutil.rmtree(tmp, ignore_errors=True) if verdict_ok else print(f"# server log kept: {srv.log_path}")
+    if verdict_ok:
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        print(f"# server log kept: {srv.log_path}")
     sys.exit(0 if verdict_ok else 1)
 
 

@@ -8,8 +8,9 @@
 #   scripts/pythons.sh check [PY...]    build, then run tests/test_pythons.py (what CI runs)
 #   scripts/pythons.sh suite [PY...]    build, then run the end-to-end suite (tests/, without
 #                                       test_pythons/test_packaging) once per binary
-#                                       (UWSGI_RS_BIN=...); apps that import Flask or Django
-#                                       need them installed for that interpreter
+#                                       (UWSGI_RS_BIN=...), the binary's interpreter first on
+#                                       PATH as python3; Flask and Django for it are pip
+#                                       installed into a private PYTHONUSERBASE (needs PyPI)
 #
 # PY is a version (3.12, 3.12.1) or a path to an interpreter. Interpreters are
 # found under `pyenv root`/versions/ and as python3.X on PATH and in /usr/bin;
@@ -95,6 +96,8 @@ build_one() {
   echo "$version $py $target/release/uwsgi-rs"
 }
 
+PYTEST_ARGS=()
+[ -n "${UWSGI_RS_PYTEST_ARGS:-}" ] && read -r -a PYTEST_ARGS <<<"$UWSGI_RS_PYTEST_ARGS"
 cmd="${1:-list}"
 [ "$#" -gt 0 ] && shift
 case "$cmd" in
@@ -107,16 +110,36 @@ case "$cmd" in
     while read -r v p; do sel+=("$p"); done < <(select_pythons "$@")
     UWSGI_RS_PYTHONS="$(IFS=:; echo "${sel[*]}")" exec python3 -m pytest -q -p no:cacheprovider -s "$ROOT/tests/test_pythons.py" ;;
   suite)
+    # The runner is this python3 (it has pytest and requests). The server's
+    # interpreter gets Flask and Django in a private user site,
+    # ${TARGET_PREFIX}VERSION/userbase (PYTHONUSERBASE), so nothing is
+    # installed into the interpreters themselves, and its bin/ directory
+    # goes first on PATH, so the tests' `python3` is that interpreter.
+    runner="$(python3 -c 'import sys; print(sys.executable)')"
     status=0
+    summary=()
     while read -r v p b; do
-      echo "=== CPython $v: $b" >&2
-      if UWSGI_RS_BIN="$b" python3 -m pytest -q -p no:cacheprovider "$ROOT/tests/" \
-          --ignore "$ROOT/tests/test_pythons.py" --ignore "$ROOT/tests/test_packaging.py" >&2; then
-        echo "PASS $v"
+      ub="${TARGET_PREFIX}$v/userbase"
+      if ! PYTHONUSERBASE="$ub" "$p" -c 'import flask, django' 2>/dev/null; then
+        echo "pythons.sh: installing Flask and Django for $v into $ub" >&2
+        PYTHONUSERBASE="$ub" PIP_BREAK_SYSTEM_PACKAGES=1 "$p" -m pip install -q --user \
+          --disable-pip-version-check flask django >&2
+      fi
+      bindir="${TARGET_PREFIX}$v/bin"
+      mkdir -p "$bindir"
+      ln -sf "$p" "$bindir/python3"
+      pydir="$(dirname "$p")"
+      [ "$("$pydir/python3" -c 'import platform; print(platform.python_version())' 2>/dev/null)" = "$v" ] && bindir="$pydir"
+      echo "=== CPython $v ($p): $b" >&2
+      if PATH="$bindir:$PATH" PYTHONUSERBASE="$ub" UWSGI_RS_BIN="$b" "$runner" -m pytest -q \
+          -p no:cacheprovider "$ROOT/tests/" --ignore "$ROOT/tests/test_pythons.py" \
+          --ignore "$ROOT/tests/test_packaging.py" "${PYTEST_ARGS[@]}" >&2; then
+        summary+=("PASS $v $p")
       else
-        echo "FAIL $v"; status=1
+        summary+=("FAIL $v $p"); status=1
       fi
     done < <(select_pythons "$@" | while read -r v p; do build_one "$v" "$p"; done)
+    printf '%s\n' "${summary[@]}"
     exit "$status" ;;
   *)
     sed -n '2,20p' "$0" >&2; exit 2 ;;

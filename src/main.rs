@@ -22,6 +22,7 @@
 
 mod config;
 mod conn;
+mod deadlines;
 mod harakiri;
 mod http;
 mod listen;

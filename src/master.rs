@@ -92,6 +92,8 @@ pub struct Master {
     credentials: crate::privileges::Credentials,
     /// Requests whose slow-request traceback was logged: (worker, core, start ms).
     slow_reported: std::collections::HashSet<(usize, usize, u64)>,
+    /// When the last full-listen-queue warning was logged (once a second).
+    queue_warned: Option<Instant>,
 }
 
 impl Master {
@@ -114,6 +116,11 @@ impl Master {
                     .mode(0o700)
                     .create(&dir)
                     .with_context(|| format!("cannot create {}", dir.display()))?;
+                if credentials.uid.is_some() || credentials.gid.is_some() {
+                    // The workers create their sockets here after dropping root.
+                    std::os::unix::fs::chown(&dir, credentials.uid, credentials.gid)
+                        .with_context(|| format!("cannot chown {}", dir.display()))?;
+                }
                 (
                     dir.join("tracebacker").to_string_lossy().into_owned(),
                     Some(dir),
@@ -150,6 +157,7 @@ impl Master {
             stats,
             credentials,
             slow_reported: Default::default(),
+            queue_warned: None,
         })
     }
 
@@ -196,6 +204,7 @@ impl Master {
             self.check_ready();
             self.check_harakiri();
             self.check_slow();
+            self.check_listen_queues();
             self.advance_reload();
             self.respawn_due();
             if let Phase::Stopping { kill_at } = self.phase {
@@ -522,6 +531,27 @@ impl Master {
             let cores = self.snapshot(id);
             if let Some(core) = harakiri::overdue_core(&cores, now) {
                 self.harakiri(id, pid, core);
+            }
+        }
+    }
+
+    /// Warn (at most once a second) while a listen queue is full: clients
+    /// are waiting for a worker, and the kernel will soon refuse new ones.
+    fn check_listen_queues(&mut self) {
+        if self
+            .queue_warned
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        for l in &self.listeners {
+            let queued = l.queue_len();
+            if queued > 0 && queued as i64 >= self.cfg.listen as i64 {
+                log::stamped(&format!(
+                    "*** listen queue of socket {} full ({queued}/{}): all workers busy, requests are waiting ***",
+                    l.name, self.cfg.listen
+                ));
+                self.queue_warned = Some(Instant::now());
             }
         }
     }

@@ -146,7 +146,31 @@ pub fn name_current_thread(py: Python<'_>, name: &str, is_main: bool) -> PyResul
     Ok(())
 }
 
-/// The formatted traceback of a Python error, as Python prints it.
+/// Keep a traceback piece from forging log lines: exception messages often
+/// carry request data. Control characters become `\xNN`; line breaks stay
+/// only where Python's own structure puts them (frames, chain separators,
+/// the final newline), so an app's message stays on its line.
+fn sanitize_traceback_piece(piece: &str) -> String {
+    let structural = piece.starts_with("  File ")
+        || piece.starts_with("Traceback (most recent call last)")
+        || piece.starts_with("\nDuring handling")
+        || piece.starts_with("\nThe above exception");
+    let last = piece.len().saturating_sub(1);
+    let mut out = String::with_capacity(piece.len());
+    for (i, ch) in piece.char_indices() {
+        match ch {
+            '\n' if structural || i == last => out.push('\n'),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push('\t'),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The formatted traceback of a Python error, as Python prints it (with
+/// control characters in messages escaped).
 pub fn format_exception(py: Python<'_>, err: &PyErr) -> String {
     let formatted = (|| -> PyResult<String> {
         let tb = py.import_bound("traceback")?;
@@ -161,8 +185,30 @@ pub fn format_exception(py: Python<'_>, err: &PyErr) -> String {
         let joined: String = lines
             .iter()?
             .filter_map(|l| l.ok()?.extract::<String>().ok())
+            .map(|piece| sanitize_traceback_piece(&piece))
             .collect();
         Ok(joined)
     })();
     formatted.unwrap_or_else(|_| format!("{err}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sanitize_traceback_piece as clean;
+
+    #[test]
+    fn exception_messages_cannot_forge_log_lines() {
+        assert_eq!(
+            clean("KeyError: '/x\r\nFAKE LINE\x1b'\n"),
+            "KeyError: '/x\\x0d\\nFAKE LINE\\x1b'\n"
+        );
+        assert_eq!(
+            clean("  File \"a.py\", line 1, in f\n    g()\n"),
+            "  File \"a.py\", line 1, in f\n    g()\n"
+        );
+        assert_eq!(
+            clean("Traceback (most recent call last):\n"),
+            "Traceback (most recent call last):\n"
+        );
+    }
 }

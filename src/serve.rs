@@ -51,6 +51,10 @@ pub struct Shared {
     pub stop_started: std::sync::Mutex<Option<Instant>>,
     pub mercy: Duration,
     pub open_conns: AtomicUsize,
+    /// Deadlines of connections parked in the poller.
+    pub deadlines: crate::deadlines::Deadlines,
+    /// How long an idle keep-alive connection is kept.
+    pub keepalive: Duration,
     pub busy: AtomicUsize,
 }
 
@@ -65,6 +69,16 @@ impl Shared {
         if !self.listeners_removed.swap(true, Ordering::AcqRel) {
             for l in &self.listeners {
                 self.poller.remove_listener(l.fd);
+            }
+            // Connections the kernel already completed for us are served
+            // (with `Connection: close`), not reset when the master exits.
+            for idx in 0..self.listeners.len() {
+                for _ in 0..1024 {
+                    let Some(conn) = accept_one(self, idx) else {
+                        break;
+                    };
+                    rearm(self, conn);
+                }
             }
             if let Ok(mut s) = self.stop_started.lock() {
                 *s = Some(Instant::now());
@@ -155,6 +169,9 @@ fn next_request(
                 return None;
             }
         }
+        shared
+            .deadlines
+            .sweep(Instant::now(), Duration::from_secs(1));
         let wait = if shared.stopping() {
             Duration::from_millis(50)
         } else {
@@ -167,7 +184,10 @@ fn next_request(
                     return Some(found);
                 }
             }
-            Ok(Event::Conn(mut conn)) => match conn.fill(shared.limits.max_head + 1) {
+            Ok(Event::Conn(mut conn)) => match {
+                shared.deadlines.clear(conn.fd());
+                conn.fill(shared.limits.max_head + 1)
+            } {
                 Ok(0) => close(shared, conn),
                 Ok(_) => {
                     if let Some(found) = parse_buffered(shared, conn) {
@@ -240,7 +260,17 @@ fn parse_buffered(shared: &Shared, mut conn: Box<Conn>) -> Option<(Box<Conn>, Re
 }
 
 fn rearm(shared: &Shared, conn: Box<Conn>) {
+    // A request started (partial head) or none yet: the client has the
+    // socket timeout to send it. Between requests: the keep-alive timeout.
+    let wait = if !conn.buf.is_empty() || conn.served == 0 {
+        shared.timeout
+    } else {
+        shared.keepalive
+    };
+    shared.deadlines.set(conn.fd(), Instant::now() + wait);
+    let fd = conn.fd();
     if shared.poller.arm(conn).is_err() {
+        shared.deadlines.clear(fd);
         shared.open_conns.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -257,70 +287,21 @@ fn accept(shared: &Shared, idx: usize) -> Option<(Box<Conn>, Request)> {
         .threads
         .saturating_sub(shared.busy.load(Ordering::Acquire))
         .max(1);
+    let mut found = None;
     for _ in 0..idle.min(64) {
-        // SAFETY: sockaddr_storage is plain data, large enough for any family.
-        let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        // SAFETY: listener fd stays open for the worker's life; addr/len are live locals.
-        let fd = unsafe {
-            libc::accept4(
-                l.fd,
-                (&mut addr as *mut libc::sockaddr_storage).cast(),
-                &mut len,
-                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            let e = std::io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::EAGAIN) | Some(libc::ECONNABORTED) | Some(libc::EINTR) => {}
-                Some(libc::EMFILE) | Some(libc::ENFILE) => {
-                    // Out of descriptors: leave the connection in the backlog
-                    // and give in-flight requests time to release some.
-                    crate::log::line(&format!(
-                        "worker {}: accept: {e}; shedding load for 100 ms",
-                        shared.worker_id
-                    ));
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                _ => crate::log::line(&format!("worker {}: accept: {e}", shared.worker_id)),
-            }
+        let Some(mut conn) = accept_one(shared, idx) else {
             break;
-        }
-        // SAFETY: accept4 returned a new fd we now own.
-        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-        let (ip, port) = if l.is_unix {
-            (String::new(), String::new())
-        } else {
-            peer(&addr)
         };
-        if !l.is_unix {
-            let one: libc::c_int = 1;
-            // SAFETY: setsockopt on our fd with a live int.
-            unsafe {
-                libc::setsockopt(
-                    fd,
-                    libc::IPPROTO_TCP,
-                    libc::TCP_NODELAY,
-                    (&one as *const libc::c_int).cast(),
-                    4,
-                )
-            };
-        }
-        shared.open_conns.fetch_add(1, Ordering::AcqRel);
-        let mut conn = Box::new(Conn::new(owned, idx, ip, port));
         // The request usually arrives with the connection (TCP listeners
         // defer accept until data is there): serve it on this core right
-        // away, so this worker takes no more connections than it has free
-        // cores and the next one goes to an idle worker.
+        // away, so this worker takes no more connections than it can serve
+        // and the next one goes to an idle worker.
         match conn.fill(shared.limits.max_head + 1) {
             Ok(0) => close(shared, conn),
             Ok(_) => {
-                if let Some(found) = parse_buffered(shared, conn) {
-                    if !shared.stopping() {
-                        let _ = shared.poller.rearm_listener(idx, l.fd);
-                    }
-                    return Some(found);
+                found = parse_buffered(shared, conn);
+                if found.is_some() {
+                    break;
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => rearm(shared, conn),
@@ -330,7 +311,63 @@ fn accept(shared: &Shared, idx: usize) -> Option<(Box<Conn>, Request)> {
     if !shared.stopping() {
         let _ = shared.poller.rearm_listener(idx, l.fd);
     }
-    None
+    found
+}
+
+/// Accept one connection from listener `idx` (non-blocking), counted as open.
+fn accept_one(shared: &Shared, idx: usize) -> Option<Box<Conn>> {
+    let l = &shared.listeners[idx];
+    // SAFETY: sockaddr_storage is plain data, large enough for any family.
+    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: listener fd stays open for the worker's life; addr/len are live locals.
+    let fd = unsafe {
+        libc::accept4(
+            l.fd,
+            (&mut addr as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::ECONNABORTED) | Some(libc::EINTR) => {}
+            Some(libc::EMFILE) | Some(libc::ENFILE) => {
+                // Out of descriptors: leave the connection in the backlog
+                // and give in-flight requests time to release some.
+                crate::log::line(&format!(
+                    "worker {}: accept: {e}; shedding load for 100 ms",
+                    shared.worker_id
+                ));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            _ => crate::log::line(&format!("worker {}: accept: {e}", shared.worker_id)),
+        }
+        return None;
+    }
+    // SAFETY: accept4 returned a new fd we now own.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let (ip, port) = if l.is_unix {
+        (String::new(), String::new())
+    } else {
+        peer(&addr)
+    };
+    if !l.is_unix {
+        let one: libc::c_int = 1;
+        // SAFETY: setsockopt on our fd with a live int.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_NODELAY,
+                (&one as *const libc::c_int).cast(),
+                4,
+            )
+        };
+    }
+    shared.open_conns.fetch_add(1, Ordering::AcqRel);
+    Some(Box::new(Conn::new(owned, idx, ip, port)))
 }
 
 fn peer(addr: &libc::sockaddr_storage) -> (String, String) {
@@ -471,7 +508,10 @@ fn serve_http(
         outcome.raised,
         started,
     );
-    (outcome.keep_alive && !shared.stopping(), outcome.tail)
+    // A response that promised keep-alive keeps it even if the stop began
+    // meanwhile: the client may already be sending its next request, which
+    // is then answered with `Connection: close`.
+    (outcome.keep_alive, outcome.tail)
 }
 
 fn serve_uwsgi(

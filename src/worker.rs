@@ -20,6 +20,9 @@ use crate::poller::Poller;
 use crate::scoreboard::Scoreboard;
 use crate::serve::{core_loop, ListenerInfo, Shared};
 
+/// How long an idle keep-alive connection is kept open.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Exit status of a worker whose app (or tracebacker socket) could not be
 /// set up: the master treats it as a start-up failure, not a crash.
 pub const EXIT_LOAD_FAILED: i32 = 22;
@@ -199,6 +202,8 @@ fn start(args: &WorkerArgs<'_>) -> Result<i32, i32> {
         stop_started: std::sync::Mutex::new(None),
         mercy: Duration::from_secs(cfg.reload_mercy.max(1)),
         open_conns: AtomicUsize::new(0),
+        deadlines: Default::default(),
+        keepalive: KEEPALIVE_TIMEOUT,
         busy: AtomicUsize::new(0),
     });
 

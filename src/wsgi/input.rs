@@ -39,6 +39,9 @@ pub struct BodyReader {
     /// A socket error or protocol error happened: the connection cannot be
     /// reused.
     pub broken: bool,
+    /// The HTTP status a malformed or oversized body deserves (400, 413):
+    /// the answer when the app fails because of it.
+    pub error_status: Option<u16>,
     /// Decoded body bytes handed to the app.
     pub body_read: u64,
 }
@@ -59,6 +62,7 @@ impl BodyReader {
             timeout,
             continue_pending: expect_continue,
             broken: false,
+            error_status: None,
             body_read: 0,
         }
     }
@@ -137,7 +141,10 @@ impl BodyReader {
                     let end = self.buf.len().min(self.pos + max);
                     let used = dec
                         .decode(&self.buf[self.pos..end], &mut out)
-                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                        .map_err(|e| {
+                            self.error_status = Some(e.status());
+                            io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+                        })?;
                     self.pos += used;
                     if !out.is_empty() || dec.is_done() {
                         return Ok(out);
@@ -191,6 +198,11 @@ impl Input {
             reader: Some(reader),
             pending: Vec::new(),
         }
+    }
+
+    /// The status owed to the client for a bad body, if the body was bad.
+    pub fn body_error_status(&self) -> Option<u16> {
+        self.reader.as_ref().and_then(|r| r.error_status)
     }
 
     /// Take the body state back when the request ends.

@@ -60,16 +60,21 @@ pub fn call(
         .and_then(|_| app.call1((environ, sr_b)))
         .and_then(|result| respond(py, &result, sr_b));
     if let Err(e) = run {
-        raised = true;
-        report(py, &e);
+        // A malformed request body is the client's fault: 400/413, not 500.
+        let client_fault = input.bind(py).borrow().body_error_status();
+        raised = client_fault.is_none();
+        if raised {
+            report(py, &e);
+        }
         let mut s = sr_b.borrow_mut();
         if s.headers_sent {
             // Too late for a 500: cut the connection so the client sees an
             // incomplete response rather than a truncated "success".
             s.ctx.keep_alive = false;
         } else {
-            s.set_error(500);
-            s.queue_unframed(b"Internal Server Error\n");
+            let status = client_fault.unwrap_or(500);
+            s.set_error(status);
+            s.queue_unframed(format!("{}\n", crate::http::reason_phrase(status)).as_bytes());
             let body = s.take_pending();
             s.send_head(Some(body.len() as u64));
             let _ = s.push_body(py, &body);

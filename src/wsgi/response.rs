@@ -88,10 +88,12 @@ impl StartResponse {
             return;
         }
         self.headers_sent = true;
-        let status = self
-            .status
-            .as_deref()
-            .unwrap_or("500 Internal Server Error");
+        let status = match self.status.as_deref() {
+            // "200" alone: the status line still needs a reason phrase.
+            Some(s) if s.len() == 3 => format!("{s} {}", reason_phrase(self.code)),
+            Some(s) => s.to_string(),
+            None => "500 Internal Server Error".to_string(),
+        };
         let mut head = Vec::with_capacity(256);
         let _ = write!(head, "{} {}\r\n", self.ctx.protocol, status);
         let mut has_date = false;

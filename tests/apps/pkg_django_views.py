@@ -31,3 +31,8 @@ def last_static(request):
 def stuck_view(request):
     time.sleep(float(request.GET.get("s", "30")))
     return JsonResponse({"stuck": False})
+
+
+def remote(request):
+    return JsonResponse({k: request.META.get(k) for k in
+                         ("REMOTE_ADDR", "SERVER_PROTOCOL", "HTTP_HOST", "wsgi.url_scheme")})
