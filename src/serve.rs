@@ -184,21 +184,19 @@ fn next_request(
                     return Some(found);
                 }
             }
-            Ok(Event::Conn(mut conn)) => match {
+            Ok(Event::Conn(mut conn)) => {
                 shared.deadlines.clear(conn.fd());
-                conn.fill(shared.limits.max_head + 1)
-            } {
-                Ok(0) => close(shared, conn),
-                Ok(_) => {
-                    if let Some(found) = parse_buffered(shared, conn) {
-                        return Some(found);
+                match conn.fill(shared.limits.max_head + 1) {
+                    Ok(0) => close(shared, conn),
+                    Ok(_) => {
+                        if let Some(found) = parse_buffered(shared, conn) {
+                            return Some(found);
+                        }
                     }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => rearm(shared, conn),
+                    Err(_) => close(shared, conn),
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    rearm(shared, conn);
-                }
-                Err(_) => close(shared, conn),
-            },
+            }
             Err(e) => {
                 crate::log::line(&format!(
                     "worker {} core {core}: poll error: {e}",

@@ -90,9 +90,8 @@ pub fn render(
             w.tx.load(Ordering::Relaxed),
             w.exceptions.load(Ordering::Relaxed),
         );
-        for c in 0..sb.threads() {
+        for (c, &busy) in in_request[i].iter().enumerate() {
             let core = sb.core(id, c);
-            let busy = in_request[i][c];
             if c > 0 {
                 j.push(',');
             }
