@@ -226,7 +226,11 @@ def machine_busy_jiffies():
 
 
 def proc_cpu_jiffies(pids):
-    total = 0
+    return sum(per_pid_cpu_jiffies(pids).values())
+
+
+def per_pid_cpu_jiffies(pids):
+    out = {}
     for pid in pids:
         try:
             with open("/proc/%d/stat" % pid, "rb") as f:
@@ -234,8 +238,8 @@ def proc_cpu_jiffies(pids):
         except OSError:
             continue
         rest = data[data.rindex(")") + 2:].split()
-        total += int(rest[11]) + int(rest[12])
-    return total
+        out[pid] = int(rest[11]) + int(rest[12])
+    return out
 
 
 def other_cpu_pct(seconds):
@@ -258,6 +262,42 @@ def wait_quiet(max_pct, max_wait, out=sys.stdout):
             waited = True
         pct = other_cpu_pct(2.0)
     return pct
+
+
+def established_inodes(port):
+    """Socket inodes of ESTABLISHED TCP connections whose local port is `port`."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        inodes.add(fields[9])
+        except OSError:
+            pass
+    return inodes
+
+
+def conns_per_process(pids, port):
+    """How many accepted client connections on `port` each pid holds open."""
+    inodes = established_inodes(port)
+    out = []
+    for pid in pids:
+        n = 0
+        try:
+            for fd in os.listdir("/proc/%d/fd" % pid):
+                try:
+                    link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+                except OSError:
+                    continue
+                if link.startswith("socket:[") and link[8:-1] in inodes:
+                    n += 1
+        except OSError:
+            pass
+        out.append(n)
+    return out
 
 
 def free_port():
@@ -359,7 +399,7 @@ def run_wrk(port, duration, latency=True, sampler=None, server_pids=None):
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     me0 = resource.getrusage(resource.RUSAGE_SELF)
     srv_pids = server_pids() if server_pids else []
-    srv0, busy0, t0 = proc_cpu_jiffies(srv_pids), machine_busy_jiffies(), time.monotonic()
+    per0, busy0, t0 = per_pid_cpu_jiffies(srv_pids), machine_busy_jiffies(), time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         if sampler is not None:
@@ -376,13 +416,17 @@ def run_wrk(port, duration, latency=True, sampler=None, server_pids=None):
             proc.wait()
     busy = machine_busy_jiffies() - busy0
     elapsed = time.monotonic() - t0
-    srv = proc_cpu_jiffies(server_pids()) - srv0 if server_pids else 0
+    per1 = per_pid_cpu_jiffies(server_pids()) if server_pids else {}
+    per = {pid: per1[pid] - per0.get(pid, 0) for pid in per1}
+    srv = sum(per.values())
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     me1 = resource.getrusage(resource.RUSAGE_SELF)
     ours_s = srv / CLK_TCK + (ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime) + \
         (me1.ru_utime + me1.ru_stime - me0.ru_utime - me0.ru_stime)
     cpu = {"server_cpu_pct": 100.0 * srv / CLK_TCK / elapsed,
-           "other_cpu_pct": max(0.0, 100.0 * (busy / CLK_TCK - ours_s) / elapsed)}
+           "other_cpu_pct": max(0.0, 100.0 * (busy / CLK_TCK - ours_s) / elapsed),
+           # CPU of each server process (master first), % of one core: shows load imbalance
+           "proc_cpu_pct": [round(100.0 * per[p] / CLK_TCK / elapsed, 1) for p in sorted(per)]}
     out = out.decode("utf-8", "replace")
     if proc.returncode != 0:
         raise RuntimeError("wrk failed (%d): %s" % (proc.returncode, out.strip()[-300:]))
@@ -396,7 +440,7 @@ def run_wrk(port, duration, latency=True, sampler=None, server_pids=None):
 # Noise control (the machine may be shared): before each run wait (up to "wait" s) until
 # other processes use < "pct" % of one core; redo a run (up to "retries" times) when other
 # processes used more than "noisy" % of one core during it, keeping the quietest attempt.
-QUIET = {"pct": 20.0, "wait": 180, "noisy": 25.0, "retries": 2}
+QUIET = {"pct": 35.0, "wait": 120, "noisy": 30.0, "retries": 2}
 
 SERVER_ORDER = ["uwsgi-rs", "granian", "gunicorn", "uWSGI"]
 
@@ -505,14 +549,26 @@ def measure(name, duration, uwsgi_rs_path, log_dir, extra_args=(), label=None):
         run_wrk(port, WARMUP_S, latency=False)
         samples = []
 
+        conns = []
+
         def sample():
             pids = srv.workers()
             samples.append((len(pids), sum(rss_kib(p) for p in pids)))
+            if not conns:  # once: how the 32 keep-alive connections spread over workers
+                conns.append(conns_per_process(pids, port))
 
         out, cpu = run_wrk(port, duration, sampler=sample,
                            server_pids=lambda: [srv.pid] + descendants(srv.pid))
+        # master (the leader) first, then the workers
+        pcts = cpu.pop("proc_cpu_pct")
+        pids = sorted([srv.pid] + descendants(srv.pid))
+        cpu["master_cpu_pct"] = pcts[pids.index(srv.pid)] if srv.pid in pids and \
+            len(pcts) == len(pids) else None
+        cpu["worker_cpu_pct"] = [p for pid, p in zip(pids, pcts) if pid != srv.pid] \
+            if len(pcts) == len(pids) else pcts
         res.update(parse_wrk(out))
         res.update(cpu)
+        res["worker_conns"] = conns[0] if conns else None
         res["wrk_output"] = out
         verify(http_get(port))  # still healthy after the load
         if samples:
@@ -535,6 +591,14 @@ def measure(name, duration, uwsgi_rs_path, log_dir, extra_args=(), label=None):
 # --------------------------------------------------------------------------
 # reporting
 # --------------------------------------------------------------------------
+
+def cpu_split(r):
+    """CPU per worker (% of a core) and, in brackets, client connections per worker."""
+    cpu = "/".join("%.0f%%" % p for p in r.get("worker_cpu_pct") or []) or "-"
+    if r.get("worker_conns") is not None:
+        cpu += " (conns %s)" % "/".join(str(c) for c in r["worker_conns"])
+    return cpu
+
 
 def median_of(rows, key):
     vals = [r[key] for r in rows if r.get(key) is not None and "error" not in r]
@@ -704,10 +768,10 @@ def main(argv=None):
                         print("    " + r["log_tail"].replace("\n", "\n    "), flush=True)
                 else:
                     print("round %d  %-9s %8.0f req/s  p50 %6.2f ms  p99 %6.2f ms  "
-                          "RSS %5.1f MiB x %d  errors %d  other CPU %.0f%%"
+                          "RSS %5.1f MiB x %d  errors %d  CPU/worker %s  other CPU %.0f%%"
                           % (rnd + 1, name, r["rps"], r["p50_ms"] or 0, r["p99_ms"] or 0,
                              r.get("rss_worker_mib") or 0, r.get("workers") or 0,
-                             r["errors"], r["other_cpu_pct"]), flush=True)
+                             r["errors"], cpu_split(r), r["other_cpu_pct"]), flush=True)
     except KeyboardInterrupt:
         print("\ninterrupted; stopping servers", file=sys.stderr)
         stop_all()

@@ -247,8 +247,9 @@ def idle_cost(duration, rounds, tmp, uwsgi_rs):
             r["cmd"] = r["cmd"].replace(tmp, "TMP")
             results[label].append(r)
             print("  round %d  %-13s %s" % (rnd + 1, label, r.get("error") or
-                  "%.0f req/s  p50 %.2f ms  p99 %.2f ms  errors %d  other CPU %.0f%%"
-                  % (r["rps"], r["p50_ms"], r["p99_ms"], r["errors"], r["other_cpu_pct"])),
+                  "%.0f req/s  p50 %.2f ms  p99 %.2f ms  errors %d  CPU/worker %s  other CPU %.0f%%"
+                  % (r["rps"], r["p50_ms"], r["p99_ms"], r["errors"], bench.cpu_split(r),
+                     r["other_cpu_pct"])),
                   flush=True)
     return results
 

@@ -489,23 +489,21 @@ fn serve_http(
         }
     };
     slot.end();
-    conn.buf = outcome.leftover;
-    finish_request(
-        shared,
-        slot,
-        conn,
-        &head.method,
-        &head.target,
-        if head.minor_version == 0 {
+    let mut outcome = outcome;
+    conn.buf = std::mem::take(&mut outcome.leftover);
+    let served = Served {
+        remote: &conn.remote_addr,
+        method: &head.method,
+        uri: &head.target,
+        proto: if head.minor_version == 0 {
             "HTTP/1.0"
         } else {
             "HTTP/1.1"
         },
-        outcome.status,
-        (outcome.body_bytes, outcome.wire_bytes),
-        outcome.raised,
+        outcome: &outcome,
         started,
-    );
+    };
+    finish_request(shared, &served);
     // A response that promised keep-alive keeps it even if the stop began
     // meanwhile: the client may already be sending its next request, which
     // is then answered with `Connection: close`.
@@ -585,42 +583,38 @@ fn serve_uwsgi(
         }
     };
     slot.end();
-    finish_request(
-        shared,
-        slot,
-        conn,
-        &method,
-        &uri,
+    // The client is nginx's: log the address nginx passed on.
+    let remote = String::from_utf8_lossy(&remote);
+    let served = Served {
+        remote: &remote,
+        method: &method,
+        uri: &uri,
         proto,
-        outcome.status,
-        (outcome.body_bytes, outcome.wire_bytes),
-        outcome.raised,
+        outcome: &outcome,
         started,
-    );
+    };
+    finish_request(shared, &served);
     outcome.tail
 }
 
-/// Stats, the access log line, and max-requests, after every request.
-#[allow(clippy::too_many_arguments)]
-fn finish_request(
-    shared: &Shared,
-    slot: &crate::scoreboard::CoreSlot,
-    conn: &Conn,
-    method: &str,
-    uri: &[u8],
-    proto: &str,
-    status: u16,
-    (body_bytes, wire_bytes): (u64, u64),
-    raised: bool,
+/// What the access log and the stats need to know of a finished request.
+struct Served<'a> {
+    remote: &'a str,
+    method: &'a str,
+    uri: &'a [u8],
+    proto: &'a str,
+    outcome: &'a wsgi::Outcome,
     started: Instant,
-) {
-    let _ = slot;
+}
+
+/// Stats, the access log line, and max-requests, after every request.
+fn finish_request(shared: &Shared, r: &Served<'_>) {
     let w = shared.scoreboard.worker(shared.worker_id);
     let total = w.requests.fetch_add(1, Ordering::Relaxed) + 1;
-    w.tx.fetch_add(wire_bytes, Ordering::Relaxed);
-    let elapsed = started.elapsed();
+    w.tx.fetch_add(r.outcome.wire_bytes, Ordering::Relaxed);
+    let elapsed = r.started.elapsed();
     w.record_latency(elapsed.as_micros() as u64);
-    if raised {
+    if r.outcome.raised {
         w.exceptions.fetch_add(1, Ordering::Relaxed);
     }
     if shared.logging {
@@ -629,18 +623,18 @@ fn finish_request(
             std::process::id(),
             shared.worker_id,
             total,
-            if conn.remote_addr.is_empty() {
-                "-"
+            if r.remote.is_empty() {
+                "-".to_string()
             } else {
-                &conn.remote_addr
+                crate::log::escape(r.remote.as_bytes())
             },
             crate::log::ctime_now(),
-            crate::log::escape(method.as_bytes()),
-            crate::log::escape(uri),
-            body_bytes,
+            crate::log::escape(r.method.as_bytes()),
+            crate::log::escape(r.uri),
+            r.outcome.body_bytes,
             elapsed.as_millis(),
-            proto,
-            status
+            r.proto,
+            r.outcome.status
         ));
     }
     if shared.max_requests > 0

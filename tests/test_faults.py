@@ -123,23 +123,26 @@ def test_worker_dying_mid_request_fails_only_its_own_requests(serve, port, tmp_p
     with ThreadPoolExecutor(8) as ex:
         loops = [ex.submit(load.loop) for _ in range(3)]
         sleepers = [ex.submit(load.one, 1.5) for _ in range(3)]
-        time.sleep(0.4)
-        crash = ex.submit(http_get, port, path, timeout=10)
-        with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
-            crash.result(timeout=10)
-        t_dead = time.monotonic()
-        m = wait_until(lambda: re.search(r"DAMN ! worker (\d) \(pid: (\d+)\) died, ([^:]+) :\(", srv.log), 5)
-        assert m, srv.log
-        wid, dead = int(m.group(1)), int(m.group(2))
-        assert m.group(3) == death
-        assert dead == first[wid]
-        back = wait_until(lambda: re.search(
-            rf"Respawned uwsgi-rs worker {wid} \(new pid: (\d+)\)", srv.log) and srv.log.count(") ready") >= 3, 5)
-        t_back = time.monotonic()
-        assert back, srv.log
-        assert t_back - t_dead < 1.0, f"worker {wid} back after {t_back - t_dead:.2f}s"
-        time.sleep(1.0)
-        load.stop.set()
+        try:
+            time.sleep(0.4)
+            crash = ex.submit(http_get, port, path, timeout=10)
+            with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+                crash.result(timeout=10)
+            t_dead = time.monotonic()
+            m = wait_until(lambda: re.search(r"DAMN ! worker (\d) \(pid: (\d+)\) died, ([^:]+) :\(", srv.log), 5)
+            assert m, srv.log
+            wid, dead = int(m.group(1)), int(m.group(2))
+            assert m.group(3) == death
+            assert dead == first[wid]
+            back = wait_until(lambda: re.search(
+                rf"Respawned uwsgi-rs worker {wid} \(new pid: (\d+)\)", srv.log) and srv.log.count(") ready") >= 3, 5)
+            t_back = time.monotonic()
+            assert back, srv.log
+            assert t_back - t_dead < 1.0, f"worker {wid} back after {t_back - t_dead:.2f}s"
+            time.sleep(1.0)
+        finally:
+            # an assertion above must not leave the load loops running forever
+            load.stop.set()
         for f in loops + sleepers:
             f.result(timeout=15)
     new = int(re.search(rf"Respawned uwsgi-rs worker {wid} \(new pid: (\d+)\)", srv.log).group(1))
