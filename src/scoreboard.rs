@@ -35,6 +35,8 @@ pub struct WorkerSlot {
     pub last_spawn: AtomicU64,
     /// Sum of request durations in microseconds (for the average).
     pub busy_micros: AtomicU64,
+    /// Client connections the worker holds open (balances accepting).
+    pub open_conns: AtomicU64,
     /// Requests per latency bucket ([`LATENCY_BOUNDS_US`], then +Inf).
     pub latency: [AtomicU64; LATENCY_BUCKETS],
 }
@@ -128,6 +130,10 @@ impl Scoreboard {
         })
     }
 
+    pub fn worker_count(&self) -> usize {
+        self.workers
+    }
+
     pub fn threads(&self) -> usize {
         self.threads
     }
@@ -163,6 +169,7 @@ impl Scoreboard {
         w.accepting.store(0, Ordering::Relaxed);
         w.requests.store(0, Ordering::Relaxed);
         w.busy_micros.store(0, Ordering::Relaxed);
+        w.open_conns.store(0, Ordering::Relaxed);
         for b in &w.latency {
             b.store(0, Ordering::Relaxed);
         }

@@ -50,7 +50,6 @@ pub struct Shared {
     pub listeners_removed: AtomicBool,
     pub stop_started: std::sync::Mutex<Option<Instant>>,
     pub mercy: Duration,
-    pub open_conns: AtomicUsize,
     /// Deadlines of connections parked in the poller.
     pub deadlines: crate::deadlines::Deadlines,
     /// How long an idle keep-alive connection is kept.
@@ -59,6 +58,28 @@ pub struct Shared {
 }
 
 impl Shared {
+    fn worker_slot(&self) -> &crate::scoreboard::WorkerSlot {
+        self.scoreboard.worker(self.worker_id)
+    }
+
+    /// Whether another worker that can take a connection now (ready, with
+    /// an idle core) holds fewer connections than this one. Keep-alive
+    /// clients stay with the worker that accepted them, so without this
+    /// one worker can end up with most of them while the other idles.
+    fn another_worker_is_lighter(&self) -> bool {
+        let sb = self.scoreboard;
+        let mine = self.worker_slot().open_conns.load(Ordering::Relaxed);
+        (1..=sb.worker_count())
+            .filter(|&id| id != self.worker_id)
+            .any(|id| {
+                let w = sb.worker(id);
+                w.accepting.load(Ordering::Relaxed) == 1
+                    && w.open_conns.load(Ordering::Relaxed) < mine
+                    && (0..self.threads)
+                        .any(|c| sb.core(id, c).in_request.load(Ordering::Relaxed) == 0)
+            })
+    }
+
     fn stopping(&self) -> bool {
         self.stopping.load(Ordering::Relaxed)
     }
@@ -100,7 +121,8 @@ impl Shared {
             return true;
         }
         self.busy.load(Ordering::Acquire) == 0
-            && (self.open_conns.load(Ordering::Acquire) == 0 || since >= Duration::from_secs(1))
+            && (self.worker_slot().open_conns.load(Ordering::Acquire) == 0
+                || since >= Duration::from_secs(1))
     }
 }
 
@@ -269,7 +291,10 @@ fn rearm(shared: &Shared, conn: Box<Conn>) {
     let fd = conn.fd();
     if shared.poller.arm(conn).is_err() {
         shared.deadlines.clear(fd);
-        shared.open_conns.fetch_sub(1, Ordering::AcqRel);
+        shared
+            .worker_slot()
+            .open_conns
+            .fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -285,6 +310,15 @@ fn accept(shared: &Shared, idx: usize) -> Option<(Box<Conn>, Request)> {
         .threads
         .saturating_sub(shared.busy.load(Ordering::Acquire))
         .max(1);
+    if shared.another_worker_is_lighter() {
+        // Leave the connection to the lighter worker (it is woken for it
+        // too); look again shortly in case it does not take it.
+        std::thread::sleep(Duration::from_millis(1));
+        if !shared.stopping() {
+            let _ = shared.poller.rearm_listener(idx, l.fd);
+        }
+        return None;
+    }
     let mut found = None;
     for _ in 0..idle.min(64) {
         let Some(mut conn) = accept_one(shared, idx) else {
@@ -364,7 +398,10 @@ fn accept_one(shared: &Shared, idx: usize) -> Option<Box<Conn>> {
             )
         };
     }
-    shared.open_conns.fetch_add(1, Ordering::AcqRel);
+    shared
+        .worker_slot()
+        .open_conns
+        .fetch_add(1, Ordering::AcqRel);
     Some(Box::new(Conn::new(owned, idx, ip, port)))
 }
 
@@ -393,7 +430,10 @@ fn peer(addr: &libc::sockaddr_storage) -> (String, String) {
 }
 
 fn close(shared: &Shared, conn: Box<Conn>) {
-    shared.open_conns.fetch_sub(1, Ordering::AcqRel);
+    shared
+        .worker_slot()
+        .open_conns
+        .fetch_sub(1, Ordering::AcqRel);
     drop(conn);
 }
 

@@ -201,7 +201,6 @@ fn start(args: &WorkerArgs<'_>) -> Result<i32, i32> {
         listeners_removed: AtomicBool::new(false),
         stop_started: std::sync::Mutex::new(None),
         mercy: Duration::from_secs(cfg.reload_mercy.max(1)),
-        open_conns: AtomicUsize::new(0),
         deadlines: Default::default(),
         keepalive: KEEPALIVE_TIMEOUT,
         busy: AtomicUsize::new(0),
