@@ -62,6 +62,7 @@ pub fn init(cfg: &Config) -> Result<()> {
         ffi::PyConfig_Clear(&mut config);
         status?;
     }
+    // GIL: taken briefly, right after start-up, to set sys.path.
     Python::with_gil(|py| -> PyResult<()> {
         let sys = py.import_bound("sys")?;
         let path = sys.getattr("path")?;
