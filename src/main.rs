@@ -22,6 +22,8 @@
 
 mod config;
 mod conn;
+#[cfg(test)]
+mod corpus;
 mod deadlines;
 mod harakiri;
 mod http;
