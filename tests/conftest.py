@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -131,3 +132,40 @@ def raw_request(port, data, timeout=5.0, host="127.0.0.1"):
         return b"".join(chunks)
     finally:
         s.close()
+
+
+class Bg:
+    """A GET left running in a background thread: `.result` is the response
+    tuple of http_get (or the exception), `.done_at` when it ended."""
+
+    def __init__(self, port, path, timeout=60, headers=None):
+        self.result = None
+        self.done_at = None
+        self.started_at = time.time()
+        self.t = threading.Thread(target=self._run, args=(port, path, timeout, headers),
+                                  daemon=True)
+        self.t.start()
+
+    def _run(self, port, path, timeout, headers):
+        try:
+            self.result = http_get(port, path, timeout=timeout, headers=headers)
+        except Exception as e:  # noqa: BLE001 - recorded for the caller
+            self.result = e
+        self.done_at = time.time()
+
+    def join(self, timeout):
+        self.t.join(timeout)
+        assert not self.t.is_alive(), "request still running"
+        return self.result
+
+
+def wait_port(port, timeout=10.0):
+    """Wait until something accepts TCP connections on 127.0.0.1:port."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listening on {port} after {timeout}s")

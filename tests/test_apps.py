@@ -22,7 +22,7 @@ import pytest
 import requests
 
 import conftest
-from conftest import APPS, ROOT, free_port, http_get
+from conftest import APPS, ROOT, free_port, http_get, wait_port
 
 NGINX = "/usr/sbin/nginx"
 EXAMPLES = ROOT / "examples"
@@ -305,17 +305,6 @@ def unit_settings(path):
             k, v = line.split("=", 1)
             out[k] = v
     return out
-
-
-def wait_port(port, timeout=10.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listening on {port} after {timeout}s")
 
 
 def test_examples_behind_nginx(tmp_path, serve, django_project, monkeypatch):

@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import APPS, SPEC, http_get
+from conftest import APPS, SPEC, http_get, Bg
 
 HEADER = "*** uWSGI Python tracebacker output ***"
 STAMP = r"\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4} - "
@@ -20,30 +20,6 @@ FRAME_RE = re.compile(
 
 
 # ---------------------------------------------------------------- helpers
-
-class Bg:
-    """A GET in a background thread; .done_at is when it ended."""
-
-    def __init__(self, port, path, timeout=30, headers=None):
-        self.result = None
-        self.done_at = None
-        self.started_at = time.time()
-        self.t = threading.Thread(target=self._run, args=(port, path, timeout, headers),
-                                  daemon=True)
-        self.t.start()
-
-    def _run(self, port, path, timeout, headers):
-        try:
-            self.result = http_get(port, path, timeout=timeout, headers=headers)
-        except Exception as e:  # noqa: BLE001 - recorded for the caller
-            self.result = e
-        self.done_at = time.time()
-
-    def join(self, timeout):
-        self.t.join(timeout)
-        assert not self.t.is_alive(), "request still running"
-        return self.result
-
 
 def copy_app(name, dst, src_dir=APPS):
     shutil.copy(Path(src_dir) / name, Path(dst) / name)

@@ -12,22 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import APPS, free_port, http_get
+from conftest import APPS, free_port, http_get, wait_port
 
 NGINX = "/usr/sbin/nginx"
 ECHO = str(APPS / "core_echo.py")
-
-
-def wait_port(port, timeout=10.0):
-    import socket
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listening on {port} after {timeout}s")
 
 
 @pytest.fixture

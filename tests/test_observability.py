@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import APPS, BIN, SPEC, free_port, http_get
+from conftest import APPS, BIN, SPEC, free_port, http_get, Bg
 
 OBS_APP = str(APPS / "obs_app.py")
 PLAIN_HEADER = "*** uWSGI Python tracebacker output ***"
@@ -119,26 +119,6 @@ def wait_tb_sockets(server, base, n):
         wait_for(lambda: json.loads(ask_json(f"{base}{w}"))["worker"] == w
                  if server.proc.poll() is None else None,
                  20, f"tracebacker socket {base}{w} answering")
-
-
-class Bg:
-    """A GET in a background thread; join() returns its result."""
-
-    def __init__(self, port, path, timeout=60):
-        self.result = None
-        self.t = threading.Thread(target=self._run, args=(port, path, timeout), daemon=True)
-        self.t.start()
-
-    def _run(self, port, path, timeout):
-        try:
-            self.result = http_get(port, path, timeout=timeout)
-        except Exception as e:  # noqa: BLE001 - recorded for the caller
-            self.result = e
-
-    def join(self, timeout):
-        self.t.join(timeout)
-        assert not self.t.is_alive(), "request still running"
-        return self.result
 
 
 def occupy(port, uri, n, count_busy, timeout=5):

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 import conftest
-from conftest import APPS, ROOT, SPEC, http_get
+from conftest import APPS, ROOT, SPEC, http_get, Bg
 
 SCRIPT = ROOT / "scripts" / "pythons.sh"
 SUPPORTED = [(3, m) for m in range(8, 14)]
@@ -81,21 +81,6 @@ def loaded_libpython(binary):
             if "libpython" in ln and "=>" in ln]
     assert len(libs) == 1, out
     return libs[0]
-
-
-class Bg:
-    """A request left running in a thread (its outcome is not awaited)."""
-
-    def __init__(self, port, path, timeout=60):
-        self.result = None
-        self.t = threading.Thread(target=self._run, args=(port, path, timeout), daemon=True)
-        self.t.start()
-
-    def _run(self, port, path, timeout):
-        try:
-            self.result = http_get(port, path, timeout=timeout)
-        except Exception as e:  # the server is stopped under it
-            self.result = e
 
 
 def dump(binary, sock, timeout=10):

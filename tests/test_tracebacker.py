@@ -16,7 +16,7 @@ import time
 import unicodedata
 from pathlib import Path
 
-from conftest import APPS, BIN, SPEC, http_get
+from conftest import APPS, BIN, SPEC, http_get, Bg
 
 HEADER = "*** uWSGI Python tracebacker output ***"
 FRAME_RE = re.compile(
@@ -117,21 +117,6 @@ def spawned_pids(log):
     for m in re.finditer(r"Respawned uwsgi-rs worker (\d+) \(new pid: (\d+)\)", log):
         pids[int(m.group(1))] = int(m.group(2))
     return pids
-
-
-class Bg:
-    """A GET in a background thread (its result is not awaited)."""
-
-    def __init__(self, port, path, timeout=60):
-        self.result = None
-        self.t = threading.Thread(target=self._run, args=(port, path, timeout), daemon=True)
-        self.t.start()
-
-    def _run(self, port, path, timeout):
-        try:
-            self.result = http_get(port, path, timeout=timeout)
-        except Exception as e:  # noqa: BLE001 - recorded for the caller
-            self.result = e
 
 
 def copy_app(name, dst, src_dir=APPS):
