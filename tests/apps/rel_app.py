@@ -160,8 +160,12 @@ def application(environ, start_response):
     if path == "/tagged":
         # Record which worker took request ?id= before doing anything else,
         # so a test can tell which worker a failed request was on.
-        with open(os.path.join(os.environ["REL_TAG_DIR"], q["id"]), "w") as f:
+        # Written to a temporary name and renamed: a worker that dies
+        # between open() and write() must not leave an empty tag behind.
+        tag = os.path.join(os.environ["REL_TAG_DIR"], q["id"])
+        with open(tag + ".tmp", "w") as f:
             f.write(str(os.getpid()))
+        os.rename(tag + ".tmp", tag)
         time.sleep(float(q.get("s", "0")))
         return _send(start_response, str(os.getpid()).encode())
 
