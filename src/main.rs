@@ -10,6 +10,7 @@
 //!                -> scoreboard        shared memory: worker x core slots
 //!         worker -> python            start CPython, uwsgi module
 //!                -> serve -> poller   a core's loop: wait, accept, read
+//!                         -> leader   which core polls; take-over when stuck
 //!                         -> http / uwsgi_proto   bytes -> request head
 //!                         -> wsgi     environ, input, call, response
 //!                -> tracebacker       per-worker socket, GIL and GIL-free dumps
@@ -27,6 +28,7 @@ mod corpus;
 mod deadlines;
 mod harakiri;
 mod http;
+mod leader;
 mod listen;
 mod log;
 mod master;

@@ -4,8 +4,10 @@
 //! Every registration is one-shot, so exactly one core is woken for a ready
 //! socket and owns it until it re-arms it. That is what lets thousands of
 //! idle keep-alive connections wait here without pinning a thread, and lets
-//! the thread that saw a request serve it without a hand-off. Stopping wakes
-//! every waiting core through an eventfd. No parsing and no Python here.
+//! the thread that saw a request serve it without a hand-off. Usually only
+//! the worker's leading core waits here (see `leader`), but any number may.
+//! Stopping wakes every waiting core through an eventfd. No parsing and no
+//! Python here.
 
 use std::io;
 use std::os::fd::RawFd;

@@ -1,6 +1,6 @@
-//! The hot path: what a core (request thread) does all day. Wait on the
-//! worker's poller, accept, read a request head, build the environ, call
-//! the app, write the response, and hand the connection back.
+//! The hot path: what a core (request thread) does all day. Wait to lead,
+//! wait on the worker's poller, accept, read a request head, build the
+//! environ, call the app, write the response, and hand the connection back.
 //!
 //! Control (signals, stopping, the master) reaches this loop only through
 //! the [`Shared`] flags it checks between requests. The GIL is held only
@@ -55,6 +55,8 @@ pub struct Shared {
     /// How long an idle keep-alive connection is kept.
     pub keepalive: Duration,
     pub busy: AtomicUsize,
+    /// Which core polls (the others sleep until it is stuck in a request).
+    pub leader: crate::leader::Leader,
 }
 
 impl Shared {
@@ -104,6 +106,7 @@ impl Shared {
             if let Ok(mut s) = self.stop_started.lock() {
                 *s = Some(Instant::now());
             }
+            self.leader.wake_all();
         }
     }
 
@@ -166,8 +169,20 @@ pub fn core_loop(py: Python<'_>, shared: &Shared, core: usize) {
 
 /// Without the GIL: finish the previous response, then find the next
 /// complete request (on the same connection if pipelined, else from the
-/// poller). None when core 0 should let the worker exit.
+/// poller, once this core leads). None when core 0 should let the worker exit.
 fn next_request(
+    shared: &Shared,
+    core: usize,
+    pending: Option<Pending>,
+) -> Option<(Box<Conn>, Request)> {
+    let found = find_request(shared, core, pending);
+    if found.is_some() {
+        shared.leader.serving(core);
+    }
+    found
+}
+
+fn find_request(
     shared: &Shared,
     core: usize,
     pending: Option<Pending>,
@@ -188,8 +203,17 @@ fn next_request(
         if shared.stopping() {
             shared.begin_stop();
             if core == 0 && shared.may_exit() {
+                shared.leader.resign(core);
                 return None;
             }
+        }
+        let nap = if shared.stopping() {
+            Duration::from_millis(50)
+        } else {
+            Duration::from_secs(1)
+        };
+        if !shared.leader.lead(core, nap) {
+            continue;
         }
         shared
             .deadlines

@@ -204,6 +204,7 @@ fn start(args: &WorkerArgs<'_>) -> Result<i32, i32> {
         deadlines: Default::default(),
         keepalive: KEEPALIVE_TIMEOUT,
         busy: AtomicUsize::new(0),
+        leader: Default::default(),
     });
 
     for core in 1..cfg.threads {
