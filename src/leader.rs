@@ -28,11 +28,12 @@ const FOLLOWER_NAP: Duration = Duration::from_secs(1);
 #[derive(Default)]
 struct State {
     leader: Option<usize>,
-    /// When the leader started the request it is serving; None while it polls.
-    serving_since: Option<Instant>,
+    /// Since when the leader has had work in hand (an event from the poller,
+    /// then the request); None while it waits on the poller.
+    working_since: Option<Instant>,
     /// The follower timing the leader's requests.
     watcher: Option<usize>,
-    /// The watcher sleeps until woken (the leader was polling, not serving).
+    /// The watcher sleeps until woken (the leader was polling, not working).
     watcher_dozing: bool,
 }
 
@@ -56,7 +57,7 @@ impl Leader {
     /// re-checks the worker's state and calls again.
     pub fn lead(&self, core: usize, nap: Duration) -> bool {
         let mut s = self.lock();
-        let stuck = s.serving_since.is_some_and(|t| t.elapsed() >= TAKE_OVER);
+        let stuck = s.working_since.is_some_and(|t| t.elapsed() >= TAKE_OVER);
         if s.leader.is_none() || s.leader == Some(core) || stuck {
             if stuck && s.leader != Some(core) {
                 // The old leader keeps its request; another follower is
@@ -64,7 +65,7 @@ impl Leader {
                 self.followers.notify_one();
             }
             s.leader = Some(core);
-            s.serving_since = None;
+            s.working_since = None;
             if s.watcher == Some(core) {
                 s.watcher = None;
                 s.watcher_dozing = false;
@@ -75,11 +76,11 @@ impl Leader {
             s.watcher = Some(core);
         }
         if s.watcher == Some(core) {
-            let wait = match s.serving_since {
+            let wait = match s.working_since {
                 Some(t) => TAKE_OVER.saturating_sub(t.elapsed()),
                 None => nap,
             };
-            s.watcher_dozing = s.serving_since.is_none();
+            s.watcher_dozing = s.working_since.is_none();
             let (mut s, _) = self
                 .watcher_cv
                 .wait_timeout(s, wait.min(nap).max(Duration::from_micros(50)))
@@ -94,12 +95,13 @@ impl Leader {
         false
     }
 
-    /// `core` starts serving a request: if it leads, the watcher starts
-    /// timing it.
-    pub fn serving(&self, core: usize) {
+    /// `core` has work in hand (an event to handle, a request to serve): if
+    /// it leads, the watcher starts timing it. Timing from the event, not
+    /// from the app call, covers a leader the scheduler parks mid-parse.
+    pub fn working(&self, core: usize) {
         let mut s = self.lock();
         if s.leader == Some(core) {
-            s.serving_since = Some(Instant::now());
+            s.working_since = Some(Instant::now());
             if s.watcher_dozing {
                 s.watcher_dozing = false;
                 self.watcher_cv.notify_one();
@@ -112,7 +114,7 @@ impl Leader {
         let mut s = self.lock();
         if s.leader == Some(core) {
             s.leader = None;
-            s.serving_since = None;
+            s.working_since = None;
         }
         if s.watcher == Some(core) {
             s.watcher = None;
@@ -140,7 +142,7 @@ mod tests {
         let l = Leader::default();
         assert!(l.lead(0, NAP));
         assert!(l.lead(0, NAP));
-        l.serving(0);
+        l.working(0);
         assert!(l.lead(0, NAP), "back from its request, it polls again");
     }
 
@@ -151,7 +153,7 @@ mod tests {
         let t = Instant::now();
         assert!(!l.lead(1, NAP), "the leader is polling: follower naps");
         assert!(t.elapsed() >= NAP / 2);
-        l.serving(0);
+        l.working(0);
         assert!(!l.lead(1, NAP), "request just started: not stuck yet");
         assert!(l.lead(0, NAP), "the leader came back first");
         assert!(!l.lead(1, NAP));
@@ -161,7 +163,7 @@ mod tests {
     fn the_watcher_takes_over_from_a_leader_stuck_in_a_request() {
         let l = Arc::new(Leader::default());
         assert!(l.lead(0, NAP));
-        l.serving(0);
+        l.working(0);
         let t = Instant::now();
         let mut tries = 0;
         while !l.lead(1, Duration::from_secs(5)) {
@@ -188,7 +190,7 @@ mod tests {
             t.elapsed()
         });
         std::thread::sleep(Duration::from_millis(50)); // the watcher dozes: leader polls
-        l.serving(0); // and now the leader is stuck in a request
+        l.working(0); // and now the leader is stuck in a request
         let took = follower.join().unwrap_or_default();
         assert!(
             took < Duration::from_secs(5),

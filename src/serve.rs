@@ -177,7 +177,7 @@ fn next_request(
 ) -> Option<(Box<Conn>, Request)> {
     let found = find_request(shared, core, pending);
     if found.is_some() {
-        shared.leader.serving(core);
+        shared.leader.working(core);
     }
     found
 }
@@ -223,7 +223,11 @@ fn find_request(
         } else {
             Duration::from_secs(1)
         };
-        match shared.poller.wait(wait) {
+        let event = shared.poller.wait(wait);
+        if !matches!(event, Ok(Event::Wake)) {
+            shared.leader.working(core);
+        }
+        match event {
             Ok(Event::Wake) => {}
             Ok(Event::Listener(idx)) => {
                 if let Some(found) = accept(shared, idx) {
