@@ -159,6 +159,14 @@ class Bg:
         return self.result
 
 
+def signal_and_wait(proc, sig, timeout):
+    """Send `sig` to the server's master and wait for it to exit: seconds taken."""
+    t0 = time.monotonic()
+    proc.send_signal(sig)
+    proc.wait(timeout)
+    return time.monotonic() - t0
+
+
 def wait_port(port, timeout=10.0):
     """Wait until something accepts TCP connections on 127.0.0.1:port."""
     deadline = time.time() + timeout

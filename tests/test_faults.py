@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import APPS, free_port, http_get
+from conftest import APPS, Bg, free_port, http_get, signal_and_wait
 
 APP = str(APPS / "rel_app.py")
 CRASHLOOP = str(APPS / "rel_crashloop.py")
@@ -216,16 +216,7 @@ def test_master_sigkill_leaves_no_orphans(serve, port):
     # One worker is a respawned one, one is busy in a request.
     os.kill(pids[2], signal.SIGKILL)
     srv.wait_log(") ready", count=4, timeout=10)
-    busy = {}
-
-    def slow():
-        try:
-            busy["resp"] = http_get(port, "/sleep?s=30", timeout=20)
-        except Exception as e:  # noqa: BLE001
-            busy["err"] = e
-
-    t = threading.Thread(target=slow)
-    t.start()
+    busy = Bg(port, "/sleep?s=30", timeout=20)
     time.sleep(0.5)
     os.kill(srv.proc.pid, signal.SIGKILL)
     t0 = time.monotonic()
@@ -236,8 +227,8 @@ def test_master_sigkill_leaves_no_orphans(serve, port):
     shutil.rmtree(os.path.join(tempfile.gettempdir(), f"uwsgi-rs.{srv.proc.pid}"), ignore_errors=True)
     assert left, f"orphans still alive: {group_members(srv.proc.pid)}"
     assert took < 3.0
-    t.join(10)
-    assert "err" in busy, "the busy worker must not finish its request after the master died"
+    assert isinstance(busy.join(10), Exception), \
+        "the busy worker must not finish its request after the master died"
     # The kernel may keep the dead worker's client connection in FIN_WAIT
     # for a moment after the process is gone; no process holds the port.
     assert wait_until(lambda: port_is_free(port), 5), "the port is still held"
@@ -337,24 +328,11 @@ def test_sigterm_serves_every_accepted_request(serve, port):
 
 def test_sigterm_waits_no_longer_than_reload_mercy(serve, port):
     srv = start(serve, port, "--reload-mercy", "2", workers=1, threads=2)
-    res = {}
-
-    def slow():
-        try:
-            res["resp"] = http_get(port, "/sleep?s=30", timeout=20)
-        except Exception as e:  # noqa: BLE001
-            res["err"] = e
-
-    t = threading.Thread(target=slow)
-    t.start()
+    slow = Bg(port, "/sleep?s=30", timeout=20)
     time.sleep(0.4)
-    t0 = time.monotonic()
-    srv.proc.send_signal(signal.SIGTERM)
-    srv.proc.wait(15)
-    took = time.monotonic() - t0
-    t.join(10)
+    took = signal_and_wait(srv.proc, signal.SIGTERM, 15)
     assert 1.5 <= took < 5.0, f"shutdown took {took:.1f}s with --reload-mercy 2"
-    assert "err" in res
+    assert isinstance(slow.join(10), Exception)
     assert wait_until(lambda: not group_members(srv.proc.pid), 3)
     assert port_is_free(port)
 

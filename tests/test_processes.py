@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import APPS, BIN, free_port, http_get
+from conftest import APPS, BIN, Bg, free_port, http_get, signal_and_wait
 
 ECHO = str(APPS / "core_echo.py")
 
@@ -230,24 +230,13 @@ def test_sigterm_graceful_shutdown(serve, port, tmp_path):
                  "--master", "--processes", "2", "--threads", "2"], workers=2)
     assert sock.exists()
     workers = list(srv.worker_pids().values())
-    result = {}
-
-    def slow():
-        t0 = time.monotonic()
-        try:
-            result["resp"] = http_get(port, "/sleep?s=2", timeout=10)
-        except Exception as e:  # noqa: BLE001
-            result["err"] = e
-        result["took"] = time.monotonic() - t0
-
-    t = threading.Thread(target=slow)
-    t.start()
+    slow = Bg(port, "/sleep?s=2", timeout=10)
     time.sleep(0.5)
     srv.proc.send_signal(signal.SIGTERM)
     rc = srv.proc.wait(10)
-    t.join(10)
-    assert "err" not in result, result
-    status, _, body = result["resp"]
+    resp = slow.join(10)
+    assert not isinstance(resp, Exception), resp
+    status, _, body = resp
     assert status == 200 and json.loads(body)["slept"] == "2"
     assert rc == 0, srv.log
     assert wait_group_gone(srv.proc.pid) == []
@@ -269,24 +258,12 @@ def test_sigquit_immediate_shutdown(serve, port, tmp_path):
     sock = tmp_path / "q.sock"
     srv = serve(["--http", f"127.0.0.1:{port}", "--http", str(sock), "--wsgi-file", ECHO,
                  "--master", "--processes", "2", "--threads", "2"], workers=2)
-    result = {}
-
-    def slow():
-        try:
-            result["resp"] = http_get(port, "/sleep?s=5", timeout=10)
-        except Exception as e:  # noqa: BLE001
-            result["err"] = e
-
-    t = threading.Thread(target=slow)
-    t.start()
+    slow = Bg(port, "/sleep?s=5", timeout=10)
     time.sleep(0.5)
-    t0 = time.monotonic()
-    srv.proc.send_signal(signal.SIGQUIT)
-    srv.proc.wait(5)
-    took = time.monotonic() - t0
-    t.join(10)
+    took = signal_and_wait(srv.proc, signal.SIGQUIT, 5)
     assert took < 2.0, f"SIGQUIT took {took:.2f}s"
-    assert "err" in result, "the in-flight request must not complete after SIGQUIT"
+    assert isinstance(slow.join(10), Exception), \
+        "the in-flight request must not complete after SIGQUIT"
     assert wait_group_gone(srv.proc.pid, timeout=3) == []
     assert not sock.exists()
 
