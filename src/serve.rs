@@ -175,24 +175,14 @@ fn next_request(
     core: usize,
     pending: Option<Pending>,
 ) -> Option<(Box<Conn>, Request)> {
-    let found = find_request(shared, core, pending);
-    if found.is_some() {
-        shared.leader.working(core);
-    }
-    found
-}
-
-fn find_request(
-    shared: &Shared,
-    core: usize,
-    pending: Option<Pending>,
-) -> Option<(Box<Conn>, Request)> {
     if let Some(p) = pending {
         let ok =
             p.tail.is_empty() || write_all_timeout(p.conn.fd(), &p.tail, shared.timeout).is_ok();
         shared.busy.fetch_sub(1, Ordering::AcqRel);
         if ok && p.keep {
             if let Some(found) = parse_buffered(shared, p.conn) {
+                // A pipelined request: a new one to time, if this core leads.
+                shared.leader.working(core);
                 return Some(found);
             }
         } else {
@@ -207,22 +197,19 @@ fn find_request(
                 return None;
             }
         }
-        let nap = if shared.stopping() {
-            Duration::from_millis(50)
-        } else {
-            Duration::from_secs(1)
-        };
-        if !shared.leader.lead(core, nap) {
-            continue;
-        }
-        shared
-            .deadlines
-            .sweep(Instant::now(), Duration::from_secs(1));
+        // How long to sleep, as a follower or on the poller, before looking
+        // at the worker's state again.
         let wait = if shared.stopping() {
             Duration::from_millis(50)
         } else {
             Duration::from_secs(1)
         };
+        if !shared.leader.lead(core, wait) {
+            continue;
+        }
+        shared
+            .deadlines
+            .sweep(Instant::now(), Duration::from_secs(1));
         let event = shared.poller.wait(wait);
         if !matches!(event, Ok(Event::Wake)) {
             shared.leader.working(core);
