@@ -218,18 +218,23 @@ def rss_kib(pid):
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+def cpu_jiffies():
+    """The "cpu" line of /proc/stat: jiffies of all CPUs together per state
+    (user, nice, system, idle, iowait, irq, softirq, steal, ...)."""
+    with open("/proc/stat") as f:
+        return [int(x) for x in f.readline().split()[1:]]
+
+
 def machine_busy_jiffies():
     """Busy jiffies of all CPUs together (user+nice+system+irq+softirq+steal)."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
+    v = cpu_jiffies()
     return v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
 
 
 def steal_jiffies():
     """Jiffies the hypervisor ran something else while a vCPU of ours wanted
     to run (all CPUs together; 0 on bare metal)."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
+    v = cpu_jiffies()
     return v[7] if len(v) > 7 else 0
 
 
