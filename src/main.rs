@@ -25,6 +25,7 @@ mod config;
 mod conn;
 #[cfg(test)]
 mod corpus;
+mod cpu_share;
 mod deadlines;
 mod harakiri;
 mod http;

@@ -15,6 +15,7 @@ use pyo3::types::PyDict;
 
 use crate::config::Protocol;
 use crate::conn::{write_all_timeout, Conn};
+use crate::cpu_share::{yield_cpu, CpuShare};
 use crate::http::{self, BodyKind, Limits};
 use crate::poller::{Event, Poller};
 use crate::scoreboard::Scoreboard;
@@ -152,9 +153,10 @@ struct Pending {
 pub fn core_loop(py: Python<'_>, shared: &Shared, core: usize) {
     let slot = shared.scoreboard.core(shared.worker_id, core);
     let mut pending: Option<Pending> = None;
+    let mut share = CpuShare::new(Instant::now());
     loop {
         // GIL: released from the end of one request to the head of the next.
-        let next = py.allow_threads(|| next_request(shared, core, pending.take()));
+        let next = py.allow_threads(|| next_request(shared, core, &mut share, pending.take()));
         let Some((mut conn, request)) = next else {
             return; // core 0: the worker may exit
         };
@@ -173,6 +175,7 @@ pub fn core_loop(py: Python<'_>, shared: &Shared, core: usize) {
 fn next_request(
     shared: &Shared,
     core: usize,
+    share: &mut CpuShare,
     pending: Option<Pending>,
 ) -> Option<(Box<Conn>, Request)> {
     if let Some(p) = pending {
@@ -210,7 +213,12 @@ fn next_request(
         shared
             .deadlines
             .sweep(Instant::now(), Duration::from_secs(1));
+        let polled = Instant::now();
+        if share.due(polled) {
+            yield_cpu();
+        }
         let event = shared.poller.wait(wait);
+        share.polled(polled, Instant::now());
         if !matches!(event, Ok(Event::Wake)) {
             shared.leader.working(core);
         }
