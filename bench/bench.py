@@ -48,10 +48,15 @@ WRK_THREADS, WRK_CONNS, WARMUP_S = 2, 32, 2
 # --------------------------------------------------------------------------
 
 _LIVE = []  # every Server started and not yet stopped
+# Servers start in their own session (own=True) or only their own process
+# group (--same-session). On kernels that group CPU time per session
+# (sched_autogroup_enabled=1) the first gives the server and wrk equal CPU
+# shares, as separate services get; the second is a shell running both.
+SESSION = {"own": True}
 
 
 class Server:
-    """A server process started in its own session / process group."""
+    """A server process started in its own process group (and session, see SESSION)."""
 
     def __init__(self, name, argv, cwd, stop_signal=signal.SIGTERM, log_dir=None):
         self.name, self.argv, self.cwd, self.stop_signal = name, argv, cwd, stop_signal
@@ -65,7 +70,8 @@ class Server:
         try:
             self.proc = subprocess.Popen(self.argv, cwd=self.cwd, stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+                                         start_new_session=SESSION["own"],
+                                         process_group=None if SESSION["own"] else 0)
         finally:
             log.close()
         _LIVE.append(self)
@@ -104,7 +110,7 @@ class Server:
         """Stop the master politely, then SIGKILL whatever is left of the group."""
         if self.proc is None:
             return
-        pgid = self.proc.pid  # start_new_session: the leader's pid is the pgid
+        pgid = self.proc.pid  # its own group: the leader's pid is the pgid
         self._remember(descendants(pgid))
         if self.proc.poll() is None:
             try:
@@ -757,9 +763,13 @@ def main(argv=None):
     ap.add_argument("--json", metavar="OUT", help="write raw and summary results as JSON")
     ap.add_argument("--uwsgi-rs", dest="uwsgi_rs", default=DEFAULT_UWSGI_RS,
                     help="path of the uwsgi-rs binary (default %(default)s)")
+    ap.add_argument("--same-session", action="store_true",
+                    help="start servers in this script's session (as from one shell) instead "
+                         "of their own; see SESSION")
     add_quiet_args(ap)
     args = ap.parse_args(argv)
     set_quiet(args)
+    SESSION["own"] = not args.same_session
     if args.duration < 1 or args.rounds < 1:
         ap.error("--duration and --rounds must be >= 1")
     names = SERVER_ORDER
@@ -787,8 +797,9 @@ def main(argv=None):
     print("# %s, %s CPUs (%s), python %s, %s" % (info["date"], info["cpus"], info.get("cpu"),
                                                  info["python"], info["wrk"]))
     print("# versions: " + ", ".join("%s=%s" % (k, v or "missing") for k, v in versions.items()))
-    print("# wrk -t%d -c%d -d%ds --latency, %d s warm-up, %d round(s), median shown"
-          % (WRK_THREADS, WRK_CONNS, args.duration, WARMUP_S, args.rounds))
+    print("# wrk -t%d -c%d -d%ds --latency, %d s warm-up, %d round(s), median shown; servers in %s"
+          % (WRK_THREADS, WRK_CONNS, args.duration, WARMUP_S, args.rounds,
+             "their own session" if SESSION["own"] else "the bench's session"))
 
     results = {n: [] for n in names}
     try:
