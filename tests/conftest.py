@@ -2,6 +2,7 @@
 on free loopback ports in a per-test temporary directory, capture its log,
 and always stop what was started (the whole process group)."""
 
+import contextlib
 import os
 import signal
 import socket
@@ -177,3 +178,66 @@ def wait_port(port, timeout=10.0):
         except OSError:
             time.sleep(0.05)
     raise AssertionError(f"nothing listening on {port} after {timeout}s")
+
+
+NGINX = "/usr/sbin/nginx"
+
+
+@contextlib.contextmanager
+def nginx_running(tmp_path, port, http_conf, conf_dir=None):
+    """Debian's nginx in the foreground, one process, every file under
+    tmp_path; `http_conf` goes inside its `http {}` block (servers, includes)
+    and must listen on 127.0.0.1:port. nginx.conf goes in `conf_dir` (default
+    tmp_path), which relative includes start from. Stopped (SIGQUIT, then SIGKILL to its
+    group) on the way out."""
+    assert os.path.exists(NGINX), f"{NGINX} is missing: install nginx"
+    temp = tmp_path / "nginx-temp"
+    temp.mkdir()
+    conf = (conf_dir or tmp_path) / "nginx.conf"
+    conf.write_text(f"""
+daemon off;
+master_process off;
+worker_processes 1;
+pid {tmp_path}/nginx.pid;
+error_log {tmp_path}/nginx-error.log info;
+events {{ worker_connections 256; }}
+http {{
+    access_log {tmp_path}/nginx-access.log;
+    client_body_temp_path {temp}/body;
+    proxy_temp_path {temp}/proxy;
+    fastcgi_temp_path {temp}/fastcgi;
+    uwsgi_temp_path {temp}/uwsgi;
+    scgi_temp_path {temp}/scgi;
+{http_conf}
+}}
+""")
+    log = open(tmp_path / "nginx-stderr.log", "wb")
+    proc = subprocess.Popen([NGINX, "-p", str(tmp_path), "-e", str(tmp_path / "nginx-error.log"),
+                             "-c", str(conf)],
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        try:
+            wait_port(port)
+        except AssertionError:
+            errors = tmp_path / "nginx-error.log"
+            raise AssertionError("nginx did not start:\n"
+                                 + (tmp_path / "nginx-stderr.log").read_text()
+                                 + (errors.read_text() if errors.exists() else ""))
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGQUIT)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        log.close()

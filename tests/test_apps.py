@@ -13,7 +13,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,9 +21,8 @@ import pytest
 import requests
 
 import conftest
-from conftest import APPS, ROOT, free_port, http_get, wait_port
+from conftest import APPS, NGINX, ROOT, free_port, nginx_running
 
-NGINX = "/usr/sbin/nginx"
 EXAMPLES = ROOT / "examples"
 
 
@@ -352,35 +350,11 @@ def test_examples_behind_nginx(tmp_path, serve, django_project, monkeypatch):
     site = re.sub(r"^\s*listen \[::\]:80;\n", "", site, flags=re.M)
     site = re.sub(r"^(\s*)listen 80;", rf"\1listen 127.0.0.1:{port};", site, flags=re.M)
     (conf_dir / "sites-enabled" / "mysite").write_text(site)
-    temp = tmp_path / "nginx-temp"
-    temp.mkdir()
-    (conf_dir / "nginx.conf").write_text(f"""
-daemon off;
-master_process off;
-worker_processes 1;
-pid {tmp_path}/nginx.pid;
-error_log {tmp_path}/nginx-error.log info;
-events {{ worker_connections 256; }}
-http {{
+    with nginx_running(tmp_path, port, """
     include /etc/nginx/mime.types;
     default_type application/octet-stream;
     sendfile on;
-    access_log {tmp_path}/nginx-access.log;
-    client_body_temp_path {temp}/body;
-    proxy_temp_path {temp}/proxy;
-    fastcgi_temp_path {temp}/fastcgi;
-    uwsgi_temp_path {temp}/uwsgi;
-    scgi_temp_path {temp}/scgi;
-    include sites-enabled/*;
-}}
-""")
-    log = open(tmp_path / "nginx-stderr.log", "wb")
-    nginx = subprocess.Popen([NGINX, "-p", str(tmp_path), "-e", str(tmp_path / "nginx-error.log"),
-                              "-c", str(conf_dir / "nginx.conf")],
-                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                             start_new_session=True)
-    try:
-        wait_port(port)
+    include sites-enabled/*;""", conf_dir=conf_dir):
         url = f"http://127.0.0.1:{port}"
         # the app, through uwsgi_pass, in the venv of the ini's home
         r = requests.get(url + "/admin/login/", headers={"Host": "example.com"}, timeout=10)
@@ -425,14 +399,6 @@ http {{
         srv.wait_log(") ready", timeout=20, count=5)  # a first worker replaced
         r = requests.get(url + "/admin/login/", timeout=10)
         assert r.status_code == 200
-    finally:
-        nginx.send_signal(signal.SIGQUIT)
-        try:
-            nginx.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(nginx.pid, signal.SIGKILL)
-            nginx.wait(5)
-        log.close()
     # systemctl stop: KillSignal (SIGTERM) is a graceful shutdown, done before TimeoutStopSec
     assert unit["KillSignal"] == "SIGTERM"
     t0 = time.monotonic()

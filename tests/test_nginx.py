@@ -5,16 +5,10 @@ import hashlib
 import http.client
 import json
 import os
-import signal
-import subprocess
-import time
-from pathlib import Path
 
 import pytest
 
-from conftest import APPS, free_port, http_get, wait_port
-
-NGINX = "/usr/sbin/nginx"
+from conftest import APPS, free_port, http_get, nginx_running
 ECHO = str(APPS / "core_echo.py")
 
 
@@ -22,27 +16,10 @@ ECHO = str(APPS / "core_echo.py")
 def nginx(tmp_path):
     """nginx listening on 127.0.0.1:<port>, passing everything to
     unix:<tmp_path>/app.sock with uwsgi_pass. Yields (port, socket path)."""
-    assert os.path.exists(NGINX), f"{NGINX} is missing: install nginx"
     assert os.path.exists("/etc/nginx/uwsgi_params")
     port = free_port()
     sock = tmp_path / "app.sock"
-    temp = tmp_path / "nginx-temp"
-    temp.mkdir()
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(f"""
-daemon off;
-master_process off;
-worker_processes 1;
-pid {tmp_path}/nginx.pid;
-error_log {tmp_path}/nginx-error.log info;
-events {{ worker_connections 256; }}
-http {{
-    access_log {tmp_path}/nginx-access.log;
-    client_body_temp_path {temp}/body;
-    proxy_temp_path {temp}/proxy;
-    fastcgi_temp_path {temp}/fastcgi;
-    uwsgi_temp_path {temp}/uwsgi;
-    scgi_temp_path {temp}/scgi;
+    with nginx_running(tmp_path, port, f"""
     client_max_body_size 20m;
     server {{
         listen 127.0.0.1:{port};
@@ -52,40 +29,8 @@ http {{
             uwsgi_pass unix:{sock};
             uwsgi_read_timeout 20s;
         }}
-    }}
-}}
-""")
-    log = open(tmp_path / "nginx-stderr.log", "wb")
-    proc = subprocess.Popen([NGINX, "-p", str(tmp_path), "-e", str(tmp_path / "nginx-error.log"),
-                             "-c", str(conf)],
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        try:
-            wait_port(port)
-        except AssertionError:
-            proc.poll()
-            raise AssertionError(
-                "nginx did not start:\n" + (tmp_path / "nginx-stderr.log").read_text()
-                + (tmp_path / "nginx-error.log").read_text()
-                if (tmp_path / "nginx-error.log").exists() else "")
+    }}"""):
         yield port, sock
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGQUIT)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
-        log.close()
 
 
 def start_app(serve, sock):
