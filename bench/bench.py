@@ -34,7 +34,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -403,6 +402,13 @@ def parse_wrk(out):
     res["errors"] = res["non2xx"] + res["sock_connect"] + res["sock_read"] + \
         res["sock_write"] + res["sock_timeout"]
     return res
+
+
+def wrk_counts(out):
+    """From wrk's output: requests (None if it printed no total), socket
+    errors (connect, read, write, timeout) and non-2xx/3xx responses."""
+    r = parse_wrk(out)
+    return r["requests"], r["errors"] - r["non2xx"], r["non2xx"]
 
 
 def run_wrk(port, duration, latency=True, sampler=None, server_pids=None):

@@ -17,32 +17,15 @@ Stdlib only; needs wrk (bash scripts/setup.sh installs it).
 
 import argparse
 import os
-import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
-REPO_DIR = os.path.dirname(BENCH_DIR)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def parse_wrk(out):
-    m = re.search(r"(\d+) requests in", out)
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return (int(m.group(1)) if m else None,
-            sum(int(x) for x in sock.groups()) if sock else 0,
-            int(non2xx.group(1)) if non2xx else 0)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import BENCH_DIR, REPO_DIR, free_port, wrk_counts  # noqa: E402  (same directory)
 
 
 def main():
@@ -132,7 +115,7 @@ def main():
         srv.wait()
         log.close()
     print(out.rstrip())
-    reqs, errors, non2xx = parse_wrk(out)
+    reqs, errors, non2xx = wrk_counts(out)
     deaths = final_log.count("DAMN !")
     hups = final_log.count("SIGHUP received")
     print()

@@ -29,20 +29,13 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
-REPO_DIR = os.path.dirname(BENCH_DIR)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import BENCH_DIR, REPO_DIR, free_port, wrk_counts  # noqa: E402  (same directory)
 
 
 def rss_kib(pid):
@@ -57,15 +50,9 @@ def rss_kib(pid):
 
 
 def parse_wrk(out):
-    m = re.search(r"(\d+) requests in", out)
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {
-        "requests": int(m.group(1)) if m else 0,
-        "socket_errors": sum(int(x) for x in sock.groups()) if sock else 0,
-        "non2xx": int(non2xx.group(1)) if non2xx else 0,
-        "parsed": bool(m),
-    }
+    reqs, sock, non2xx = wrk_counts(out)
+    return {"requests": reqs or 0, "socket_errors": sock, "non2xx": non2xx,
+            "parsed": reqs is not None}
 
 
 def slope_per_min(points):
