@@ -95,9 +95,4 @@ mod tests {
         share.polled(polled, polled + Duration::from_micros(2));
         assert!(share.due(t0 + PERIOD));
     }
-
-    #[test]
-    fn yielding_returns() {
-        yield_cpu();
-    }
 }
