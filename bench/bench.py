@@ -230,17 +230,20 @@ def cpu_jiffies():
         return [int(x) for x in f.readline().split()[1:]]
 
 
-def machine_busy_jiffies():
-    """Busy jiffies of all CPUs together (user+nice+system+irq+softirq+steal)."""
-    v = cpu_jiffies()
+def busy_of(v):
+    """Busy jiffies in a cpu_jiffies() reading (user+nice+system+irq+softirq+steal)."""
     return v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
 
 
-def steal_jiffies():
-    """Jiffies the hypervisor ran something else while a vCPU of ours wanted
-    to run (all CPUs together; 0 on bare metal)."""
-    v = cpu_jiffies()
+def steal_of(v):
+    """Jiffies in a cpu_jiffies() reading that the hypervisor ran something
+    else while a vCPU of ours wanted to run (0 on bare metal)."""
     return v[7] if len(v) > 7 else 0
+
+
+def machine_busy_jiffies():
+    """Busy jiffies of all CPUs together."""
+    return busy_of(cpu_jiffies())
 
 
 def proc_cpu_jiffies(pids):
@@ -424,8 +427,7 @@ def run_wrk(port, duration, latency=True, sampler=None, server_pids=None):
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     me0 = resource.getrusage(resource.RUSAGE_SELF)
     srv_pids = server_pids() if server_pids else []
-    per0, busy0, t0 = per_pid_cpu_jiffies(srv_pids), machine_busy_jiffies(), time.monotonic()
-    steal0 = steal_jiffies()
+    per0, stat0, t0 = per_pid_cpu_jiffies(srv_pids), cpu_jiffies(), time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         if sampler is not None:
@@ -440,8 +442,9 @@ def run_wrk(port, duration, latency=True, sampler=None, server_pids=None):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    busy = machine_busy_jiffies() - busy0
-    steal = steal_jiffies() - steal0
+    stat1 = cpu_jiffies()
+    busy = busy_of(stat1) - busy_of(stat0)
+    steal = steal_of(stat1) - steal_of(stat0)
     elapsed = time.monotonic() - t0
     per1 = per_pid_cpu_jiffies(server_pids()) if server_pids else {}
     per = {pid: per1[pid] - per0.get(pid, 0) for pid in per1}

@@ -210,10 +210,8 @@ fn next_request(
         if !shared.leader.lead(core, wait) {
             continue;
         }
-        shared
-            .deadlines
-            .sweep(Instant::now(), Duration::from_secs(1));
         let polled = Instant::now();
+        shared.deadlines.sweep(polled, Duration::from_secs(1));
         if share.due(polled) {
             yield_cpu();
         }
