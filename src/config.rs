@@ -200,6 +200,9 @@ pub struct Config {
     pub py_tracebacker_locals: bool,
     /// `--py-tracebacker-slow SECONDS`: log slow requests' tracebacks (0 = off).
     pub py_tracebacker_slow: u64,
+    /// `--http-underscores-in-headers`: keep HTTP header names containing `_`
+    /// (dropped by default: `X_User` and `X-User` are both `HTTP_X_USER`).
+    pub http_underscores_in_headers: bool,
     /// Seconds, default 60.
     pub reload_mercy: u64,
     /// Accepted-but-ignored options that were given, by canonical long name without
@@ -239,6 +242,7 @@ impl Default for Config {
             stats_http: false,
             py_tracebacker_locals: false,
             py_tracebacker_slow: 0,
+            http_underscores_in_headers: false,
             reload_mercy: 60,
             ignored: Vec::new(),
         }
@@ -331,6 +335,7 @@ pub static OPTIONS: &[OptSpec] = &[
     opt(&["buffer-size"], Some('b'), Value("BYTES"), Main, "max size of a request's headers (default 4096)", |s, o, v| { s.cfg.buffer_size = int(o, v, 1, 1 << 26)? as usize; Ok(()) }),
     opt(&["socket-timeout"], Some('z'), Value("SECONDS"), Main, "socket I/O timeout (default 4)", |s, o, v| { s.cfg.socket_timeout = int(o, v, 1, u64::MAX)?; Ok(()) }),
     opt(&["limit-post"], None, Value("BYTES"), Main, "reject request bodies larger than BYTES (0 = off)", |s, o, v| { s.cfg.limit_post = int(o, v, 0, u64::MAX)?; Ok(()) }),
+    opt(&["http-underscores-in-headers"], None, Switch, Main, "keep HTTP request headers whose names contain '_' (dropped by default: X_User would alias X-User)", |s, o, v| { s.cfg.http_underscores_in_headers = flag(o, v)?; Ok(()) }),
     opt(&["py-tracebacker"], None, Value("BASE"), Main, "serve Python stack traces of each worker on unix socket BASE<N>", |s, _, v| { s.cfg.py_tracebacker = Some(text(v).to_string()); Ok(()) }),
     opt(&["harakiri"], Some('t'), Value("SECONDS"), Main, "kill a worker stuck on one request for SECONDS (0 = off)", |s, o, v| { s.cfg.harakiri = int(o, v, 0, u64::MAX)?; Ok(()) }),
     opt(&["harakiri-verbose"], None, Switch, Main, "log more details on harakiri", |s, o, v| { s.cfg.harakiri_verbose = flag(o, v)?; Ok(()) }),
@@ -1063,8 +1068,13 @@ mod tests {
         assert_eq!(c.gid, None);
         assert_eq!(c.stats, None);
         assert!(!c.stats_http);
+        assert!(!c.http_underscores_in_headers);
         assert_eq!(c.reload_mercy, 60);
         assert!(c.ignored.is_empty());
+        assert!(
+            serve(&["--http", ":8080", "--http-underscores-in-headers"])
+                .http_underscores_in_headers
+        );
     }
 
     #[test]
