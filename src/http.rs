@@ -32,6 +32,11 @@ pub struct Limits {
     /// 0 = unlimited; a Content-Length above it -> 413 (chunked bodies are
     /// checked by [`ChunkedDecoder`], built with the same number).
     pub limit_post: u64,
+    /// Keep header fields whose names contain `_` (`--http-underscores-in-headers`).
+    /// Off by default, they are dropped: CGI naming maps `X_User` and
+    /// `X-User` to the same `HTTP_X_USER`, so a client could add its value to
+    /// (or, for an app that reads the first, replace) one a proxy set.
+    pub underscores_in_headers: bool,
 }
 
 impl Default for Limits {
@@ -41,6 +46,7 @@ impl Default for Limits {
             max_uri: 8192,
             max_headers: 100,
             limit_post: 0,
+            underscores_in_headers: false,
         }
     }
 }
@@ -346,9 +352,9 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed<RequestHead>, Ht
 
     let mut headers = Vec::with_capacity(raw.len());
     let mut content_length: Option<u64> = None;
-    let mut te_count = 0usize;
-    let mut te_only_chunked = true;
+    let mut te = TransferCodings::default();
     let mut host_header: Option<&[u8]> = None;
+    let mut content_type = false;
     let mut conn_close = false;
     let mut conn_keep_alive = false;
     let mut expect_continue = false;
@@ -379,26 +385,41 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed<RequestHead>, Ht
                     }
                 }
             }
+            12 if name.eq_ignore_ascii_case("content-type") => {
+                // One CONTENT_TYPE: two would be joined into a value no
+                // parser reads the way the client meant (RFC 9110 §5.3).
+                if content_type {
+                    return Err(bad("more than one Content-Type header"));
+                }
+                content_type = true;
+            }
             14 if name.eq_ignore_ascii_case("content-length") => {
                 let n = parse_content_length(value).ok_or(bad("invalid Content-Length"))?;
                 // Two framings that disagree are a smuggling attempt (RFC 9112 §6.3 p5).
                 if content_length.is_some_and(|prev| prev != n) {
                     return Err(bad("conflicting Content-Length headers"));
                 }
-                content_length = Some(n);
-            }
-            17 if name.eq_ignore_ascii_case("transfer-encoding") => {
-                te_count += 1;
-                if !value.eq_ignore_ascii_case(b"chunked") {
-                    te_only_chunked = false;
+                // The app sees the one value the body was framed with
+                // ("5, 5" and repeated headers become "5"), as RFC 9112 §6.3
+                // says to process such a message.
+                if content_length.is_none() {
+                    headers.push((name.to_owned(), n.to_string().into_bytes()));
                 }
+                content_length = Some(n);
+                continue;
             }
+            17 if name.eq_ignore_ascii_case("transfer-encoding") => te.add(value),
             _ => {}
+        }
+        if !limits.underscores_in_headers && name.as_bytes().contains(&b'_') {
+            // Dropped silently, like nginx (`underscores_in_headers off`) and
+            // gunicorn: no log line a client could use to flood the log.
+            continue;
         }
         headers.push((name.to_owned(), value.to_vec()));
     }
 
-    let body = if te_count > 0 {
+    let body = if te.present {
         // RFC 9112 §6.1: a 1.0 message with Transfer-Encoding has faulty framing.
         if minor_version == 0 {
             return Err(bad("Transfer-Encoding on HTTP/1.0"));
@@ -406,16 +427,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed<RequestHead>, Ht
         if content_length.is_some() {
             return Err(bad("both Content-Length and Transfer-Encoding"));
         }
-        if !te_only_chunked {
-            return Err(HttpError::NotImplemented(
-                "transfer coding other than chunked",
-            ));
-        }
-        if te_count > 1 {
-            // "chunked" twice would mean chunked applied twice: invalid.
-            return Err(bad("repeated Transfer-Encoding"));
-        }
-        BodyKind::Chunked
+        te.framing()?
     } else if let Some(n) = content_length {
         BodyKind::Length(n)
     } else {
@@ -451,6 +463,62 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed<RequestHead>, Ht
         },
         consumed: head_end,
     })
+}
+
+/// The transfer codings of a request, over all its Transfer-Encoding
+/// fields in order (RFC 9112 §6.1: they form one list).
+#[derive(Default)]
+struct TransferCodings {
+    present: bool,
+    /// Whether the last coding seen is `chunked`.
+    chunked_last: bool,
+    chunked: usize,
+    /// Codings other than `chunked` (gzip, identity, anything with parameters).
+    others: usize,
+}
+
+impl TransferCodings {
+    fn add(&mut self, value: &[u8]) {
+        self.present = true;
+        // An empty value, or "gzip, " ending in an empty element, leaves the
+        // last coding as it was; a field with no coding at all is not chunked.
+        let mut any = false;
+        for coding in value.split(|&b| b == b',').map(trim_ows) {
+            if coding.is_empty() {
+                continue;
+            }
+            any = true;
+            let is_chunked = coding.eq_ignore_ascii_case(b"chunked");
+            if is_chunked {
+                self.chunked += 1;
+            } else {
+                self.others += 1;
+            }
+            self.chunked_last = is_chunked;
+        }
+        if !any {
+            self.chunked_last = false;
+        }
+    }
+
+    /// RFC 9112 §6.3: when chunked is not the final coding the length cannot
+    /// be known, which MUST be a 400 and a close; a final chunked behind a
+    /// coding we do not decode is 501 (§6.1).
+    fn framing(&self) -> Result<BodyKind, HttpError> {
+        if !self.chunked_last {
+            return Err(bad("chunked is not the final transfer coding"));
+        }
+        if self.chunked > 1 {
+            // chunked applied twice is invalid (RFC 9112 §7.1).
+            return Err(bad("chunked transfer coding repeated"));
+        }
+        if self.others > 0 {
+            return Err(HttpError::NotImplemented(
+                "transfer coding other than chunked",
+            ));
+        }
+        Ok(BodyKind::Chunked)
+    }
 }
 
 /// Early check on an incomplete request line: what comes before the first SP
@@ -1427,6 +1495,82 @@ mod tests {
             &["Content-Length: 5", "content-length: 5"],
         ));
         assert_eq!(h.body, BodyKind::Length(5));
+        // The app sees the value the body was framed with, once.
+        let lengths = |h: &RequestHead| -> Vec<(String, Vec<u8>)> {
+            h.headers
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                .cloned()
+                .collect()
+        };
+        assert_eq!(
+            lengths(&h),
+            vec![("Content-Length".to_string(), b"5".to_vec())]
+        );
+        for v in ["5, 5", "5,5", " 005 ", "5 ,\t5"] {
+            let line = format!("Content-Length: {v}");
+            let (h, _) = parse_ok(&req("POST / HTTP/1.1", &[&line]));
+            assert_eq!(h.body, BodyKind::Length(5), "{v:?}");
+            assert_eq!(
+                lengths(&h),
+                vec![("Content-Length".to_string(), b"5".to_vec())],
+                "{v:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn content_type_only_once() {
+        let (h, _) = parse_ok(&req("POST / HTTP/1.1", &["Content-Type: text/plain"]));
+        assert_eq!(h.header("content-type"), Some(&b"text/plain"[..]));
+        assert_eq!(
+            status(&req(
+                "POST / HTTP/1.1",
+                &["Content-Type: text/plain", "content-type: application/json"]
+            )),
+            400
+        );
+        assert_eq!(
+            status(&req(
+                "POST / HTTP/1.1",
+                &["Content-Type: text/plain", "Content-Type: text/plain"]
+            )),
+            400
+        );
+    }
+
+    #[test]
+    fn underscore_names_dropped_unless_kept() {
+        let extra = [
+            "X_Remote_User: admin",
+            "X-Remote-User: alice",
+            "Transfer_Encoding: chunked",
+            "Content_Length: 7",
+            "_: x",
+        ];
+        let (h, n) = parse_ok(&req("GET / HTTP/1.1", &extra));
+        assert_eq!(n, req("GET / HTTP/1.1", &extra).len());
+        let names: Vec<&str> = h.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["Host", "X-Remote-User"]);
+        // Not framing headers either way: no body.
+        assert_eq!(h.body, BodyKind::None);
+        let keep = Limits {
+            underscores_in_headers: true,
+            ..lim()
+        };
+        let (h, _) = parse_ok_with(&req("GET / HTTP/1.1", &extra), &keep);
+        assert_eq!(h.headers.len(), 6);
+        assert_eq!(h.header("x_remote_user"), Some(&b"admin"[..]));
+        assert_eq!(h.body, BodyKind::None);
+        // Dropped fields still count toward the limits.
+        let few = Limits {
+            max_headers: 2,
+            ..lim()
+        };
+        assert_eq!(
+            status_with(&req("GET / HTTP/1.1", &["A_b: 1", "C_d: 2"]), &few),
+            431
+        );
     }
 
     #[test]
@@ -1435,14 +1579,22 @@ mod tests {
         assert_eq!(h.body, BodyKind::Chunked);
         let (h, _) = parse_ok(&req("POST / HTTP/1.1", &["transfer-encoding:  CHUNKED "]));
         assert_eq!(h.body, BodyKind::Chunked);
+        // chunked not the final coding: the length is unknowable, 400 (RFC 9112 §6.3).
         for te in [
-            "gzip, chunked",
             "identity",
             "chunked, gzip",
             "gzip",
             "chunked;q=1",
             "",
+            " , ",
+            "gzip,",
         ] {
+            let h = format!("Transfer-Encoding: {te}");
+            let e = parse_head(&req("POST / HTTP/1.1", &[&h]), &lim()).unwrap_err();
+            assert_eq!(e.status(), 400, "{te:?}");
+        }
+        // chunked last, behind a coding we do not decode: 501.
+        for te in ["gzip, chunked", "x-custom ,chunked", "gzip,,chunked"] {
             let h = format!("Transfer-Encoding: {te}");
             let e = parse_head(&req("POST / HTTP/1.1", &[&h]), &lim()).unwrap_err();
             assert_eq!(e.status(), 501, "{te:?}");
@@ -1453,6 +1605,27 @@ mod tests {
                 &["Transfer-Encoding: gzip", "Transfer-Encoding: chunked"]
             )),
             501
+        );
+        assert_eq!(
+            status(&req(
+                "POST / HTTP/1.1",
+                &["Transfer-Encoding: chunked", "Transfer-Encoding: gzip"]
+            )),
+            400
+        );
+        assert_eq!(
+            status(&req(
+                "POST / HTTP/1.1",
+                &["Transfer-Encoding: chunked", "Transfer-Encoding:"]
+            )),
+            400
+        );
+        assert_eq!(
+            status(&req(
+                "POST / HTTP/1.1",
+                &["Transfer-Encoding: chunked, chunked"]
+            )),
+            400
         );
         assert_eq!(
             status(&req(
@@ -1908,6 +2081,7 @@ mod tests {
                 max_uri: 128,
                 max_headers: 8,
                 limit_post: 1000,
+                ..Limits::default()
             }
         }
 

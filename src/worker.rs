@@ -191,6 +191,7 @@ fn start(args: &WorkerArgs<'_>) -> Result<i32, i32> {
             max_uri: cfg.buffer_size.max(8192),
             max_headers: 100,
             limit_post: cfg.limit_post,
+            underscores_in_headers: cfg.http_underscores_in_headers,
         },
         timeout,
         harakiri_secs: cfg.harakiri,
