@@ -4,7 +4,7 @@
 //! the system (Debian ships one beside pyenv's on our machines).
 fn main() {
     let config = pyo3_build_config::get();
-    if let Some(lib_dir) = &config.lib_dir {
+    if let Some(lib_dir) = config.lib_dir() {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
     }
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds uwsgi-rs for every CPython on this machine that it supports
-# (3.8-3.13) and tests each build.
+# (3.9-3.13) and tests each build.
 #
 #   scripts/pythons.sh list             VERSION PYTHON, one line per interpreter found
 #   scripts/pythons.sh build [PY...]    build one binary per interpreter (all by default);
@@ -14,7 +14,7 @@
 #
 # PY is a version (3.12, 3.12.1) or a path to an interpreter. Interpreters are
 # found under `pyenv root`/versions/ and as python3.X on PATH and in /usr/bin;
-# each one that is a CPython 3.8-3.13 with a shared libpython is listed once.
+# each one that is a CPython 3.9-3.13 with a shared libpython is listed once.
 # Others are reported on stderr with the reason and not built.
 #
 # Each build is a plain `cargo build --release` with PYO3_PYTHON set to the
@@ -23,7 +23,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 TARGET_PREFIX="${UWSGI_RS_PY_TARGET:-$ROOT/target/py-}"
-MIN_MINOR=8
+MIN_MINOR=9
 MAX_MINOR=13
 
 # Print "VERSION REALPATH" if $1 is a usable CPython, else a reason on stderr.
@@ -39,7 +39,7 @@ if platform.python_implementation() != "CPython":
 elif not (sys.version_info[0] == 3 and lo <= sys.version_info[1] <= hi):
     print("skip", v, exe, "outside the supported 3.%d-3.%d" % (lo, hi))
 elif sysconfig.get_config_var("Py_GIL_DISABLED"):
-    print("skip", v, exe, "free-threaded build (PyO3 0.22 does not support it)")
+    print("skip", v, exe, "free-threaded build (not supported)")
 elif not sysconfig.get_config_var("Py_ENABLE_SHARED"):
     print("skip", v, exe, "no shared libpython (built without --enable-shared)")
 else:

@@ -17,10 +17,6 @@
 //! ```
 //! `main` turns any error into one line on stderr and a non-zero exit.
 
-// PyO3 0.22's #[pyfunction]/#[pymethods] expansion trips this lint on every
-// PyResult-returning function; it says nothing about our code.
-#![allow(clippy::useless_conversion)]
-
 mod config;
 mod conn;
 #[cfg(test)]

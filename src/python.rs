@@ -63,8 +63,8 @@ pub fn init(cfg: &Config) -> Result<()> {
         status?;
     }
     // GIL: taken briefly, right after start-up, to set sys.path.
-    Python::with_gil(|py| -> PyResult<()> {
-        let sys = py.import_bound("sys")?;
+    Python::attach(|py| -> PyResult<()> {
+        let sys = py.import("sys")?;
         let path = sys.getattr("path")?;
         // uWSGI puts the working directory first, then --pythonpath entries.
         let mut front: Vec<String> = cfg
@@ -137,7 +137,7 @@ unsafe fn check(status: ffi::PyStatus, what: &str) -> Result<()> {
 /// Give the calling thread its uWSGI name in Python's `threading` module, so
 /// tracebacks and `threading.current_thread().name` show it.
 pub fn name_current_thread(py: Python<'_>, name: &str, is_main: bool) -> PyResult<()> {
-    let threading = py.import_bound("threading")?;
+    let threading = py.import("threading")?;
     let thread = if is_main {
         threading.call_method0("main_thread")?
     } else {
@@ -174,17 +174,13 @@ fn sanitize_traceback_piece(piece: &str) -> String {
 /// control characters in messages escaped).
 pub fn format_exception(py: Python<'_>, err: &PyErr) -> String {
     let formatted = (|| -> PyResult<String> {
-        let tb = py.import_bound("traceback")?;
+        let tb = py.import("traceback")?;
         let lines = tb.call_method1(
             "format_exception",
-            (
-                err.get_type_bound(py),
-                err.value_bound(py),
-                err.traceback_bound(py),
-            ),
+            (err.get_type(py), err.value(py), err.traceback(py)),
         )?;
         let joined: String = lines
-            .iter()?
+            .try_iter()?
             .filter_map(|l| l.ok()?.extract::<String>().ok())
             .map(|piece| sanitize_traceback_piece(&piece))
             .collect();

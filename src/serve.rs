@@ -38,7 +38,7 @@ pub struct Shared {
     pub threads: usize,
     pub poller: Poller,
     pub listeners: Vec<ListenerInfo>,
-    pub app: PyObject,
+    pub app: Py<PyAny>,
     pub scoreboard: &'static Scoreboard,
     pub limits: Limits,
     pub timeout: Duration,
@@ -156,7 +156,7 @@ pub fn core_loop(py: Python<'_>, shared: &Shared, core: usize) {
     let mut share = CpuShare::new(Instant::now());
     loop {
         // GIL: released from the end of one request to the head of the next.
-        let next = py.allow_threads(|| next_request(shared, core, &mut share, pending.take()));
+        let next = py.detach(|| next_request(shared, core, &mut share, pending.take()));
         let Some((mut conn, request)) = next else {
             return; // core 0: the worker may exit
         };

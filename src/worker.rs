@@ -116,7 +116,7 @@ fn start(args: &WorkerArgs<'_>) -> Result<i32, i32> {
     WAKE_FD.store(poller.wake_fd(), Ordering::Release);
 
     // GIL: held while loading the app and preparing per-worker objects.
-    let loaded = Python::with_gil(|py| -> Result<(PyObject, Vec<ListenerInfo>), String> {
+    let loaded = Python::attach(|py| -> Result<(Py<PyAny>, Vec<ListenerInfo>), String> {
         crate::python::name_current_thread(py, &core_name(args.id, 0), true)
             .map_err(|e| e.to_string())?;
         crate::tracebacker::names::record_core(
@@ -216,7 +216,7 @@ fn start(args: &WorkerArgs<'_>) -> Result<i32, i32> {
             .spawn(move || {
                 // GIL: this thread attaches once for its whole life; core_loop
                 // detaches around every wait.
-                Python::with_gil(|py| {
+                Python::attach(|py| {
                     let _ = crate::python::name_current_thread(py, &name, false);
                     crate::tracebacker::names::record_core(
                         crate::tracebacker::names::current_ident(),
@@ -246,7 +246,7 @@ fn start(args: &WorkerArgs<'_>) -> Result<i32, i32> {
         cfg.threads
     ));
     // GIL: core 0 attaches on the main thread, like the others.
-    Python::with_gil(|py| core_loop(py, &shared, 0));
+    Python::attach(|py| core_loop(py, &shared, 0));
     args.scoreboard
         .worker(args.id)
         .accepting
@@ -266,7 +266,7 @@ fn install_thread_hook(py: Python<'_>) -> PyResult<()> {
     // Wrapping start() (not the thread's own bootstrap) keeps the hook out
     // of the new thread's stack: start() returns once ident and native_id
     // are known. Renames go through the `name` property, wrapped too.
-    let code = r#"
+    let code = cr#"
 import threading, uwsgi
 _uwsgi_rs_orig_start = threading.Thread.start
 def _uwsgi_rs_start(self):
@@ -286,6 +286,11 @@ def _uwsgi_rs_set_name(self, name):
             pass
 threading.Thread.name = property(_uwsgi_rs_name.fget, _uwsgi_rs_set_name, doc=_uwsgi_rs_name.__doc__)
 "#;
-    PyModule::from_code_bound(py, code, "uwsgi_rs_thread_hook.py", "uwsgi_rs_thread_hook")?;
+    PyModule::from_code(
+        py,
+        code,
+        c"uwsgi_rs_thread_hook.py",
+        c"uwsgi_rs_thread_hook",
+    )?;
     Ok(())
 }

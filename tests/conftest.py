@@ -16,7 +16,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS = Path(__file__).resolve().parent / "apps"
-SPEC = ROOT.parent / "shared" / "spec"
 BIN = os.environ.get("UWSGI_RS_BIN", str(ROOT / "target" / "release" / "uwsgi-rs"))
 
 

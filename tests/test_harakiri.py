@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import APPS, SPEC, http_get, Bg
+from conftest import APPS, http_get, Bg
 
 HEADER = "*** uWSGI Python tracebacker output ***"
 STAMP = r"\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4} - "
@@ -212,7 +212,7 @@ def test_harakiri_dump_without_py_tracebacker(serve, port, tmp_path):
 
 def test_harakiri_dump_when_gil_held_in_c(serve, port, tmp_path):
     """uWSGI logs no traceback here (its tracebacker waits for the GIL)."""
-    busy = copy_app("busy.py", tmp_path, SPEC)
+    busy = copy_app("busy.py", tmp_path, APPS)
     srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(busy), "--master",
                  "--processes", "2", "--harakiri", "2"], workers=2)
     t0 = time.time()

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import APPS, BIN, SPEC, free_port, http_get, Bg
+from conftest import APPS, BIN, free_port, http_get, Bg
 
 OBS_APP = str(APPS / "obs_app.py")
 PLAIN_HEADER = "*** uWSGI Python tracebacker output ***"
@@ -476,7 +476,7 @@ def test_tracebacks_while_gil_held(serve, port, tmp_path):
     """busy.py holds the GIL in C: `--tracebacks` answers within 1 s through
     the GIL-free dumper and names the core that holds the GIL."""
     busy = tmp_path / "busy.py"
-    shutil.copy(SPEC / "busy.py", busy)
+    shutil.copy(APPS / "busy.py", busy)
     base = f"{tmp_path}/tb."
     srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(busy), "--master",
                  "--processes", "1", "--threads", "2", "--py-tracebacker", base])

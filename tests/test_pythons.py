@@ -1,4 +1,4 @@
-"""uwsgi-rs built for, and run on, every CPython 3.8-3.13 on the machine.
+"""uwsgi-rs built for, and run on, every CPython 3.9-3.13 on the machine.
 
 scripts/pythons.sh finds the interpreters (pyenv's, python3.X on PATH,
 Debian's /usr/bin/python3.X) and builds one binary per interpreter with
@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 import conftest
-from conftest import APPS, ROOT, SPEC, http_get, Bg
+from conftest import APPS, ROOT, http_get, Bg
 
 SCRIPT = ROOT / "scripts" / "pythons.sh"
 SUPPORTED = [(3, m) for m in range(8, 14)]
@@ -147,7 +147,7 @@ def test_build_and_run(version, python, serve, tmp_path, monkeypatch, port):
 
     # 3. a request holding the GIL in C: the dump still comes back, fast
     busy = tmp_path / "busy.py"
-    shutil.copy(SPEC / "busy.py", busy)
+    shutil.copy(APPS / "busy.py", busy)
     port2 = conftest.free_port()
     base2 = f"{tmp_path}/tb2."
     srv2 = serve(["--http", f"127.0.0.1:{port2}", "--wsgi-file", str(busy), "--master",

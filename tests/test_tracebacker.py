@@ -16,7 +16,7 @@ import time
 import unicodedata
 from pathlib import Path
 
-from conftest import APPS, BIN, SPEC, http_get, Bg
+from conftest import APPS, BIN, ROOT, http_get, Bg
 
 HEADER = "*** uWSGI Python tracebacker output ***"
 FRAME_RE = re.compile(
@@ -139,8 +139,9 @@ def lineno_of(path, needle):
 
 def test_seed_example_end_to_end(serve, port, tmp_path):
     """The seed's command line exactly, 4 concurrent curls, both sockets."""
-    slow = copy_app("slow.py", tmp_path, SPEC)
-    assert slow.read_bytes() == (SPEC / "slow.py").read_bytes()
+    slow = copy_app("slow.py", tmp_path, APPS)
+    # the seed app the README runs (examples/) is the one tested here
+    assert slow.read_bytes() == (ROOT / "examples" / "slow.py").read_bytes()
     base = f"{tmp_path}/tbsocket."
     srv = serve(["--http", f":{port}", "-w", "slow", "--master", "--processes", "2",
                  "--threads", "4", "--py-tracebacker", base], workers=2, ready=False)
@@ -303,7 +304,7 @@ def _gil_held_timings(path, n=5):
 
 
 def test_dump_while_gil_held_in_c(serve, port, tmp_path):
-    busy = copy_app("busy.py", tmp_path, SPEC)
+    busy = copy_app("busy.py", tmp_path, APPS)
     base = f"{tmp_path}/tb."
     srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(busy), "--master",
                  "--threads", "2", "--reload-mercy", "1", "--py-tracebacker", base],

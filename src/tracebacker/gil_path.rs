@@ -16,7 +16,7 @@ use super::format::{Frame, ThreadStack};
 use super::names;
 
 /// Python side of the collection: runs with the GIL on the collector thread.
-const COLLECT_PY: &str = r#"
+const COLLECT_PY: &std::ffi::CStr = cr#"
 import sys, threading, linecache, reprlib
 
 class _BoundedRepr(reprlib.Repr):
@@ -92,17 +92,17 @@ fn collector() -> &'static Collector {
 }
 
 fn run(rx: Receiver<Job>) {
-    let mut func: Option<PyObject> = None;
+    let mut func: Option<Py<PyAny>> = None;
     for (with_locals, reply) in rx {
         // GIL: taken here, possibly after a long wait; released at the end
         // of the closure. Nobody else waits on this thread.
-        let stacks = Python::with_gil(|py| {
+        let stacks = Python::attach(|py| {
             if func.is_none() {
-                func = PyModule::from_code_bound(
+                func = PyModule::from_code(
                     py,
                     COLLECT_PY,
-                    "uwsgi_rs_tracebacker.py",
-                    "uwsgi_rs_tracebacker",
+                    c"uwsgi_rs_tracebacker.py",
+                    c"uwsgi_rs_tracebacker",
                 )
                 .and_then(|m| m.getattr("collect"))
                 .map(|f| f.unbind())

@@ -49,8 +49,8 @@ pub fn install(py: Python<'_>) -> PyResult<()> {
     // SAFETY: fd is new and ours.
     let file = unsafe { OwnedFd::from_raw_fd(fd) };
     let signal = dump_signal();
-    let fh = py.import_bound("faulthandler")?;
-    let kwargs = pyo3::types::PyDict::new_bound(py);
+    let fh = py.import("faulthandler")?;
+    let kwargs = pyo3::types::PyDict::new(py);
     kwargs.set_item("file", file.as_raw_fd())?;
     kwargs.set_item("all_threads", true)?;
     kwargs.set_item("chain", false)?;

@@ -22,13 +22,13 @@ pub struct LoadError {
 }
 
 /// Import the configured app and return its callable.
-pub fn load(py: Python<'_>, cfg: &Config) -> Result<PyObject, LoadError> {
+pub fn load(py: Python<'_>, cfg: &Config) -> Result<Py<PyAny>, LoadError> {
     let (module, callable) = if let Some(spec) = &cfg.module {
         let (m, c) = match spec.split_once(':') {
             Some((m, c)) => (m, c.to_string()),
             None => (spec.as_str(), cfg.callable.clone()),
         };
-        let module = py.import_bound(m).map_err(|e| LoadError {
+        let module = py.import(m).map_err(|e| LoadError {
             line: format!(
                 "unable to load app: cannot import module '{m}': {}",
                 one_line(py, &e)
@@ -78,18 +78,18 @@ fn import_file<'py>(py: Python<'py>, file: &Path) -> Result<Bound<'py, PyModule>
         .unwrap_or_else(|| "app".into());
     let modname = format!("uwsgi_file_{stem}");
     let run = || -> PyResult<Bound<'py, PyModule>> {
-        let util = py.import_bound("importlib.util")?;
+        let util = py.import("importlib.util")?;
         let spec = util.call_method1(
             "spec_from_file_location",
             (modname.as_str(), shown.as_str()),
         )?;
         let module = util.call_method1("module_from_spec", (&spec,))?;
-        py.import_bound("sys")?
+        py.import("sys")?
             .getattr("modules")?
             .set_item(modname.as_str(), &module)?;
         spec.getattr("loader")?
             .call_method1("exec_module", (&module,))?;
-        Ok(module.downcast_into::<PyModule>()?)
+        Ok(module.cast_into::<PyModule>()?)
     };
     run().map_err(|e| LoadError {
         line: format!(
@@ -101,9 +101,9 @@ fn import_file<'py>(py: Python<'py>, file: &Path) -> Result<Bound<'py, PyModule>
 }
 
 fn one_line(py: Python<'_>, e: &PyErr) -> String {
-    let s = e.value_bound(py).to_string();
+    let s = e.value(py).to_string();
     let ty = e
-        .get_type_bound(py)
+        .get_type(py)
         .name()
         .map(|n| n.to_string())
         .unwrap_or_default();

@@ -21,7 +21,7 @@ use crate::listen::Listener;
 pub fn latin1<'py>(py: Python<'py>, b: &[u8]) -> PyResult<Bound<'py, PyString>> {
     if b.is_ascii() {
         // SAFETY: ASCII is valid UTF-8.
-        return Ok(PyString::new_bound(py, unsafe {
+        return Ok(PyString::new(py, unsafe {
             std::str::from_utf8_unchecked(b)
         }));
     }
@@ -36,7 +36,7 @@ pub fn latin1<'py>(py: Python<'py>, b: &[u8]) -> PyResult<Bound<'py, PyString>> 
                 std::ptr::null(),
             ),
         )
-        .map(|o| o.downcast_into_unchecked())
+        .map(|o| o.cast_into_unchecked())
     }
 }
 
@@ -47,20 +47,20 @@ pub fn template(
     multithread: bool,
     multiprocess: bool,
 ) -> PyResult<Py<PyDict>> {
-    let d = PyDict::new_bound(py);
+    let d = PyDict::new(py);
     d.set_item("SCRIPT_NAME", "")?;
     d.set_item("SERVER_NAME", &listener.server_name)?;
     d.set_item("SERVER_PORT", &listener.server_port)?;
     d.set_item("wsgi.version", (1, 0))?;
     d.set_item("wsgi.url_scheme", "http")?;
-    d.set_item("wsgi.errors", py.import_bound("sys")?.getattr("stderr")?)?;
+    d.set_item("wsgi.errors", py.import("sys")?.getattr("stderr")?)?;
     d.set_item("wsgi.multithread", multithread)?;
     d.set_item("wsgi.multiprocess", multiprocess)?;
     d.set_item("wsgi.run_once", false)?;
     d.set_item("wsgi.input_terminated", true)?;
     d.set_item(
         "wsgi.file_wrapper",
-        py.get_type_bound::<super::response::FileWrapper>(),
+        py.get_type::<super::response::FileWrapper>(),
     )?;
     Ok(d.unbind())
 }
@@ -76,7 +76,7 @@ fn header_key<'py>(py: Python<'py>, name: &str) -> Bound<'py, PyString> {
         if let Some(s) = k.get(name) {
             return s.bind(py).clone();
         }
-        let s = PyString::intern_bound(py, &cgi_header_name(name));
+        let s = PyString::intern(py, &cgi_header_name(name));
         if k.len() < 512 {
             k.insert(name.to_owned(), s.clone().unbind());
         }

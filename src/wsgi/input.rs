@@ -220,7 +220,7 @@ impl Input {
             .as_mut()
             .ok_or_else(|| PyValueError::new_err("wsgi.input used after the request ended"))?;
         // GIL: released while waiting for the client's bytes.
-        py.allow_threads(|| reader.next_chunk(max))
+        py.detach(|| reader.next_chunk(max))
             .map_err(|e| PyOSError::new_err(format!("error reading request body: {e}")))
     }
 
@@ -275,7 +275,7 @@ impl Input {
     #[pyo3(signature = (size=None))]
     fn read<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
         let v = self.read_bytes(py, size)?;
-        Ok(PyBytes::new_bound(py, &v))
+        Ok(PyBytes::new(py, &v))
     }
 
     #[pyo3(signature = (size=None))]
@@ -285,7 +285,7 @@ impl Input {
         size: Option<isize>,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let v = self.read_line(py, size)?;
-        Ok(PyBytes::new_bound(py, &v))
+        Ok(PyBytes::new(py, &v))
     }
 
     #[pyo3(signature = (hint=None))]
@@ -294,7 +294,7 @@ impl Input {
         py: Python<'py>,
         hint: Option<isize>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let list = PyList::empty_bound(py);
+        let list = PyList::empty(py);
         let mut total = 0usize;
         loop {
             let line = self.read_line(py, None)?;
@@ -302,7 +302,7 @@ impl Input {
                 break;
             }
             total += line.len();
-            list.append(PyBytes::new_bound(py, &line))?;
+            list.append(PyBytes::new(py, &line))?;
             if matches!(hint, Some(h) if h > 0 && total >= h as usize) {
                 break;
             }
@@ -319,7 +319,7 @@ impl Input {
         Ok(if line.is_empty() {
             None
         } else {
-            Some(PyBytes::new_bound(py, &line))
+            Some(PyBytes::new(py, &line))
         })
     }
 }

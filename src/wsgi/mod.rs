@@ -89,7 +89,7 @@ pub fn call(
         Some(mut r) => {
             if keep_alive && !r.is_finished() {
                 // GIL: released while discarding the unread body.
-                keep_alive = py.allow_threads(|| r.drain(DRAIN_LIMIT));
+                keep_alive = py.detach(|| r.drain(DRAIN_LIMIT));
             }
             keep_alive &= !r.broken;
             r.into_leftover()
@@ -147,21 +147,21 @@ fn respond(
 fn walk(py: Python<'_>, result: &Bound<'_, PyAny>, sr: &Bound<'_, StartResponse>) -> PyResult<()> {
     // Fast path: a list or tuple of bytes is gathered and sent in one write
     // with a Content-Length.
-    if let Ok(list) = result.downcast::<PyList>() {
+    if let Ok(list) = result.cast::<PyList>() {
         return gather(sr, list.iter());
     }
-    if let Ok(tuple) = result.downcast::<PyTuple>() {
+    if let Ok(tuple) = result.cast::<PyTuple>() {
         return gather(sr, tuple.iter());
     }
-    if let Ok(fw) = result.downcast::<FileWrapper>() {
+    if let Ok(fw) = result.cast::<FileWrapper>() {
         if let Some((fd, offset, size)) = real_file(py, &fw.borrow().filelike) {
             check_started(sr)?;
             return sr.borrow_mut().sendfile(py, fd, offset, size);
         }
     }
-    for item in result.iter()? {
+    for item in result.try_iter()? {
         let item = item?;
-        let bytes = item.downcast::<PyBytes>().map_err(|_| non_bytes(&item))?;
+        let bytes = item.cast::<PyBytes>().map_err(|_| non_bytes(&item))?;
         check_started(sr)?;
         let mut s = sr.borrow_mut();
         s.push_body(py, bytes.as_bytes())?;
@@ -177,7 +177,7 @@ fn gather<'py>(
 ) -> PyResult<()> {
     let mut body = Vec::new();
     for item in items {
-        let bytes = item.downcast::<PyBytes>().map_err(|_| non_bytes(&item))?;
+        let bytes = item.cast::<PyBytes>().map_err(|_| non_bytes(&item))?;
         body.extend_from_slice(bytes.as_bytes());
     }
     check_started(sr)?;
@@ -211,7 +211,7 @@ fn non_bytes(item: &Bound<'_, PyAny>) -> PyErr {
 }
 
 /// (fd, offset, bytes left) when the wrapped object is a regular file.
-fn real_file(py: Python<'_>, filelike: &PyObject) -> Option<(i32, i64, u64)> {
+fn real_file(py: Python<'_>, filelike: &Py<PyAny>) -> Option<(i32, i64, u64)> {
     let f = filelike.bind(py);
     let fd: i32 = f.call_method0("fileno").ok()?.extract().ok()?;
     let offset: i64 = f.call_method0("tell").ok()?.extract().ok()?;

@@ -176,7 +176,7 @@ impl StartResponse {
         let (fd, timeout) = (self.ctx.fd, self.ctx.timeout);
         let out = &self.out;
         // GIL: released while the client takes the bytes.
-        let r = py.allow_threads(|| write_all_timeout(fd, out, timeout));
+        let r = py.detach(|| write_all_timeout(fd, out, timeout));
         self.wire_bytes += self.out.len() as u64;
         self.out.clear();
         r.map_err(|e| {
@@ -245,7 +245,7 @@ impl StartResponse {
         }
         let (fd, timeout) = (self.ctx.fd, self.ctx.timeout);
         // GIL: released while the kernel copies the file to the client.
-        let r = py.allow_threads(|| crate::conn::sendfile_all(fd, in_fd, offset, count, timeout));
+        let r = py.detach(|| crate::conn::sendfile_all(fd, in_fd, offset, count, timeout));
         match r {
             Ok(n) => {
                 self.body_bytes += n;
@@ -303,7 +303,7 @@ impl StartResponse {
                 if this.headers_sent {
                     // PEP 3333: too late to change the response; re-raise.
                     let value = info.get_item(1)?;
-                    return Err(PyErr::from_value_bound(value));
+                    return Err(PyErr::from_value(value));
                 }
             } else if this.status.is_some() {
                 return Err(PyAssertionError::new_err(
@@ -312,7 +312,7 @@ impl StartResponse {
             }
         }
         let status: String = status
-            .downcast::<PyString>()
+            .cast::<PyString>()
             .map_err(|_| PyTypeError::new_err("WSGI status must be a str"))?
             .to_str()?
             .to_owned();
@@ -320,10 +320,10 @@ impl StartResponse {
         let mut parsed = Vec::new();
         let mut content_length = None;
         let mut close = false;
-        for item in headers.iter()? {
+        for item in headers.try_iter()? {
             let item = item?;
             let pair = item
-                .downcast::<PyTuple>()
+                .cast::<PyTuple>()
                 .map_err(|_| PyTypeError::new_err("WSGI headers must be (name, value) tuples"))?;
             if pair.len() != 2 {
                 return Err(PyTypeError::new_err(
@@ -332,13 +332,13 @@ impl StartResponse {
             }
             let name: String = pair
                 .get_item(0)?
-                .downcast::<PyString>()
+                .cast::<PyString>()
                 .map_err(|_| PyTypeError::new_err("header name must be a str"))?
                 .to_str()?
                 .to_owned();
             let value: String = pair
                 .get_item(1)?
-                .downcast::<PyString>()
+                .cast::<PyString>()
                 .map_err(|_| PyTypeError::new_err("header value must be a str"))?
                 .to_str()?
                 .to_owned();
@@ -388,7 +388,7 @@ impl StartResponse {
             ));
         }
         let bytes = data
-            .downcast::<pyo3::types::PyBytes>()
+            .cast::<pyo3::types::PyBytes>()
             .map_err(|_| PyTypeError::new_err("write() argument must be bytes"))?;
         self.push_body(py, bytes.as_bytes())?;
         self.flush(py)
@@ -399,7 +399,7 @@ impl StartResponse {
 /// sendfile(2) when the file is a real one.
 #[pyclass(module = "uwsgi_rs")]
 pub struct FileWrapper {
-    pub filelike: PyObject,
+    pub filelike: Py<PyAny>,
     blksize: usize,
 }
 
@@ -407,7 +407,7 @@ pub struct FileWrapper {
 impl FileWrapper {
     #[new]
     #[pyo3(signature = (filelike, blksize=8192))]
-    fn new(filelike: PyObject, blksize: usize) -> FileWrapper {
+    fn new(filelike: Py<PyAny>, blksize: usize) -> FileWrapper {
         FileWrapper {
             filelike,
             blksize: blksize.max(1),
@@ -418,7 +418,7 @@ impl FileWrapper {
         slf
     }
 
-    fn __next__(&self, py: Python<'_>) -> PyResult<Option<PyObject>> {
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
         let data = self.filelike.call_method1(py, "read", (self.blksize,))?;
         if data.bind(py).len().unwrap_or(0) == 0 {
             return Ok(None);
