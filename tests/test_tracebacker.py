@@ -139,7 +139,7 @@ def lineno_of(path, needle):
 
 def test_seed_example_end_to_end(serve, port, tmp_path):
     """The seed's command line exactly, 4 concurrent curls, both sockets."""
-    copy_app("slow.py", tmp_path, ROOT / "examples")  # the seed app the README runs
+    slow = copy_app("slow.py", tmp_path, ROOT / "examples")  # the seed app the README runs
     base = f"{tmp_path}/tbsocket."
     srv = serve(["--http", f":{port}", "-w", "slow", "--master", "--processes", "2",
                  "--threads", "4", "--py-tracebacker", base], workers=2, ready=False)
