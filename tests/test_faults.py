@@ -496,3 +496,23 @@ def test_uid_gid_with_default_options_serves(nobody_dir, serve):
     ok = wait_until(lambda: ") ready" in srv.log or srv.proc.poll() is not None, 10, step=0.05)
     assert ok and ") ready" in srv.log, srv.log
     _check_dropped(srv, port)
+
+
+def test_uid_unreadable_wsgi_file_says_permission_denied(nobody_dir, serve):
+    """A --wsgi-file that user nobody may not read (the file, or a directory
+    on its path) is reported as such, not as a missing file."""
+    closed = os.path.join(nobody_dir, "closed")
+    os.mkdir(closed, 0o700)
+    shutil.copy(WHOAMI, os.path.join(closed, "app.py"))
+    private = os.path.join(nobody_dir, "private.py")
+    shutil.copy(WHOAMI, private)
+    os.chmod(private, 0o600)
+    cases = [(os.path.join(closed, "app.py"), "permission denied (uid 65534, gid 65534)"),
+             (private, "permission denied (uid 65534, gid 65534)"),
+             (os.path.join(nobody_dir, "missing.py"), "no such file")]
+    for app, why in cases:
+        srv = serve(["--http", f"127.0.0.1:{free_port()}", "--wsgi-file", app,
+                     "--uid", "nobody", "--gid", "nogroup", "--home", _python_home_for_nobody()],
+                    cwd=nobody_dir, ready=False)
+        assert srv.proc.wait(15) == 1, srv.log
+        assert f"unable to load app: {app}: {why}" in srv.log, srv.log

@@ -61,9 +61,9 @@ pub fn load(py: Python<'_>, cfg: &Config) -> Result<Py<PyAny>, LoadError> {
 /// Execute a file as a fresh module, as uWSGI's `--wsgi-file` does.
 fn import_file<'py>(py: Python<'py>, file: &Path) -> Result<Bound<'py, PyModule>, LoadError> {
     let shown = file.display().to_string();
-    if !file.is_file() {
+    if let Some(why) = unreadable(file) {
         return Err(LoadError {
-            line: format!("unable to load app: {shown}: no such file"),
+            line: format!("unable to load app: {shown}: {why}"),
             traceback: None,
         });
     }
@@ -98,6 +98,25 @@ fn import_file<'py>(py: Python<'py>, file: &Path) -> Result<Bound<'py, PyModule>
         ),
         traceback: Some(crate::python::format_exception(py, &e)),
     })
+}
+
+/// Why `file` cannot be run, checked as the worker's user (after
+/// `--uid`/`--gid`): opened, not just looked up, so a file or directory the
+/// user may not read says "permission denied", not "no such file".
+fn unreadable(file: &Path) -> Option<String> {
+    match std::fs::File::open(file).and_then(|f| f.metadata()) {
+        Ok(meta) if meta.is_file() => None,
+        Ok(_) => Some("not a regular file".into()),
+        Err(e) => Some(match e.kind() {
+            std::io::ErrorKind::NotFound => "no such file".into(),
+            std::io::ErrorKind::PermissionDenied => {
+                let uid = rustix::process::geteuid().as_raw();
+                let gid = rustix::process::getegid().as_raw();
+                format!("permission denied (uid {uid}, gid {gid})")
+            }
+            _ => e.to_string(),
+        }),
+    }
 }
 
 fn one_line(py: Python<'_>, e: &PyErr) -> String {
