@@ -70,6 +70,14 @@ impl Listener {
         }
     }
 
+    /// The socket file of a UNIX listener.
+    pub fn path(&self) -> Option<PathBuf> {
+        match &self.socket {
+            Socket::Unix(_, path) => Some(path.clone()),
+            Socket::Tcp(_) => None,
+        }
+    }
+
     /// Remove the socket file of a UNIX listener (on shutdown).
     pub fn remove_file(&self) {
         if let Socket::Unix(_, path) = &self.socket {
@@ -78,16 +86,24 @@ impl Listener {
     }
 }
 
-/// Bind every configured listener, or fail naming the address.
+/// Bind every configured listener, or fail naming the address (and remove
+/// the socket files of those already bound: a failed start leaves none).
 pub fn bind_all(
     addrs: &[(Protocol, ListenAddr)],
     backlog: i32,
     chmod: Option<u32>,
 ) -> Result<Vec<Listener>> {
-    addrs
-        .iter()
-        .map(|(proto, addr)| bind_one(*proto, addr, backlog, chmod))
-        .collect()
+    let mut bound: Vec<Listener> = Vec::with_capacity(addrs.len());
+    for (proto, addr) in addrs {
+        match bind_one(*proto, addr, backlog, chmod) {
+            Ok(l) => bound.push(l),
+            Err(e) => {
+                bound.iter().for_each(Listener::remove_file);
+                return Err(e);
+            }
+        }
+    }
+    Ok(bound)
 }
 
 fn bind_one(
@@ -126,8 +142,12 @@ fn bind_one(
             let l = bind_unix(path, None)
                 .map_err(|e| anyhow!("cannot bind {}: {e:#}", path.display()))?;
             if let Some(mode) = chmod {
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-                    .with_context(|| format!("cannot chmod {}", path.display()))?;
+                if let Err(e) =
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                {
+                    let _ = std::fs::remove_file(path);
+                    return Err(e).with_context(|| format!("cannot chmod {}", path.display()));
+                }
             }
             (
                 Socket::Unix(l, path.clone()),
@@ -143,15 +163,22 @@ fn bind_one(
         server_name,
         server_port,
     };
-    // SAFETY: a valid listening fd; re-listening only changes the backlog.
-    if unsafe { libc::listen(listener.fd(), backlog.max(1)) } != 0 {
-        return Err(anyhow!(
-            "cannot listen on {}: {}",
-            listener.name,
-            io::Error::last_os_error()
-        ));
+    let ready = (|| {
+        // SAFETY: a valid listening fd; re-listening only changes the backlog.
+        if unsafe { libc::listen(listener.fd(), backlog.max(1)) } != 0 {
+            return Err(anyhow!(
+                "cannot listen on {}: {}",
+                listener.name,
+                io::Error::last_os_error()
+            ));
+        }
+        set_nonblocking(listener.fd())?;
+        Ok(())
+    })();
+    if let Err(e) = ready {
+        listener.remove_file();
+        return Err(e);
     }
-    set_nonblocking(listener.fd())?;
     Ok(listener)
 }
 

@@ -99,7 +99,13 @@ pub struct Master {
 impl Master {
     pub fn new(cfg: Config) -> Result<Master> {
         let credentials = crate::privileges::resolve(cfg.uid.as_deref(), cfg.gid.as_deref())?;
+        sweep_private_dirs(&std::env::temp_dir(), credentials.uid);
         let listeners = listen::bind_all(&cfg.listeners, cfg.listen, cfg.chmod_socket)?;
+        // Everything this start puts on disk, removed again if it fails.
+        let mut created = Created::default();
+        created
+            .files
+            .extend(listeners.iter().filter_map(Listener::path));
         let scoreboard: &'static Scoreboard = Box::leak(Box::new(
             Scoreboard::new(cfg.processes, cfg.threads).context("cannot map the scoreboard")?,
         ));
@@ -110,12 +116,13 @@ impl Master {
             None => {
                 // The master still needs every worker's dump at harakiri:
                 // give each a socket in a directory only we can enter.
-                let dir = std::env::temp_dir().join(format!("uwsgi-rs.{pid}"));
+                let dir = std::env::temp_dir().join(format!("{PRIVATE_DIR_PREFIX}{pid}"));
                 let _ = std::fs::remove_dir_all(&dir);
                 std::fs::DirBuilder::new()
                     .mode(0o700)
                     .create(&dir)
                     .with_context(|| format!("cannot create {}", dir.display()))?;
+                created.dirs.push(dir.clone());
                 if credentials.uid.is_some() || credentials.gid.is_some() {
                     // The workers create their sockets here after dropping root.
                     std::os::unix::fs::chown(&dir, credentials.uid, credentials.gid)
@@ -135,11 +142,13 @@ impl Master {
         if let Some(p) = &cfg.pidfile {
             std::fs::write(p, format!("{pid}\n"))
                 .with_context(|| format!("cannot write pidfile {}", p.display()))?;
+            created.files.push(p.clone());
         }
         let stats = match &cfg.stats {
             Some(addr) => Some(crate::stats::StatsListener::bind(addr)?),
             None => None,
         };
+        created.keep();
         let slots = (0..cfg.processes).map(|_| Slot::default()).collect();
         Ok(Master {
             cfg,
@@ -664,6 +673,72 @@ impl Master {
             s.remove_file();
         }
         log::line("goodbye to uwsgi-rs");
+    }
+}
+
+/// The private tracebacker directory is `<temp dir>/uwsgi-rs.<master pid>`.
+const PRIVATE_DIR_PREFIX: &str = "uwsgi-rs.";
+
+/// Files and directories a start created, removed when it is dropped
+/// before [`Created::keep`]: a start that fails leaves nothing behind.
+#[derive(Default)]
+struct Created {
+    files: Vec<PathBuf>,
+    dirs: Vec<PathBuf>,
+}
+
+impl Created {
+    /// The start succeeded: the master's cleanup owns them from now on.
+    fn keep(&mut self) {
+        self.files.clear();
+        self.dirs.clear();
+    }
+}
+
+impl Drop for Created {
+    fn drop(&mut self) {
+        for f in &self.files {
+            let _ = std::fs::remove_file(f);
+        }
+        for d in &self.dirs {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+/// Remove the private tracebacker directories of masters that are gone
+/// (killed with SIGKILL, nothing ran their cleanup): `uwsgi-rs.<pid>`
+/// directories owned by this user (or the `--uid` user they were handed
+/// to) whose pid no longer exists. A live master's directory is never
+/// touched; one whose pid was reused waits for a later start.
+fn sweep_private_dirs(tmp: &Path, worker_uid: Option<u32>) {
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    let me = rustix::process::geteuid().as_raw();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(PRIVATE_DIR_PREFIX))
+            .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|p| p.parse::<i32>().ok())
+            .and_then(rustix::process::Pid::from_raw)
+        else {
+            continue;
+        };
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let owner = std::os::unix::fs::MetadataExt::uid(&meta);
+        if !meta.is_dir() || (owner != me && Some(owner) != worker_uid.filter(|_| me == 0)) {
+            continue;
+        }
+        // ESRCH: no such process. EPERM means it exists (another user's).
+        if rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH) {
+            let _ = std::fs::remove_dir_all(&path);
+        }
     }
 }
 

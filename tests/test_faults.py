@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+import conftest
 from conftest import APPS, Bg, free_port, http_get, signal_and_wait
 
 APP = str(APPS / "rel_app.py")
@@ -234,6 +235,78 @@ def test_master_sigkill_leaves_no_orphans(serve, port):
     assert wait_until(lambda: port_is_free(port), 5), "the port is still held"
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def _failed_start(args, tmp_path, env):
+    r = subprocess.run([conftest.BIN] + args, cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert r.returncode == 1, (args, r.stdout, r.stderr)
+    return r.stderr
+
+
+@pytest.fixture
+def own_tmpdir(tmp_path):
+    """A TMPDIR of the server's own, so other tests cannot change its count."""
+    d = tmp_path / "tmpdir"
+    d.mkdir()
+    env = dict(os.environ, TMPDIR=str(d))
+    env.pop("VIRTUAL_ENV", None)
+    return d, env
+
+
+def test_failed_starts_leave_nothing_behind(tmp_path, port, own_tmpdir):
+    """A start that fails (bad pidfile or stats path, a second listener
+    that cannot bind) removes what it created: the private tracebacker
+    directory, UNIX socket files, the pidfile. Each one left a
+    uwsgi-rs.<pid> directory in the temp dir."""
+    tmpdir, env = own_tmpdir
+    sock, pid = tmp_path / "app.sock", tmp_path / "app.pid"
+    base = ["--http", f"127.0.0.1:{port}", "--socket", str(sock), "--wsgi-file", APP]
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        cases = [
+            (["--pidfile", str(tmp_path / "no" / "such" / "dir")], "cannot write pidfile"),
+            (["--pidfile", str(pid), "--stats", str(tmp_path / "no" / "dir" / "stats.sock")],
+             "cannot bind stats server"),
+            (["--http", "127.0.0.1:%d" % busy.getsockname()[1]], "cannot bind"),
+        ]
+        for extra, why in cases:
+            before = sorted(os.listdir(tmp_path))
+            assert why in _failed_start(base + extra, tmp_path, env)
+            assert os.listdir(tmpdir) == [], (extra, os.listdir(tmpdir))
+            assert sorted(os.listdir(tmp_path)) == before, (extra, os.listdir(tmp_path))
+            assert not sock.exists() and not pid.exists()
+    finally:
+        busy.close()
+
+
+def test_sigkilled_master_leftovers_are_swept_by_the_next_start(serve, tmp_path, port, own_tmpdir):
+    """A master killed with SIGKILL cannot clean up; the next start (failed
+    or not) removes its private directory, and a clean stop leaves the temp
+    dir as it found it."""
+    tmpdir, env = own_tmpdir
+    for next_start_fails in (True, False):
+        srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP, "--processes", "2"],
+                    workers=2, env={"TMPDIR": str(tmpdir)})
+        left = f"uwsgi-rs.{srv.proc.pid}"
+        assert os.listdir(tmpdir) == [left]
+        os.kill(srv.proc.pid, signal.SIGKILL)
+        srv.proc.wait(5)
+        assert wait_until(lambda: not group_members(srv.proc.pid), 5)
+        assert os.listdir(tmpdir) == [left], "the killed master's directory stays until a start"
+        if next_start_fails:
+            _failed_start(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP,
+                           "--pidfile", str(tmp_path / "no" / "dir" / "pid")], tmp_path, env)
+            assert os.listdir(tmpdir) == []
+        else:
+            nxt = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP],
+                        env={"TMPDIR": str(tmpdir)})
+            assert os.listdir(tmpdir) == [f"uwsgi-rs.{nxt.proc.pid}"]
+            assert http_get(port, "/say/swept")[2] == b"swept"
+            signal_and_wait(nxt.proc, signal.SIGTERM, 15)
+            assert os.listdir(tmpdir) == []
 
 
 # ---------------------------------------------------------------- reload and shutdown
