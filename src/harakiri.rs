@@ -6,24 +6,18 @@
 //! of the whole worker then). No I/O, no signals, no Python here: the master
 //! acts on what these return.
 
-use crate::scoreboard::RequestInfo;
-
-/// What the master read of one core.
-#[derive(Debug, Clone, Default)]
-pub struct CoreSnapshot {
-    pub core: usize,
-    pub in_request: bool,
-    /// Unix milliseconds; 0 = no deadline.
-    pub deadline_ms: u64,
-    pub started_ms: u64,
-    pub info: Option<RequestInfo>,
-}
+use crate::scoreboard::{CoreSnapshot, CoreState};
 
 /// The first core whose request overran its deadline, if any.
 pub fn overdue_core(cores: &[CoreSnapshot], now_ms: u64) -> Option<usize> {
     cores
         .iter()
-        .find(|c| c.in_request && c.deadline_ms != 0 && now_ms >= c.deadline_ms)
+        .find(|c| {
+            c.state
+                .request()
+                .and_then(|r| r.deadline_ms)
+                .is_some_and(|d| now_ms >= d)
+        })
         .map(|c| c.core)
 }
 
@@ -35,30 +29,37 @@ pub fn status_lines(
     verbose: bool,
 ) -> Vec<String> {
     let mut lines = vec![format!("HARAKIRI !!! worker {worker} status !!!")];
-    for c in cores.iter().filter(|c| c.in_request) {
-        let info = c.info.clone().unwrap_or_default();
-        let esc = |s: &str| crate::log::escape(s.as_bytes());
-        let remote = if info.remote.is_empty() {
+    let esc = |s: &str| crate::log::escape(s.as_bytes());
+    for c in cores {
+        let r = match &c.state {
+            CoreState::Idle => continue,
+            CoreState::Busy(r) => r,
+            CoreState::BusyUnread => {
+                lines.push(format!("HARAKIRI [core {}] - (switching requests)", c.core));
+                continue;
+            }
+        };
+        let remote = if r.remote.is_empty() {
             "-".to_string()
         } else {
-            esc(&info.remote)
+            esc(&r.remote)
         };
         lines.push(format!(
             "HARAKIRI [core {}] {} - {} {} since {}",
             c.core,
             remote,
-            esc(&info.method),
-            esc(&info.uri),
-            c.started_ms / 1000
+            esc(&r.method),
+            esc(&r.uri),
+            r.started_ms / 1000
         ));
         if verbose {
-            for h in &info.headers {
+            for h in &r.headers {
                 lines.push(format!("HARAKIRI [core {}]   {}", c.core, esc(h)));
             }
             lines.push(format!(
                 "HARAKIRI [core {}]   running for {:.1} s",
                 c.core,
-                now_ms.saturating_sub(c.started_ms) as f64 / 1000.0
+                r.running_ms(now_ms) as f64 / 1000.0
             ));
         }
     }
@@ -69,20 +70,27 @@ pub fn status_lines(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scoreboard::RequestSnapshot;
 
-    fn core(core: usize, in_request: bool, deadline_ms: u64) -> CoreSnapshot {
+    fn core(core: usize, busy: bool, deadline_ms: Option<u64>) -> CoreSnapshot {
         CoreSnapshot {
             core,
-            in_request,
-            deadline_ms,
-            started_ms: 1_000,
-            info: None,
+            requests: 0,
+            state: if busy {
+                CoreState::Busy(RequestSnapshot {
+                    started_ms: 1_000,
+                    deadline_ms,
+                    ..Default::default()
+                })
+            } else {
+                CoreState::Idle
+            },
         }
     }
 
     #[test]
     fn fires_only_past_the_deadline() {
-        let cores = [core(0, true, 5_000)];
+        let cores = [core(0, true, Some(5_000))];
         assert_eq!(overdue_core(&cores, 4_999), None);
         assert_eq!(overdue_core(&cores, 5_000), Some(0));
     }
@@ -90,26 +98,31 @@ mod tests {
     #[test]
     fn each_core_keeps_its_own_deadline() {
         // Core 1 finished (no request, no deadline): core 0 still fires.
-        let cores = [core(0, true, 3_000), core(1, false, 0)];
+        let cores = [core(0, true, Some(3_000)), core(1, false, None)];
         assert_eq!(overdue_core(&cores, 3_500), Some(0));
     }
 
     #[test]
     fn disabled_deadline_never_fires() {
-        let cores = [core(0, true, 0)];
+        let cores = [core(0, true, None)];
         assert_eq!(overdue_core(&cores, u64::MAX), None);
     }
 
     #[test]
     fn status_lines_name_busy_cores_only_and_escape() {
-        let mut busy = core(3, true, 1);
-        busy.info = Some(RequestInfo {
-            remote: "127.0.0.1".into(),
-            method: "GET".into(),
-            uri: "/x\r\ninjected".into(),
-            headers: vec!["Host: a".into()],
-        });
-        let lines = status_lines(1, &[core(0, false, 0), busy], 4_500, true);
+        let busy = CoreSnapshot {
+            core: 3,
+            requests: 0,
+            state: CoreState::Busy(RequestSnapshot {
+                started_ms: 1_000,
+                deadline_ms: Some(1),
+                remote: "127.0.0.1".into(),
+                method: "GET".into(),
+                uri: "/x\r\ninjected".into(),
+                headers: vec!["Host: a".into()],
+            }),
+        };
+        let lines = status_lines(1, &[core(0, false, None), busy], 4_500, true);
         assert_eq!(lines[0], "HARAKIRI !!! worker 1 status !!!");
         assert_eq!(
             lines[1],

@@ -34,6 +34,14 @@ pub struct Listener {
 }
 
 impl Listener {
+    /// The protocol as logs and the stats document name it.
+    pub fn proto_name(&self) -> &'static str {
+        match self.protocol {
+            Protocol::Http => "http",
+            Protocol::Uwsgi => "uwsgi",
+        }
+    }
+
     pub fn fd(&self) -> RawFd {
         match &self.socket {
             Socket::Tcp(l) => l.as_raw_fd(),

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::config::Config;
-use crate::harakiri::{self, CoreSnapshot};
+use crate::harakiri;
 use crate::listen::{self, Listener};
 use crate::log;
 use crate::scoreboard::Scoreboard;
@@ -179,13 +179,10 @@ impl Master {
         SIGNAL_PIPE.store(self.signal_wr, Ordering::Relaxed);
         install_signals(on_signal as *const () as usize);
         for l in &self.listeners {
-            let proto = match l.protocol {
-                crate::config::Protocol::Http => "http",
-                crate::config::Protocol::Uwsgi => "uwsgi",
-            };
             log::line(&format!(
-                "uwsgi-rs {} serving {proto} on {}",
+                "uwsgi-rs {} serving {} on {}",
                 env!("CARGO_PKG_VERSION"),
+                l.proto_name(),
                 l.name
             ));
         }
@@ -255,20 +252,19 @@ impl Master {
     /// One stats client: render the scoreboard and answer.
     fn answer_stats(&self) {
         let Some(stats) = &self.stats else { return };
-        let facts: Vec<crate::stats::WorkerFacts> = self
-            .slots
+        let sockets: Vec<crate::stats::SocketFacts> = self
+            .listeners
             .iter()
-            .map(|s| crate::stats::WorkerFacts {
-                pid: s.pid,
-                running: s.pid > 0,
+            .map(|l| crate::stats::SocketFacts {
+                name: l.name.clone(),
+                proto: l.proto_name(),
             })
             .collect();
-        let names: Vec<String> = self.listeners.iter().map(|l| l.name.clone()).collect();
         let queue: u32 = self.listeners.iter().map(|l| l.queue_len()).sum();
-        let sb = self.scoreboard;
+        let workers = self.scoreboard.snapshot_all();
         stats.answer(
-            || crate::stats::render(sb, &facts, &names, queue),
-            || crate::stats::render_metrics(sb, &facts),
+            || crate::stats::render(&workers, &sockets, queue, log::unix_millis()),
+            || crate::stats::render_metrics(&workers),
             self.cfg.stats_http,
         );
     }
@@ -514,22 +510,6 @@ impl Master {
         }
     }
 
-    fn snapshot(&self, id: usize) -> Vec<CoreSnapshot> {
-        (0..self.cfg.threads)
-            .map(|c| {
-                let core = self.scoreboard.core(id, c);
-                let in_request = core.in_request.load(Ordering::Acquire) == 1;
-                CoreSnapshot {
-                    core: c,
-                    in_request,
-                    deadline_ms: core.deadline.load(Ordering::Relaxed),
-                    started_ms: core.started_ms.load(Ordering::Relaxed),
-                    info: if in_request { core.read_info() } else { None },
-                }
-            })
-            .collect()
-    }
-
     fn check_harakiri(&mut self) {
         let now = log::unix_millis();
         for id in 1..=self.slots.len() {
@@ -537,7 +517,7 @@ impl Master {
             if pid <= 0 || fired {
                 continue;
             }
-            let cores = self.snapshot(id);
+            let cores = self.scoreboard.snapshot(id).cores;
             if let Some(core) = harakiri::overdue_core(&cores, now) {
                 self.harakiri(id, pid, core);
             }
@@ -579,22 +559,21 @@ impl Master {
             if pid <= 0 {
                 continue;
             }
-            for c in self.snapshot(id).into_iter().filter(|c| c.in_request) {
-                let key = (id, c.core, c.started_ms);
+            for c in self.scoreboard.snapshot(id).cores {
+                let Some(r) = c.state.request() else { continue };
+                let key = (id, c.core, r.started_ms);
                 current.insert(key);
-                if now.saturating_sub(c.started_ms) < limit_ms || self.slow_reported.contains(&key)
-                {
+                if r.running_ms(now) < limit_ms || self.slow_reported.contains(&key) {
                     continue;
                 }
                 self.slow_reported.insert(key);
-                let info = c.info.clone().unwrap_or_default();
                 log::stamped(&format!(
                     "SLOW REQUEST on worker {id} core {} (pid: {pid}): {} {} from {} running for {:.1} s",
                     c.core,
-                    log::escape(info.method.as_bytes()),
-                    log::escape(info.uri.as_bytes()),
-                    if info.remote.is_empty() { "-" } else { info.remote.as_str() },
-                    now.saturating_sub(c.started_ms) as f64 / 1000.0
+                    log::escape(r.method.as_bytes()),
+                    log::escape(r.uri.as_bytes()),
+                    if r.remote.is_empty() { "-" } else { r.remote.as_str() },
+                    r.running_ms(now) as f64 / 1000.0
                 ));
                 let path = self.tb_path(id);
                 let ask = format!("core {}\n", c.core);
@@ -625,7 +604,7 @@ impl Master {
             Err(e) => log::line(&format!("(cannot read the worker's traceback: {e})")),
         }
         // Re-read: the status should describe the moment of the kill.
-        let cores = self.snapshot(id);
+        let cores = self.scoreboard.snapshot(id).cores;
         for line in
             harakiri::status_lines(id, &cores, log::unix_millis(), self.cfg.harakiri_verbose)
         {

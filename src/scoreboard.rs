@@ -3,10 +3,13 @@
 //! the same mapping.
 //!
 //! Workers write only their own slots (request start, deadline, what the
-//! request is); the master only reads them (harakiri, status lines, stats).
-//! All fields are atomics except the request description, which is guarded
-//! by a per-core sequence lock so the master never reads a torn string.
-//! This file holds the only `mmap` in the project; it knows nothing of Python.
+//! request is); everyone else reads them through one read model,
+//! [`WorkerSnapshot`] and [`CoreSnapshot`] (the master's harakiri and slow
+//! checks, the stats server, the rich dump). All fields are atomics except
+//! the request description and start time, which are guarded by a per-core
+//! sequence lock so a reader never sees a torn string or another request's
+//! start. This file holds the only `mmap` in the project; it knows nothing
+//! of Python.
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{fence, AtomicI32, AtomicU32, AtomicU64, Ordering};
@@ -66,10 +69,11 @@ pub struct CoreSlot {
     seq: AtomicU32,
     /// 1 while a request runs on this core.
     pub in_request: AtomicU32,
-    /// Unix milliseconds at which the running request started.
-    pub started_ms: AtomicU64,
-    /// Unix seconds after which the master kills the worker; 0 = no limit.
-    /// Per core, so one core finishing never clears another's deadline.
+    /// Unix milliseconds at which the running request started (written
+    /// under the sequence lock, with `info`).
+    started_ms: AtomicU64,
+    /// Unix milliseconds after which the master kills the worker; 0 = no
+    /// limit. Per core, so one core finishing never clears another's.
     pub deadline: AtomicU64,
     /// Requests this core served.
     pub requests: AtomicU64,
@@ -81,14 +85,109 @@ pub struct CoreSlot {
 // under the sequence lock; all other fields are atomics.
 unsafe impl Sync for CoreSlot {}
 
-/// What a snapshot of one busy core says (for the master's logs and stats).
-#[derive(Debug, Clone, Default)]
-pub struct RequestInfo {
+/// One worker slot as read at one moment: the read model of everything a
+/// reader outside the worker may know (harakiri and slow checks, stats,
+/// the rich dump; the profiler and dashboard build on it too).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WorkerSnapshot {
+    /// Worker id, from 1.
+    pub id: usize,
+    /// 0 while no process runs in this slot.
+    pub pid: i32,
+    /// The app is loaded and the worker accepts connections.
+    pub accepting: bool,
+    /// Requests served by the current process.
+    pub requests: u64,
+    /// Requests whose app call raised.
+    pub exceptions: u64,
+    /// Response bytes written.
+    pub tx: u64,
+    pub harakiri_count: u64,
+    pub respawn_count: u64,
+    /// Unix seconds of the last spawn.
+    pub last_spawn: u64,
+    /// Sum of request durations in microseconds.
+    pub busy_micros: u64,
+    /// Client connections the worker holds open.
+    pub open_conns: u64,
+    /// Requests per latency bucket ([`LATENCY_BOUNDS_US`], then +Inf).
+    pub latency: [u64; LATENCY_BUCKETS],
+    pub cores: Vec<CoreSnapshot>,
+}
+
+impl WorkerSnapshot {
+    /// Whether a process runs in this slot.
+    pub fn running(&self) -> bool {
+        self.pid > 0
+    }
+
+    /// Cores serving a request.
+    pub fn busy_cores(&self) -> usize {
+        self.cores.iter().filter(|c| c.state.is_busy()).count()
+    }
+
+    /// Mean request duration in microseconds (0 before the first request).
+    pub fn avg_rt_micros(&self) -> u64 {
+        self.busy_micros.checked_div(self.requests).unwrap_or(0)
+    }
+}
+
+/// One core (request thread) as read at one moment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CoreSnapshot {
+    /// Core index, from 0.
+    pub core: usize,
+    /// Requests this core served.
+    pub requests: u64,
+    pub state: CoreState,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum CoreState {
+    /// Waiting for a request.
+    #[default]
+    Idle,
+    /// Serving this request.
+    Busy(RequestSnapshot),
+    /// Serving, but its description was being rewritten at every look: the
+    /// core is moving from one request to the next.
+    BusyUnread,
+}
+
+impl CoreState {
+    pub fn is_busy(&self) -> bool {
+        !matches!(self, CoreState::Idle)
+    }
+
+    pub fn request(&self) -> Option<&RequestSnapshot> {
+        match self {
+            CoreState::Busy(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+/// The request a busy core serves.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RequestSnapshot {
+    /// Unix milliseconds at which it started.
+    pub started_ms: u64,
+    /// Unix milliseconds after which harakiri fires; None = no limit.
+    pub deadline_ms: Option<u64>,
+    /// The client's address (for uwsgi, the one the proxy passed on).
     pub remote: String,
     pub method: String,
+    /// As the client sent it, query string included.
     pub uri: String,
     /// `Name: value` lines; only filled when the worker was asked to keep them.
     pub headers: Vec<String>,
+}
+
+impl RequestSnapshot {
+    /// Milliseconds since it started, at `now_ms`.
+    pub fn running_ms(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_sub(self.started_ms)
+    }
 }
 
 pub struct Scoreboard {
@@ -134,10 +233,6 @@ impl Scoreboard {
         self.workers
     }
 
-    pub fn threads(&self) -> usize {
-        self.threads
-    }
-
     fn worker_offset(&self, id: usize) -> usize {
         (id - 1) * std::mem::size_of::<WorkerSlot>()
     }
@@ -160,6 +255,34 @@ impl Scoreboard {
             + ((id - 1) * self.threads + core) * std::mem::size_of::<CoreSlot>();
         // SAFETY: in bounds (asserted) and aligned as above.
         unsafe { &*(self.base.add(off) as *const CoreSlot) }
+    }
+
+    /// Worker `id` (from 1) and its cores as they are now.
+    pub fn snapshot(&self, id: usize) -> WorkerSnapshot {
+        let w = self.worker(id);
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        WorkerSnapshot {
+            id,
+            pid: w.pid.load(Ordering::Relaxed),
+            accepting: w.accepting.load(Ordering::Acquire) == 1,
+            requests: load(&w.requests),
+            exceptions: load(&w.exceptions),
+            tx: load(&w.tx),
+            harakiri_count: load(&w.harakiri_count),
+            respawn_count: load(&w.respawn_count),
+            last_spawn: load(&w.last_spawn),
+            busy_micros: load(&w.busy_micros),
+            open_conns: load(&w.open_conns),
+            latency: std::array::from_fn(|i| load(&w.latency[i])),
+            cores: (0..self.threads)
+                .map(|c| self.core(id, c).snapshot(c))
+                .collect(),
+        }
+    }
+
+    /// Every worker, in id order.
+    pub fn snapshot_all(&self) -> Vec<WorkerSnapshot> {
+        (1..=self.workers).map(|id| self.snapshot(id)).collect()
     }
 
     /// Reset a worker's slots before a new process takes them over.
@@ -190,11 +313,11 @@ impl Drop for Scoreboard {
 }
 
 impl CoreSlot {
-    /// Called by the owning core thread when a request starts.
-    pub fn begin(&self, now_ms: u64, deadline_secs: u64, info: &[&[u8]]) {
-        self.write_info(info);
-        self.started_ms.store(now_ms, Ordering::Relaxed);
-        self.deadline.store(deadline_secs, Ordering::Relaxed);
+    /// Called by the owning core thread when a request starts; `info` is
+    /// remote, method, uri, then any header lines.
+    pub fn begin(&self, now_ms: u64, deadline_ms: u64, info: &[&[u8]]) {
+        self.write_request(now_ms, info);
+        self.deadline.store(deadline_ms, Ordering::Relaxed);
         self.in_request.store(1, Ordering::Release);
     }
 
@@ -205,8 +328,9 @@ impl CoreSlot {
         self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Store NUL-separated parts; silently truncated at INFO_BYTES.
-    fn write_info(&self, parts: &[&[u8]]) {
+    /// Store the start time and NUL-separated parts under the sequence
+    /// lock; the parts are silently truncated at INFO_BYTES.
+    fn write_request(&self, started_ms: u64, parts: &[&[u8]]) {
         self.seq.fetch_add(1, Ordering::Acquire);
         fence(Ordering::Release);
         let dst = self.info.get();
@@ -228,13 +352,38 @@ impl CoreSlot {
             }
         }
         self.info_len.store(n as u32, Ordering::Relaxed);
+        self.started_ms.store(started_ms, Ordering::Relaxed);
         fence(Ordering::Release);
         self.seq.fetch_add(1, Ordering::Release);
     }
 
-    /// A consistent copy of the request description, or None after a few
-    /// torn reads (the core was busy starting another request).
-    pub fn read_info(&self) -> Option<RequestInfo> {
+    /// This core as it is now; `core` is its index.
+    pub fn snapshot(&self, core: usize) -> CoreSnapshot {
+        let requests = self.requests.load(Ordering::Relaxed);
+        let state = if self.in_request.load(Ordering::Acquire) == 0 {
+            CoreState::Idle
+        } else {
+            let deadline = self.deadline.load(Ordering::Relaxed);
+            match self.read_request() {
+                // The request may have ended while we read: say so.
+                _ if self.in_request.load(Ordering::Acquire) == 0 => CoreState::Idle,
+                Some(mut r) => {
+                    r.deadline_ms = (deadline != 0).then_some(deadline);
+                    CoreState::Busy(r)
+                }
+                None => CoreState::BusyUnread,
+            }
+        };
+        CoreSnapshot {
+            core,
+            requests,
+            state,
+        }
+    }
+
+    /// A consistent copy of the request's start and description, or None
+    /// after a few torn reads (the core was busy starting another request).
+    fn read_request(&self) -> Option<RequestSnapshot> {
         for _ in 0..16 {
             let s1 = self.seq.load(Ordering::Acquire);
             if s1 % 2 == 1 {
@@ -242,6 +391,7 @@ impl CoreSlot {
                 continue;
             }
             let len = (self.info_len.load(Ordering::Relaxed) as usize).min(INFO_BYTES);
+            let started_ms = self.started_ms.load(Ordering::Relaxed);
             let mut copy = vec![0u8; len];
             let src = self.info.get() as *const u8;
             for (i, b) in copy.iter_mut().enumerate() {
@@ -253,15 +403,13 @@ impl CoreSlot {
                 let mut parts = copy
                     .split(|&b| b == 0)
                     .map(|p| String::from_utf8_lossy(p).into_owned());
-                let remote = parts.next().unwrap_or_default();
-                let method = parts.next().unwrap_or_default();
-                let uri = parts.next().unwrap_or_default();
-                let headers = parts.filter(|h| !h.is_empty()).collect();
-                return Some(RequestInfo {
-                    remote,
-                    method,
-                    uri,
-                    headers,
+                return Some(RequestSnapshot {
+                    started_ms,
+                    deadline_ms: None,
+                    remote: parts.next().unwrap_or_default(),
+                    method: parts.next().unwrap_or_default(),
+                    uri: parts.next().unwrap_or_default(),
+                    headers: parts.filter(|h| !h.is_empty()).collect(),
                 });
             }
         }
@@ -273,27 +421,38 @@ impl CoreSlot {
 mod tests {
     use super::*;
 
+    fn busy(sb: &Scoreboard, id: usize, core: usize) -> RequestSnapshot {
+        match sb.snapshot(id).cores[core].state.clone() {
+            CoreState::Busy(r) => r,
+            other => panic!("core {id}/{core} not readable as busy: {other:?}"),
+        }
+    }
+
     #[test]
-    fn slots_are_independent_and_info_round_trips() {
+    fn slots_are_independent_and_requests_round_trip() {
         let sb = Scoreboard::new(2, 3).unwrap();
         sb.core(2, 1)
             .begin(1000, 42, &[b"127.0.0.1", b"GET", b"/x", b"Host: a"]);
-        assert_eq!(sb.core(2, 1).deadline.load(Ordering::Relaxed), 42);
-        assert_eq!(sb.core(2, 0).deadline.load(Ordering::Relaxed), 0);
-        assert_eq!(sb.core(1, 1).in_request.load(Ordering::Relaxed), 0);
-        let info = sb.core(2, 1).read_info().unwrap();
+        let r = busy(&sb, 2, 1);
         assert_eq!(
             (
-                info.remote.as_str(),
-                info.method.as_str(),
-                info.uri.as_str()
+                r.started_ms,
+                r.deadline_ms,
+                r.remote.as_str(),
+                r.method.as_str(),
+                r.uri.as_str()
             ),
-            ("127.0.0.1", "GET", "/x")
+            (1000, Some(42), "127.0.0.1", "GET", "/x")
         );
-        assert_eq!(info.headers, vec!["Host: a".to_string()]);
+        assert_eq!(r.headers, vec!["Host: a".to_string()]);
+        assert_eq!(r.running_ms(1500), 500);
+        assert_eq!(sb.snapshot(2).cores[0].state, CoreState::Idle);
+        assert_eq!(sb.snapshot(1).busy_cores(), 0);
+        assert_eq!(sb.snapshot(2).busy_cores(), 1);
         sb.core(2, 1).end();
-        assert_eq!(sb.core(2, 1).in_request.load(Ordering::Relaxed), 0);
-        assert_eq!(sb.core(2, 1).requests.load(Ordering::Relaxed), 1);
+        let w = sb.snapshot(2);
+        assert_eq!(w.cores[1].state, CoreState::Idle);
+        assert_eq!(w.cores[1].requests, 1);
     }
 
     #[test]
@@ -302,7 +461,14 @@ mod tests {
         sb.core(1, 0).begin(0, 100, &[]);
         sb.core(1, 1).begin(0, 200, &[]);
         sb.core(1, 1).end();
-        assert_eq!(sb.core(1, 0).deadline.load(Ordering::Relaxed), 100);
+        assert_eq!(busy(&sb, 1, 0).deadline_ms, Some(100));
+    }
+
+    #[test]
+    fn no_deadline_reads_as_none() {
+        let sb = Scoreboard::new(1, 1).unwrap();
+        sb.core(1, 0).begin(0, 0, &[]);
+        assert_eq!(busy(&sb, 1, 0).deadline_ms, None);
     }
 
     #[test]
@@ -310,7 +476,50 @@ mod tests {
         let sb = Scoreboard::new(1, 1).unwrap();
         let big = vec![b'a'; INFO_BYTES * 2];
         sb.core(1, 0).begin(0, 0, &[b"r", b"GET", &big]);
-        let info = sb.core(1, 0).read_info().unwrap();
-        assert!(info.uri.len() < INFO_BYTES);
+        assert!(busy(&sb, 1, 0).uri.len() < INFO_BYTES);
+    }
+
+    #[test]
+    fn worker_counters_and_latency_are_in_the_snapshot() {
+        let sb = Scoreboard::new(2, 1).unwrap();
+        let w = sb.worker(2);
+        w.pid.store(77, Ordering::Relaxed);
+        w.requests.store(4, Ordering::Relaxed);
+        w.record_latency(500); // first bucket (<= 1 ms)
+        w.record_latency(20_000_000); // +Inf
+        let s = sb.snapshot(2);
+        assert!(s.running() && !sb.snapshot(1).running());
+        assert_eq!((s.id, s.pid, s.requests), (2, 77, 4));
+        assert_eq!(s.latency[0], 1);
+        assert_eq!(s.latency[LATENCY_BUCKETS - 1], 1);
+        assert_eq!(s.avg_rt_micros(), 20_000_500 / 4);
+        assert_eq!(sb.snapshot_all().len(), 2);
+    }
+
+    #[test]
+    fn a_reader_never_sees_a_torn_request() {
+        // One thread rewrites the slot as fast as it can; every snapshot
+        // must pair a start time with the description written with it.
+        let sb: &'static Scoreboard = Box::leak(Box::new(Scoreboard::new(1, 1).unwrap()));
+        let stop: &'static std::sync::atomic::AtomicBool =
+            Box::leak(Box::new(std::sync::atomic::AtomicBool::new(false)));
+        let writer = std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let uri = format!("/{i}");
+                sb.core(1, 0).begin(i, 0, &[b"r", b"GET", uri.as_bytes()]);
+            }
+        });
+        let mut checked = 0;
+        for _ in 0..20_000 {
+            if let CoreState::Busy(r) = &sb.snapshot(1).cores[0].state {
+                assert_eq!(r.uri, format!("/{}", r.started_ms));
+                checked += 1;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        writer.join().unwrap();
+        assert!(checked > 0);
     }
 }

@@ -7,142 +7,236 @@
 
 use std::fmt::Write as _;
 use std::os::unix::net::UnixListener;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::scoreboard::Scoreboard;
+use serde::Serialize;
 
-/// Per-worker facts only the master knows.
-pub struct WorkerFacts {
+use crate::scoreboard::{WorkerSnapshot, LATENCY_BOUNDS_US};
+
+/// A listening socket as the stats document names it.
+pub struct SocketFacts {
+    pub name: String,
+    /// "http" or "uwsgi".
+    pub proto: &'static str,
+}
+
+/// uWSGI's stats document; the field names are uWSGI's, which readers
+/// such as uwsgitop, telegraf and netdata expect.
+#[derive(Debug, Serialize)]
+pub struct StatsDoc {
+    pub version: String,
+    pub listen_queue: u32,
+    pub listen_queue_errors: u32,
+    pub signal_queue: u32,
+    /// Cores serving a request, over all workers.
+    pub load: usize,
+    pub pid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub cwd: String,
+    /// uWSGI lists its locks here; there are none to list.
+    pub locks: [(); 0],
+    pub sockets: Vec<SocketStats>,
+    pub workers: Vec<WorkerStats>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SocketStats {
+    pub name: String,
+    pub proto: &'static str,
+    pub queue: u32,
+    pub max_queue: u32,
+    pub shared: u32,
+    pub can_offload: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WorkerStats {
+    pub id: usize,
     pub pid: i32,
-    pub running: bool,
+    pub accepting: u8,
+    pub requests: u64,
+    pub delta_requests: u64,
+    pub exceptions: u64,
+    pub harakiri_count: u64,
+    pub signals: u64,
+    pub signal_queue: u64,
+    pub status: WorkerStatus,
+    pub rss: u64,
+    pub vsz: u64,
+    /// Microseconds spent in requests.
+    pub running_time: u64,
+    pub last_spawn: u64,
+    pub respawn_count: u64,
+    pub tx: u64,
+    /// Mean request time in microseconds.
+    pub avg_rt: u64,
+    pub apps: Vec<AppStats>,
+    pub cores: Vec<CoreStats>,
 }
 
-/// Render the stats document.
-pub fn render(
-    sb: &Scoreboard,
-    workers: &[WorkerFacts],
-    sockets: &[String],
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerStatus {
+    /// No process in the slot.
+    Cheap,
+    Busy,
+    Idle,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AppStats {
+    pub id: u32,
+    pub modifier1: u32,
+    pub mountpoint: &'static str,
+    pub startup_time: u64,
+    pub requests: u64,
+    pub exceptions: u64,
+    pub chdir: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CoreStats {
+    pub id: usize,
+    pub requests: u64,
+    pub static_requests: u64,
+    pub routed_requests: u64,
+    pub offloaded_requests: u64,
+    pub write_errors: u64,
+    pub read_errors: u64,
+    pub in_request: u8,
+    /// `NAME=value` of the running request.
+    pub vars: Vec<String>,
+    pub req_info: ReqInfo,
+}
+
+/// `{}` while idle.
+#[derive(Debug, Default, Serialize)]
+pub struct ReqInfo {
+    /// Unix seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_start: Option<u64>,
+    /// Whole seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub running_for: Option<u64>,
+}
+
+/// Build the stats document from one snapshot of every worker, so it
+/// agrees with itself (load, worker status and cores) even while requests
+/// come and go.
+pub fn document(
+    workers: &[WorkerSnapshot],
+    sockets: &[SocketFacts],
     listen_queue: u32,
-) -> String {
-    let mut j = String::with_capacity(4096);
-    // SAFETY: these getters have no preconditions.
-    let (pid, uid, gid) = unsafe { (libc::getpid(), libc::getuid(), libc::getgid()) };
-    let cwd = std::env::current_dir()
-        .map(|d| d.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // Each core's state is read once, so the document agrees with itself
-    // (load, worker status and core entries) even while requests come and go.
-    let in_request: Vec<Vec<bool>> = (1..=workers.len())
-        .map(|id| {
-            (0..sb.threads())
-                .map(|c| sb.core(id, c).in_request.load(Ordering::Acquire) == 1)
-                .collect()
-        })
-        .collect();
-    let busy_total: usize = in_request
-        .iter()
-        .map(|w| w.iter().filter(|&&b| b).count())
-        .sum();
-    let _ = write!(
-        j,
-        "{{\"version\":\"uwsgi-rs {}\",\"listen_queue\":{listen_queue},\"listen_queue_errors\":0,\"signal_queue\":0,\"load\":{busy_total},\"pid\":{pid},\"uid\":{uid},\"gid\":{gid},\"cwd\":{},",
-        env!("CARGO_PKG_VERSION"),
-        quote(&cwd)
-    );
-    j.push_str("\"locks\":[],\"sockets\":[");
-    for (i, s) in sockets.iter().enumerate() {
-        if i > 0 {
-            j.push(',');
-        }
-        let _ = write!(j, "{{\"name\":{},\"proto\":\"uwsgi\",\"queue\":0,\"max_queue\":0,\"shared\":0,\"can_offload\":0}}", quote(s));
+    now_ms: u64,
+) -> StatsDoc {
+    StatsDoc {
+        version: format!("uwsgi-rs {}", env!("CARGO_PKG_VERSION")),
+        listen_queue,
+        listen_queue_errors: 0,
+        signal_queue: 0,
+        load: workers.iter().map(WorkerSnapshot::busy_cores).sum(),
+        pid: std::process::id(),
+        uid: rustix::process::getuid().as_raw(),
+        gid: rustix::process::getgid().as_raw(),
+        cwd: std::env::current_dir()
+            .map(|d| d.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        locks: [],
+        sockets: sockets
+            .iter()
+            .map(|s| SocketStats {
+                name: s.name.clone(),
+                proto: s.proto,
+                queue: 0,
+                max_queue: 0,
+                shared: 0,
+                can_offload: 0,
+            })
+            .collect(),
+        workers: workers.iter().map(|w| worker_stats(w, now_ms)).collect(),
     }
-    j.push_str("],\"workers\":[");
-    let now = crate::log::unix_secs();
-    for (i, f) in workers.iter().enumerate() {
-        let id = i + 1;
-        let w = sb.worker(id);
-        let requests = w.requests.load(Ordering::Relaxed);
-        let busy_us = w.busy_micros.load(Ordering::Relaxed);
-        let avg_rt = busy_us.checked_div(requests).unwrap_or(0);
-        let (rss, vsz) = if f.running { memory(f.pid) } else { (0, 0) };
-        let cores_busy = in_request[i].iter().any(|&b| b);
-        let status = if !f.running {
-            "cheap"
-        } else if cores_busy {
-            "busy"
-        } else {
-            "idle"
-        };
-        let last_spawn = w.last_spawn.load(Ordering::Relaxed);
-        if i > 0 {
-            j.push(',');
-        }
-        let _ = write!(
-            j,
-            "{{\"id\":{id},\"pid\":{},\"accepting\":{},\"requests\":{requests},\"delta_requests\":{requests},\"exceptions\":{},\"harakiri_count\":{},\"signals\":0,\"signal_queue\":0,\"status\":\"{status}\",\"rss\":{rss},\"vsz\":{vsz},\"running_time\":{},\"last_spawn\":{last_spawn},\"respawn_count\":{},\"tx\":{},\"avg_rt\":{avg_rt},\"apps\":[{{\"id\":0,\"modifier1\":0,\"mountpoint\":\"\",\"startup_time\":0,\"requests\":{requests},\"exceptions\":{},\"chdir\":\"\"}}],\"cores\":[",
-            f.pid,
-            w.accepting.load(Ordering::Relaxed),
-            w.exceptions.load(Ordering::Relaxed),
-            w.harakiri_count.load(Ordering::Relaxed),
-            busy_us,
-            w.respawn_count.load(Ordering::Relaxed),
-            w.tx.load(Ordering::Relaxed),
-            w.exceptions.load(Ordering::Relaxed),
-        );
-        for (c, &busy) in in_request[i].iter().enumerate() {
-            let core = sb.core(id, c);
-            if c > 0 {
-                j.push(',');
-            }
-            let _ = write!(
-                j,
-                "{{\"id\":{c},\"requests\":{},\"static_requests\":0,\"routed_requests\":0,\"offloaded_requests\":0,\"write_errors\":0,\"read_errors\":0,\"in_request\":{},\"vars\":[",
-                core.requests.load(Ordering::Relaxed),
-                u8::from(busy)
-            );
-            let mut req_info = String::from("{}");
-            if busy {
-                if let Some(info) = core.read_info() {
-                    let _ = write!(
-                        j,
-                        "{},{},{}",
-                        quote(&format!("REQUEST_METHOD={}", info.method)),
-                        quote(&format!("REQUEST_URI={}", info.uri)),
-                        quote(&format!("REMOTE_ADDR={}", info.remote))
-                    );
-                    let started = core.started_ms.load(Ordering::Relaxed);
-                    req_info = format!(
-                        "{{\"request_start\":{},\"running_for\":{}}}",
-                        started / 1000,
-                        now.saturating_sub(started / 1000)
-                    );
-                }
-            }
-            let _ = write!(j, "],\"req_info\":{req_info}}}");
-        }
-        j.push_str("]}");
-    }
-    j.push_str("]}");
-    j
 }
 
-/// JSON string literal.
-pub fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for ch in s.chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
+fn worker_stats(w: &WorkerSnapshot, now_ms: u64) -> WorkerStats {
+    let (rss, vsz) = if w.running() { memory(w.pid) } else { (0, 0) };
+    WorkerStats {
+        id: w.id,
+        pid: w.pid,
+        accepting: u8::from(w.accepting),
+        requests: w.requests,
+        delta_requests: w.requests,
+        exceptions: w.exceptions,
+        harakiri_count: w.harakiri_count,
+        signals: 0,
+        signal_queue: 0,
+        status: if !w.running() {
+            WorkerStatus::Cheap
+        } else if w.busy_cores() > 0 {
+            WorkerStatus::Busy
+        } else {
+            WorkerStatus::Idle
+        },
+        rss,
+        vsz,
+        running_time: w.busy_micros,
+        last_spawn: w.last_spawn,
+        respawn_count: w.respawn_count,
+        tx: w.tx,
+        avg_rt: w.avg_rt_micros(),
+        apps: vec![AppStats {
+            id: 0,
+            modifier1: 0,
+            mountpoint: "",
+            startup_time: 0,
+            requests: w.requests,
+            exceptions: w.exceptions,
+            chdir: "",
+        }],
+        cores: w
+            .cores
+            .iter()
+            .map(|c| {
+                let request = c.state.request();
+                CoreStats {
+                    id: c.core,
+                    requests: c.requests,
+                    static_requests: 0,
+                    routed_requests: 0,
+                    offloaded_requests: 0,
+                    write_errors: 0,
+                    read_errors: 0,
+                    in_request: u8::from(c.state.is_busy()),
+                    vars: request
+                        .map(|r| {
+                            vec![
+                                format!("REQUEST_METHOD={}", r.method),
+                                format!("REQUEST_URI={}", r.uri),
+                                format!("REMOTE_ADDR={}", r.remote),
+                            ]
+                        })
+                        .unwrap_or_default(),
+                    req_info: request
+                        .map(|r| ReqInfo {
+                            request_start: Some(r.started_ms / 1000),
+                            running_for: Some(r.running_ms(now_ms) / 1000),
+                        })
+                        .unwrap_or_default(),
+                }
+            })
+            .collect(),
     }
-    out.push('"');
-    out
+}
+
+/// The stats document as JSON.
+pub fn render(
+    workers: &[WorkerSnapshot],
+    sockets: &[SocketFacts],
+    listen_queue: u32,
+    now_ms: u64,
+) -> String {
+    serde_json::to_string(&document(workers, sockets, listen_queue, now_ms))
+        .unwrap_or_else(|_| "{}".into())
 }
 
 /// (rss, vsz) in bytes from /proc/PID/statm.
@@ -155,8 +249,7 @@ fn memory(pid: i32) -> (u64, u64) {
         .map(|v| v.parse::<u64>().unwrap_or(0));
     let vsz = it.next().unwrap_or(0);
     let rss = it.next().unwrap_or(0);
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+    let page = rustix::param::page_size() as u64;
     (rss * page, vsz * page)
 }
 
@@ -187,90 +280,81 @@ impl ReadWrite for std::os::unix::net::UnixStream {
 }
 
 /// The Prometheus text exposition of the scoreboard.
-pub fn render_metrics(sb: &Scoreboard, workers: &[WorkerFacts]) -> String {
-    use crate::scoreboard::LATENCY_BOUNDS_US;
+pub fn render_metrics(workers: &[WorkerSnapshot]) -> String {
     let mut m = String::with_capacity(8192);
-    let per_worker =
-        |m: &mut String, name: &str, kind: &str, help: &str, value: &dyn Fn(usize) -> u64| {
-            let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for id in 1..=workers.len() {
-                let _ = writeln!(m, "{name}{{worker=\"{id}\"}} {}", value(id));
-            }
-        };
+    let per_worker = |m: &mut String,
+                      name: &str,
+                      kind: &str,
+                      help: &str,
+                      value: &dyn Fn(&WorkerSnapshot) -> u64| {
+        let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for w in workers {
+            let _ = writeln!(m, "{name}{{worker=\"{}\"}} {}", w.id, value(w));
+        }
+    };
     per_worker(
         &mut m,
         "uwsgi_rs_requests_total",
         "counter",
         "Requests served by the worker's current process.",
-        &|id| sb.worker(id).requests.load(Ordering::Relaxed),
+        &|w| w.requests,
     );
     per_worker(
         &mut m,
         "uwsgi_rs_exceptions_total",
         "counter",
         "Requests whose app call raised.",
-        &|id| sb.worker(id).exceptions.load(Ordering::Relaxed),
+        &|w| w.exceptions,
     );
     per_worker(
         &mut m,
         "uwsgi_rs_harakiri_total",
         "counter",
         "Workers killed by harakiri in this slot.",
-        &|id| sb.worker(id).harakiri_count.load(Ordering::Relaxed),
+        &|w| w.harakiri_count,
     );
     per_worker(
         &mut m,
         "uwsgi_rs_respawns_total",
         "counter",
         "Processes started in this slot after the first.",
-        &|id| sb.worker(id).respawn_count.load(Ordering::Relaxed),
+        &|w| w.respawn_count,
     );
     per_worker(
         &mut m,
         "uwsgi_rs_busy_cores",
         "gauge",
         "Request threads serving a request now.",
-        &|id| {
-            (0..sb.threads())
-                .filter(|&c| sb.core(id, c).in_request.load(Ordering::Relaxed) == 1)
-                .count() as u64
-        },
+        &|w| w.busy_cores() as u64,
     );
     per_worker(
         &mut m,
         "uwsgi_rs_worker_rss_bytes",
         "gauge",
         "Resident memory of the worker.",
-        &|id| {
-            let f = &workers[id - 1];
-            if f.running {
-                memory(f.pid).0
-            } else {
-                0
-            }
-        },
+        &|w| if w.running() { memory(w.pid).0 } else { 0 },
     );
     per_worker(
         &mut m,
         "uwsgi_rs_transmitted_bytes_total",
         "counter",
         "Response bytes written.",
-        &|id| sb.worker(id).tx.load(Ordering::Relaxed),
+        &|w| w.tx,
     );
     let name = "uwsgi_rs_request_duration_seconds";
     let _ = writeln!(m, "# HELP {name} Time from parsed request head to the end of the app call.\n# TYPE {name} histogram");
-    for id in 1..=workers.len() {
-        let w = sb.worker(id);
+    for w in workers {
+        let id = w.id;
         let mut cumulative = 0u64;
-        for (i, bound) in LATENCY_BOUNDS_US.iter().enumerate() {
-            cumulative += w.latency[i].load(Ordering::Relaxed);
+        for (count, bound) in w.latency.iter().zip(LATENCY_BOUNDS_US) {
+            cumulative += count;
             let _ = writeln!(
                 m,
                 "{name}_bucket{{worker=\"{id}\",le=\"{}\"}} {cumulative}",
-                *bound as f64 / 1e6
+                bound as f64 / 1e6
             );
         }
-        cumulative += w.latency[LATENCY_BOUNDS_US.len()].load(Ordering::Relaxed);
+        cumulative += w.latency[LATENCY_BOUNDS_US.len()];
         let _ = writeln!(
             m,
             "{name}_bucket{{worker=\"{id}\",le=\"+Inf\"}} {cumulative}"
@@ -278,7 +362,7 @@ pub fn render_metrics(sb: &Scoreboard, workers: &[WorkerFacts]) -> String {
         let _ = writeln!(
             m,
             "{name}_sum{{worker=\"{id}\"}} {}",
-            w.busy_micros.load(Ordering::Relaxed) as f64 / 1e6
+            w.busy_micros as f64 / 1e6
         );
         let _ = writeln!(m, "{name}_count{{worker=\"{id}\"}} {cumulative}");
     }
@@ -327,8 +411,7 @@ impl StatsListener {
             },
             StatsListener::Unix(l, _) => match l.accept() {
                 Ok((s, _)) => {
-                    // SAFETY: geteuid has no preconditions.
-                    let me = unsafe { libc::geteuid() };
+                    let me = rustix::process::geteuid().as_raw();
                     use std::os::fd::AsRawFd;
                     match crate::listen::peer_uid(s.as_raw_fd()) {
                         Ok(uid) if uid == me || uid == 0 => Box::new(s),
@@ -372,35 +455,77 @@ impl StatsListener {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scoreboard::Scoreboard;
 
-    #[test]
-    fn quote_escapes() {
-        assert_eq!(quote("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
+    fn two_workers() -> Vec<WorkerSnapshot> {
+        let sb = Scoreboard::new(2, 2).unwrap();
+        sb.worker(1)
+            .pid
+            .store(1, std::sync::atomic::Ordering::Relaxed);
+        sb.core(1, 1)
+            .begin(1_000, 0, &[b"127.0.0.1", b"GET", b"/x\"y"]);
+        sb.snapshot_all()
     }
 
     #[test]
-    fn render_is_json_shaped() {
-        let sb = Scoreboard::new(2, 2).unwrap();
-        sb.core(1, 1)
-            .begin(1_000, 0, &[b"127.0.0.1", b"GET", b"/x\"y"]);
-        let doc = render(
-            &sb,
-            &[
-                WorkerFacts {
-                    pid: 1,
-                    running: true,
-                },
-                WorkerFacts {
-                    pid: 0,
-                    running: false,
-                },
-            ],
-            &["0.0.0.0:80".into()],
-            0,
+    fn document_has_uwsgis_shape() {
+        let sockets = [
+            SocketFacts {
+                name: "0.0.0.0:80".into(),
+                proto: "http",
+            },
+            SocketFacts {
+                name: "/tmp/s".into(),
+                proto: "uwsgi",
+            },
+        ];
+        let doc = render(&two_workers(), &sockets, 3, 4_500);
+        assert!(doc.starts_with("{\"version\""), "{doc}");
+        let v: serde_json::Value = serde_json::from_str(&doc).unwrap();
+        assert_eq!(v["listen_queue"], 3);
+        assert_eq!(v["load"], 1);
+        assert_eq!(v["locks"], serde_json::json!([]));
+        assert_eq!(v["sockets"][0]["proto"], "http");
+        assert_eq!(v["sockets"][1]["proto"], "uwsgi");
+        let w = &v["workers"];
+        assert_eq!(
+            (w[0]["status"].as_str(), w[1]["status"].as_str()),
+            (Some("busy"), Some("cheap"))
         );
-        assert!(doc.starts_with("{\"version\""));
-        assert!(doc.contains("\"in_request\":1"));
-        assert!(doc.contains("REQUEST_URI=/x\\\"y"));
+        let busy = &w[0]["cores"][1];
+        assert_eq!(busy["in_request"], 1);
+        assert_eq!(busy["vars"][1], "REQUEST_URI=/x\"y");
+        assert_eq!(
+            busy["req_info"],
+            serde_json::json!({"request_start": 1, "running_for": 3})
+        );
+        let idle = &w[0]["cores"][0];
+        assert_eq!(idle["vars"], serde_json::json!([]));
+        assert_eq!(idle["req_info"], serde_json::json!({}));
         assert_eq!(doc.matches("\"id\":").count(), 2 + 4 + 2); // workers, cores, apps
+    }
+
+    #[test]
+    fn metrics_histogram_is_cumulative() {
+        let sb = Scoreboard::new(1, 1).unwrap();
+        sb.worker(1).record_latency(2_000);
+        sb.worker(1).record_latency(60_000_000);
+        let m = render_metrics(&sb.snapshot_all());
+        assert!(
+            m.contains("uwsgi_rs_request_duration_seconds_bucket{worker=\"1\",le=\"0.001\"} 0\n"),
+            "{m}"
+        );
+        assert!(
+            m.contains("uwsgi_rs_request_duration_seconds_bucket{worker=\"1\",le=\"0.005\"} 1\n"),
+            "{m}"
+        );
+        assert!(
+            m.contains("uwsgi_rs_request_duration_seconds_bucket{worker=\"1\",le=\"+Inf\"} 2\n"),
+            "{m}"
+        );
+        assert!(
+            m.contains("uwsgi_rs_request_duration_seconds_count{worker=\"1\"} 2\n"),
+            "{m}"
+        );
     }
 }

@@ -615,7 +615,9 @@ def test_stats_json_document(serve, port, tmp_path, kind):
         addr, arg = ("127.0.0.1", sport), f"127.0.0.1:{sport}"
     else:
         addr = arg = str(tmp_path / "stats.sock")
-    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", OBS_APP, "--master",
+    uwsgi_port = free_port()
+    srv = serve(["--http", f"127.0.0.1:{port}", "--socket", f"127.0.0.1:{uwsgi_port}",
+                 "--wsgi-file", OBS_APP, "--master",
                  "--processes", "2", "--threads", "2", "--stats", arg], workers=2)
     try:
         pids = srv.worker_pids()
@@ -625,7 +627,8 @@ def test_stats_json_document(serve, port, tmp_path, kind):
         assert doc["pid"] == srv.proc.pid
         assert (doc["uid"], doc["gid"]) == (os.getuid(), os.getgid())
         assert doc["cwd"] == str(tmp_path)
-        assert isinstance(doc["sockets"], list) and doc["sockets"]
+        assert [(s["name"], s["proto"]) for s in doc["sockets"]] == [
+            (f"127.0.0.1:{port}", "http"), (f"127.0.0.1:{uwsgi_port}", "uwsgi")]
         assert [w["id"] for w in doc["workers"]] == [1, 2]
         for w in doc["workers"]:
             for k in STATS_WORKER_KEYS:

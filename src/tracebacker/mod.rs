@@ -46,7 +46,7 @@ static CONTEXT: OnceLock<Context> = OnceLock::new();
 /// A snapshot of every thread and how it was taken.
 pub struct Snapshot {
     pub stacks: Vec<format::ThreadStack>,
-    pub collected_by: &'static str,
+    pub collected_by: rich::CollectedBy,
     pub elapsed: Duration,
 }
 
@@ -55,8 +55,11 @@ pub struct Snapshot {
 pub fn snapshot(with_locals: bool) -> Snapshot {
     let t0 = Instant::now();
     let (stacks, collected_by) = match gil_path::collect(GIL_WAIT, with_locals) {
-        Some(s) => (s, "gil"),
-        None => (signal_path::collect().unwrap_or_default(), "signal"),
+        Some(s) => (s, rich::CollectedBy::Gil),
+        None => (
+            signal_path::collect().unwrap_or_default(),
+            rich::CollectedBy::Signal,
+        ),
     };
     Snapshot {
         stacks,
@@ -90,8 +93,7 @@ pub fn dump_json() -> Vec<u8> {
     };
     let snap = snapshot(ctx.locals);
     let dump = rich::build(
-        ctx.worker_id,
-        ctx.scoreboard,
+        &ctx.scoreboard.snapshot(ctx.worker_id),
         &snap.stacks,
         names::core_ident,
         snap.collected_by,
@@ -165,8 +167,7 @@ fn parse_ask(line: &[u8]) -> Ask {
 
 /// Answer one client. Bounded by `timeout` for a client that never reads.
 fn serve(mut stream: UnixStream, timeout: Duration) {
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
+    let me = rustix::process::geteuid().as_raw();
     match peer_uid(stream.as_raw_fd()) {
         Ok(uid) if uid == me || uid == 0 => {}
         Ok(uid) => {

@@ -12,14 +12,35 @@ use std::io::{self, Write};
 use serde::{Deserialize, Serialize};
 
 use super::format::ThreadStack;
-use crate::scoreboard::Scoreboard;
+use crate::scoreboard::{CoreState, WorkerSnapshot};
+
+/// How a dump was taken.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CollectedBy {
+    /// Through the interpreter, with the GIL.
+    Gil,
+    /// Through CPython's GIL-free dumper.
+    Signal,
+}
+
+/// What a thread was doing when dumped.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ThreadState {
+    /// A core serving a request.
+    Busy,
+    /// A core waiting for a request.
+    Idle,
+    /// A thread the app started.
+    App,
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct WorkerDump {
     pub worker: usize,
     pub pid: u32,
-    /// "gil" (through the interpreter) or "signal" (GIL-free dumper).
-    pub collected_by: String,
+    pub collected_by: CollectedBy,
     pub collect_ms: f64,
     pub threads: Vec<ThreadDump>,
 }
@@ -30,8 +51,7 @@ pub struct ThreadDump {
     pub ident: u64,
     /// The core (request thread) index, None for threads the app started.
     pub core: Option<usize>,
-    /// "busy" (serving a request), "idle" (a core waiting for one) or "app".
-    pub state: String,
+    pub state: ThreadState,
     pub holds_gil: Option<bool>,
     pub request: Option<RequestDump>,
     pub frames: Vec<FrameDump>,
@@ -58,48 +78,41 @@ pub struct FrameDump {
     pub locals: Option<BTreeMap<String, String>>,
 }
 
-/// Join the stacks with the scoreboard: every core appears, busy or idle,
-/// and every app thread with Python frames.
+/// Join the stacks with the worker's scoreboard snapshot: every core
+/// appears, busy or idle, and every app thread with Python frames.
 pub fn build(
-    worker: usize,
-    sb: &Scoreboard,
+    worker: &WorkerSnapshot,
     stacks: &[ThreadStack],
     core_ident: impl Fn(usize) -> Option<u64>,
-    collected_by: &str,
+    collected_by: CollectedBy,
     collect_ms: f64,
     now_ms: u64,
 ) -> WorkerDump {
     let mut threads = Vec::new();
     let mut seen = Vec::new();
-    for core in 0..sb.threads() {
-        let ident = core_ident(core);
+    for c in &worker.cores {
+        let ident = core_ident(c.core);
         let stack = ident.and_then(|i| stacks.iter().find(|t| t.ident == i));
-        let slot = sb.core(worker, core);
-        let busy = slot.in_request.load(std::sync::atomic::Ordering::Acquire) == 1;
-        let request = if busy {
-            slot.read_info().map(|info| {
-                let started_ms = slot.started_ms.load(std::sync::atomic::Ordering::Relaxed);
-                RequestDump {
-                    method: info.method,
-                    uri: info.uri,
-                    remote: info.remote,
-                    started: started_ms / 1000,
-                    running_for: now_ms.saturating_sub(started_ms) as f64 / 1000.0,
-                }
-            })
-        } else {
-            None
-        };
+        let request = c.state.request().map(|r| RequestDump {
+            method: r.method.clone(),
+            uri: r.uri.clone(),
+            remote: r.remote.clone(),
+            started: r.started_ms / 1000,
+            running_for: r.running_ms(now_ms) as f64 / 1000.0,
+        });
         if let Some(i) = ident {
             seen.push(i);
         }
         threads.push(ThreadDump {
             name: stack
                 .map(|s| s.name.clone())
-                .unwrap_or_else(|| crate::worker::core_name(worker, core)),
+                .unwrap_or_else(|| crate::worker::core_name(worker.id, c.core)),
             ident: ident.unwrap_or(0),
-            core: Some(core),
-            state: if busy { "busy" } else { "idle" }.into(),
+            core: Some(c.core),
+            state: match c.state {
+                CoreState::Idle => ThreadState::Idle,
+                _ => ThreadState::Busy,
+            },
             holds_gil: stack.and_then(|s| s.holds_gil),
             request,
             frames: stack.map(frames).unwrap_or_default(),
@@ -113,16 +126,16 @@ pub fn build(
             name: s.name.clone(),
             ident: s.ident,
             core: None,
-            state: "app".into(),
+            state: ThreadState::App,
             holds_gil: s.holds_gil,
             request: None,
             frames: frames(s),
         });
     }
     WorkerDump {
-        worker,
+        worker: worker.id,
         pid: std::process::id(),
-        collected_by: collected_by.into(),
+        collected_by,
         collect_ms,
         threads,
     }
@@ -160,10 +173,9 @@ pub fn write_text(out: &mut impl Write, base: &str, workers: &[WorkerResult]) ->
                 continue;
             }
         };
-        let how = if dump.collected_by == "signal" {
-            "GIL-free dumper"
-        } else {
-            "interpreter"
+        let how = match dump.collected_by {
+            CollectedBy::Signal => "GIL-free dumper",
+            CollectedBy::Gil => "interpreter",
         };
         writeln!(
             out,
@@ -183,9 +195,11 @@ pub fn write_text(out: &mut impl Write, base: &str, workers: &[WorkerResult]) ->
                     if r.remote.is_empty() { "-" } else { &r.remote },
                     r.running_for
                 )),
-                None if t.state == "busy" => head.push_str(" busy"),
-                None if t.state == "idle" => head.push_str(" idle"),
-                None => head.push_str(" (app thread)"),
+                None => head.push_str(match t.state {
+                    ThreadState::Busy => " busy",
+                    ThreadState::Idle => " idle",
+                    ThreadState::App => " (app thread)",
+                }),
             }
             if t.holds_gil == Some(true) {
                 head.push_str(", HOLDS THE GIL");
@@ -216,7 +230,7 @@ mod tests {
 
     #[test]
     fn cores_idle_and_busy_and_app_threads() {
-        let sb = Scoreboard::new(1, 2).unwrap();
+        let sb = crate::scoreboard::Scoreboard::new(1, 2).unwrap();
         sb.core(1, 1)
             .begin(10_000, 0, &[b"127.0.0.1", b"GET", b"/slow"]);
         let frame = Frame {
@@ -241,24 +255,26 @@ mod tests {
             },
         ];
         let d = build(
-            1,
-            &sb,
+            &sb.snapshot(1),
             &stacks,
             |c| Some(10 + c as u64),
-            "signal",
+            CollectedBy::Signal,
             1.5,
             12_500,
         );
         assert_eq!(d.threads.len(), 3);
-        assert_eq!(d.threads[0].state, "idle");
-        assert_eq!(d.threads[1].state, "busy");
+        assert_eq!(d.threads[0].state, ThreadState::Idle);
+        assert_eq!(d.threads[1].state, ThreadState::Busy);
         assert_eq!(d.threads[1].holds_gil, Some(true));
         let r = d.threads[1].request.as_ref().unwrap();
         assert_eq!(
             (r.method.as_str(), r.uri.as_str(), r.running_for),
             ("GET", "/slow", 2.5)
         );
-        assert_eq!(d.threads[2].state, "app");
+        assert_eq!(d.threads[2].state, ThreadState::App);
+        let json = serde_json::to_value(&d).unwrap();
+        assert_eq!(json["collected_by"], "signal");
+        assert_eq!(json["threads"][1]["state"], "busy");
         let mut text = Vec::new();
         write_text(
             &mut text,
