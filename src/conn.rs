@@ -45,6 +45,7 @@ impl Conn {
     /// Read what is available now into `buf`, at most `max` bytes in total
     /// buffered. Ok(0) means the peer closed; WouldBlock means nothing yet.
     pub fn fill(&mut self, max: usize) -> io::Result<usize> {
+        crate::forked::refuse_io()?;
         let room = max.saturating_sub(self.buf.len());
         if room == 0 {
             return Ok(usize::MAX); // full: let the parser judge the head
@@ -91,6 +92,7 @@ fn wait_for(fd: RawFd, events: i16, deadline: Instant) -> io::Result<()> {
 
 /// Read at least one byte (or EOF) within `timeout`.
 pub fn read_timeout(fd: RawFd, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
+    crate::forked::refuse_io()?;
     let deadline = Instant::now() + timeout;
     loop {
         // SAFETY: reading into a live, caller-owned slice.
@@ -109,6 +111,7 @@ pub fn read_timeout(fd: RawFd, buf: &mut [u8], timeout: Duration) -> io::Result<
 
 /// Write all of `data` unless the peer stops reading for `timeout`.
 pub fn write_all_timeout(fd: RawFd, mut data: &[u8], timeout: Duration) -> io::Result<()> {
+    crate::forked::refuse_io()?;
     let mut deadline = Instant::now() + timeout;
     while !data.is_empty() {
         // SAFETY: writing from a live slice; MSG_NOSIGNAL so a closed peer
@@ -138,6 +141,7 @@ pub fn sendfile_all(
     mut count: u64,
     timeout: Duration,
 ) -> io::Result<u64> {
+    crate::forked::refuse_io()?;
     let mut sent = 0u64;
     let mut deadline = Instant::now() + timeout;
     while count > 0 {

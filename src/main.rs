@@ -23,6 +23,7 @@ mod conn;
 mod corpus;
 mod cpu_share;
 mod deadlines;
+mod forked;
 mod harakiri;
 mod http;
 mod leader;

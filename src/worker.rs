@@ -87,6 +87,8 @@ pub fn run(args: WorkerArgs<'_>) -> i32 {
     set_handler(libc::SIGINT, libc::SIG_IGN); // Ctrl-C reaches the master, which decides
     set_handler(libc::SIGPIPE, libc::SIG_IGN);
     set_handler(libc::SIGCHLD, libc::SIG_DFL);
+    // Before Python starts: a fork at import must be marked too.
+    crate::forked::install();
 
     match start(&args) {
         Ok(code) => code,
@@ -146,6 +148,7 @@ fn start(args: &WorkerArgs<'_>) -> Result<i32, i32> {
         }
         Ok((app, infos))
     });
+    crate::forked::exit_if_child();
     let (app, infos) = loaded.map_err(|line| {
         crate::log::line(&format!("worker {}: {line}", args.id));
         EXIT_LOAD_FAILED

@@ -209,6 +209,36 @@ def test_worker_crashing_at_every_start_never_spins_the_master(serve, port, tmp_
     assert "killed by signal 11" in log, log
 
 
+# ---------------------------------------------------------------- the app forks
+
+@pytest.mark.parametrize("how", ["return", "write", "read"])
+def test_child_forked_by_the_app_never_serves(serve, port, how):
+    """An app whose os.fork() child returns into the server: the child
+    exits without touching the connection (no response, no body read),
+    and never accepts a request. It served 20 of 20 before."""
+    srv = start(serve, port, workers=1, threads=2)
+    worker = srv.worker_pids()[1]
+    children = set()
+    for i in range(10):
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        c.request("POST", f"/fork?how={how}", body=b"the parent's body " * 100)
+        r = c.getresponse()
+        body = r.read()
+        assert r.status == 200, body
+        d = json.loads(body)  # the parent's answer, nothing of the child's before it
+        assert d["parent"] == worker and d["child_exit"] == 1, d
+        children.add(d["child"])
+        # Served by the worker, never by a child that went on accepting.
+        c.request("GET", "/pid")
+        r = c.getresponse()
+        assert json.loads(r.read())["pid"] == worker
+        c.close()
+    for _ in range(20):
+        assert json.loads(http_get(port, "/pid")[2])["pid"] == worker
+    assert srv.log.count("returned into the server: it exits without serving") == 10, srv.log
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in children)
+
+
 # ---------------------------------------------------------------- the master dies
 
 def test_master_sigkill_leaves_no_orphans(serve, port):

@@ -59,6 +59,9 @@ pub fn call(
         .set_item(pyo3::intern!(py, "wsgi.input"), input.bind(py))
         .and_then(|_| app.call1((environ, sr_b)))
         .and_then(|result| respond(py, &result, sr_b));
+    // A child the app forked gets here only by returning: it must not
+    // answer, count or log the request of its parent.
+    crate::forked::exit_if_child();
     if let Err(e) = run {
         // A malformed request body is the client's fault: 400/413, not 500.
         let client_fault = input.bind(py).borrow().body_error_status();

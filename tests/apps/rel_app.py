@@ -144,6 +144,32 @@ def application(environ, start_response):
         body = environ["wsgi.input"].read()
         return _send(start_response, body, ctype="application/octet-stream")
 
+    if path == "/deny":
+        # Answers without touching wsgi.input, whatever the body (a view
+        # that refuses an upload); ?stream=1 sends the body from a generator.
+        if q.get("stream"):
+            start_response("403 Forbidden", [("Content-Type", "text/plain")])
+            return iter([b"denied", b"\n"])
+        return _send(start_response, b"denied\n", status="403 Forbidden")
+
+    if path == "/fork":
+        # The child is let back into the server (a bug in the app): it
+        # returns a response (?how=return), writes one itself (write) or
+        # reads the parent's request body (read). The parent answers once
+        # the child is gone, with how the child ended.
+        how = q.get("how", "return")
+        pid = os.fork()
+        if pid == 0:
+            if how == "write":
+                start_response("200 OK", [("Content-Type", "text/plain")])(b"child wrote")
+            elif how == "read":
+                environ["wsgi.input"].read()
+            return _send(start_response, b"child answered")
+        _, status = os.waitpid(pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        return _send(start_response, json.dumps({"parent": os.getpid(), "child": pid,
+                                                 "child_exit": code}).encode())
+
     if path == "/env":
         vals = {k: v for k, v in environ.items() if isinstance(v, str)}
         return _send(start_response, json.dumps(vals).encode(), ctype="application/json")
