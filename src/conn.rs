@@ -10,6 +10,31 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
+/// What is left of a request on the socket once its response is out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unread {
+    Nothing,
+    /// This many body bytes are still to come (Content-Length).
+    Bytes(u64),
+    /// An unknown amount: a chunked body not read to its end, or a request
+    /// refused before its head was parsed.
+    Unknown,
+}
+
+/// A lingering close in progress: the response is written and the write
+/// side shut down (the client sees the end of the response); what the
+/// client still sends is read and discarded until it is all in, the client
+/// closes, or the bounds run out. Closing with unread bytes would make the
+/// kernel send a reset, which can destroy the response before the client
+/// (or nginx, still writing the body) reads it.
+#[derive(Debug)]
+pub struct Linger {
+    /// Bytes still to discard before closing is clean (or the byte bound).
+    pub left: u64,
+    /// Never longer than this.
+    pub until: Instant,
+}
+
 pub struct Conn {
     socket: OwnedFd,
     /// Bytes read and not yet consumed: a partial head, body bytes, or the
@@ -23,6 +48,8 @@ pub struct Conn {
     pub served: u64,
     /// Known to the poller already (re-arm with MOD, not ADD).
     pub registered: bool,
+    /// Set once the connection is being closed after its response.
+    pub linger: Option<Linger>,
 }
 
 impl Conn {
@@ -35,6 +62,49 @@ impl Conn {
             remote_port,
             served: 0,
             registered: false,
+            linger: None,
+        }
+    }
+
+    /// Begin a lingering close (see [`Linger`]) after the response is
+    /// written: at most `max_bytes` and `max_time` are spent on it.
+    pub fn start_linger(&mut self, unread: Unread, max_bytes: u64, max_time: Duration) {
+        let left = match unread {
+            Unread::Nothing => 0,
+            Unread::Bytes(n) => n.min(max_bytes),
+            Unread::Unknown => max_bytes,
+        };
+        // The request bytes already buffered were read: nothing to wait for.
+        self.buf = Vec::new();
+        let _ = rustix::net::shutdown(&self.socket, rustix::net::Shutdown::Write);
+        self.linger = Some(Linger {
+            left,
+            until: Instant::now() + max_time,
+        });
+    }
+
+    /// Discard what the client has sent so far, without waiting. True when
+    /// the connection may be closed now: everything expected is in, the
+    /// client closed (or failed), or a bound ran out.
+    pub fn linger_done(&mut self) -> bool {
+        let Some(l) = &mut self.linger else {
+            return true;
+        };
+        let mut sink = [0u8; 64 * 1024];
+        loop {
+            if l.left == 0 || Instant::now() >= l.until || crate::forked::is_child() {
+                return true;
+            }
+            let want = sink
+                .len()
+                .min(usize::try_from(l.left).unwrap_or(usize::MAX));
+            match rustix::io::read(&self.socket, &mut sink[..want]) {
+                Ok(0) => return true,
+                Ok(n) => l.left -= n as u64,
+                Err(rustix::io::Errno::AGAIN) => return false,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(_) => return true,
+            }
         }
     }
 

@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::config::Protocol;
-use crate::conn::{write_all_timeout, Conn};
+use crate::conn::{write_all_timeout, Conn, Unread};
 use crate::cpu_share::{yield_cpu, CpuShare};
 use crate::http::{self, BodyKind, Limits};
 use crate::poller::{Event, Poller};
@@ -30,6 +30,11 @@ pub struct ListenerInfo {
     pub is_unix: bool,
     pub environ: Py<PyDict>,
 }
+
+/// The longest a lingering close may take (nginx's `lingering_time`).
+const LINGER_TIME: Duration = Duration::from_secs(30);
+/// The most a lingering close discards, unless `--limit-post` allows more.
+const LINGER_MIN_BYTES: u64 = 64 << 20;
 
 /// State shared by the cores of one worker.
 pub struct Shared {
@@ -142,6 +147,8 @@ struct Pending {
     conn: Box<Conn>,
     tail: Vec<u8>,
     keep: bool,
+    /// What the client may still be sending of this request.
+    unread: Unread,
 }
 
 /// Run core `core` until the worker stops. Returns when core 0 decides the
@@ -160,12 +167,20 @@ pub fn core_loop(py: Python<'_>, shared: &Shared, core: usize) {
         let Some((mut conn, request)) = next else {
             return; // core 0: the worker may exit
         };
-        let (keep, tail) = match &request {
+        let (keep, tail, unread) = match &request {
             Request::Http(head) => serve_http(py, shared, &mut conn, head, slot),
-            Request::Uwsgi(packet) => (false, serve_uwsgi(py, shared, &mut conn, packet, slot)),
+            Request::Uwsgi(packet) => {
+                let (tail, unread) = serve_uwsgi(py, shared, &mut conn, packet, slot);
+                (false, tail, unread)
+            }
         };
         conn.served += 1;
-        pending = Some(Pending { conn, tail, keep });
+        pending = Some(Pending {
+            conn,
+            tail,
+            keep,
+            unread,
+        });
     }
 }
 
@@ -188,6 +203,8 @@ fn next_request(
                 shared.leader.working(core);
                 return Some(found);
             }
+        } else if ok {
+            close_after_response(shared, p.conn, p.unread);
         } else {
             close(shared, p.conn);
         }
@@ -229,6 +246,10 @@ fn next_request(
             }
             Ok(Event::Conn(mut conn)) => {
                 shared.deadlines.clear(conn.fd());
+                if conn.linger.is_some() {
+                    linger_or_close(shared, conn);
+                    continue;
+                }
                 match conn.fill(shared.limits.max_head + 1) {
                     Ok(0) => close(shared, conn),
                     Ok(_) => {
@@ -294,7 +315,8 @@ fn parse_buffered(shared: &Shared, mut conn: Box<Conn>) -> Option<(Box<Conn>, Re
         }
         Some(Err((status, why))) => {
             reject(shared, &conn, status, &why);
-            close(shared, conn);
+            // The rest of the request may still be on its way.
+            close_after_response(shared, conn, Unread::Unknown);
             None
         }
     }
@@ -308,8 +330,13 @@ fn rearm(shared: &Shared, conn: Box<Conn>) {
     } else {
         shared.keepalive
     };
-    shared.deadlines.set(conn.fd(), Instant::now() + wait);
+    park(shared, conn, Instant::now() + wait);
+}
+
+/// Hand a connection to the poller until it has bytes, or `deadline`.
+fn park(shared: &Shared, conn: Box<Conn>, deadline: Instant) {
     let fd = conn.fd();
+    shared.deadlines.set(fd, deadline);
     if shared.poller.arm(conn).is_err() {
         shared.deadlines.clear(fd);
         shared
@@ -458,6 +485,36 @@ fn close(shared: &Shared, conn: Box<Conn>) {
     drop(conn);
 }
 
+/// Close a connection whose response is written. If the client may still
+/// be sending the request (a body the app did not read, a refused head),
+/// close it gracefully: shut down the write side and discard what arrives,
+/// in the poller (no core waits for it), bounded by `--limit-post` (at
+/// least 64 MiB) and 30 s, with `--socket-timeout` of silence.
+fn close_after_response(shared: &Shared, mut conn: Box<Conn>, unread: Unread) {
+    if unread == Unread::Nothing {
+        close(shared, conn);
+        return;
+    }
+    conn.start_linger(
+        unread,
+        shared.limits.limit_post.max(LINGER_MIN_BYTES),
+        LINGER_TIME,
+    );
+    linger_or_close(shared, conn);
+}
+
+/// One step of a lingering close: discard what is there, then close, or
+/// park the connection until more arrives.
+fn linger_or_close(shared: &Shared, mut conn: Box<Conn>) {
+    if conn.linger_done() {
+        close(shared, conn);
+        return;
+    }
+    let until = conn.linger.as_ref().map_or_else(Instant::now, |l| l.until);
+    // Silence is bounded like any read: --socket-timeout.
+    park(shared, conn, until.min(Instant::now() + shared.timeout));
+}
+
 /// Answer a request we could not parse, and log why.
 fn reject(shared: &Shared, conn: &Conn, status: u16, why: &str) {
     let _ = write_all_timeout(conn.fd(), &http::error_response(status), shared.timeout);
@@ -486,7 +543,7 @@ fn serve_http(
     conn: &mut Conn,
     head: &http::RequestHead,
     slot: &'static crate::scoreboard::CoreSlot,
-) -> (bool, Vec<u8>) {
+) -> (bool, Vec<u8>, Unread) {
     let started = Instant::now();
     let now_ms = crate::log::unix_millis();
     let listener = &shared.listeners[conn.listener];
@@ -546,7 +603,7 @@ fn serve_http(
         Err(e) => {
             crate::log::line(&format!("cannot build environ: {e}"));
             slot.end();
-            return (false, http::error_response(500));
+            return (false, http::error_response(500), Unread::Unknown);
         }
     };
     slot.end();
@@ -568,7 +625,7 @@ fn serve_http(
     // A response that promised keep-alive keeps it even if the stop began
     // meanwhile: the client may already be sending its next request, which
     // is then answered with `Connection: close`.
-    (outcome.keep_alive, outcome.tail)
+    (outcome.keep_alive, outcome.tail, outcome.unread)
 }
 
 fn serve_uwsgi(
@@ -577,7 +634,7 @@ fn serve_uwsgi(
     conn: &mut Conn,
     packet: &uwsgi_proto::Packet,
     slot: &'static crate::scoreboard::CoreSlot,
-) -> Vec<u8> {
+) -> (Vec<u8>, Unread) {
     let started = Instant::now();
     let now_ms = crate::log::unix_millis();
     let method =
@@ -603,13 +660,17 @@ fn serve_uwsgi(
             Some(n) => n,
             None => {
                 slot.end();
-                return http::error_response(400);
+                return (http::error_response(400), Unread::Unknown);
             }
         },
     };
     if shared.limits.limit_post > 0 && length > shared.limits.limit_post {
         slot.end();
-        return http::error_response(413);
+        let buffered = conn.buf.len() as u64;
+        return (
+            http::error_response(413),
+            Unread::Bytes(length.saturating_sub(buffered)),
+        );
     }
     let proto = match packet.get(b"SERVER_PROTOCOL") {
         Some(b"HTTP/1.0") => "HTTP/1.0",
@@ -640,7 +701,7 @@ fn serve_uwsgi(
         Err(e) => {
             crate::log::line(&format!("cannot build environ: {e}"));
             slot.end();
-            return http::error_response(500);
+            return (http::error_response(500), Unread::Unknown);
         }
     };
     slot.end();
@@ -655,7 +716,7 @@ fn serve_uwsgi(
         started,
     };
     finish_request(shared, &served);
-    outcome.tail
+    (outcome.tail, outcome.unread)
 }
 
 /// What the access log and the stats need to know of a finished request.

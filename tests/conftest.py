@@ -240,3 +240,24 @@ http {{
         except subprocess.TimeoutExpired:
             pass
         log.close()
+
+
+@pytest.fixture
+def nginx(tmp_path):
+    """nginx listening on 127.0.0.1:<port>, passing everything to
+    unix:<tmp_path>/app.sock with uwsgi_pass. Yields (port, socket path)."""
+    assert os.path.exists("/etc/nginx/uwsgi_params")
+    port = free_port()
+    sock = tmp_path / "app.sock"
+    with nginx_running(tmp_path, port, f"""
+    client_max_body_size 20m;
+    server {{
+        listen 127.0.0.1:{port};
+        server_name localhost;
+        location / {{
+            include /etc/nginx/uwsgi_params;
+            uwsgi_pass unix:{sock};
+            uwsgi_read_timeout 20s;
+        }}
+    }}"""):
+        yield port, sock

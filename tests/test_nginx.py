@@ -6,31 +6,8 @@ import http.client
 import json
 import os
 
-import pytest
-
-from conftest import APPS, free_port, http_get, nginx_running
+from conftest import APPS, http_get
 ECHO = str(APPS / "core_echo.py")
-
-
-@pytest.fixture
-def nginx(tmp_path):
-    """nginx listening on 127.0.0.1:<port>, passing everything to
-    unix:<tmp_path>/app.sock with uwsgi_pass. Yields (port, socket path)."""
-    assert os.path.exists("/etc/nginx/uwsgi_params")
-    port = free_port()
-    sock = tmp_path / "app.sock"
-    with nginx_running(tmp_path, port, f"""
-    client_max_body_size 20m;
-    server {{
-        listen 127.0.0.1:{port};
-        server_name localhost;
-        location / {{
-            include /etc/nginx/uwsgi_params;
-            uwsgi_pass unix:{sock};
-            uwsgi_read_timeout 20s;
-        }}
-    }}"""):
-        yield port, sock
 
 
 def start_app(serve, sock):

@@ -14,7 +14,7 @@ use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
-use crate::conn::{read_timeout, write_all_timeout};
+use crate::conn::{read_timeout, write_all_timeout, Unread};
 use crate::http::ChunkedDecoder;
 
 const READ_CHUNK: usize = 64 * 1024;
@@ -161,6 +161,9 @@ impl BodyReader {
     /// Read and discard the rest of the body so the connection can carry
     /// the next request; false when that is not worth it or fails.
     pub fn drain(&mut self, limit: u64) -> bool {
+        if matches!(self.unread(), Unread::Bytes(n) if n > limit) {
+            return false; // known to be too much: not worth a core's time
+        }
         let mut drained = 0u64;
         while !self.is_finished() {
             if self.broken || drained > limit {
@@ -173,6 +176,30 @@ impl BodyReader {
             }
         }
         !self.broken
+    }
+
+    /// What of the body is still on the socket (not read by anyone yet).
+    pub fn unread(&self) -> Unread {
+        if self.broken {
+            return Unread::Unknown;
+        }
+        match &self.mode {
+            BodyMode::Length(n) => {
+                let buffered = (self.buf.len() - self.pos) as u64;
+                if *n <= buffered {
+                    Unread::Nothing
+                } else {
+                    Unread::Bytes(n - buffered)
+                }
+            }
+            BodyMode::Chunked(d) if d.is_done() => Unread::Nothing,
+            BodyMode::Chunked(_) => Unread::Unknown,
+        }
+    }
+
+    /// Whether the client waits for "100 Continue" before it sends the body.
+    pub fn awaits_continue(&self) -> bool {
+        self.continue_pending
     }
 
     /// The bytes after the body (the next pipelined request), for the

@@ -14,6 +14,7 @@ pub mod response;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
+use crate::conn::Unread;
 use input::{BodyReader, Input};
 use response::{FileWrapper, ResponseCtx, StartResponse};
 
@@ -31,6 +32,9 @@ pub struct Outcome {
     pub raised: bool,
     /// The end of the response, still to be written (without the GIL).
     pub tail: Vec<u8>,
+    /// What the client may still be sending of the body: read and
+    /// discarded before the connection is closed (see `conn::Linger`).
+    pub unread: Unread,
 }
 
 /// The largest unread request body we drain to keep a connection alive;
@@ -88,18 +92,23 @@ pub fn call(
     let tail = s.take_tail();
     let mut keep_alive = s.ctx.keep_alive && !s.write_failed;
     let reader = input.bind(py).borrow_mut().take_reader();
-    let leftover = match reader {
+    let (leftover, unread) = match reader {
         Some(mut r) => {
-            if keep_alive && !r.is_finished() {
+            if r.awaits_continue() && !r.is_finished() {
+                // The client holds the body back until "100 Continue",
+                // which would now come after the final response: close.
+                keep_alive = false;
+            } else if keep_alive && !r.is_finished() {
                 // GIL: released while discarding the unread body.
                 keep_alive = py.detach(|| r.drain(DRAIN_LIMIT));
             }
             keep_alive &= !r.broken;
-            r.into_leftover()
+            let unread = r.unread();
+            (r.into_leftover(), unread)
         }
         None => {
             keep_alive = false;
-            Vec::new()
+            (Vec::new(), Unread::Unknown)
         }
     };
     Outcome {
@@ -110,6 +119,7 @@ pub fn call(
         leftover,
         raised,
         tail,
+        unread,
     }
 }
 
@@ -246,5 +256,6 @@ fn internal_failure(py: Python<'_>, e: &PyErr) -> Outcome {
         leftover: Vec::new(),
         raised: true,
         tail: Vec::new(),
+        unread: Unread::Unknown,
     }
 }
