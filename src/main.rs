@@ -87,10 +87,7 @@ fn run() -> anyhow::Result<i32> {
                 std::env::set_current_dir(dir)
                     .map_err(|e| anyhow::anyhow!("cannot chdir to {}: {e}", dir.display()))?;
             }
-            for name in &cfg.ignored {
-                let why = config::option_help(name).unwrap_or("accepted; no effect");
-                log::line(&format!("option --{name}: {why}"));
-            }
+            log::block(cfg.report.render().as_bytes());
             master::Master::new(cfg)?.run()
         }
     }

@@ -1,0 +1,525 @@
+//! The option table: one row per option uwsgi-rs knows, with its names, its
+//! value, its status (same as uWSGI, different, no effect, not honoured yet,
+//! rejected), the family that implements it, and how its value is parsed into
+//! [`Config`]. `--help`, `--help-migrating` (docs/MIGRATING.md) and the
+//! start-up report are all generated from it.
+//!
+//! Implementing an option family is flipping its rows from [`NotYet`] to
+//! [`Same`] (or [`Different`] with a note) once the behaviour exists: the
+//! values are already parsed and validated into typed [`Config`] fields here.
+//! Nothing in this file does I/O or reads the environment.
+
+use std::path::PathBuf;
+
+use super::report::ConfigError;
+use super::values::{self, *};
+use super::{Config, HookPhase};
+
+/// Whether an option takes a value. The `&str` is the metavar shown in `--help`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arg {
+    /// No value; `--x=true/false/1/0/yes/no/on/off` (or ini `x = ...`) also accepted.
+    Switch,
+    /// Requires a non-empty value: `--x V`, `--x=V`, `-c V`, `-cV`.
+    Value(&'static str),
+    /// Value only via `--x=V` (or ini); bare `--x` is the switch form.
+    Optional(&'static str),
+}
+
+/// How uwsgi-rs treats an option compared with uWSGI 2.0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Implemented with uWSGI's meaning.
+    Same,
+    /// Implemented, with a difference the note names (logged at start).
+    Different,
+    /// Accepted and validated; nothing to do (the note says why; logged at start).
+    NoEffect,
+    /// Accepted and validated into [`Config`], behaviour not built yet: the
+    /// server starts and the start-up report names it.
+    NotYet,
+    /// A uWSGI option uwsgi-rs will not have: exit 1, the note says what instead.
+    Rejected,
+    /// uwsgi-rs only.
+    Own,
+    /// Part of the config language (`ini`, `if-env`, `for`, `set`...):
+    /// handled while the configuration is read.
+    Language,
+}
+
+/// Which part of the server an option belongs to (who implements its behaviour).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Family {
+    Core,
+    Syntax,
+    App,
+    Logging,
+    Static,
+    Lifecycle,
+    Sockets,
+    Process,
+    Other,
+}
+
+impl Family {
+    pub fn label(self) -> &'static str {
+        match self {
+            Family::Core => "core",
+            Family::Syntax => "config language",
+            Family::App => "app loading",
+            Family::Logging => "logging",
+            Family::Static => "static files",
+            Family::Lifecycle => "worker lifecycle",
+            Family::Sockets => "sockets and requests",
+            Family::Process => "process",
+            Family::Other => "other",
+        }
+    }
+}
+
+/// What an option's apply function gets: the config being built, the option
+/// name as typed (`--socket`), and a place for warnings.
+pub struct Ctx<'a> {
+    pub cfg: &'a mut Config,
+    pub name: &'a str,
+    pub warnings: &'a mut Vec<String>,
+}
+
+type Apply = fn(&mut Ctx<'_>, Option<&str>) -> Result<(), ConfigError>;
+
+/// One row of the option table.
+pub struct OptSpec {
+    /// Long names without dashes; the first is canonical.
+    pub names: &'static [&'static str],
+    pub short: Option<char>,
+    pub arg: Arg,
+    pub status: Status,
+    pub family: Family,
+    /// What the option does (`--help`).
+    pub help: &'static str,
+    /// [`Different`]/[`NoEffect`]: how or why; [`Rejected`]: what to do
+    /// instead; otherwise an optional remark for docs/MIGRATING.md.
+    pub note: &'static str,
+    /// Parse the value into the config. Called with `Some(non-empty)` for
+    /// [`Arg::Value`]; possibly `None` otherwise. Never called for
+    /// [`Rejected`] or [`Language`] rows.
+    pub apply: Apply,
+}
+
+impl OptSpec {
+    pub fn canonical(&self) -> &'static str {
+        self.names[0]
+    }
+
+    /// Whether the value is a number or a switch (a trailing comment is
+    /// dropped) rather than text (kept verbatim, as uWSGI does).
+    pub fn numeric(&self) -> bool {
+        match self.arg {
+            Arg::Switch => true,
+            Arg::Value(m) | Arg::Optional(m) => {
+                matches!(
+                    m,
+                    "N" | "SECONDS" | "BYTES" | "MB" | "MS" | "MODE" | "SIGNAL" | "LEVEL"
+                )
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+const fn opt(
+    names: &'static [&'static str],
+    short: Option<char>,
+    arg: Arg,
+    status: Status,
+    family: Family,
+    help: &'static str,
+    note: &'static str,
+    apply: Apply,
+) -> OptSpec {
+    OptSpec {
+        names,
+        short,
+        arg,
+        status,
+        family,
+        help,
+        note,
+        apply,
+    }
+}
+
+use Arg::{Optional, Switch, Value};
+use Family::*;
+use Status::*;
+
+fn t(v: Option<&str>) -> &str {
+    v.unwrap_or_default()
+}
+fn p(v: Option<&str>) -> PathBuf {
+    PathBuf::from(t(v))
+}
+fn noop(_: &mut Ctx<'_>, _: Option<&str>) -> Result<(), ConfigError> {
+    Ok(())
+}
+fn check_flag(c: &mut Ctx<'_>, v: Option<&str>) -> Result<(), ConfigError> {
+    flag(c.name, v).map(|_| ())
+}
+fn check_int(c: &mut Ctx<'_>, v: Option<&str>) -> Result<(), ConfigError> {
+    int(c.name, v, 0, u64::MAX).map(|_| ())
+}
+fn listener(c: &mut Ctx<'_>, v: Option<&str>, proto: Option<Protocol>) -> Result<(), ConfigError> {
+    let addr = ListenAddr::parse(t(v)).map_err(|_| {
+        invalid(
+            c.name,
+            t(v),
+            "an address like :PORT, HOST:PORT, [IPV6]:PORT (port 0-65535) or a unix socket path",
+        )
+    })?;
+    c.cfg.pending_listeners.push((proto, addr));
+    Ok(())
+}
+fn hook_row(c: &mut Ctx<'_>, v: Option<&str>, phase: HookPhase) -> Result<(), ConfigError> {
+    let h = hook(c.name, t(v))?;
+    c.cfg.lifecycle.hooks.push((phase, h));
+    Ok(())
+}
+fn exec_row(c: &mut Ctx<'_>, v: Option<&str>, phase: HookPhase) -> Result<(), ConfigError> {
+    c.cfg.lifecycle.hooks.push((
+        phase,
+        Hook {
+            action: "exec".into(),
+            arg: t(v).to_string(),
+        },
+    ));
+    Ok(())
+}
+fn route_row(c: &mut Ctx<'_>, v: Option<&str>, subject: RouteSubject) -> Result<(), ConfigError> {
+    let r = route(c.name, t(v), subject)?;
+    c.cfg.requests.routes.push(r);
+    Ok(())
+}
+fn plugins(c: &mut Ctx<'_>, v: Option<&str>) -> Result<(), ConfigError> {
+    match foreign_plugins(t(v)).into_iter().next() {
+        Some(plugin) => Err(ConfigError::UnsupportedPlugin {
+            option: c.name.to_string(),
+            plugin,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Every option uwsgi-rs knows, in `--help` order within each status.
+#[rustfmt::skip]
+pub static OPTIONS: &[OptSpec] = &[
+    // ---- core: listeners and the app
+    opt(&["http"], None, Value("ADDR"), Different, Core, "add an HTTP listener (:PORT, HOST:PORT, [IPV6]:PORT or a unix socket path)", "the workers serve HTTP themselves, like --http-socket; uWSGI starts a separate HTTP router process", |c, v| listener(c, v, Some(Protocol::Http))),
+    opt(&["http-socket", "http11-socket"], None, Value("ADDR"), Same, Core, "add an HTTP listener (HTTP/1.1 with keep-alive)", "", |c, v| listener(c, v, Some(Protocol::Http))),
+    opt(&["socket"], Some('s'), Value("ADDR"), Same, Core, "add a listener speaking --protocol (default: uwsgi)", "", |c, v| listener(c, v, None)),
+    opt(&["uwsgi-socket"], None, Value("ADDR"), Same, Core, "add a uwsgi-protocol listener", "", |c, v| listener(c, v, Some(Protocol::Uwsgi))),
+    opt(&["protocol"], None, Value("PROTO"), Same, Core, "protocol of --socket listeners: uwsgi (default), http or http11", "", |c, v| { c.cfg.protocol = Some(protocol_value(c.name, t(v))?); Ok(()) }),
+    opt(&["module", "wsgi"], Some('w'), Value("MODULE[:CALLABLE]"), Same, Core, "load a WSGI module", "with --wsgi-file too, the module is loaded and the file only if the module cannot be imported, as in uWSGI", |c, v| { c.cfg.module = Some(module_value(c.name, t(v))?); Ok(()) }),
+    opt(&["wsgi-file", "file"], None, Value("FILE"), Same, Core, "load a WSGI script file (any name: app.py, app.wsgi, keystone-wsgi-public)", "", |c, v| { c.cfg.wsgi_file = Some(p(v)); Ok(()) }),
+    opt(&["callable"], None, Value("NAME"), Same, Core, "name of the WSGI callable (default: application)", "", |c, v| { c.cfg.callable = t(v).to_string(); Ok(()) }),
+    opt(&["chdir"], None, Value("DIR"), Same, Core, "chdir to DIR before loading the app", "", |c, v| { c.cfg.chdir = Some(p(v)); Ok(()) }),
+    opt(&["pythonpath", "python-path", "pp"], None, Value("DIR"), Same, Core, "add DIR to sys.path (repeatable)", "", |c, v| { c.cfg.pythonpath.push(p(v)); Ok(()) }),
+    opt(&["home", "virtualenv", "venv", "pyhome"], Some('H'), Value("DIR"), Same, Core, "use the Python virtualenv at DIR", "without it $VIRTUAL_ENV is used, like uWSGI; a uwsgi-rs installed in a venv runs in that venv", |c, v| { c.cfg.home = Some(p(v)); Ok(()) }),
+    opt(&["env"], None, Value("KEY=VALUE"), Same, Core, "set an environment variable (repeatable)", "", |c, v| { let kv = key_value(c.name, t(v))?; c.cfg.env.push(kv); Ok(()) }),
+    // ---- core: processes
+    opt(&["master"], Some('M'), Switch, Different, Core, "enable the master process", "there is always a master; the switch changes nothing", |c, v| { c.cfg.master = flag(c.name, v)?; Ok(()) }),
+    opt(&["processes", "workers"], Some('p'), Value("N"), Same, Core, "number of worker processes (1-1024, default 1)", "", |c, v| { c.cfg.processes = int(c.name, v, 1, 1024)? as usize; Ok(()) }),
+    opt(&["threads"], None, Value("N"), Same, Core, "threads per worker (1-512, default 1)", "Python threads are always enabled", |c, v| { c.cfg.threads = int(c.name, v, 1, 512)? as usize; Ok(()) }),
+    opt(&["listen"], Some('l'), Value("N"), Same, Core, "socket listen backlog (default 100)", "", |c, v| { c.cfg.listen = int(c.name, v, 1, i32::MAX as u64)? as i32; Ok(()) }),
+    opt(&["max-requests"], Some('R'), Value("N"), Same, Core, "recycle a worker after N requests (0 = off)", "", |c, v| { c.cfg.max_requests = int(c.name, v, 0, u64::MAX)?; Ok(()) }),
+    opt(&["pidfile", "safe-pidfile"], None, Value("FILE"), Same, Core, "write the master pid to FILE", "also removed at exit (uWSGI: only with --vacuum)", |c, v| { c.cfg.pidfile = Some(p(v)); Ok(()) }),
+    opt(&["chmod-socket", "chmod"], Some('C'), Optional("MODE"), Same, Core, "chmod unix sockets to octal MODE (bare: 666)", "", |c, v| { c.cfg.chmod_socket = Some(mode(c.name, v)?); Ok(()) }),
+    opt(&["disable-logging"], Some('L'), Switch, Same, Core, "disable request logging", "", |c, v| { c.cfg.disable_logging = flag(c.name, v)?; Ok(()) }),
+    opt(&["buffer-size"], Some('b'), Value("BYTES"), Same, Core, "max size of a request's headers (default 4096)", "", |c, v| { c.cfg.buffer_size = int(c.name, v, 1, 1 << 26)? as usize; Ok(()) }),
+    opt(&["socket-timeout"], Some('z'), Value("SECONDS"), Same, Core, "socket I/O timeout (default 4)", "", |c, v| { c.cfg.socket_timeout = int(c.name, v, 1, u64::MAX)?; Ok(()) }),
+    opt(&["limit-post"], None, Value("BYTES"), Same, Core, "reject request bodies larger than BYTES (0 = off)", "", |c, v| { c.cfg.limit_post = int(c.name, v, 0, u64::MAX)?; Ok(()) }),
+    opt(&["http-underscores-in-headers"], None, Switch, Own, Core, "keep HTTP request headers whose names contain '_' (dropped by default: X_User would alias X-User)", "", |c, v| { c.cfg.http_underscores_in_headers = flag(c.name, v)?; Ok(()) }),
+    opt(&["harakiri"], Some('t'), Value("SECONDS"), Same, Core, "kill a worker stuck on one request for SECONDS (0 = off)", "the deadline is per request thread, and the traceback of the stuck request is always logged", |c, v| { c.cfg.harakiri = int(c.name, v, 0, u64::MAX)?; Ok(()) }),
+    opt(&["harakiri-verbose"], None, Switch, Same, Core, "log more details on harakiri", "", |c, v| { c.cfg.harakiri_verbose = flag(c.name, v)?; Ok(()) }),
+    opt(&["uid"], None, Value("USER"), Same, Core, "drop privileges to USER (name or number)", "", |c, v| { c.cfg.uid = Some(t(v).to_string()); Ok(()) }),
+    opt(&["gid"], None, Value("GROUP"), Same, Core, "drop privileges to GROUP (name or number)", "", |c, v| { c.cfg.gid = Some(t(v).to_string()); Ok(()) }),
+    opt(&["stats", "stats-server"], None, Value("ADDR"), Same, Core, "serve stats JSON on ADDR", "uWSGI's JSON", |c, v| { c.cfg.stats = Some(t(v).to_string()); Ok(()) }),
+    opt(&["stats-http"], None, Switch, Same, Core, "serve stats over HTTP", "", |c, v| { c.cfg.stats_http = flag(c.name, v)?; Ok(()) }),
+    opt(&["reload-mercy", "worker-reload-mercy"], None, Value("SECONDS"), Same, Core, "how long to wait for workers to stop (default 60)", "one setting under both names (uWSGI has two)", |c, v| { c.cfg.reload_mercy = int(c.name, v, 0, u64::MAX)?; Ok(()) }),
+    opt(&["strict"], None, Switch, Same, Core, "unknown keys in config files are errors (default: ignored with one warning)", "", |c, v| { c.cfg.strict = flag(c.name, v)?; Ok(()) }),
+    opt(&["lazy-apps", "lazy"], None, Switch, Same, App, "load the app in each worker after fork", "every worker always loads the app itself (uWSGI's lazy-apps); without it uWSGI loads it once in the master", |c, v| { c.cfg.lazy_apps = flag(c.name, v)?; Ok(()) }),
+    opt(&["show-config"], None, Switch, Same, Core, "log the configuration, expanded, as ini at start", "", |c, v| { c.cfg.show_config = flag(c.name, v)?; Ok(()) }),
+    // ---- tracebacker and the rest of uwsgi-rs's own
+    opt(&["py-tracebacker"], None, Value("BASE"), Same, Core, "serve Python stack traces of each worker on unix socket BASE<N>", "same output; also answers while a request holds the GIL; sockets are 0600 and refuse peers with another uid (root excepted)", |c, v| { c.cfg.py_tracebacker = Some(t(v).to_string()); Ok(()) }),
+    opt(&["connect-and-read"], None, Value("ADDR"), Same, Core, "connect to ADDR (e.g. a tracebacker socket), print what it sends, exit", "the tracebacker client", |c, v| { c.cfg.connect_and_read = Some(t(v).to_string()); Ok(()) }),
+    opt(&["tracebacks"], None, Value("BASE"), Own, Core, "print the tracebacks of every worker under tracebacker BASE, with the request each thread serves, and exit", "", |c, v| { c.cfg.tracebacks = Some(t(v).to_string()); Ok(()) }),
+    opt(&["json"], None, Switch, Own, Core, "with --tracebacks: print one JSON document instead of text", "", |c, v| { c.cfg.tracebacks_json = flag(c.name, v)?; Ok(()) }),
+    opt(&["py-tracebacker-locals"], None, Switch, Own, Core, "add each frame's local variables (truncated reprs) to --tracebacks dumps", "", |c, v| { c.cfg.py_tracebacker_locals = flag(c.name, v)?; Ok(()) }),
+    opt(&["py-tracebacker-slow"], None, Value("SECONDS"), Own, Core, "log the traceback of any request still running after SECONDS, once, without killing it (0 = off)", "", |c, v| { c.cfg.py_tracebacker_slow = int(c.name, v, 0, u64::MAX)?; Ok(()) }),
+    opt(&["get"], None, Value("OPTION"), Same, Core, "print the value of OPTION (any of its names; the first given), expanded, and exit (repeatable)", "", noop),
+    opt(&["help"], Some('h'), Switch, Same, Core, "print this help and exit", "", noop),
+    opt(&["help-migrating"], None, Switch, Own, Core, "print the option tables of docs/MIGRATING.md and exit", "", noop),
+    opt(&["version"], None, Switch, Same, Core, "print the version and exit", "", noop),
+
+    // ---- the config language (handled while reading; rows for --help and --strict)
+    opt(&["ini"], None, Value("FILE[:SECTION]"), Language, Syntax, "load an ini file section ([uwsgi] by default; `:SECTION` alone: from the last ini file) at this position", "", noop),
+    opt(&["set", "set-placeholder", "set-ph"], Some('S'), Value("KEY=VALUE"), Language, Syntax, "set a placeholder (or, --set, an option) for %(KEY)", "", noop),
+    opt(&["print", "iprint"], None, Value("TEXT"), Language, Syntax, "print TEXT (expanded) at start", "", noop),
+    opt(&["if-env", "if-not-env"], None, Value("VAR[=VALUE]"), Language, Syntax, "the options up to endif apply only if VAR is set (to VALUE); %(_) is its value", "", noop),
+    opt(&["if-exists", "if-not-exists"], None, Value("PATH"), Language, Syntax, "the options up to endif apply only if PATH exists; %(_) is PATH", "", noop),
+    opt(&["if-file", "if-not-file"], None, Value("PATH"), Language, Syntax, "the options up to endif apply only if PATH is a regular file", "", noop),
+    opt(&["if-dir", "if-not-dir"], None, Value("PATH"), Language, Syntax, "the options up to endif apply only if PATH is a directory", "", noop),
+    opt(&["if-opt", "if-not-opt"], None, Value("OPTION[=VALUE]"), Language, Syntax, "the options up to endif apply only if OPTION was given earlier (with VALUE)", "", noop),
+    opt(&["if-reload", "if-not-reload"], None, Switch, Language, Syntax, "the options up to endif apply only on (not on) a reload: uwsgi-rs never re-reads its configuration, so never (always)", "", noop),
+    opt(&["if-hostname", "if-not-hostname"], None, Value("NAME"), Language, Syntax, "the options up to endif apply only on host NAME", "", noop),
+    opt(&["if-plugin", "if-not-plugin"], None, Value("NAME"), Language, Syntax, "the options up to endif apply only if plugin NAME is available (python, python3, http)", "", noop),
+    opt(&["for", "for-glob", "for-times", "for-readline"], None, Value("ITEMS"), Language, Syntax, "repeat each option up to endfor for every item (words, glob matches, 1..N, lines of a file) as %(_)", "", noop),
+    opt(&["endif", "end-if", "endfor", "end-for", "end", "else"], None, Switch, Language, Syntax, "end an if/for block (else: the options after it apply if the if did not)", "", noop),
+
+    // ---- accepted, no effect
+    opt(&["vacuum"], None, Switch, NoEffect, Core, "remove unix sockets and the pidfile at exit", "always done", check_flag),
+    opt(&["die-on-term"], None, Switch, NoEffect, Core, "shut down on SIGTERM", "SIGTERM always shuts down gracefully (see Signals)", check_flag),
+    opt(&["enable-threads"], Some('T'), Switch, NoEffect, Core, "enable Python threads", "Python threads are always enabled", check_flag),
+    opt(&["single-interpreter"], Some('i'), Switch, NoEffect, Core, "use a single Python interpreter", "there is always a single interpreter", check_flag),
+    opt(&["need-app"], None, Switch, NoEffect, App, "exit if the app cannot be loaded", "a server whose app cannot be loaded at start always exits with status 1", check_flag),
+    opt(&["thunder-lock"], None, Switch, NoEffect, Core, "serialize accept()", "one core per worker polls; nothing to serialize", check_flag),
+    opt(&["http-keepalive"], None, Optional("N"), NoEffect, Sockets, "HTTP keep-alive", "HTTP/1.1 keep-alive is always on", |c, v| { if v.is_some_and(|v| !v.trim().is_empty()) { int(c.name, v, 0, u64::MAX)?; } Ok(()) }),
+    opt(&["http-auto-chunked"], None, Switch, NoEffect, Sockets, "chunk HTTP/1.1 responses without Content-Length", "always done on HTTP/1.1 connections", check_flag),
+    opt(&["http-chunked-input"], None, Switch, NoEffect, Sockets, "accept chunked request bodies", "chunked request bodies are always decoded", check_flag),
+    opt(&["http-raw-body"], None, Switch, NoEffect, Sockets, "pass HTTP bodies unparsed", "the workers read request bodies themselves", check_flag),
+    opt(&["close-on-exec"], None, Switch, NoEffect, Process, "set close-on-exec on connection sockets", "every socket is always close-on-exec", check_flag),
+    opt(&["close-on-exec2"], None, Switch, NoEffect, Process, "set close-on-exec on server sockets", "the listeners are close-on-exec except where the workers need them", check_flag),
+    opt(&["socket-write-timeout", "so-write-timeout", "so-send-timeout", "socket-send-timeout"], None, Value("SECONDS"), NoEffect, Sockets, "timeout for socket writes", "writes are bounded by --socket-timeout", check_int),
+    opt(&["auto-procname"], None, Switch, NoEffect, Process, "set meaningful process names", "process names are not changed", check_flag),
+    opt(&["procname-prefix", "procname-prefix-spaced", "procname-append", "procname", "procname-master"], None, Value("NAME"), NoEffect, Process, "change process names", "process names are not changed", noop),
+    opt(&["no-orphans"], None, Switch, NoEffect, Process, "workers exit when the master dies", "always done (parent-death signal)", check_flag),
+    opt(&["memory-report"], Some('m'), Switch, NoEffect, Process, "log memory use with each request", "no effect; --stats reports worker RSS", check_flag),
+    opt(&["plugin", "plugins"], None, Value("LIST"), NoEffect, Core, "load uWSGI plugins", "python, python3 and http are built in (also given as paths or N:name); any other plugin is an error", plugins),
+    opt(&["plugin-dir", "plugins-dir"], None, Value("DIR"), NoEffect, Core, "search plugins in DIR", "the plugins uwsgi-rs accepts are built in", noop),
+    opt(&["autoload"], None, Switch, NoEffect, Core, "load plugins for unknown options", "the plugins uwsgi-rs accepts are built in", check_flag),
+    opt(&["pcre-jit"], None, Switch, NoEffect, Core, "JIT-compile routing regexps", "no effect", check_flag),
+    opt(&["reaper"], Some('r'), Switch, NoEffect, Process, "reap zombie children after each request", "no effect", check_flag),
+
+    // ---- app loading, not honoured yet
+    opt(&["import", "shared-import", "pyimport", "python-import"], None, Value("MODULE"), NotYet, App, "import a Python module in every worker before the app", "", |c, v| { c.cfg.app.imports.push(t(v).to_string()); Ok(()) }),
+    opt(&["py-call-osafterfork"], None, Switch, NotYet, App, "run os.register_at_fork hooks (and Python signal handling) in the workers", "", |c, v| { c.cfg.app.py_call_osafterfork = flag(c.name, v)?; Ok(()) }),
+    opt(&["pyargv"], None, Value("ARGS"), NotYet, App, "set sys.argv", "", |c, v| { c.cfg.app.pyargv = Some(t(v).to_string()); Ok(()) }),
+    opt(&["optimize"], Some('O'), Value("LEVEL"), NotYet, App, "Python optimization level (-O)", "", |c, v| { c.cfg.app.optimize = int(c.name, v, 0, 2)? as u8; Ok(()) }),
+    opt(&["no-site"], None, Switch, NotYet, App, "do not import the site module", "", |c, v| { c.cfg.app.no_site = flag(c.name, v)?; Ok(()) }),
+    opt(&["wsgi-disable-file-wrapper"], None, Switch, NotYet, App, "no wsgi.file_wrapper in the environ", "", |c, v| { c.cfg.app.wsgi_disable_file_wrapper = flag(c.name, v)?; Ok(()) }),
+    opt(&["py-autoreload", "python-autoreload"], None, Value("SECONDS"), NotYet, App, "reload when a Python module changes, checking every SECONDS (development)", "", |c, v| { c.cfg.app.py_autoreload = int(c.name, v, 0, u64::MAX)?; Ok(()) }),
+    opt(&["chdir2"], None, Value("DIR"), NotYet, App, "chdir to DIR after loading the app", "", |c, v| { c.cfg.app.chdir2 = Some(p(v)); Ok(()) }),
+
+    // ---- logging, not honoured yet
+    opt(&["logto"], None, Value("FILE"), NotYet, Logging, "log to FILE (opened before dropping privileges)", "", |c, v| { c.cfg.logging.logto = Some(p(v)); Ok(()) }),
+    opt(&["logto2"], None, Value("FILE"), NotYet, Logging, "log to FILE (opened after dropping privileges)", "", |c, v| { c.cfg.logging.logto2 = Some(p(v)); Ok(()) }),
+    opt(&["daemonize"], Some('d'), Value("LOGFILE"), NotYet, Logging, "detach and log to LOGFILE", "", |c, v| { c.cfg.logging.daemonize = Some(p(v)); Ok(()) }),
+    opt(&["daemonize2"], None, Value("LOGFILE"), NotYet, Logging, "detach after loading the app and log to LOGFILE", "", |c, v| { c.cfg.logging.daemonize2 = Some(p(v)); Ok(()) }),
+    opt(&["log-reopen"], None, Switch, NotYet, Logging, "reopen the log file on reload (logrotate)", "", |c, v| { c.cfg.logging.reopen = flag(c.name, v)?; Ok(()) }),
+    opt(&["log-maxsize"], None, Value("BYTES"), NotYet, Logging, "rotate the log file at BYTES", "", |c, v| { c.cfg.logging.maxsize = bytes(c.name, v)?; Ok(()) }),
+    opt(&["log-backupname"], None, Value("FILE"), NotYet, Logging, "name of the rotated log file", "", |c, v| { c.cfg.logging.backupname = Some(p(v)); Ok(()) }),
+    opt(&["log-master"], None, Switch, NotYet, Logging, "the master writes every log line", "", |c, v| { c.cfg.logging.master = flag(c.name, v)?; Ok(()) }),
+    opt(&["threaded-logger"], None, Switch, NotYet, Logging, "write logs from a thread of the master", "", |c, v| { c.cfg.logging.threaded = flag(c.name, v)?; Ok(()) }),
+    opt(&["log-date", "logdate"], None, Optional("FORMAT"), NotYet, Logging, "prefix log lines with the date (or a strftime FORMAT)", "", |c, v| { c.cfg.logging.date = log_date(v); Ok(()) }),
+    opt(&["log-format", "logformat"], None, Value("FORMAT"), NotYet, Logging, "request log line format with %(var) fields", "", |c, v| { c.cfg.logging.format = Some(t(v).to_string()); Ok(()) }),
+    opt(&["logformat-strftime", "log-format-strftime"], None, Switch, NotYet, Logging, "apply strftime to the request log format", "", |c, v| { c.cfg.logging.format_strftime = flag(c.name, v)?; Ok(()) }),
+    opt(&["log-4xx"], None, Switch, NotYet, Logging, "log 4xx responses even with --disable-logging", "", |c, v| { c.cfg.logging.log_4xx = flag(c.name, v)?; Ok(()) }),
+    opt(&["log-5xx"], None, Switch, NotYet, Logging, "log 5xx responses even with --disable-logging", "", |c, v| { c.cfg.logging.log_5xx = flag(c.name, v)?; Ok(()) }),
+    opt(&["log-slow"], None, Value("MS"), NotYet, Logging, "log requests slower than MS milliseconds even with --disable-logging", "", |c, v| { c.cfg.logging.slow_ms = int(c.name, v, 0, u64::MAX)?; Ok(()) }),
+    opt(&["log-big"], None, Value("BYTES"), NotYet, Logging, "log responses bigger than BYTES even with --disable-logging", "", |c, v| { c.cfg.logging.big = bytes(c.name, v)?; Ok(()) }),
+    opt(&["log-zero"], None, Switch, NotYet, Logging, "log responses without a body even with --disable-logging", "", |c, v| { c.cfg.logging.zero = flag(c.name, v)?; Ok(()) }),
+    opt(&["log-ioerror"], None, Switch, NotYet, Logging, "log requests with I/O errors even with --disable-logging", "", |c, v| { c.cfg.logging.ioerror = flag(c.name, v)?; Ok(()) }),
+    opt(&["log-micros"], None, Switch, NotYet, Logging, "response time in microseconds in the request log", "", |c, v| { c.cfg.logging.micros = flag(c.name, v)?; Ok(()) }),
+    opt(&["log-x-forwarded-for"], None, Switch, NotYet, Logging, "log the X-Forwarded-For address instead of the peer's", "", |c, v| { c.cfg.logging.x_forwarded_for = flag(c.name, v)?; Ok(()) }),
+    opt(&["logger"], None, Value("[NAME] SPEC"), NotYet, Logging, "add a logger (file:PATH, stdio, syslog...)", "", |c, v| { let l = logger(c.name, t(v))?; c.cfg.logging.loggers.push(l); Ok(()) }),
+    opt(&["req-logger"], None, Value("[NAME] SPEC"), NotYet, Logging, "add a request logger (file:PATH, stdio, syslog...)", "", |c, v| { let l = logger(c.name, t(v))?; c.cfg.logging.req_loggers.push(l); Ok(()) }),
+    opt(&["log-route"], None, Value("LOGGER REGEXP"), NotYet, Logging, "send log lines matching REGEXP to the named logger", "", |c, v| { let r = log_route(c.name, t(v))?; c.cfg.logging.routes.push(r); Ok(()) }),
+    opt(&["log-req-route"], None, Value("LOGGER REGEXP"), NotYet, Logging, "send request log lines matching REGEXP to the named logger", "", |c, v| { let r = log_route(c.name, t(v))?; c.cfg.logging.req_routes.push(r); Ok(()) }),
+    opt(&["log-encoder"], None, Value("ENCODER"), NotYet, Logging, "add an encoder (format, json, prefix...) to the log chain", "", |c, v| { c.cfg.logging.encoders.push(t(v).to_string()); Ok(()) }),
+    opt(&["log-req-encoder"], None, Value("ENCODER"), NotYet, Logging, "add an encoder to the request log chain", "", |c, v| { c.cfg.logging.req_encoders.push(t(v).to_string()); Ok(()) }),
+    opt(&["log-drain"], None, Value("REGEXP"), NotYet, Logging, "drop log lines matching REGEXP", "", |c, v| { c.cfg.logging.drain.push(t(v).to_string()); Ok(()) }),
+    opt(&["logfile-chown"], None, Switch, NotYet, Logging, "chown the log file to --uid/--gid", "", |c, v| { c.cfg.logging.chown = flag(c.name, v)?; Ok(()) }),
+    opt(&["logfile-chmod"], None, Value("MODE"), NotYet, Logging, "chmod the log file", "", |c, v| { c.cfg.logging.chmod = Some(mode(c.name, v)?); Ok(()) }),
+    opt(&["log-master-bufsize"], None, Value("BYTES"), NotYet, Logging, "buffer size of the master's logger", "", |c, v| { c.cfg.logging.master_bufsize = bytes(c.name, v)?; Ok(()) }),
+
+    // ---- static files, not honoured yet
+    opt(&["static-map"], None, Value("MOUNT=PATH"), NotYet, Static, "serve the files under PATH at MOUNT", "", |c, v| { let m = static_map(c.name, t(v), false)?; c.cfg.statics.maps.push(m); Ok(()) }),
+    opt(&["static-map2"], None, Value("MOUNT=PATH"), NotYet, Static, "like --static-map, appending the whole request path to PATH", "", |c, v| { let m = static_map(c.name, t(v), true)?; c.cfg.statics.maps.push(m); Ok(()) }),
+    opt(&["check-static"], None, Value("DIR"), NotYet, Static, "serve a request from DIR when the file exists there", "", |c, v| { c.cfg.statics.check.push(p(v)); Ok(()) }),
+    opt(&["static-index"], None, Value("FILE"), NotYet, Static, "file served for a directory (index.html)", "", |c, v| { c.cfg.statics.index.push(t(v).to_string()); Ok(()) }),
+    opt(&["static-skip-ext"], None, Value("EXT"), NotYet, Static, "never serve files with this extension statically", "", |c, v| { c.cfg.statics.skip_ext.push(t(v).to_string()); Ok(()) }),
+    opt(&["static-safe"], None, Value("DIR"), NotYet, Static, "allow symlinks pointing into DIR", "", |c, v| { c.cfg.statics.safe.push(p(v)); Ok(()) }),
+    opt(&["static-expires"], None, Value("REGEXP SECONDS"), NotYet, Static, "Expires header for files whose name matches", "", |c, v| { let x = static_expires(c.name, t(v), ExpiresOn::Filename)?; c.cfg.statics.expires.push(x); Ok(()) }),
+    opt(&["static-expires-uri"], None, Value("REGEXP SECONDS"), NotYet, Static, "Expires header for request URIs that match", "", |c, v| { let x = static_expires(c.name, t(v), ExpiresOn::Uri)?; c.cfg.statics.expires.push(x); Ok(()) }),
+    opt(&["static-expires-path-info"], None, Value("REGEXP SECONDS"), NotYet, Static, "Expires header for PATH_INFOs that match", "", |c, v| { let x = static_expires(c.name, t(v), ExpiresOn::PathInfo)?; c.cfg.statics.expires.push(x); Ok(()) }),
+    opt(&["static-expires-type"], None, Value("TYPE SECONDS"), NotYet, Static, "Expires header by content type", "", |c, v| { let x = static_expires(c.name, t(v), ExpiresOn::ContentType)?; c.cfg.statics.expires.push(x); Ok(()) }),
+    opt(&["static-gzip-all"], None, Switch, NotYet, Static, "serve FILE.gz for FILE when the client accepts gzip", "", |c, v| { c.cfg.statics.gzip_all = flag(c.name, v)?; Ok(()) }),
+    opt(&["static-gzip-dir", "static-gzip-prefix"], None, Value("DIR"), NotYet, Static, "like --static-gzip-all for files under DIR", "", |c, v| { c.cfg.statics.gzip_dirs.push(p(v)); Ok(()) }),
+    opt(&["static-gzip-ext", "static-gzip-suffix"], None, Value("EXT"), NotYet, Static, "like --static-gzip-all for files with this extension", "", |c, v| { c.cfg.statics.gzip_exts.push(t(v).to_string()); Ok(()) }),
+    opt(&["mimefile", "mime-file"], None, Value("FILE"), NotYet, Static, "mime types file (default /etc/mime.types)", "", |c, v| { c.cfg.statics.mimefiles.push(p(v)); Ok(()) }),
+    opt(&["offload-threads"], None, Value("N"), NotYet, Static, "threads per worker that send static files (0 = none)", "", |c, v| { c.cfg.statics.offload_threads = int(c.name, v, 0, 1024)? as usize; Ok(()) }),
+
+    // ---- worker lifecycle, not honoured yet
+    opt(&["reload-on-rss"], None, Value("MB"), NotYet, Lifecycle, "recycle a worker whose RSS exceeds MB megabytes", "", |c, v| { c.cfg.lifecycle.reload_on_rss = megabytes(c.name, v)?; Ok(()) }),
+    opt(&["reload-on-as"], None, Value("MB"), NotYet, Lifecycle, "recycle a worker whose address space exceeds MB megabytes", "", |c, v| { c.cfg.lifecycle.reload_on_as = megabytes(c.name, v)?; Ok(()) }),
+    opt(&["evil-reload-on-rss"], None, Value("MB"), NotYet, Lifecycle, "kill a worker whose RSS exceeds MB megabytes (checked by the master)", "", |c, v| { c.cfg.lifecycle.evil_reload_on_rss = megabytes(c.name, v)?; Ok(()) }),
+    opt(&["evil-reload-on-as"], None, Value("MB"), NotYet, Lifecycle, "kill a worker whose address space exceeds MB megabytes (checked by the master)", "", |c, v| { c.cfg.lifecycle.evil_reload_on_as = megabytes(c.name, v)?; Ok(()) }),
+    opt(&["max-worker-lifetime"], None, Value("SECONDS"), NotYet, Lifecycle, "recycle a worker after SECONDS", "", |c, v| { c.cfg.lifecycle.max_worker_lifetime = int(c.name, v, 0, u64::MAX)?; Ok(()) }),
+    opt(&["max-worker-lifetime-delta"], None, Value("SECONDS"), NotYet, Lifecycle, "add worker id x SECONDS to --max-worker-lifetime", "", |c, v| { c.cfg.lifecycle.max_worker_lifetime_delta = int(c.name, v, 0, u64::MAX)?; Ok(()) }),
+    opt(&["min-worker-lifetime"], None, Value("SECONDS"), NotYet, Lifecycle, "never recycle a worker younger than SECONDS (default 10)", "", |c, v| { c.cfg.lifecycle.min_worker_lifetime = int(c.name, v, 0, u64::MAX)?; Ok(()) }),
+    opt(&["max-requests-delta"], None, Value("N"), NotYet, Lifecycle, "add worker id x N to --max-requests", "", |c, v| { c.cfg.lifecycle.max_requests_delta = int(c.name, v, 0, u64::MAX)?; Ok(()) }),
+    opt(&["reload-on-exception"], None, Switch, NotYet, Lifecycle, "recycle a worker when the app raises", "", |c, v| { c.cfg.lifecycle.reload_on_exception = flag(c.name, v)?; Ok(()) }),
+    opt(&["cheaper"], None, Value("N"), NotYet, Lifecycle, "adaptive worker count: keep at least N workers, up to --processes", "", |c, v| { c.cfg.lifecycle.cheaper.min = int(c.name, v, 0, 1024)? as usize; Ok(()) }),
+    opt(&["cheaper-initial"], None, Value("N"), NotYet, Lifecycle, "workers started at first in cheaper mode", "", |c, v| { c.cfg.lifecycle.cheaper.initial = Some(int(c.name, v, 0, 1024)? as usize); Ok(()) }),
+    opt(&["cheaper-step"], None, Value("N"), NotYet, Lifecycle, "workers added at a time in cheaper mode", "", |c, v| { c.cfg.lifecycle.cheaper.step = int(c.name, v, 1, 1024)? as usize; Ok(()) }),
+    opt(&["cheaper-algo"], None, Value("ALGO"), NotYet, Lifecycle, "cheaper algorithm: spare (default), spare2, backlog, busyness, manual", "", |c, v| { c.cfg.lifecycle.cheaper.algo = cheaper_algo(c.name, t(v))?; Ok(()) }),
+    opt(&["cheaper-overload"], None, Value("SECONDS"), NotYet, Lifecycle, "how long all workers must be busy before adding one", "", |c, v| { c.cfg.lifecycle.cheaper.overload = int(c.name, v, 0, u64::MAX)?; Ok(()) }),
+    opt(&["cheaper-rss-limit-soft"], None, Value("BYTES"), NotYet, Lifecycle, "add no workers while all workers' RSS is above BYTES", "", |c, v| { c.cfg.lifecycle.cheaper.rss_limit_soft = bytes(c.name, v)?; Ok(()) }),
+    opt(&["cheaper-rss-limit-hard"], None, Value("BYTES"), NotYet, Lifecycle, "retire workers while all workers' RSS is above BYTES", "", |c, v| { c.cfg.lifecycle.cheaper.rss_limit_hard = bytes(c.name, v)?; Ok(()) }),
+    opt(&["cheaper-busyness-max"], None, Value("N"), NotYet, Lifecycle, "busyness algo: add workers above N percent busy", "", |c, v| { c.cfg.lifecycle.cheaper.busyness_max = Some(int(c.name, v, 0, 100)?); Ok(()) }),
+    opt(&["cheaper-busyness-min"], None, Value("N"), NotYet, Lifecycle, "busyness algo: retire workers below N percent busy", "", |c, v| { c.cfg.lifecycle.cheaper.busyness_min = Some(int(c.name, v, 0, 100)?); Ok(()) }),
+    opt(&["cheaper-busyness-multiplier"], None, Value("N"), NotYet, Lifecycle, "busyness algo: cycles a worker must stay idle before it is retired", "", |c, v| { c.cfg.lifecycle.cheaper.busyness_multiplier = Some(int(c.name, v, 0, u64::MAX)?); Ok(()) }),
+    opt(&["cheaper-busyness-penalty"], None, Value("N"), NotYet, Lifecycle, "busyness algo: penalty for a worker retired too early", "", |c, v| { c.cfg.lifecycle.cheaper.busyness_penalty = Some(int(c.name, v, 0, u64::MAX)?); Ok(()) }),
+    opt(&["cheaper-busyness-backlog-alert"], None, Value("N"), NotYet, Lifecycle, "busyness algo: add workers when the listen queue exceeds N", "", |c, v| { c.cfg.lifecycle.cheaper.busyness_backlog_alert = Some(int(c.name, v, 0, u64::MAX)?); Ok(()) }),
+    opt(&["cheaper-busyness-backlog-step"], None, Value("N"), NotYet, Lifecycle, "busyness algo: workers added on a backlog alert", "", |c, v| { c.cfg.lifecycle.cheaper.busyness_backlog_step = Some(int(c.name, v, 0, u64::MAX)?); Ok(()) }),
+    opt(&["cheaper-busyness-verbose"], None, Switch, NotYet, Lifecycle, "busyness algo: log its decisions", "", |c, v| { c.cfg.lifecycle.cheaper.verbose = flag(c.name, v)?; Ok(()) }),
+    opt(&["harakiri-graceful-timeout"], None, Value("SECONDS"), NotYet, Lifecycle, "on harakiri, signal the worker first and kill it after SECONDS", "", |c, v| { c.cfg.lifecycle.harakiri_graceful_timeout = int(c.name, v, 0, u64::MAX)?; Ok(()) }),
+    opt(&["harakiri-graceful-signal"], None, Value("SIGNAL"), NotYet, Lifecycle, "signal of a graceful harakiri (default SIGTERM)", "", |c, v| { c.cfg.lifecycle.harakiri_graceful_signal = signal(c.name, v)?; Ok(()) }),
+    opt(&["touch-reload"], None, Value("FILE"), NotYet, Lifecycle, "graceful reload when FILE is touched", "", |c, v| { c.cfg.lifecycle.touch_reload.push(p(v)); Ok(()) }),
+    opt(&["touch-chain-reload", "touch-workers-reload"], None, Value("FILE"), NotYet, Lifecycle, "reload the workers one at a time when FILE is touched", "", |c, v| { c.cfg.lifecycle.touch_workers_reload.push(p(v)); Ok(()) }),
+    opt(&["master-fifo"], None, Value("FILE"), NotYet, Lifecycle, "control FIFO: r/R reload, q/Q stop, c/C workers, w/f/l, 0-9 select", "", |c, v| { c.cfg.lifecycle.master_fifo.push(p(v)); Ok(()) }),
+    opt(&["attach-daemon", "attach-control-daemon"], None, Value("COMMAND"), NotYet, Lifecycle, "run COMMAND beside the workers, restart it when it dies, stop it at exit", "", |c, v| { c.cfg.lifecycle.daemons.push(Daemon { command: t(v).to_string(), pidfile: None }); Ok(()) }),
+    opt(&["smart-attach-daemon", "smart-attach-daemon2"], None, Value("PIDFILE COMMAND"), NotYet, Lifecycle, "like --attach-daemon for a COMMAND that writes PIDFILE", "", |c, v| { let d = smart_daemon(c.name, t(v))?; c.cfg.lifecycle.daemons.push(d); Ok(()) }),
+    opt(&["cron", "unique-cron"], None, Value("M H D MON WDAY CMD"), NotYet, Lifecycle, "run CMD at uWSGI cron times (-1 = any, -N = every N)", "", |c, v| { let unique = c.name.contains("unique"); let j = values::cron(c.name, t(v), unique)?; c.cfg.lifecycle.crons.push(j); Ok(()) }),
+    opt(&["hook-asap"], None, Value("ACTION:ARGS"), NotYet, Lifecycle, "run a hook as soon as possible", "", |c, v| hook_row(c, v, HookPhase::Asap)),
+    opt(&["hook-master-start"], None, Value("ACTION:ARGS"), NotYet, Lifecycle, "run a hook when the master starts (e.g. unix_signal:15 gracefully_kill_them_all)", "", |c, v| hook_row(c, v, HookPhase::MasterStart)),
+    opt(&["hook-pre-app"], None, Value("ACTION:ARGS"), NotYet, Lifecycle, "run a hook before the app is loaded", "", |c, v| hook_row(c, v, HookPhase::PreApp)),
+    opt(&["hook-post-app"], None, Value("ACTION:ARGS"), NotYet, Lifecycle, "run a hook after the app is loaded", "", |c, v| hook_row(c, v, HookPhase::PostApp)),
+    opt(&["hook-post-fork"], None, Value("ACTION:ARGS"), NotYet, Lifecycle, "run a hook in every worker after fork", "", |c, v| hook_row(c, v, HookPhase::PostFork)),
+    opt(&["hook-accepting"], None, Value("ACTION:ARGS"), NotYet, Lifecycle, "run a hook when a worker starts accepting", "", |c, v| hook_row(c, v, HookPhase::Accepting)),
+    opt(&["hook-as-user"], None, Value("ACTION:ARGS"), NotYet, Lifecycle, "run a hook after dropping privileges", "", |c, v| hook_row(c, v, HookPhase::AsUser)),
+    opt(&["exec-asap"], None, Value("COMMAND"), NotYet, Lifecycle, "run COMMAND as soon as possible", "", |c, v| exec_row(c, v, HookPhase::Asap)),
+    opt(&["exec-pre-app"], None, Value("COMMAND"), NotYet, Lifecycle, "run COMMAND before the app is loaded", "", |c, v| exec_row(c, v, HookPhase::PreApp)),
+    opt(&["exec-post-app"], None, Value("COMMAND"), NotYet, Lifecycle, "run COMMAND after the app is loaded", "", |c, v| exec_row(c, v, HookPhase::PostApp)),
+    opt(&["exec-as-root"], None, Value("COMMAND"), NotYet, Lifecycle, "run COMMAND before dropping privileges", "", |c, v| exec_row(c, v, HookPhase::AsRoot)),
+    opt(&["exec-as-user"], None, Value("COMMAND"), NotYet, Lifecycle, "run COMMAND after dropping privileges", "", |c, v| exec_row(c, v, HookPhase::AsUser)),
+    opt(&["exit-on-reload"], None, Switch, NotYet, Lifecycle, "exit instead of reloading (on SIGHUP)", "", |c, v| { c.cfg.lifecycle.exit_on_reload = flag(c.name, v)?; Ok(()) }),
+    opt(&["idle"], None, Value("SECONDS"), NotYet, Lifecycle, "stop the workers after SECONDS without requests (cheap mode)", "", |c, v| { c.cfg.lifecycle.idle = int(c.name, v, 0, u64::MAX)?; Ok(()) }),
+    opt(&["die-on-idle"], None, Switch, NotYet, Lifecycle, "with --idle: exit instead", "", |c, v| { c.cfg.lifecycle.die_on_idle = flag(c.name, v)?; Ok(()) }),
+
+    // ---- sockets and requests, not honoured yet
+    opt(&["chown-socket"], None, Value("USER[:GROUP]"), NotYet, Sockets, "chown unix sockets", "", |c, v| { c.cfg.requests.chown_socket = Some(owner(c.name, t(v))?); Ok(()) }),
+    opt(&["umask"], None, Value("MODE"), NotYet, Sockets, "set the umask (sockets and files created)", "", |c, v| { c.cfg.requests.umask = Some(values::umask(c.name, v)?); Ok(()) }),
+    opt(&["http-timeout"], None, Value("SECONDS"), NotYet, Sockets, "timeout of HTTP connections (uWSGI's router)", "", |c, v| { c.cfg.requests.http_timeout = Some(int(c.name, v, 1, u64::MAX)?); Ok(()) }),
+    opt(&["http-enable-proxy-protocol", "enable-proxy-protocol", "http-socket-proxy-protocol"], None, Switch, NotYet, Sockets, "accept the PROXY protocol (v1/v2) and take REMOTE_ADDR from it", "", |c, v| { c.cfg.requests.proxy_protocol = flag(c.name, v)?; Ok(()) }),
+    opt(&["post-buffering"], None, Value("BYTES"), NotYet, Sockets, "read request bodies over BYTES to a temp file before calling the app", "", |c, v| { c.cfg.requests.post_buffering = post_buffering(c, v)?; Ok(()) }),
+    opt(&["post-buffering-bufsize"], None, Value("BYTES"), NotYet, Sockets, "buffer size for --post-buffering reads", "", |c, v| { c.cfg.requests.post_buffering_bufsize = bytes(c.name, v)?; Ok(()) }),
+    opt(&["add-header"], None, Value("NAME: VALUE"), NotYet, Sockets, "add a header to every response", "", |c, v| { let h = header(c.name, t(v))?; c.cfg.requests.add_headers.push(h); Ok(()) }),
+    opt(&["del-header", "remove-header"], None, Value("NAME"), NotYet, Sockets, "remove a header from every response", "", |c, v| { c.cfg.requests.del_headers.push(t(v).to_string()); Ok(()) }),
+    opt(&["manage-script-name"], None, Switch, NotYet, Sockets, "split SCRIPT_NAME from PATH_INFO by the --mount points", "", |c, v| { c.cfg.requests.manage_script_name = flag(c.name, v)?; Ok(()) }),
+    opt(&["mount"], None, Value("MOUNT=APP"), NotYet, Sockets, "serve APP (file or module) under MOUNT", "", |c, v| { let m = mount(c.name, t(v))?; c.cfg.requests.mounts.push(m); Ok(()) }),
+    opt(&["route"], None, Value("REGEXP ACTION"), NotYet, Sockets, "apply ACTION (addheader, return, redirect, static...) to requests whose PATH_INFO matches", "", |c, v| route_row(c, v, RouteSubject::PathInfo)),
+    opt(&["route-uri"], None, Value("REGEXP ACTION"), NotYet, Sockets, "like --route on REQUEST_URI", "", |c, v| route_row(c, v, RouteSubject::RequestUri)),
+    opt(&["route-host"], None, Value("REGEXP ACTION"), NotYet, Sockets, "like --route on the Host header", "", |c, v| route_row(c, v, RouteSubject::Host)),
+    opt(&["route-qs"], None, Value("REGEXP ACTION"), NotYet, Sockets, "like --route on QUERY_STRING", "", |c, v| route_row(c, v, RouteSubject::QueryString)),
+    opt(&["route-if"], None, Value("COND:ARG ACTION"), NotYet, Sockets, "apply ACTION when a condition holds", "", |c, v| route_row(c, v, RouteSubject::If { negate: false, condition: String::new() })),
+    opt(&["route-if-not"], None, Value("COND:ARG ACTION"), NotYet, Sockets, "apply ACTION when a condition does not hold", "", |c, v| route_row(c, v, RouteSubject::If { negate: true, condition: String::new() })),
+    opt(&["route-run"], None, Value("ACTION"), NotYet, Sockets, "apply ACTION to every request", "", |c, v| route_row(c, v, RouteSubject::Always)),
+    opt(&["disable-write-exception"], None, Switch, NotYet, Sockets, "no exception in the app when the client has gone", "", |c, v| { c.cfg.requests.disable_write_exception = flag(c.name, v)?; Ok(()) }),
+    opt(&["ignore-sigpipe"], None, Switch, NotYet, Sockets, "do not log SIGPIPE", "", |c, v| { c.cfg.requests.ignore_sigpipe = flag(c.name, v)?; Ok(()) }),
+    opt(&["ignore-write-errors"], None, Switch, NotYet, Sockets, "do not log write errors to clients that have gone", "", |c, v| { c.cfg.requests.ignore_write_errors = flag(c.name, v)?; Ok(()) }),
+    opt(&["honour-stdin"], None, Switch, NotYet, Sockets, "keep stdin (instead of /dev/null)", "", |c, v| { c.cfg.requests.honour_stdin = flag(c.name, v)?; Ok(()) }),
+    opt(&["reuse-port"], None, Switch, NotYet, Sockets, "set SO_REUSEPORT on TCP listeners", "", |c, v| { c.cfg.requests.reuse_port = flag(c.name, v)?; Ok(()) }),
+    opt(&["so-keepalive"], None, Switch, NotYet, Sockets, "set SO_KEEPALIVE on connections", "", |c, v| { c.cfg.requests.so_keepalive = flag(c.name, v)?; Ok(()) }),
+    opt(&["max-fd"], None, Value("N"), NotYet, Process, "raise the open-files limit to N", "", |c, v| { c.cfg.requests.max_fd = Some(int(c.name, v, 1, u64::MAX)?); Ok(()) }),
+    opt(&["pidfile2"], None, Value("FILE"), NotYet, Process, "write the master pid to FILE after dropping privileges", "", |c, v| { c.cfg.requests.pidfile2 = Some(p(v)); Ok(()) }),
+
+    // ---- rejected: exit 1 with what to do instead
+    opt(&["emperor"], None, Value("DIR"), Rejected, Other, "run the Emperor", "run one uwsgi-rs (one systemd unit) per app", noop),
+    opt(&["gevent", "gevent-early-monkey-patch", "gevent-monkey-patch"], None, Value("N"), Rejected, Other, "gevent loop engine", "use --threads (the app must not rely on gevent's monkey patching)", noop),
+    opt(&["async", "ugreen", "greenlet"], None, Value("N"), Rejected, Other, "async cores", "use --threads", noop),
+    opt(&["https", "https-socket"], None, Value("ADDR,CERT,KEY"), Rejected, Other, "HTTPS listener", "terminate TLS in the reverse proxy and use --http-socket or --socket behind it", noop),
+    opt(&["cache2", "cache"], None, Value("SPEC"), Rejected, Other, "uWSGI's shared cache", "use an external cache (Redis, memcached); uwsgi.cache_* is not available", noop),
+    opt(&["spooler", "spooler-processes", "spooler-import"], Some('Q'), Value("DIR"), Rejected, Other, "uWSGI's spooler", "run a task queue (Celery, RQ) beside the server", noop),
+    opt(&["mule", "mules", "farm"], None, Optional("SCRIPT"), Rejected, Other, "mule processes", "run the script as its own service (another systemd unit)", noop),
+    opt(&["legion"], None, Value("SPEC"), Rejected, Other, "uWSGI Legion clustering", "use your orchestrator's leader election", noop),
+    opt(&["fastrouter", "subscribe-to", "subscription-server"], None, Value("ADDR"), Rejected, Other, "uWSGI routers and subscriptions", "use a reverse proxy (nginx, haproxy)", noop),
+];
+
+/// `post-buffering` is a size; uWSGI reads `post-buffering = true` as 0 (its
+/// strtoul finds no digits), which turns buffering off: keep that, and say so.
+fn post_buffering(c: &mut Ctx<'_>, v: Option<&str>) -> Result<u64, ConfigError> {
+    match flag(c.name, v) {
+        Ok(on) if !t(v).trim().starts_with(|ch: char| ch.is_ascii_digit()) => {
+            c.warnings.push(format!(
+                "{} = {} is 0 (no buffering) in uWSGI, which reads a size in bytes here; give one (e.g. 65536)",
+                c.name.trim_start_matches('-'),
+                t(v).trim()
+            ));
+            let _ = on;
+            Ok(0)
+        }
+        _ => bytes(c.name, v),
+    }
+}
+
+/// The row for a long name.
+pub fn find_long(name: &str) -> Option<&'static OptSpec> {
+    OPTIONS.iter().find(|o| o.names.contains(&name))
+}
+
+/// The row for a short letter.
+pub fn find_short(c: char) -> Option<&'static OptSpec> {
+    OPTIONS.iter().find(|o| o.short == Some(c))
+}
+
+/// Every long name, for "did you mean".
+pub fn all_names() -> impl Iterator<Item = &'static str> {
+    OPTIONS.iter().flat_map(|o| o.names.iter().copied())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_consistent() {
+        let mut longs = Vec::new();
+        let mut shorts = Vec::new();
+        for o in OPTIONS {
+            assert!(!o.names.is_empty());
+            assert!(!o.help.is_empty());
+            for n in o.names {
+                assert!(
+                    !n.starts_with('-') && !n.contains('=') && !n.is_empty(),
+                    "{n}"
+                );
+                assert!(
+                    n.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+                    "{n}"
+                );
+                assert!(!longs.contains(n), "duplicate --{n}");
+                longs.push(*n);
+            }
+            if let Some(c) = o.short {
+                assert!(!shorts.contains(&c), "duplicate -{c}");
+                shorts.push(c);
+            }
+            // What the operator reads at start must say something.
+            if matches!(o.status, Different | NoEffect | Rejected) {
+                assert!(!o.note.is_empty(), "--{} needs a note", o.names[0]);
+            }
+        }
+    }
+
+    #[test]
+    fn families_of_not_yet_rows_are_named() {
+        for o in OPTIONS.iter().filter(|o| o.status == NotYet) {
+            assert!(
+                !matches!(o.family, Core | Syntax | Other),
+                "--{} is not honoured yet: give it the family that will implement it",
+                o.names[0]
+            );
+        }
+    }
+}

@@ -1,0 +1,1140 @@
+//! Option values: the parsers that turn one option's text into a typed value,
+//! and the typed values of options whose behaviour lands later (static maps,
+//! routes, mounts, loggers, hooks...), so that the engineer who implements an
+//! option family only writes behaviour.
+//!
+//! Every parser takes the option name as typed (for the message) and the value
+//! after expansion, and returns a [`ConfigError`] naming both on bad input. It
+//! never panics and does no I/O. Numbers follow uWSGI's reading where real
+//! configs rely on it: a trailing `; comment` or `# comment` after a number or a
+//! switch is dropped (uWSGI's ini parser keeps it, and then strtol/`true`
+//! tests ignore it).
+
+use std::fmt;
+use std::path::PathBuf;
+
+use super::report::ConfigError;
+
+// ---------------------------------------------------------------------------
+// Listeners
+// ---------------------------------------------------------------------------
+
+/// A listening address: TCP `host:port` or a unix socket path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    Tcp { host: String, port: u16 },
+    Unix(PathBuf),
+}
+
+impl ListenAddr {
+    /// `":8080"` -> `0.0.0.0:8080`; `"127.0.0.1:8080"`; `"[::1]:8080"` -> host `::1`;
+    /// `"localhost:80"`. Anything containing `/` or without `:` is a unix socket path.
+    /// With a `:`, the port must be a valid u16 and an IPv6 host must be bracketed.
+    pub fn parse(s: &str) -> Result<ListenAddr, ConfigError> {
+        let bad = || ConfigError::InvalidAddress(s.to_string());
+        if s.is_empty() {
+            return Err(bad());
+        }
+        if s.contains('/') || !s.contains(':') {
+            return Ok(ListenAddr::Unix(PathBuf::from(s)));
+        }
+        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+            let (host, port) = rest.split_once("]:").ok_or_else(bad)?;
+            if host.is_empty() || host.contains(']') {
+                return Err(bad());
+            }
+            (host, port)
+        } else {
+            let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+            if host.contains(':') || host.contains('[') || host.contains(']') {
+                return Err(bad());
+            }
+            (if host.is_empty() { "0.0.0.0" } else { host }, port)
+        };
+        if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        Ok(ListenAddr::Tcp {
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddr::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
+            ListenAddr::Tcp { host, port } => write!(f, "{host}:{port}"),
+            ListenAddr::Unix(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// The protocol spoken on a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Http,
+    Uwsgi,
+}
+
+/// `--protocol`: the protocol of `--socket` listeners (uWSGI's "default
+/// sockets"). `http11` is HTTP here: every HTTP listener keeps connections alive.
+pub fn protocol_value(option: &str, v: &str) -> Result<Protocol, ConfigError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "uwsgi" => Ok(Protocol::Uwsgi),
+        "http" | "http11" => Ok(Protocol::Http),
+        _ => Err(invalid(option, v, "uwsgi, http or http11")),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Scalars
+// ---------------------------------------------------------------------------
+
+pub fn invalid(option: &str, value: &str, expected: impl Into<String>) -> ConfigError {
+    ConfigError::InvalidValue {
+        option: option.to_string(),
+        value: value.to_string(),
+        expected: expected.into(),
+    }
+}
+
+/// `value ; comment` or `value # comment` -> `value`. Only a `;` or `#` after
+/// whitespace starts a comment, so `#anchor` or `a;b` stay.
+pub fn strip_inline_comment(v: &str) -> &str {
+    let bytes = v.as_bytes();
+    for i in 1..bytes.len() {
+        if (bytes[i] == b';' || bytes[i] == b'#') && bytes[i - 1].is_ascii_whitespace() {
+            return v[..i].trim_end();
+        }
+    }
+    v.trim()
+}
+
+/// A switch value: absent or empty means on, as do uWSGI's true words.
+pub fn flag(option: &str, v: Option<&str>) -> Result<bool, ConfigError> {
+    let Some(raw) = v else { return Ok(true) };
+    match strip_inline_comment(raw).to_ascii_lowercase().as_str() {
+        "" | "true" | "1" | "yes" | "on" | "y" | "enable" | "enabled" => Ok(true),
+        "false" | "0" | "no" | "off" | "n" | "disable" | "disabled" => Ok(false),
+        _ => Err(invalid(option, raw, "true/false, 1/0, yes/no or on/off")),
+    }
+}
+
+/// A plain decimal integer in `min..=max` (a trailing comment is dropped).
+pub fn int(option: &str, v: Option<&str>, min: u64, max: u64) -> Result<u64, ConfigError> {
+    let raw = v.unwrap_or_default();
+    let s = strip_inline_comment(raw);
+    let expected = match (min, max) {
+        (0, u64::MAX) => "a non-negative integer".to_string(),
+        (1, u64::MAX) => "a positive integer".to_string(),
+        _ => format!("an integer from {min} to {max}"),
+    };
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid(option, raw, expected));
+    }
+    match s.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(invalid(option, raw, expected)),
+    }
+}
+
+/// A byte count: `N`, or `N` with a `k`/`m`/`g` suffix (powers of 1024). uWSGI
+/// reads plain numbers for these; the suffixes are uwsgi-rs's convenience.
+pub fn bytes(option: &str, v: Option<&str>) -> Result<u64, ConfigError> {
+    let raw = v.unwrap_or_default();
+    let s = strip_inline_comment(raw).to_ascii_lowercase();
+    let (digits, mult) = match s.as_bytes().last() {
+        Some(b'k') => (&s[..s.len() - 1], 1u64 << 10),
+        Some(b'm') => (&s[..s.len() - 1], 1 << 20),
+        Some(b'g') => (&s[..s.len() - 1], 1 << 30),
+        _ => (s.as_str(), 1),
+    };
+    let bad = || invalid(option, raw, "a size in bytes (optionally with k, m or g)");
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(bad)
+}
+
+/// Megabytes as uWSGI reads them (`reload-on-rss = 512`, also `0.5`) -> bytes.
+pub fn megabytes(option: &str, v: Option<&str>) -> Result<u64, ConfigError> {
+    let raw = v.unwrap_or_default();
+    let s = strip_inline_comment(raw);
+    let bad = || invalid(option, raw, "a number of megabytes");
+    let ok = !s.is_empty()
+        && s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && s.bytes().filter(|&b| b == b'.').count() <= 1
+        && s != ".";
+    if !ok {
+        return Err(bad());
+    }
+    let mb: f64 = s.parse().map_err(|_| bad())?;
+    let b = mb * 1024.0 * 1024.0;
+    if !b.is_finite() || b >= u64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(b as u64)
+}
+
+/// Octal socket mode; absent or empty (switch form) means 0o666. uWSGI takes
+/// three octal digits (`660`); a leading `0` (`0660`) is also accepted.
+pub fn mode(option: &str, v: Option<&str>) -> Result<u32, ConfigError> {
+    let raw = v.unwrap_or_default();
+    let s = strip_inline_comment(raw);
+    if s.is_empty() || s == "1" || s.eq_ignore_ascii_case("true") {
+        return Ok(0o666);
+    }
+    octal(option, raw, s, 0o7777, "an octal mode like 660 or 0660")
+}
+
+/// `--umask 022`.
+pub fn umask(option: &str, v: Option<&str>) -> Result<u32, ConfigError> {
+    let raw = v.unwrap_or_default();
+    octal(
+        option,
+        raw,
+        strip_inline_comment(raw),
+        0o777,
+        "an octal umask like 022",
+    )
+}
+
+fn octal(option: &str, raw: &str, s: &str, max: u32, expected: &str) -> Result<u32, ConfigError> {
+    if s.is_empty() || s.len() > 4 || !s.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return Err(invalid(option, raw, expected));
+    }
+    match u32::from_str_radix(s, 8) {
+        Ok(m) if m <= max => Ok(m),
+        _ => Err(invalid(option, raw, expected)),
+    }
+}
+
+/// A signal number (`harakiri-graceful-signal = 15`) or name (`SIGTERM`, `TERM`).
+pub fn signal(option: &str, v: Option<&str>) -> Result<i32, ConfigError> {
+    let raw = v.unwrap_or_default();
+    let s = strip_inline_comment(raw).to_ascii_uppercase();
+    let name = s.strip_prefix("SIG").unwrap_or(&s);
+    let by_name = match name {
+        "HUP" => Some(1),
+        "INT" => Some(2),
+        "QUIT" => Some(3),
+        "KILL" => Some(9),
+        "USR1" => Some(10),
+        "USR2" => Some(12),
+        "TERM" => Some(15),
+        _ => None,
+    };
+    if let Some(n) = by_name {
+        return Ok(n);
+    }
+    match name.parse::<i32>() {
+        Ok(n) if (1..=64).contains(&n) => Ok(n),
+        _ => Err(invalid(
+            option,
+            raw,
+            "a signal number (1-64) or name like SIGTERM",
+        )),
+    }
+}
+
+pub fn module_value(option: &str, s: &str) -> Result<String, ConfigError> {
+    let ok = match s.split_once(':') {
+        Some((module, callable)) => {
+            !module.trim().is_empty() && !callable.trim().is_empty() && !callable.contains(':')
+        }
+        None => !s.trim().is_empty(),
+    };
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(invalid(option, s, "MODULE or MODULE:CALLABLE"))
+    }
+}
+
+/// `KEY=VALUE` (the value may contain `=`).
+pub fn key_value(option: &str, s: &str) -> Result<(String, String), ConfigError> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(invalid(option, s, "KEY=VALUE")),
+    }
+}
+
+/// `--plugin(s) LIST`: comma- or space-separated; `python`, `python3`,
+/// `pythonNN`, `http` are built in, also given as `N:name`, `name_plugin.so` or
+/// a path to one (`/usr/lib/uwsgi/python`). Returns the plugins that are not.
+pub fn foreign_plugins(v: &str) -> Vec<String> {
+    v.split(|c: char| c == ',' || c.is_whitespace())
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+        .filter(|item| {
+            let name = match item.split_once(':') {
+                Some((n, rest)) if n.bytes().all(|b| b.is_ascii_digit()) => rest,
+                _ => item,
+            };
+            let name = name.rsplit('/').next().unwrap_or(name);
+            let name = name.strip_suffix(".so").unwrap_or(name);
+            let name = name.strip_suffix("_plugin").unwrap_or(name);
+            let builtin = name == "http"
+                || name == "corerouter"
+                || name
+                    .strip_prefix("python")
+                    .is_some_and(|rest| rest.bytes().all(|b| b.is_ascii_digit()));
+            !builtin
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// `USER[:GROUP]` for `--chown-socket`.
+pub fn owner(option: &str, s: &str) -> Result<Owner, ConfigError> {
+    let (user, group) = match s.split_once(':') {
+        Some((u, g)) => (u.trim(), Some(g.trim())),
+        None => (s.trim(), None),
+    };
+    if user.is_empty() || group.is_some_and(str::is_empty) || s.contains(char::is_whitespace) {
+        return Err(invalid(option, s, "USER or USER:GROUP"));
+    }
+    Ok(Owner {
+        user: user.to_string(),
+        group: group.map(str::to_string),
+    })
+}
+
+/// A user and an optional group, by name or number (resolved where used).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub user: String,
+    pub group: Option<String>,
+}
+
+// ---------------------------------------------------------------------------
+// Static files
+// ---------------------------------------------------------------------------
+
+/// `--static-map MOUNT=PATH` / `--static-map2`: requests under MOUNT are files
+/// under PATH. With static-map the mount prefix is replaced by PATH; with
+/// static-map2 the whole request path is appended to PATH.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticMap {
+    pub mount: String,
+    pub path: PathBuf,
+    pub append_full_path: bool,
+}
+
+pub fn static_map(option: &str, s: &str, append_full_path: bool) -> Result<StaticMap, ConfigError> {
+    match s.split_once('=') {
+        Some((mount, path)) if !mount.trim().is_empty() && !path.trim().is_empty() => {
+            Ok(StaticMap {
+                mount: mount.trim().to_string(),
+                path: PathBuf::from(path.trim()),
+                append_full_path,
+            })
+        }
+        _ => Err(invalid(option, s, "MOUNTPOINT=PATH")),
+    }
+}
+
+/// What a `--static-expires*` rule matches on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiresOn {
+    /// `static-expires`: the file name (regexp).
+    Filename,
+    /// `static-expires-uri`: REQUEST_URI (regexp).
+    Uri,
+    /// `static-expires-path-info`: PATH_INFO (regexp).
+    PathInfo,
+    /// `static-expires-type`: the content type (exact).
+    ContentType,
+}
+
+/// `--static-expires REGEXP SECONDS` (the regexp is compiled where used).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticExpires {
+    pub on: ExpiresOn,
+    pub pattern: String,
+    pub seconds: u64,
+}
+
+pub fn static_expires(option: &str, s: &str, on: ExpiresOn) -> Result<StaticExpires, ConfigError> {
+    let bad = || invalid(option, s, "PATTERN SECONDS");
+    let (pattern, secs) = s.trim().rsplit_once(char::is_whitespace).ok_or_else(bad)?;
+    let pattern = pattern.trim();
+    if pattern.is_empty() {
+        return Err(bad());
+    }
+    let seconds = int(option, Some(secs), 0, u64::MAX).map_err(|_| bad())?;
+    Ok(StaticExpires {
+        on,
+        pattern: pattern.to_string(),
+        seconds,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Requests
+// ---------------------------------------------------------------------------
+
+/// An HTTP header line `Name: value` (`--add-header`, route `addheader:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub name: String,
+    pub value: String,
+}
+
+pub fn header(option: &str, s: &str) -> Result<Header, ConfigError> {
+    let bad = || invalid(option, s, "a header line like 'Name: value'");
+    let (name, value) = s.split_once(':').ok_or_else(bad)?;
+    let name = name.trim();
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(token) || s.contains(['\r', '\n']) {
+        return Err(bad());
+    }
+    Ok(Header {
+        name: name.to_string(),
+        value: value.trim().to_string(),
+    })
+}
+
+/// `--mount MOUNTPOINT=APP`: APP is a file path (`.py`, `.wsgi`) or `module[:callable]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub mountpoint: String,
+    pub app: String,
+}
+
+pub fn mount(option: &str, s: &str) -> Result<Mount, ConfigError> {
+    match s.split_once('=') {
+        Some((m, app)) if !app.trim().is_empty() => {
+            let m = m.trim();
+            if !(m.is_empty() || m.starts_with('/')) {
+                return Err(invalid(
+                    option,
+                    s,
+                    "MOUNTPOINT=APP with MOUNTPOINT starting with /",
+                ));
+            }
+            Ok(Mount {
+                mountpoint: m.trim_end_matches('/').to_string(),
+                app: app.trim().to_string(),
+            })
+        }
+        _ => Err(invalid(option, s, "MOUNTPOINT=APP")),
+    }
+}
+
+/// What a route's condition is tested against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteSubject {
+    /// `route`: PATH_INFO matches the regexp.
+    PathInfo,
+    /// `route-uri`: REQUEST_URI.
+    RequestUri,
+    /// `route-host`: the Host header.
+    Host,
+    /// `route-qs`: QUERY_STRING.
+    QueryString,
+    /// `route-if` / `route-if-not`: a named condition (`equal`, `startswith`,
+    /// `exists`...) with its argument.
+    If { negate: bool, condition: String },
+    /// `route-run`: always.
+    Always,
+}
+
+/// A route's action, typed for the common ones; any other uWSGI action is
+/// kept by name (validated against uWSGI's list of actions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteAction {
+    AddHeader(Header),
+    DelHeader(String),
+    /// `return:STATUS` / `break:STATUS`: answer with that status and stop.
+    Return(u16),
+    Redirect {
+        status: u16,
+        url: String,
+    },
+    Static(PathBuf),
+    Rewrite {
+        to: String,
+        last: bool,
+    },
+    Continue,
+    Last,
+    Break,
+    Goto(String),
+    Log(String),
+    Other {
+        name: String,
+        arg: String,
+    },
+}
+
+/// A `--route*` rule: subject, pattern (a PCRE regexp, compiled where used;
+/// empty for `route-run`) and action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub subject: RouteSubject,
+    pub pattern: String,
+    pub action: RouteAction,
+}
+
+/// Route actions uWSGI 2.0 registers (core and plugins).
+const ROUTE_ACTIONS: &[&str] = &[
+    "-",
+    "access",
+    "addheader",
+    "addvar",
+    "alarm",
+    "basicauth",
+    "basicauth-next",
+    "break",
+    "break-with-status",
+    "cache",
+    "cache-continue",
+    "cache-store",
+    "cachedec",
+    "cachediv",
+    "cacheinc",
+    "cachemul",
+    "cacheset",
+    "cachestore",
+    "cachevar",
+    "call",
+    "cgi",
+    "cgihelper",
+    "chdir",
+    "chunked",
+    "clearheaders",
+    "continue",
+    "delheader",
+    "disableheaders",
+    "donotlog",
+    "donotoffload",
+    "expires",
+    "fastfile",
+    "fastfile-next",
+    "fcgi",
+    "fcgiauth",
+    "file",
+    "file-next",
+    "fixcl",
+    "fixpathinfo",
+    "flush",
+    "forcecl",
+    "goto",
+    "gzip",
+    "harakiri",
+    "hash",
+    "http",
+    "httpconnect",
+    "httpdumb",
+    "last",
+    "log",
+    "logvar",
+    "memcached",
+    "memcached-continue",
+    "memcached-store",
+    "memcachedstore",
+    "metricdec",
+    "metricdiv",
+    "metricinc",
+    "metricmul",
+    "metricset",
+    "offload",
+    "proxyhttp",
+    "proxyhttpconnect",
+    "proxyuwsgi",
+    "redirect",
+    "redirect-301",
+    "redirect-302",
+    "redirect-permanent",
+    "redis",
+    "redis-continue",
+    "redis-store",
+    "redisstore",
+    "remheader",
+    "resetheaders",
+    "return",
+    "rewrite",
+    "rewrite-last",
+    "rpc",
+    "rpcblob",
+    "rpcnext",
+    "rpcraw",
+    "rpcret",
+    "rpcvar",
+    "send",
+    "send-crnl",
+    "sendfile",
+    "sendfile-next",
+    "setapp",
+    "setdocroot",
+    "setfile",
+    "sethome",
+    "setmethod",
+    "setmodifier1",
+    "setmodifier2",
+    "setpathinfo",
+    "setprocname",
+    "setremoteaddr",
+    "setscheme",
+    "setscriptname",
+    "seturi",
+    "setuser",
+    "signal",
+    "ssi",
+    "static",
+    "static-next",
+    "symcall",
+    "symcall-next",
+    "template",
+    "to-file",
+    "tofile",
+    "toupper",
+    "toxslt",
+    "uwsgi",
+    "xmldir",
+    "xslt",
+];
+
+/// Parse a `--route*` value. `subject` comes from the option name.
+pub fn route(option: &str, s: &str, subject: RouteSubject) -> Result<Route, ConfigError> {
+    let s = s.trim();
+    let (subject, pattern, action) = match subject {
+        RouteSubject::Always => (RouteSubject::Always, String::new(), s),
+        RouteSubject::If { negate, .. } => {
+            let (cond, action) = s
+                .split_once(char::is_whitespace)
+                .ok_or_else(|| invalid(option, s, "CONDITION:ARG ACTION[:ARGS]"))?;
+            let (name, arg) = cond
+                .split_once(':')
+                .ok_or_else(|| invalid(option, s, "CONDITION:ARG ACTION[:ARGS]"))?;
+            let subject = RouteSubject::If {
+                negate,
+                condition: name.to_string(),
+            };
+            (subject, arg.to_string(), action.trim_start())
+        }
+        other => {
+            let (pattern, action) = s
+                .split_once(char::is_whitespace)
+                .ok_or_else(|| invalid(option, s, "REGEXP ACTION[:ARGS]"))?;
+            (other, pattern.to_string(), action.trim_start())
+        }
+    };
+    Ok(Route {
+        subject,
+        pattern,
+        action: route_action(option, action)?,
+    })
+}
+
+fn route_action(option: &str, s: &str) -> Result<RouteAction, ConfigError> {
+    let (name, arg) = match s.split_once(':') {
+        Some((n, a)) => (n.trim(), a),
+        None => (s.trim(), ""),
+    };
+    let status = |arg: &str| -> Result<u16, ConfigError> {
+        match arg.split_whitespace().next().map(str::parse::<u16>) {
+            Some(Ok(n)) if (100..=599).contains(&n) => Ok(n),
+            _ => Err(invalid(
+                option,
+                s,
+                format!("{name}:STATUS with a status from 100 to 599"),
+            )),
+        }
+    };
+    let needs_arg = |what: &str| -> Result<String, ConfigError> {
+        if arg.trim().is_empty() {
+            Err(invalid(option, s, format!("{name}:{what}")))
+        } else {
+            Ok(arg.trim().to_string())
+        }
+    };
+    Ok(match name {
+        "addheader" => RouteAction::AddHeader(header(option, arg)?),
+        "delheader" | "remheader" => RouteAction::DelHeader(needs_arg("NAME")?),
+        "return" | "break-with-status" => RouteAction::Return(status(arg)?),
+        "break" if !arg.trim().is_empty() => RouteAction::Return(status(arg)?),
+        "break" => RouteAction::Break,
+        "redirect" | "redirect-302" => RouteAction::Redirect {
+            status: 302,
+            url: needs_arg("URL")?,
+        },
+        "redirect-301" | "redirect-permanent" => RouteAction::Redirect {
+            status: 301,
+            url: needs_arg("URL")?,
+        },
+        "static" => RouteAction::Static(PathBuf::from(needs_arg("PATH")?)),
+        "rewrite" => RouteAction::Rewrite {
+            to: needs_arg("PATH")?,
+            last: false,
+        },
+        "rewrite-last" => RouteAction::Rewrite {
+            to: needs_arg("PATH")?,
+            last: true,
+        },
+        "continue" => RouteAction::Continue,
+        "last" => RouteAction::Last,
+        "goto" => RouteAction::Goto(needs_arg("LABEL")?),
+        "log" => RouteAction::Log(arg.to_string()),
+        other if ROUTE_ACTIONS.contains(&other) => RouteAction::Other {
+            name: other.to_string(),
+            arg: arg.to_string(),
+        },
+        _ => return Err(invalid(
+            option,
+            s,
+            "a uWSGI route action (addheader, return, redirect, static, rewrite, continue, ...)",
+        )),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Logging
+// ---------------------------------------------------------------------------
+
+/// `--logger [NAME] PLUGIN[:ARGS]` / `--req-logger`: e.g. `file:/var/log/x.log`,
+/// `stdio`, `syslog:tag`, `cron file:/x.log` (named logger for `log-route`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggerSpec {
+    pub name: Option<String>,
+    pub plugin: String,
+    pub arg: String,
+}
+
+pub fn logger(option: &str, s: &str) -> Result<LoggerSpec, ConfigError> {
+    let s = s.trim();
+    let (name, spec) = match s.split_once(char::is_whitespace) {
+        Some((n, rest)) if !n.contains(':') => (Some(n.to_string()), rest.trim()),
+        _ => (None, s),
+    };
+    let (plugin, arg) = match spec.split_once(':') {
+        Some((p, a)) => (p, a),
+        None => (spec, ""),
+    };
+    const KNOWN: &[&str] = &[
+        "file",
+        "stdio",
+        "syslog",
+        "rsyslog",
+        "socket",
+        "udp",
+        "fd",
+        "redislog",
+        "mongodblog",
+        "zeromq",
+        "graylog2",
+        "systemd",
+        "sqlite3",
+        "crypto",
+        "pipe",
+    ];
+    if !KNOWN.contains(&plugin) || (plugin == "file" && arg.is_empty()) {
+        return Err(invalid(
+            option,
+            s,
+            "[NAME] file:PATH, stdio, syslog[:TAG], socket:ADDR or another uWSGI logger",
+        ));
+    }
+    Ok(LoggerSpec {
+        name,
+        plugin: plugin.to_string(),
+        arg: arg.to_string(),
+    })
+}
+
+/// `--log-route NAME REGEXP` / `--log-req-route`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRoute {
+    pub logger: String,
+    pub pattern: String,
+}
+
+pub fn log_route(option: &str, s: &str) -> Result<LogRoute, ConfigError> {
+    match s.trim().split_once(char::is_whitespace) {
+        Some((name, re)) if !re.trim().is_empty() => Ok(LogRoute {
+            logger: name.to_string(),
+            pattern: re.trim().to_string(),
+        }),
+        _ => Err(invalid(option, s, "LOGGER REGEXP")),
+    }
+}
+
+/// `--log-date[=FORMAT]`: bare or a true word means uWSGI's default date
+/// prefix; anything else is a strftime format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogDate {
+    Default,
+    Strftime(String),
+}
+
+pub fn log_date(v: Option<&str>) -> Option<LogDate> {
+    let Some(raw) = v else {
+        return Some(LogDate::Default);
+    };
+    let s = raw.trim();
+    match s.to_ascii_lowercase().as_str() {
+        "" | "true" | "1" | "on" | "yes" => Some(LogDate::Default),
+        "false" | "0" | "off" | "no" => None,
+        _ => Some(LogDate::Strftime(s.to_string())),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Worker lifecycle
+// ---------------------------------------------------------------------------
+
+/// `--cheaper-algo`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheaperAlgo {
+    Spare,
+    Spare2,
+    Backlog,
+    Busyness,
+    Manual,
+}
+
+pub fn cheaper_algo(option: &str, s: &str) -> Result<CheaperAlgo, ConfigError> {
+    match strip_inline_comment(s).to_ascii_lowercase().as_str() {
+        "spare" => Ok(CheaperAlgo::Spare),
+        "spare2" => Ok(CheaperAlgo::Spare2),
+        "backlog" => Ok(CheaperAlgo::Backlog),
+        "busyness" => Ok(CheaperAlgo::Busyness),
+        "manual" => Ok(CheaperAlgo::Manual),
+        _ => Err(invalid(
+            option,
+            s,
+            "spare, spare2, backlog, busyness or manual",
+        )),
+    }
+}
+
+/// A uWSGI hook (`hook-master-start = unix_signal:15 gracefully_kill_them_all`,
+/// `hook-pre-app = exec:./manage.py migrate`): action and argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hook {
+    pub action: String,
+    pub arg: String,
+}
+
+pub fn hook(option: &str, s: &str) -> Result<Hook, ConfigError> {
+    match s.trim().split_once(':') {
+        Some((action, arg)) if !action.is_empty() && !action.contains(char::is_whitespace) => {
+            Ok(Hook {
+                action: action.to_string(),
+                arg: arg.to_string(),
+            })
+        }
+        _ => Err(invalid(option, s, "ACTION:ARGS, e.g. exec:COMMAND")),
+    }
+}
+
+/// `--cron` / `--unique-cron MIN HOUR MDAY MON WDAY COMMAND` (-1 = any,
+/// -N = every N). uWSGI's fields, not cron(8)'s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CronJob {
+    /// minute, hour, day of month, month, day of week.
+    pub fields: [i32; 5],
+    pub command: String,
+    /// `unique-cron`: never two runs of this job at once.
+    pub unique: bool,
+}
+
+pub fn cron(option: &str, s: &str, unique: bool) -> Result<CronJob, ConfigError> {
+    let bad = || {
+        invalid(
+            option,
+            s,
+            "MINUTE HOUR DAY MONTH WEEKDAY COMMAND (numbers, -1 = any)",
+        )
+    };
+    let mut rest = s.trim();
+    let mut fields = [0i32; 5];
+    for f in fields.iter_mut() {
+        let (tok, tail) = rest.split_once(char::is_whitespace).ok_or_else(bad)?;
+        *f = tok.parse().map_err(|_| bad())?;
+        rest = tail.trim_start();
+    }
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    Ok(CronJob {
+        fields,
+        command: rest.to_string(),
+        unique,
+    })
+}
+
+/// A command the master starts and supervises (`attach-daemon`,
+/// `smart-attach-daemon PIDFILE COMMAND`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Daemon {
+    pub command: String,
+    /// `smart-attach-daemon`: the pidfile the command writes when it daemonizes.
+    pub pidfile: Option<PathBuf>,
+}
+
+pub fn smart_daemon(option: &str, s: &str) -> Result<Daemon, ConfigError> {
+    match s.trim().split_once(char::is_whitespace) {
+        Some((pidfile, cmd)) if !cmd.trim().is_empty() => Ok(Daemon {
+            command: cmd.trim().to_string(),
+            pidfile: Some(PathBuf::from(pidfile)),
+        }),
+        _ => Err(invalid(option, s, "PIDFILE COMMAND")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(r: Result<impl fmt::Debug, ConfigError>) -> String {
+        r.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn inline_comments() {
+        assert_eq!(strip_inline_comment("true ; delete sockets"), "true");
+        assert_eq!(strip_inline_comment("65536  # Increase"), "65536");
+        assert_eq!(strip_inline_comment("60\t; seconds"), "60");
+        assert_eq!(strip_inline_comment("a;b#c"), "a;b#c");
+        assert_eq!(strip_inline_comment(" 5 "), "5");
+        assert_eq!(strip_inline_comment(";x"), ";x");
+    }
+
+    #[test]
+    fn flags() {
+        for t in [
+            None,
+            Some(""),
+            Some("true"),
+            Some("On"),
+            Some("1 ; yes"),
+            Some("yes"),
+        ] {
+            assert!(flag("--x", t).unwrap(), "{t:?}");
+        }
+        for f in ["false", "OFF", "0", "no # never"] {
+            assert!(!flag("--x", Some(f)).unwrap(), "{f}");
+        }
+        assert_eq!(
+            e(flag("--master", Some("perhaps"))),
+            "invalid value 'perhaps' for --master: expected true/false, 1/0, yes/no or on/off"
+        );
+    }
+
+    #[test]
+    fn integers_and_sizes() {
+        assert_eq!(int("--x", Some("60 ; seconds"), 0, u64::MAX).unwrap(), 60);
+        assert!(int("--x", Some("6O"), 0, 100).is_err());
+        assert_eq!(
+            e(int("--processes", Some("0"), 1, 1024)),
+            "invalid value '0' for --processes: expected an integer from 1 to 1024"
+        );
+        assert_eq!(bytes("--x", Some("16192")).unwrap(), 16192);
+        assert_eq!(bytes("--x", Some("64k")).unwrap(), 65536);
+        assert_eq!(bytes("--x", Some("2G")).unwrap(), 2 << 30);
+        assert!(bytes("--x", Some("true")).is_err());
+        assert!(bytes("--x", Some("99999999999999999999g")).is_err());
+        assert_eq!(megabytes("--x", Some("512")).unwrap(), 512 << 20);
+        assert_eq!(megabytes("--x", Some("0.5")).unwrap(), 1 << 19);
+        assert!(megabytes("--x", Some("1.2.3")).is_err());
+        assert!(megabytes("--x", Some("-1")).is_err());
+    }
+
+    #[test]
+    fn modes_and_signals() {
+        assert_eq!(mode("--c", None).unwrap(), 0o666);
+        assert_eq!(mode("--c", Some("660")).unwrap(), 0o660);
+        assert_eq!(mode("--c", Some("0600")).unwrap(), 0o600);
+        assert!(mode("--c", Some("999")).is_err());
+        assert_eq!(umask("--umask", Some("0022")).unwrap(), 0o022);
+        assert!(umask("--umask", Some("1777")).is_err());
+        assert_eq!(signal("--s", Some("15")).unwrap(), 15);
+        assert_eq!(signal("--s", Some("SIGUSR1")).unwrap(), 10);
+        assert_eq!(signal("--s", Some("term")).unwrap(), 15);
+        assert!(signal("--s", Some("0")).is_err());
+    }
+
+    #[test]
+    fn plugins() {
+        assert!(foreign_plugins("python3,http").is_empty());
+        assert!(foreign_plugins("0:python3 http_plugin.so").is_empty());
+        assert!(foreign_plugins("/usr/lib/uwsgi/python").is_empty());
+        assert!(foreign_plugins("python311").is_empty());
+        assert_eq!(foreign_plugins("python3,router_static"), ["router_static"]);
+        assert_eq!(foreign_plugins("gevent"), ["gevent"]);
+    }
+
+    #[test]
+    fn owners_and_pairs() {
+        assert_eq!(
+            owner("--chown-socket", "nginx:nginx").unwrap(),
+            Owner {
+                user: "nginx".into(),
+                group: Some("nginx".into())
+            }
+        );
+        assert_eq!(owner("--c", "www-data").unwrap().group, None);
+        assert!(owner("--c", "a:").is_err());
+        assert_eq!(
+            key_value("--env", "A=1=2").unwrap(),
+            ("A".to_string(), "1=2".to_string())
+        );
+        assert!(key_value("--env", "=1").is_err());
+    }
+
+    #[test]
+    fn static_maps_and_expires() {
+        let m = static_map("--static-map", "/static=/srv/app/static", false).unwrap();
+        assert_eq!(m.mount, "/static");
+        assert_eq!(m.path, PathBuf::from("/srv/app/static"));
+        assert!(!m.append_full_path);
+        assert!(static_map("--static-map", "/static", false).is_err());
+        assert!(static_map("--static-map", "=/x", false).is_err());
+        let x = static_expires("--static-expires", "/* 86400", ExpiresOn::Filename).unwrap();
+        assert_eq!((x.pattern.as_str(), x.seconds), ("/*", 86400));
+        assert!(static_expires("--static-expires", "86400", ExpiresOn::Uri).is_err());
+        assert!(static_expires("--static-expires", "/x soon", ExpiresOn::Uri).is_err());
+    }
+
+    #[test]
+    fn headers_and_mounts() {
+        let h = header("--add-header", "Connection: close").unwrap();
+        assert_eq!((h.name.as_str(), h.value.as_str()), ("Connection", "close"));
+        assert!(header("--add-header", "no colon").is_err());
+        assert!(header("--add-header", "Bad Name: x").is_err());
+        let m = mount("--mount", "/kpi=/srv/kobo/wsgi.py").unwrap();
+        assert_eq!(
+            (m.mountpoint.as_str(), m.app.as_str()),
+            ("/kpi", "/srv/kobo/wsgi.py")
+        );
+        assert_eq!(mount("--mount", "=app:application").unwrap().mountpoint, "");
+        assert_eq!(mount("--mount", "/a/=x").unwrap().mountpoint, "/a");
+        assert!(mount("--mount", "kpi=x").is_err());
+        assert!(mount("--mount", "/kpi=").is_err());
+    }
+
+    #[test]
+    fn routes() {
+        let r = route(
+            "--route",
+            "^/static/ addheader:Content-Security-Policy: sandbox",
+            RouteSubject::PathInfo,
+        )
+        .unwrap();
+        assert_eq!(r.pattern, "^/static/");
+        assert_eq!(
+            r.action,
+            RouteAction::AddHeader(Header {
+                name: "Content-Security-Policy".into(),
+                value: "sandbox".into()
+            })
+        );
+        let r = route("--route", ".* redirect:/offline", RouteSubject::PathInfo).unwrap();
+        assert_eq!(
+            r.action,
+            RouteAction::Redirect {
+                status: 302,
+                url: "/offline".into()
+            }
+        );
+        let r = route("--route", "^/x return:403", RouteSubject::PathInfo).unwrap();
+        assert_eq!(r.action, RouteAction::Return(403));
+        let r = route("--route-run", "fixpathinfo:", RouteSubject::Always).unwrap();
+        assert_eq!(r.subject, RouteSubject::Always);
+        assert!(matches!(r.action, RouteAction::Other { ref name, .. } if name == "fixpathinfo"));
+        let r = route(
+            "--route-if",
+            "equal:${PATH_INFO};/x break:404",
+            RouteSubject::If {
+                negate: false,
+                condition: String::new(),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            r.subject,
+            RouteSubject::If {
+                negate: false,
+                condition: "equal".into()
+            }
+        );
+        assert_eq!(r.pattern, "${PATH_INFO};/x");
+        assert_eq!(r.action, RouteAction::Return(404));
+        assert!(route("--route", "^/x", RouteSubject::PathInfo).is_err());
+        assert!(route("--route", "^/x frobnicate:1", RouteSubject::PathInfo).is_err());
+        assert!(route("--route", "^/x return:abc", RouteSubject::PathInfo).is_err());
+        assert!(route("--route", "^/x static:", RouteSubject::PathInfo).is_err());
+    }
+
+    #[test]
+    fn loggers() {
+        let l = logger("--logger", "file:/var/log/x.log").unwrap();
+        assert_eq!(
+            (l.name, l.plugin.as_str(), l.arg.as_str()),
+            (None, "file", "/var/log/x.log")
+        );
+        let l = logger("--logger", "cron file:/opt/logs/cron.log").unwrap();
+        assert_eq!(l.name.as_deref(), Some("cron"));
+        assert_eq!(logger("--logger", "stdio").unwrap().plugin, "stdio");
+        assert!(logger("--logger", "file:").is_err());
+        assert!(logger("--logger", "carrier-pigeon:x").is_err());
+        let r = log_route("--log-route", "cron uwsgi-cron").unwrap();
+        assert_eq!(
+            (r.logger.as_str(), r.pattern.as_str()),
+            ("cron", "uwsgi-cron")
+        );
+        assert_eq!(log_date(None), Some(LogDate::Default));
+        assert_eq!(log_date(Some("true")), Some(LogDate::Default));
+        assert_eq!(log_date(Some("false")), None);
+        assert_eq!(
+            log_date(Some("%Y-%m-%d")),
+            Some(LogDate::Strftime("%Y-%m-%d".into()))
+        );
+    }
+
+    #[test]
+    fn lifecycle_values() {
+        assert_eq!(
+            cheaper_algo("--a", "busyness").unwrap(),
+            CheaperAlgo::Busyness
+        );
+        assert!(cheaper_algo("--a", "lazy").is_err());
+        let h = hook(
+            "--hook-master-start",
+            "unix_signal:15 gracefully_kill_them_all",
+        )
+        .unwrap();
+        assert_eq!(
+            (h.action.as_str(), h.arg.as_str()),
+            ("unix_signal", "15 gracefully_kill_them_all")
+        );
+        assert!(hook("--hook-pre-app", "no action").is_err());
+        let c = cron(
+            "--unique-cron",
+            "-15 -1 -1 -1 -1 ./manage.py runjobs quarter_hourly",
+            true,
+        )
+        .unwrap();
+        assert_eq!(c.fields, [-15, -1, -1, -1, -1]);
+        assert_eq!(c.command, "./manage.py runjobs quarter_hourly");
+        assert!(cron("--cron", "0 0 * * * cmd", false).is_err());
+        assert!(cron("--cron", "0 0 1 1 1", false).is_err());
+        let d = smart_daemon("--smart-attach-daemon", "/tmp/x.pid memcached -d").unwrap();
+        assert_eq!(d.pidfile, Some(PathBuf::from("/tmp/x.pid")));
+        assert!(smart_daemon("--smart-attach-daemon", "/tmp/x.pid").is_err());
+        assert_eq!(
+            protocol_value("--protocol", "http").unwrap(),
+            Protocol::Http
+        );
+        assert!(protocol_value("--protocol", "fastcgi").is_err());
+    }
+}
