@@ -1,5 +1,5 @@
 //! Finding the WSGI callable: `--module pkg.mod[:callable]` or
-//! `--wsgi-file path.py`, with `--callable` naming the attribute.
+//! `--wsgi-file FILE` (any name), with `--callable` naming the attribute.
 //!
 //! Load failures come back as [`LoadError`] carrying the one line to show and
 //! Python's traceback; the worker prints both and exits so the master can
@@ -21,28 +21,31 @@ pub struct LoadError {
     pub traceback: Option<String>,
 }
 
-/// Import the configured app and return its callable.
+/// Import the configured app and return its callable. With both `--module`
+/// and `--wsgi-file`, uWSGI loads the module and runs the file only when the
+/// module cannot be imported; so does this.
 pub fn load(py: Python<'_>, cfg: &Config) -> Result<Py<PyAny>, LoadError> {
-    let (module, callable) = if let Some(spec) = &cfg.module {
-        let (m, c) = match spec.split_once(':') {
-            Some((m, c)) => (m, c.to_string()),
-            None => (spec.as_str(), cfg.callable.clone()),
-        };
-        let module = py.import(m).map_err(|e| LoadError {
-            line: format!(
-                "unable to load app: cannot import module '{m}': {}",
-                one_line(py, &e)
-            ),
-            traceback: Some(crate::python::format_exception(py, &e)),
-        })?;
-        (module, c)
-    } else if let Some(file) = &cfg.wsgi_file {
-        (import_file(py, file)?, cfg.callable.clone())
-    } else {
-        return Err(LoadError {
-            line: "no app given: use --module, --wsgi or --wsgi-file".into(),
-            traceback: None,
-        });
+    let (module, callable) = match (&cfg.module, &cfg.wsgi_file) {
+        (Some(spec), file) => match import_module(py, spec, cfg) {
+            Ok(found) => found,
+            Err(e) => match file {
+                Some(file) => {
+                    crate::log::line(&format!(
+                        "{e}; loading --wsgi-file {} instead",
+                        file.display()
+                    ));
+                    (import_file(py, file)?, cfg.callable.clone())
+                }
+                None => return Err(e),
+            },
+        },
+        (None, Some(file)) => (import_file(py, file)?, cfg.callable.clone()),
+        (None, None) => {
+            return Err(LoadError {
+                line: "no app given: use --module, --wsgi or --wsgi-file".into(),
+                traceback: None,
+            })
+        }
     };
     let name = module.name().map(|n| n.to_string()).unwrap_or_default();
     let app = module.getattr(callable.as_str()).map_err(|_| LoadError {
@@ -58,7 +61,29 @@ pub fn load(py: Python<'_>, cfg: &Config) -> Result<Py<PyAny>, LoadError> {
     Ok(app.unbind())
 }
 
-/// Execute a file as a fresh module, as uWSGI's `--wsgi-file` does.
+/// `--module pkg.mod[:callable]`: the module and the callable's name.
+fn import_module<'py>(
+    py: Python<'py>,
+    spec: &str,
+    cfg: &Config,
+) -> Result<(Bound<'py, PyModule>, String), LoadError> {
+    let (m, c) = match spec.split_once(':') {
+        Some((m, c)) => (m, c.to_string()),
+        None => (spec, cfg.callable.clone()),
+    };
+    let module = py.import(m).map_err(|e| LoadError {
+        line: format!(
+            "unable to load app: cannot import module '{m}': {}",
+            one_line(py, &e)
+        ),
+        traceback: Some(crate::python::format_exception(py, &e)),
+    })?;
+    Ok((module, c))
+}
+
+/// Execute a file as a fresh module, as uWSGI's `--wsgi-file` does. Any file
+/// name works (`app.wsgi`, `keystone-wsgi-public`): the source loader is
+/// chosen explicitly, not from the file's suffix.
 fn import_file<'py>(py: Python<'py>, file: &Path) -> Result<Bound<'py, PyModule>, LoadError> {
     let shown = file.display().to_string();
     if let Some(why) = unreadable(file) {
@@ -79,10 +104,11 @@ fn import_file<'py>(py: Python<'py>, file: &Path) -> Result<Bound<'py, PyModule>
     let modname = format!("uwsgi_file_{stem}");
     let run = || -> PyResult<Bound<'py, PyModule>> {
         let util = py.import("importlib.util")?;
-        let spec = util.call_method1(
-            "spec_from_file_location",
-            (modname.as_str(), shown.as_str()),
-        )?;
+        let loader = py
+            .import("importlib.machinery")?
+            .getattr("SourceFileLoader")?
+            .call1((modname.as_str(), shown.as_str()))?;
+        let spec = util.call_method1("spec_from_loader", (modname.as_str(), &loader))?;
         let module = util.call_method1("module_from_spec", (&spec,))?;
         py.import("sys")?
             .getattr("modules")?
