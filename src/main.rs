@@ -87,8 +87,11 @@ fn run() -> anyhow::Result<i32> {
                 std::env::set_current_dir(dir)
                     .map_err(|e| anyhow::anyhow!("cannot chdir to {}: {e}", dir.display()))?;
             }
-            log::block(cfg.report.render().as_bytes());
-            master::Master::new(cfg)?.run()
+            // After binding: a socket in use stays a one-line failure.
+            let report = cfg.report.render();
+            let master = master::Master::new(cfg)?;
+            log::block(report.as_bytes());
+            master.run()
         }
     }
 }

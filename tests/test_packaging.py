@@ -10,9 +10,8 @@ into the app's virtualenv (pyproject.toml, maturin, `bindings = "bin"`).
   the binary loads is the venv's base interpreter's libpython;
 - `pip install <repo>` into a fresh venv of another CPython builds for that
   venv's interpreter;
-- `cargo install --path .` still works;
-- docs/MIGRATING.md lists exactly the options `uwsgi-rs --help` lists, in the
-  same three groups, and the rejected ones are rejected.
+- `cargo install --path .` still works.
+(docs/MIGRATING.md against `--help`: tests/test_config.py.)
 
 Each install compiles the crate in a fresh target directory (about a minute
 each on two cores).
@@ -229,63 +228,3 @@ def test_cargo_install(tmp_path, serve, monkeypatch):
     assert os.path.realpath(info["prefix"]) == os.path.realpath(facts["prefix"]), info
 
 
-# ------------------------------------------------------------ docs/MIGRATING.md
-
-def help_groups():
-    """{'accepted': {...}, 'different': {...}, 'rejected': {...}} long option
-    names from `uwsgi-rs --help`, by section."""
-    out = subprocess.run([BIN, "--help"], capture_output=True, text=True, timeout=10,
-                         check=True).stdout
-    groups, cur = {"accepted": set(), "different": set(), "rejected": set()}, None
-    for line in out.splitlines():
-        if line.startswith("Options:"):
-            cur = "accepted"
-        elif line.startswith("Accepted for uWSGI compatibility"):
-            cur = "different"
-        elif line.startswith("uWSGI options rejected"):
-            cur = "rejected"
-        elif cur and line.startswith(" "):
-            spec = re.split(r"\s{2,}", line.strip())[0]
-            groups[cur].update(re.findall(r"--([a-z0-9-]+)", spec))
-    return groups
-
-
-def doc_groups():
-    """The same from docs/MIGRATING.md, whose tables are under the headings
-    'Accepted, same meaning', 'Accepted, different meaning', 'Rejected' and
-    'uwsgi-rs only' (own)."""
-    text = (ROOT / "docs" / "MIGRATING.md").read_text()
-    heads = {"## accepted, same meaning": "accepted", "## accepted, different meaning": "different",
-             "## rejected": "rejected", "## uwsgi-rs only": "own"}
-    groups, cur = {g: set() for g in heads.values()}, None
-    for line in text.splitlines():
-        if line.startswith("## "):
-            cur = heads.get(line.strip().lower())
-        elif cur and line.startswith("|") and not line.startswith("|-"):
-            first = line.split("|")[1]
-            groups[cur].update(re.findall(r"`--([a-z0-9-]+)", first))
-    return groups
-
-
-def test_migrating_table_matches_help():
-    """Every option of `uwsgi-rs --help` has one row in docs/MIGRATING.md, in
-    the matching group, and the doc lists no option the binary lacks."""
-    h, d = help_groups(), doc_groups()
-    assert all(h.values()) and all(d.values()), (h, d)
-    rows = [n for g in d.values() for n in g]
-    assert len(rows) == len(set(rows)), "an option is in two tables"
-    assert d["rejected"] == h["rejected"], ("doc only:", d["rejected"] - h["rejected"],
-                                            "help only:", h["rejected"] - d["rejected"])
-    documented = d["accepted"] | d["different"] | d["own"]
-    known = h["accepted"] | h["different"]
-    assert documented == known, ("doc only:", documented - known, "help only:", known - documented)
-    # --help's "accepted for uWSGI compatibility" is the doc's different-meaning table
-    assert h["different"] <= d["different"], h["different"] - d["different"]
-
-
-def test_rejected_options_are_rejected():
-    for name in sorted(doc_groups()["rejected"]):
-        r = subprocess.run([BIN, f"--{name}", "x", "--http", "127.0.0.1:1"],
-                           capture_output=True, text=True, timeout=10)
-        assert r.returncode == 1, (name, r)
-        assert f"option --{name} is not supported by uwsgi-rs" in r.stderr, (name, r.stderr)

@@ -100,9 +100,10 @@ fn cell(s: &str) -> String {
 pub fn migrating_markdown() -> String {
     let mut out = String::new();
     let count = |s: Status| OPTIONS.iter().filter(|o| o.status == s).count();
+    let names: usize = OPTIONS.iter().map(|o| o.names.len()).sum();
     out.push_str(&format!(
-        "{} options: {} same as uWSGI, {} uwsgi-rs only, {} different, {} accepted without effect, \
-         {} not honoured yet, {} rejected, and {} of the config language.\n",
+        "{} rows ({names} option names): {} same as uWSGI, {} uwsgi-rs only, {} different, \
+         {} accepted without effect, {} not honoured yet, {} rejected, {} of the config language.\n",
         OPTIONS.len(),
         count(Status::Same),
         count(Status::Own),

@@ -27,8 +27,8 @@ pub use collect::Env;
 pub use ini::Host;
 pub use report::{ConfigError, ConfigErrors, Problem, Report, UnusedKey};
 pub use values::{
-    CheaperAlgo, CronJob, Daemon, Header, Hook, ListenAddr, LogDate, LogRoute, LoggerSpec, Mount,
-    Owner, Protocol, Route, StaticExpires, StaticMap,
+    CheaperAlgo, CronJob, Daemon, Header, Hook, HttpsListener, ListenAddr, LogDate, LogRoute,
+    LoggerSpec, Mount, Owner, Protocol, Route, StaticExpires, StaticMap,
 };
 
 use collect::{Early, Entry};
@@ -329,6 +329,8 @@ impl Default for LifecycleOptions {
 /// Sockets and requests options (family "sockets and requests").
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestOptions {
+    /// `--https` listeners (not bound yet).
+    pub https: Vec<HttpsListener>,
     pub chown_socket: Option<Owner>,
     pub umask: Option<u32>,
     /// Seconds.
@@ -519,9 +521,9 @@ pub fn parse_with(args: &[String], env: &Env, host: &Host) -> Result<Command, Co
         }
         let report = &mut cfg.report;
         match o.status {
-            Status::NotYet => Report::note(&mut report.not_yet, o.canonical(), o.help),
-            Status::NoEffect => Report::note(&mut report.no_effect, o.canonical(), o.note),
-            Status::Different => Report::note(&mut report.different, o.canonical(), o.note),
+            Status::NotYet => Report::note(&mut report.not_yet, &e.key, o.help),
+            Status::NoEffect => Report::note(&mut report.no_effect, &e.key, o.note),
+            Status::Different => Report::note(&mut report.different, &e.key, o.note),
             _ => {}
         }
     }
@@ -643,7 +645,15 @@ fn validate(
     if cfg.listeners.is_empty() && !listener_given {
         problems.push(Problem {
             at: None,
-            error: ConfigError::NoListener,
+            error: if cfg.requests.https.is_empty() {
+                ConfigError::NoListener
+            } else {
+                ConfigError::Logic(
+                    "no listener: the only one given is --https, which is not honoured yet; \
+                     terminate TLS in a reverse proxy and use --http-socket or --socket behind it"
+                        .into(),
+                )
+            },
         });
     }
     if let (Some(m), Some(f)) = (&cfg.module, &cfg.wsgi_file) {

@@ -140,7 +140,8 @@ pub struct UnusedKey {
 /// often, and the one-line reason from the option table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Noted {
-    pub name: &'static str,
+    /// As given (an alias stays an alias: the operator finds their own word).
+    pub name: String,
     pub count: usize,
     pub why: &'static str,
 }
@@ -161,11 +162,11 @@ pub struct Report {
 }
 
 impl Report {
-    pub(super) fn note(list: &mut Vec<Noted>, name: &'static str, why: &'static str) {
+    pub(super) fn note(list: &mut Vec<Noted>, name: &str, why: &'static str) {
         match list.iter_mut().find(|n| n.name == name) {
             Some(n) => n.count += 1,
             None => list.push(Noted {
-                name,
+                name: name.to_string(),
                 count: 1,
                 why,
             }),
@@ -233,7 +234,11 @@ impl Report {
             false,
         ));
         body.extend(group("different in uwsgi-rs", &self.different, true));
-        body.extend(group("accepted, no effect", &self.no_effect, true));
+        body.extend(group(
+            "accepted, no effect (uwsgi-rs --help says why)",
+            &self.no_effect,
+            false,
+        ));
         body.extend(self.warnings.iter().map(|w| format!("warning: {w}")));
         if !body.is_empty() {
             out.push(format!(
@@ -365,7 +370,10 @@ mod tests {
             lines[2],
             "  NOT HONOURED YET (the server runs without them): --static-map x2, --logto"
         );
-        assert_eq!(lines[3], "  accepted, no effect: --vacuum (always on)");
+        assert_eq!(
+            lines[3],
+            "  accepted, no effect (uwsgi-rs --help says why): --vacuum"
+        );
         assert_eq!(lines[4], "  warning: w");
         assert_eq!(r.render().lines().count(), 5);
     }

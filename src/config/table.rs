@@ -226,7 +226,7 @@ pub static OPTIONS: &[OptSpec] = &[
     opt(&["home", "virtualenv", "venv", "pyhome"], Some('H'), Value("DIR"), Same, Core, "use the Python virtualenv at DIR", "without it $VIRTUAL_ENV is used, like uWSGI; a uwsgi-rs installed in a venv runs in that venv", |c, v| { c.cfg.home = Some(p(v)); Ok(()) }),
     opt(&["env"], None, Value("KEY=VALUE"), Same, Core, "set an environment variable (repeatable)", "", |c, v| { let kv = key_value(c.name, t(v))?; c.cfg.env.push(kv); Ok(()) }),
     // ---- core: processes
-    opt(&["master"], Some('M'), Switch, Different, Core, "enable the master process", "there is always a master; the switch changes nothing", |c, v| { c.cfg.master = flag(c.name, v)?; Ok(()) }),
+    opt(&["master"], Some('M'), Switch, NoEffect, Core, "enable the master process", "there is always a master", |c, v| { c.cfg.master = flag(c.name, v)?; Ok(()) }),
     opt(&["processes", "workers"], Some('p'), Value("N"), Same, Core, "number of worker processes (1-1024, default 1)", "", |c, v| { c.cfg.processes = int(c.name, v, 1, 1024)? as usize; Ok(()) }),
     opt(&["threads"], None, Value("N"), Same, Core, "threads per worker (1-512, default 1)", "Python threads are always enabled", |c, v| { c.cfg.threads = int(c.name, v, 1, 512)? as usize; Ok(()) }),
     opt(&["listen"], Some('l'), Value("N"), Same, Core, "socket listen backlog (default 100)", "", |c, v| { c.cfg.listen = int(c.name, v, 1, i32::MAX as u64)? as i32; Ok(()) }),
@@ -237,7 +237,7 @@ pub static OPTIONS: &[OptSpec] = &[
     opt(&["buffer-size"], Some('b'), Value("BYTES"), Same, Core, "max size of a request's headers (default 4096)", "", |c, v| { c.cfg.buffer_size = int(c.name, v, 1, 1 << 26)? as usize; Ok(()) }),
     opt(&["socket-timeout"], Some('z'), Value("SECONDS"), Same, Core, "socket I/O timeout (default 4)", "", |c, v| { c.cfg.socket_timeout = int(c.name, v, 1, u64::MAX)?; Ok(()) }),
     opt(&["limit-post"], None, Value("BYTES"), Same, Core, "reject request bodies larger than BYTES (0 = off)", "", |c, v| { c.cfg.limit_post = int(c.name, v, 0, u64::MAX)?; Ok(()) }),
-    opt(&["http-underscores-in-headers"], None, Switch, Own, Core, "keep HTTP request headers whose names contain '_' (dropped by default: X_User would alias X-User)", "", |c, v| { c.cfg.http_underscores_in_headers = flag(c.name, v)?; Ok(()) }),
+    opt(&["http-underscores-in-headers"], None, Switch, Own, Core, "keep HTTP request headers whose names contain '_'", "by default they are dropped (as nginx and gunicorn do), since X_User and X-User would both become HTTP_X_USER", |c, v| { c.cfg.http_underscores_in_headers = flag(c.name, v)?; Ok(()) }),
     opt(&["harakiri"], Some('t'), Value("SECONDS"), Same, Core, "kill a worker stuck on one request for SECONDS (0 = off)", "the deadline is per request thread, and the traceback of the stuck request is always logged", |c, v| { c.cfg.harakiri = int(c.name, v, 0, u64::MAX)?; Ok(()) }),
     opt(&["harakiri-verbose"], None, Switch, Same, Core, "log more details on harakiri", "", |c, v| { c.cfg.harakiri_verbose = flag(c.name, v)?; Ok(()) }),
     opt(&["uid"], None, Value("USER"), Same, Core, "drop privileges to USER (name or number)", "", |c, v| { c.cfg.uid = Some(t(v).to_string()); Ok(()) }),
@@ -407,6 +407,7 @@ pub static OPTIONS: &[OptSpec] = &[
     opt(&["die-on-idle"], None, Switch, NotYet, Lifecycle, "with --idle: exit instead", "", |c, v| { c.cfg.lifecycle.die_on_idle = flag(c.name, v)?; Ok(()) }),
 
     // ---- sockets and requests, not honoured yet
+    opt(&["https", "https-socket"], None, Value("ADDR,CERT,KEY"), NotYet, Sockets, "add an HTTPS listener (TLS in the workers)", "meanwhile terminate TLS in the reverse proxy", |c, v| { let h = https(c.name, t(v))?; c.cfg.requests.https.push(h); Ok(()) }),
     opt(&["chown-socket"], None, Value("USER[:GROUP]"), NotYet, Sockets, "chown unix sockets", "", |c, v| { c.cfg.requests.chown_socket = Some(owner(c.name, t(v))?); Ok(()) }),
     opt(&["umask"], None, Value("MODE"), NotYet, Sockets, "set the umask (sockets and files created)", "", |c, v| { c.cfg.requests.umask = Some(values::umask(c.name, v)?); Ok(()) }),
     opt(&["http-timeout"], None, Value("SECONDS"), NotYet, Sockets, "timeout of HTTP connections (uWSGI's router)", "", |c, v| { c.cfg.requests.http_timeout = Some(int(c.name, v, 1, u64::MAX)?); Ok(()) }),
@@ -437,7 +438,6 @@ pub static OPTIONS: &[OptSpec] = &[
     opt(&["emperor"], None, Value("DIR"), Rejected, Other, "run the Emperor", "run one uwsgi-rs (one systemd unit) per app", noop),
     opt(&["gevent", "gevent-early-monkey-patch", "gevent-monkey-patch"], None, Value("N"), Rejected, Other, "gevent loop engine", "use --threads (the app must not rely on gevent's monkey patching)", noop),
     opt(&["async", "ugreen", "greenlet"], None, Value("N"), Rejected, Other, "async cores", "use --threads", noop),
-    opt(&["https", "https-socket"], None, Value("ADDR,CERT,KEY"), Rejected, Other, "HTTPS listener", "terminate TLS in the reverse proxy and use --http-socket or --socket behind it", noop),
     opt(&["cache2", "cache"], None, Value("SPEC"), Rejected, Other, "uWSGI's shared cache", "use an external cache (Redis, memcached); uwsgi.cache_* is not available", noop),
     opt(&["spooler", "spooler-processes", "spooler-import"], Some('Q'), Value("DIR"), Rejected, Other, "uWSGI's spooler", "run a task queue (Celery, RQ) beside the server", noop),
     opt(&["mule", "mules", "farm"], None, Optional("SCRIPT"), Rejected, Other, "mule processes", "run the script as its own service (another systemd unit)", noop),

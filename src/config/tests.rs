@@ -675,7 +675,7 @@ fn ignored_options_recorded_once() {
         "x",
         "--enable-threads=false",
     ]);
-    let names: Vec<&str> = c.report.no_effect.iter().map(|n| n.name).collect();
+    let names: Vec<&str> = c.report.no_effect.iter().map(|n| n.name.as_str()).collect();
     assert_eq!(
         names,
         [
@@ -689,8 +689,10 @@ fn ignored_options_recorded_once() {
             "auto-procname",
             "procname-prefix",
             "plugin",
+            "plugins",
             "no-orphans",
             "memory-report",
+            "procname-prefix-spaced",
         ]
     );
     assert_eq!(c.report.no_effect[0].count, 2, "vacuum was given twice");
@@ -876,7 +878,7 @@ fn ini_basic() {
         ]
     );
     assert_eq!(c.pythonpath, vec![PathBuf::from("/a"), PathBuf::from("/b")]);
-    assert_eq!(c.report.no_effect[0].name, "vacuum");
+    assert_eq!(c.report.no_effect[1].name, "vacuum");
     assert_eq!(c.chmod_socket, Some(0o600));
     // --ini=FILE works too.
     assert_eq!(serve(&[&format!("--ini={}", ini.p())]).processes, 4);
@@ -1232,7 +1234,7 @@ fn report_names_what_is_not_honoured() {
             "hello app".to_string(),
             "uwsgi-rs start-up report (2 note(s)):".to_string(),
             "  NOT HONOURED YET (the server runs without them): --logto, --static-map x2, --reload-on-rss".to_string(),
-            "  accepted, no effect: --vacuum (always done)".to_string(),
+            "  accepted, no effect (uwsgi-rs --help says why): --vacuum".to_string(),
         ]
     );
 }
@@ -1413,4 +1415,21 @@ fn get_prints_expanded_values() {
         Ok(Command::Help(text)) => assert_eq!(text, "/srv/venv\napp.wsgi\n/srv\n"),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn https_is_not_honoured_yet() {
+    let c = serve(&[
+        "--http",
+        ":8080",
+        "--https",
+        "0.0.0.0:8443,/opt/n.crt,/opt/n.key",
+    ]);
+    assert_eq!(c.requests.https[0].cert, PathBuf::from("/opt/n.crt"));
+    assert_eq!(c.report.not_yet[0].name, "https");
+    assert_eq!(
+        err(&["--https", ":8443,c,k"]),
+        "no listener: the only one given is --https, which is not honoured yet; \
+         terminate TLS in a reverse proxy and use --http-socket or --socket behind it"
+    );
 }

@@ -89,6 +89,32 @@ pub fn protocol_value(option: &str, v: &str) -> Result<Protocol, ConfigError> {
     }
 }
 
+/// `--https ADDR,CERT,KEY[,CIPHERS[,CA]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpsListener {
+    pub addr: ListenAddr,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ciphers: Option<String>,
+    pub ca: Option<PathBuf>,
+}
+
+pub fn https(option: &str, s: &str) -> Result<HttpsListener, ConfigError> {
+    let bad = || invalid(option, s, "ADDR,CERT,KEY[,CIPHERS[,CA]]");
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    if parts.len() < 3 || parts.len() > 5 || parts[..3].iter().any(|p| p.is_empty()) {
+        return Err(bad());
+    }
+    let nonempty = |i: usize| parts.get(i).filter(|p| !p.is_empty());
+    Ok(HttpsListener {
+        addr: ListenAddr::parse(parts[0]).map_err(|_| bad())?,
+        cert: PathBuf::from(parts[1]),
+        key: PathBuf::from(parts[2]),
+        ciphers: nonempty(3).map(|c| c.to_string()),
+        ca: nonempty(4).map(PathBuf::from),
+    })
+}
+
 // ---------------------------------------------------------------------------
 // Scalars
 // ---------------------------------------------------------------------------
@@ -961,6 +987,24 @@ mod tests {
         assert_eq!(signal("--s", Some("SIGUSR1")).unwrap(), 10);
         assert_eq!(signal("--s", Some("term")).unwrap(), 15);
         assert!(signal("--s", Some("0")).is_err());
+    }
+
+    #[test]
+    fn https_listeners() {
+        let h = https("--https", "0.0.0.0:8443,/opt/n.crt,/opt/n.key").unwrap();
+        assert_eq!(h.addr, ListenAddr::parse("0.0.0.0:8443").unwrap());
+        assert_eq!(
+            (h.cert, h.key),
+            (PathBuf::from("/opt/n.crt"), PathBuf::from("/opt/n.key"))
+        );
+        assert_eq!(h.ciphers, None);
+        let h = https("--https", ":443,c,k,HIGH,ca.pem").unwrap();
+        assert_eq!(
+            (h.ciphers.as_deref(), h.ca),
+            (Some("HIGH"), Some(PathBuf::from("ca.pem")))
+        );
+        assert!(https("--https", ":443,cert").is_err());
+        assert!(https("--https", ":99999,c,k").is_err());
     }
 
     #[test]
