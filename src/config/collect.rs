@@ -192,6 +192,23 @@ impl Collector<'_> {
                     Some((n, v)) => (n, Some(v)),
                     None => (body, None),
                 };
+                if let Some(arity) = table::uwsgi_only(name) {
+                    // A uWSGI option without a row: ignored with a warning, as
+                    // in an ini file, so a uWSGI command line still starts.
+                    let value = match (arity, inline) {
+                        (_, Some(v)) => Some(v.to_string()),
+                        (table::UwsgiArg::Required, None) => match args.get(i) {
+                            Some(next) if takes_as_value(next) => {
+                                i += 1;
+                                Some(next.clone())
+                            }
+                            _ => None,
+                        },
+                        _ => None,
+                    };
+                    self.add(name.to_string(), value, Origin::Arg);
+                    continue;
+                }
                 let Some(o) = find_long(name) else {
                     let suggestion = suggest(name, table::all_names());
                     self.problem(

@@ -602,28 +602,38 @@ fn unknown_keys(
                 });
             }
         }
-        let suggestion = suggest(&e.key, table::all_names());
-        match (cfg.strict, used) {
-            (false, true) => {}
-            (false, false) => cfg.report.unused.push(UnusedKey {
+        let uwsgi = table::uwsgi_only(&e.key).is_some();
+        let suggestion = if uwsgi {
+            None
+        } else {
+            suggest(&e.key, table::all_names())
+        };
+        let error = match (cfg.strict, used, uwsgi) {
+            (false, true, false) => None,
+            (false, _, _) => {
+                cfg.report.unused.push(UnusedKey {
+                    key: e.key.clone(),
+                    at: e.origin.describe(),
+                    suggestion,
+                    uwsgi,
+                });
+                None
+            }
+            (true, _, true) => Some(ConfigError::UwsgiOnly(e.key.clone())),
+            (true, true, false) => Some(ConfigError::Logic(format!(
+                "unknown option '{}' (--strict): declare a placeholder with set-placeholder = {}=VALUE",
+                e.key, e.key
+            ))),
+            (true, false, false) => Some(ConfigError::UnknownKey {
                 key: e.key.clone(),
-                at: e.origin.describe(),
                 suggestion,
             }),
-            (true, true) => problems.push(Problem {
+        };
+        if let Some(error) = error {
+            problems.push(Problem {
                 at: e.origin.at(),
-                error: ConfigError::Logic(format!(
-                    "unknown option '{}' (--strict): declare a placeholder with set-placeholder = {}=VALUE",
-                    e.key, e.key
-                )),
-            }),
-            (true, false) => problems.push(Problem {
-                at: e.origin.at(),
-                error: ConfigError::UnknownKey {
-                    key: e.key.clone(),
-                    suggestion,
-                },
-            }),
+                error,
+            });
         }
     }
 }

@@ -21,6 +21,8 @@ pub enum ConfigError {
         key: String,
         suggestion: Option<&'static str>,
     },
+    #[error("uWSGI option '{0}' has no equivalent in uwsgi-rs (--strict)")]
+    UwsgiOnly(String),
     #[error("option {name} is not supported by uwsgi-rs: {instead}")]
     Unsupported { name: String, instead: &'static str },
     #[error("plugin '{plugin}' given to {option} is not supported by uwsgi-rs")]
@@ -134,6 +136,8 @@ pub struct UnusedKey {
     pub key: String,
     pub at: String,
     pub suggestion: Option<&'static str>,
+    /// An option of uWSGI's that uwsgi-rs has no row for (not a typo).
+    pub uwsgi: bool,
 }
 
 /// An option that was given and is not honoured as uWSGI would: name, how
@@ -173,23 +177,39 @@ impl Report {
         }
     }
 
-    /// The unknown-keys line, if any key was not used.
+    /// The unknown-keys line, if any key was not used (typos, placeholders).
     pub fn unused_line(&self) -> Option<String> {
-        if self.unused.is_empty() {
-            return None;
-        }
         let items: Vec<String> = self
             .unused
             .iter()
+            .filter(|u| !u.uwsgi)
             .map(|u| match u.suggestion {
                 Some(s) => format!("{} ({}, did you mean {s}?)", u.key, u.at),
                 None => format!("{} ({})", u.key, u.at),
             })
             .collect();
-        Some(format!(
-            "unknown keys, ignored as uWSGI does (--strict makes them errors): {}",
-            items.join(", ")
-        ))
+        (!items.is_empty()).then(|| {
+            format!(
+                "unknown keys, ignored as uWSGI does (--strict makes them errors): {}",
+                items.join(", ")
+            )
+        })
+    }
+
+    /// The line of uWSGI options uwsgi-rs has no row for, if any was given.
+    pub fn uwsgi_only_line(&self) -> Option<String> {
+        let items: Vec<String> = self
+            .unused
+            .iter()
+            .filter(|u| u.uwsgi)
+            .map(|u| format!("--{} ({})", u.key, u.at))
+            .collect();
+        (!items.is_empty()).then(|| {
+            format!(
+                "uWSGI options uwsgi-rs does not have, ignored: {}",
+                items.join(", ")
+            )
+        })
     }
 
     /// The report as lines, most urgent first; empty when there is nothing to say.
@@ -201,9 +221,8 @@ impl Report {
             out.push(";end of configuration".into());
         }
         let mut body = Vec::new();
-        if let Some(u) = self.unused_line() {
-            body.push(u);
-        }
+        body.extend(self.unused_line());
+        body.extend(self.uwsgi_only_line());
         let group = |title: &str, list: &[Noted], with_why: bool| -> Option<String> {
             if list.is_empty() {
                 return None;
@@ -348,11 +367,19 @@ mod tests {
             key: "vaccum".into(),
             at: "a.ini:4".into(),
             suggestion: Some("vacuum"),
+            uwsgi: false,
         });
         r.unused.push(UnusedKey {
             key: "base".into(),
             at: "a.ini:2".into(),
             suggestion: None,
+            uwsgi: false,
+        });
+        r.unused.push(UnusedKey {
+            key: "harakiri-no-arh".into(),
+            at: "a.ini:9".into(),
+            suggestion: None,
+            uwsgi: true,
         });
         Report::note(&mut r.not_yet, "static-map", "");
         Report::note(&mut r.not_yet, "static-map", "");
@@ -360,7 +387,7 @@ mod tests {
         Report::note(&mut r.no_effect, "vacuum", "always on");
         r.warnings.push("w".into());
         let lines = r.lines();
-        assert_eq!(lines[0], "uwsgi-rs start-up report (4 note(s)):");
+        assert_eq!(lines[0], "uwsgi-rs start-up report (5 note(s)):");
         assert_eq!(
             lines[1],
             "  unknown keys, ignored as uWSGI does (--strict makes them errors): \
@@ -368,13 +395,17 @@ mod tests {
         );
         assert_eq!(
             lines[2],
-            "  NOT HONOURED YET (the server runs without them): --static-map x2, --logto"
+            "  uWSGI options uwsgi-rs does not have, ignored: --harakiri-no-arh (a.ini:9)"
         );
         assert_eq!(
             lines[3],
+            "  NOT HONOURED YET (the server runs without them): --static-map x2, --logto"
+        );
+        assert_eq!(
+            lines[4],
             "  accepted, no effect (uwsgi-rs --help says why): --vacuum"
         );
-        assert_eq!(lines[4], "  warning: w");
-        assert_eq!(r.render().lines().count(), 5);
+        assert_eq!(lines[5], "  warning: w");
+        assert_eq!(r.render().lines().count(), 6);
     }
 }

@@ -411,11 +411,11 @@ pub static OPTIONS: &[OptSpec] = &[
     opt(&["chown-socket"], None, Value("USER[:GROUP]"), NotYet, Sockets, "chown unix sockets", "", |c, v| { c.cfg.requests.chown_socket = Some(owner(c.name, t(v))?); Ok(()) }),
     opt(&["umask"], None, Value("MODE"), NotYet, Sockets, "set the umask (sockets and files created)", "", |c, v| { c.cfg.requests.umask = Some(values::umask(c.name, v)?); Ok(()) }),
     opt(&["http-timeout"], None, Value("SECONDS"), NotYet, Sockets, "timeout of HTTP connections (uWSGI's router)", "", |c, v| { c.cfg.requests.http_timeout = Some(int(c.name, v, 1, u64::MAX)?); Ok(()) }),
-    opt(&["http-enable-proxy-protocol", "enable-proxy-protocol", "http-socket-proxy-protocol"], None, Switch, NotYet, Sockets, "accept the PROXY protocol (v1/v2) and take REMOTE_ADDR from it", "", |c, v| { c.cfg.requests.proxy_protocol = flag(c.name, v)?; Ok(()) }),
+    opt(&["http-enable-proxy-protocol", "enable-proxy-protocol"], None, Switch, NotYet, Sockets, "accept the PROXY protocol (v1/v2) and take REMOTE_ADDR from it", "", |c, v| { c.cfg.requests.proxy_protocol = flag(c.name, v)?; Ok(()) }),
     opt(&["post-buffering"], None, Value("BYTES"), NotYet, Sockets, "read request bodies over BYTES to a temp file before calling the app", "", |c, v| { c.cfg.requests.post_buffering = post_buffering(c, v)?; Ok(()) }),
     opt(&["post-buffering-bufsize"], None, Value("BYTES"), NotYet, Sockets, "buffer size for --post-buffering reads", "", |c, v| { c.cfg.requests.post_buffering_bufsize = bytes(c.name, v)?; Ok(()) }),
     opt(&["add-header"], None, Value("NAME: VALUE"), NotYet, Sockets, "add a header to every response", "", |c, v| { let h = header(c.name, t(v))?; c.cfg.requests.add_headers.push(h); Ok(()) }),
-    opt(&["del-header", "remove-header"], None, Value("NAME"), NotYet, Sockets, "remove a header from every response", "", |c, v| { c.cfg.requests.del_headers.push(t(v).to_string()); Ok(()) }),
+    opt(&["del-header"], None, Value("NAME"), NotYet, Sockets, "remove a header from every response", "", |c, v| { c.cfg.requests.del_headers.push(t(v).to_string()); Ok(()) }),
     opt(&["manage-script-name"], None, Switch, NotYet, Sockets, "split SCRIPT_NAME from PATH_INFO by the --mount points", "", |c, v| { c.cfg.requests.manage_script_name = flag(c.name, v)?; Ok(()) }),
     opt(&["mount"], None, Value("MOUNT=APP"), NotYet, Sockets, "serve APP (file or module) under MOUNT", "", |c, v| { let m = mount(c.name, t(v))?; c.cfg.requests.mounts.push(m); Ok(()) }),
     opt(&["route"], None, Value("REGEXP ACTION"), NotYet, Sockets, "apply ACTION (addheader, return, redirect, static...) to requests whose PATH_INFO matches", "", |c, v| route_row(c, v, RouteSubject::PathInfo)),
@@ -442,7 +442,7 @@ pub static OPTIONS: &[OptSpec] = &[
     opt(&["spooler", "spooler-processes", "spooler-import"], Some('Q'), Value("DIR"), Rejected, Other, "uWSGI's spooler", "run a task queue (Celery, RQ) beside the server", noop),
     opt(&["mule", "mules", "farm"], None, Optional("SCRIPT"), Rejected, Other, "mule processes", "run the script as its own service (another systemd unit)", noop),
     opt(&["legion"], None, Value("SPEC"), Rejected, Other, "uWSGI Legion clustering", "use your orchestrator's leader election", noop),
-    opt(&["fastrouter", "subscribe-to", "subscription-server"], None, Value("ADDR"), Rejected, Other, "uWSGI routers and subscriptions", "use a reverse proxy (nginx, haproxy)", noop),
+    opt(&["fastrouter", "subscribe-to"], None, Value("ADDR"), Rejected, Other, "uWSGI routers and subscriptions", "use a reverse proxy (nginx, haproxy)", noop),
 ];
 
 /// `post-buffering` is a size; uWSGI reads `post-buffering = true` as 0 (its
@@ -460,6 +460,33 @@ fn post_buffering(c: &mut Ctx<'_>, v: Option<&str>) -> Result<u64, ConfigError> 
         }
         _ => bytes(c.name, v),
     }
+}
+
+/// Whether a uWSGI option takes a value, for the ones without a row here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UwsgiArg {
+    Required,
+    None,
+    Optional,
+}
+
+/// A uWSGI 2.0 option uwsgi-rs has no row for (uwsgi_options.txt): it is
+/// ignored with a warning, like an unknown key, but named as what it is.
+pub fn uwsgi_only(name: &str) -> Option<UwsgiArg> {
+    if find_long(name).is_some() {
+        return None;
+    }
+    include_str!("uwsgi_options.txt")
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| match l.split_once(' ') {
+            Some((n, a)) if n == name => Some(match a {
+                "r" => UwsgiArg::Required,
+                "o" => UwsgiArg::Optional,
+                _ => UwsgiArg::None,
+            }),
+            _ => None,
+        })
 }
 
 /// The row for a long name.
@@ -510,6 +537,29 @@ mod tests {
                 assert!(!o.note.is_empty(), "--{} needs a note", o.names[0]);
             }
         }
+    }
+
+    #[test]
+    fn rows_are_uwsgi_options() {
+        // Every name of a row that is not uwsgi-rs's own is one of uWSGI's
+        // (a typo in the table would accept a typo in a config).
+        let names: Vec<&str> = include_str!("uwsgi_options.txt")
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        for o in OPTIONS.iter().filter(|o| o.status != Own) {
+            for n in o.names {
+                assert!(
+                    names.contains(n) || *n == "end",
+                    "--{n} is not a uWSGI option"
+                );
+            }
+        }
+        assert_eq!(uwsgi_only("harakiri-no-arh"), Some(UwsgiArg::None));
+        assert_eq!(uwsgi_only("cache-blocksize"), Some(UwsgiArg::Required));
+        assert_eq!(uwsgi_only("processes"), None);
+        assert_eq!(uwsgi_only("vaccum"), None);
     }
 
     #[test]

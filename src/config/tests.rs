@@ -1433,3 +1433,42 @@ fn https_is_not_honoured_yet() {
          terminate TLS in a reverse proxy and use --http-socket or --socket behind it"
     );
 }
+
+#[test]
+fn uwsgi_options_without_a_row_are_named_as_such() {
+    let ini = TempIni::new(
+        "uwsgionly",
+        "[uwsgi]\nhttp-socket = :1\nharakiri-no-arh = true\ncache-blocksize = 4096\nvaccum = true\n",
+    );
+    // On the command line too (with its value): a uWSGI command line starts.
+    let c = serve(&["--ini", &ini.p(), "--ksm", "--cpu-affinity", "2"]);
+    assert_eq!(
+        c.report.unused_line().unwrap(),
+        format!(
+            "unknown keys, ignored as uWSGI does (--strict makes them errors): vaccum ({}:5, did you mean vacuum?)",
+            ini.p()
+        )
+    );
+    assert_eq!(
+        c.report.uwsgi_only_line().unwrap(),
+        format!(
+            "uWSGI options uwsgi-rs does not have, ignored: --harakiri-no-arh ({p}:3), \
+             --cache-blocksize ({p}:4), --ksm (command line), --cpu-affinity (command line)",
+            p = ini.p()
+        )
+    );
+    let e = err(&["--strict", "--ini", &ini.p()]);
+    assert!(
+        e.contains(&format!(
+            "{}:3: uWSGI option 'harakiri-no-arh' has no equivalent in uwsgi-rs (--strict)",
+            ini.p()
+        )),
+        "{e}"
+    );
+    assert_eq!(e.lines().count(), 4, "{e}");
+    // A name uWSGI does not have either stays an error on the command line.
+    assert_eq!(
+        err(&["--http", ":1", "--no-such-thing"]),
+        "unknown option: --no-such-thing"
+    );
+}
