@@ -534,7 +534,11 @@ impl Collector<'_> {
             (file.to_string(), m)
         };
         let text = match std::fs::read(&file) {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            // A byte-order mark (editors on Windows) is not part of the first line.
+            Ok(bytes) => {
+                String::from_utf8_lossy(bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&bytes))
+                    .into_owned()
+            }
             Err(e) => {
                 self.problem(
                     origin,

@@ -1472,3 +1472,16 @@ fn uwsgi_options_without_a_row_are_named_as_such() {
         "unknown option: --no-such-thing"
     );
 }
+
+#[test]
+fn byte_order_mark_and_crlf() {
+    let ini = TempIni::new(
+        "bom",
+        "\u{feff}[uwsgi]\r\nhttp-socket = :7\r\nprocesses = 2\r\n",
+    );
+    let c = serve(&["--ini", &ini.p()]);
+    assert_eq!(
+        (c.listeners[0].1.to_string().as_str(), c.processes),
+        ("0.0.0.0:7", 2)
+    );
+}
