@@ -8,6 +8,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// What is left of a request on the socket once its response is out.
@@ -37,6 +38,10 @@ pub struct Linger {
 
 pub struct Conn {
     socket: OwnedFd,
+    /// The worker's count of open connections (on the scoreboard, where the
+    /// other workers balance on it): one from `new` until drop, whichever
+    /// path closes the connection.
+    open: &'static AtomicU64,
     /// Bytes read and not yet consumed: a partial head, body bytes, or the
     /// next pipelined request.
     pub buf: Vec<u8>,
@@ -53,9 +58,17 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(socket: OwnedFd, listener: usize, remote_addr: String, remote_port: String) -> Conn {
+    pub fn new(
+        socket: OwnedFd,
+        open: &'static AtomicU64,
+        listener: usize,
+        remote_addr: String,
+        remote_port: String,
+    ) -> Conn {
+        open.fetch_add(1, Ordering::AcqRel);
         Conn {
             socket,
+            open,
             buf: Vec::new(),
             listener,
             remote_addr,
@@ -132,6 +145,12 @@ impl Conn {
         // SAFETY: see above.
         unsafe { self.buf.set_len(len + n as usize) };
         Ok(n as usize)
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -19,6 +19,7 @@
 
 mod config;
 mod conn;
+mod conns;
 #[cfg(test)]
 mod corpus;
 mod cpu_share;
@@ -33,6 +34,7 @@ mod master;
 mod poller;
 mod privileges;
 mod python;
+mod request;
 mod scoreboard;
 mod serve;
 mod stats;

@@ -74,7 +74,7 @@ pub struct CoreSlot {
     started_ms: AtomicU64,
     /// Unix milliseconds after which the master kills the worker; 0 = no
     /// limit. Per core, so one core finishing never clears another's.
-    pub deadline: AtomicU64,
+    deadline_ms: AtomicU64,
     /// Requests this core served.
     pub requests: AtomicU64,
     info_len: AtomicU32,
@@ -229,10 +229,6 @@ impl Scoreboard {
         })
     }
 
-    pub fn worker_count(&self) -> usize {
-        self.workers
-    }
-
     fn worker_offset(&self, id: usize) -> usize {
         (id - 1) * std::mem::size_of::<WorkerSlot>()
     }
@@ -285,6 +281,21 @@ impl Scoreboard {
         (1..=self.workers).map(|id| self.snapshot(id)).collect()
     }
 
+    /// Whether a worker other than `me` that can take a connection now
+    /// (accepting, with an idle core) holds fewer connections than `me`.
+    /// On the hot path (accept), so it reads the atomics directly rather
+    /// than through a snapshot.
+    pub fn has_lighter_worker(&self, me: usize) -> bool {
+        let mine = self.worker(me).open_conns.load(Ordering::Relaxed);
+        (1..=self.workers).filter(|&id| id != me).any(|id| {
+            let w = self.worker(id);
+            w.accepting.load(Ordering::Relaxed) == 1
+                && w.open_conns.load(Ordering::Relaxed) < mine
+                && (0..self.threads)
+                    .any(|c| self.core(id, c).in_request.load(Ordering::Relaxed) == 0)
+        })
+    }
+
     /// Reset a worker's slots before a new process takes them over.
     pub fn reset_worker(&self, id: usize) {
         let w = self.worker(id);
@@ -299,7 +310,7 @@ impl Scoreboard {
         for c in 0..self.threads {
             let core = self.core(id, c);
             core.in_request.store(0, Ordering::Relaxed);
-            core.deadline.store(0, Ordering::Relaxed);
+            core.deadline_ms.store(0, Ordering::Relaxed);
             core.started_ms.store(0, Ordering::Relaxed);
         }
     }
@@ -312,20 +323,35 @@ impl Drop for Scoreboard {
     }
 }
 
+/// A core's slot while it serves a request; dropping it (however the
+/// request ends) marks the core idle and counts the request.
+#[must_use]
+pub struct InRequest<'a>(&'a CoreSlot);
+
+impl Drop for InRequest<'_> {
+    fn drop(&mut self) {
+        let slot = self.0;
+        slot.deadline_ms.store(0, Ordering::Relaxed);
+        slot.in_request.store(0, Ordering::Release);
+        slot.requests.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 impl CoreSlot {
     /// Called by the owning core thread when a request starts; `info` is
-    /// remote, method, uri, then any header lines.
-    pub fn begin(&self, now_ms: u64, deadline_ms: u64, info: &[&[u8]]) {
+    /// remote, method, uri, then any header lines. The core is busy until
+    /// the returned guard drops.
+    pub fn begin(&self, now_ms: u64, deadline_ms: u64, info: &[&[u8]]) -> InRequest<'_> {
         self.write_request(now_ms, info);
-        self.deadline.store(deadline_ms, Ordering::Relaxed);
+        self.deadline_ms.store(deadline_ms, Ordering::Relaxed);
         self.in_request.store(1, Ordering::Release);
+        InRequest(self)
     }
 
-    /// Called by the owning core thread when its request ends.
-    pub fn end(&self) {
-        self.deadline.store(0, Ordering::Relaxed);
-        self.in_request.store(0, Ordering::Release);
-        self.requests.fetch_add(1, Ordering::Relaxed);
+    /// Move the running request's deadline (`uwsgi.set_user_harakiri`);
+    /// 0 = no limit.
+    pub fn set_deadline_ms(&self, deadline_ms: u64) {
+        self.deadline_ms.store(deadline_ms, Ordering::Relaxed);
     }
 
     /// Store the start time and NUL-separated parts under the sequence
@@ -363,7 +389,7 @@ impl CoreSlot {
         let state = if self.in_request.load(Ordering::Acquire) == 0 {
             CoreState::Idle
         } else {
-            let deadline = self.deadline.load(Ordering::Relaxed);
+            let deadline = self.deadline_ms.load(Ordering::Relaxed);
             match self.read_request() {
                 // The request may have ended while we read: say so.
                 _ if self.in_request.load(Ordering::Acquire) == 0 => CoreState::Idle,
@@ -431,7 +457,8 @@ mod tests {
     #[test]
     fn slots_are_independent_and_requests_round_trip() {
         let sb = Scoreboard::new(2, 3).unwrap();
-        sb.core(2, 1)
+        let req = sb
+            .core(2, 1)
             .begin(1000, 42, &[b"127.0.0.1", b"GET", b"/x", b"Host: a"]);
         let r = busy(&sb, 2, 1);
         assert_eq!(
@@ -449,7 +476,7 @@ mod tests {
         assert_eq!(sb.snapshot(2).cores[0].state, CoreState::Idle);
         assert_eq!(sb.snapshot(1).busy_cores(), 0);
         assert_eq!(sb.snapshot(2).busy_cores(), 1);
-        sb.core(2, 1).end();
+        drop(req);
         let w = sb.snapshot(2);
         assert_eq!(w.cores[1].state, CoreState::Idle);
         assert_eq!(w.cores[1].requests, 1);
@@ -458,24 +485,25 @@ mod tests {
     #[test]
     fn one_core_ending_keeps_the_others_deadline() {
         let sb = Scoreboard::new(1, 2).unwrap();
-        sb.core(1, 0).begin(0, 100, &[]);
-        sb.core(1, 1).begin(0, 200, &[]);
-        sb.core(1, 1).end();
+        let _first = sb.core(1, 0).begin(0, 100, &[]);
+        drop(sb.core(1, 1).begin(0, 200, &[]));
         assert_eq!(busy(&sb, 1, 0).deadline_ms, Some(100));
     }
 
     #[test]
     fn no_deadline_reads_as_none() {
         let sb = Scoreboard::new(1, 1).unwrap();
-        sb.core(1, 0).begin(0, 0, &[]);
+        let _req = sb.core(1, 0).begin(0, 0, &[]);
         assert_eq!(busy(&sb, 1, 0).deadline_ms, None);
+        sb.core(1, 0).set_deadline_ms(7);
+        assert_eq!(busy(&sb, 1, 0).deadline_ms, Some(7));
     }
 
     #[test]
     fn oversized_info_is_truncated_not_overflowed() {
         let sb = Scoreboard::new(1, 1).unwrap();
         let big = vec![b'a'; INFO_BYTES * 2];
-        sb.core(1, 0).begin(0, 0, &[b"r", b"GET", &big]);
+        let _req = sb.core(1, 0).begin(0, 0, &[b"r", b"GET", &big]);
         assert!(busy(&sb, 1, 0).uri.len() < INFO_BYTES);
     }
 
@@ -497,6 +525,20 @@ mod tests {
     }
 
     #[test]
+    fn a_lighter_worker_needs_an_idle_core_and_fewer_connections() {
+        let sb = Scoreboard::new(2, 1).unwrap();
+        let (me, other) = (sb.worker(1), sb.worker(2));
+        me.open_conns.store(3, Ordering::Relaxed);
+        other.open_conns.store(1, Ordering::Relaxed);
+        assert!(!sb.has_lighter_worker(1), "the other is not accepting");
+        other.accepting.store(1, Ordering::Relaxed);
+        assert!(sb.has_lighter_worker(1));
+        assert!(!sb.has_lighter_worker(2), "worker 1 holds more");
+        let _busy = sb.core(2, 0).begin(0, 0, &[]);
+        assert!(!sb.has_lighter_worker(1), "no idle core there");
+    }
+
+    #[test]
     fn a_reader_never_sees_a_torn_request() {
         // One thread rewrites the slot as fast as it can; every snapshot
         // must pair a start time with the description written with it.
@@ -508,11 +550,13 @@ mod tests {
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
                 let uri = format!("/{i}");
-                sb.core(1, 0).begin(i, 0, &[b"r", b"GET", uri.as_bytes()]);
+                // Never ended: the core stays busy with ever new requests.
+                std::mem::forget(sb.core(1, 0).begin(i, 0, &[b"r", b"GET", uri.as_bytes()]));
             }
         });
         let mut checked = 0;
-        for _ in 0..20_000 {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while checked < 2_000 && std::time::Instant::now() < until {
             if let CoreState::Busy(r) = &sb.snapshot(1).cores[0].state {
                 assert_eq!(r.uri, format!("/{}", r.started_ms));
                 checked += 1;

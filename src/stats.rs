@@ -462,7 +462,8 @@ mod tests {
         sb.worker(1)
             .pid
             .store(1, std::sync::atomic::Ordering::Relaxed);
-        sb.core(1, 1)
+        let _busy = sb
+            .core(1, 1)
             .begin(1_000, 0, &[b"127.0.0.1", b"GET", b"/x\"y"]);
         sb.snapshot_all()
     }

@@ -5,7 +5,6 @@
 //! [`CurrentCore`]; they never touch sockets or the master.
 
 use std::cell::Cell;
-use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 
 use pyo3::exceptions::PyRuntimeError;
@@ -59,7 +58,7 @@ fn set_user_harakiri(seconds: u64) -> PyResult<()> {
     } else {
         crate::log::unix_millis() + seconds * 1000
     };
-    slot.deadline.store(deadline, Ordering::Relaxed);
+    slot.set_deadline_ms(deadline);
     Ok(())
 }
 
@@ -71,8 +70,7 @@ fn worker_id() -> usize {
 /// Internal: remember a thread's name for the GIL-free tracebacker.
 #[pyfunction]
 fn _register_thread(ident: u64, name: &str, native_id: i64) {
-    crate::tracebacker::names::record(ident, name);
-    crate::tracebacker::names::record_tid(ident, native_id as i32);
+    crate::tracebacker::names::record(ident, name, native_id as i32);
 }
 
 #[pymodule]

@@ -509,6 +509,46 @@ def test_uwsgi_body_shorter_than_content_length(uwsgi_srv):
     uwsgi_good(uwsgi_srv)
 
 
+@pytest.mark.parametrize("protocol,expected", [(None, "HTTP/1.0"), (b"HTTP/1.0", "HTTP/1.0"),
+                                               (b"HTTP/1.1", "HTTP/1.1")])
+def test_uwsgi_protocol_is_the_same_in_the_environ_and_the_response(uwsgi_srv, protocol, expected):
+    """Without SERVER_PROTOCOL the environ says HTTP/1.0 (PEP 3333 needs
+    one), and so does the status line, as under uWSGI."""
+    pairs = [(b"REQUEST_METHOD", b"GET"), (b"REQUEST_URI", b"/env"), (b"PATH_INFO", b"/env")]
+    if protocol is not None:
+        pairs.append((b"SERVER_PROTOCOL", protocol))
+    r, _ = one_response(uwsgi_srv.port, uwsgi_packet(pairs))
+    assert r.status_line.decode().startswith(expected + " 200"), r
+    assert json.loads(r.body)["SERVER_PROTOCOL"] == expected
+    uwsgi_good(uwsgi_srv)
+
+
+def test_a_panic_answers_500_and_a_second_one_restarts_the_worker(serve, port):
+    """A panic in a request thread (here PyO3's PanicException raised by
+    the app) is a 500 and one log line; the worker keeps serving on every
+    core. A second one makes it exit, and the master starts a new one."""
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(APPS / "core_panic.py"),
+                 "--master", "--processes", "1", "--threads", "2"])
+    pid = srv.worker_pids()[1]
+    assert http_get(port, "/raise")[0] == 500  # PyO3 has made its PanicException type
+    status, _, body = http_get(port, "/panic")
+    assert status == 500, body
+    lines = [ln for ln in srv.log.splitlines() if "panic serving" in ln]
+    assert len(lines) == 1, srv.log
+    assert "GET /panic" in lines[0] and "panicked on purpose" in lines[0], lines
+    assert "second panic" not in lines[0]
+    for _ in range(6):
+        status, _, body = http_get(port, "/")
+        assert (status, body) == (200, str(pid).encode())
+    assert http_get(port, "/panic")[0] == 500
+    srv.wait_log("second panic: the worker exits to be respawned", timeout=5)
+    srv.wait_log("Respawned uwsgi-rs worker 1 (new pid: ", timeout=10)
+    srv.wait_log(") ready", count=2, timeout=15)
+    status, _, body = http_get(port, "/")
+    assert status == 200 and int(body) == srv.worker_pids()[1] != pid
+    assert "DAMN" not in srv.log, srv.log
+
+
 # ---------------------------------------------------------------- slow clients
 
 @pytest.fixture

@@ -16,58 +16,7 @@ use super::format::{Frame, ThreadStack};
 use super::names;
 
 /// Python side of the collection: runs with the GIL on the collector thread.
-const COLLECT_PY: &std::ffi::CStr = cr#"
-import sys, threading, linecache, reprlib
-
-class _BoundedRepr(reprlib.Repr):
-    """reprlib bounds containers and strings; for other objects call their
-    own __repr__, letting its exception reach the caller (reprlib's default
-    would swallow it), and cut the result."""
-    def repr_instance(self, x, level):
-        s = repr(x)
-        return s if len(s) <= self.maxother else s[: self.maxother - 3] + "..."
-
-_repr = _BoundedRepr()
-_repr.maxstring = 80
-_repr.maxother = 80
-_repr.maxlevel = 2
-
-def _locals(f):
-    out = []
-    try:
-        items = list(f.f_locals.items())[:50]
-    except Exception:
-        return out
-    for k, v in items:
-        try:
-            r = _repr.repr(v)[:120]
-        except BaseException as e:
-            r = "<repr failed: %s>" % type(e).__name__
-        out.append((str(k), r))
-    return out
-
-def collect(with_locals):
-    me = threading.get_ident()
-    names = {t.ident: t.name for t in threading.enumerate()}
-    out = []
-    for ident, frame in sys._current_frames().items():
-        if ident == me:
-            continue
-        frames = []
-        f = frame
-        while f is not None:
-            co = f.f_code
-            try:
-                src = linecache.getline(co.co_filename, f.f_lineno).strip()
-            except Exception:
-                src = ""
-            frames.append((co.co_filename, f.f_lineno or 0, co.co_name, src,
-                           _locals(f) if with_locals else []))
-            f = f.f_back
-        frames.reverse()
-        out.append((ident, names.get(ident), frames))
-    return out, list(names.items())
-"#;
+const COLLECT_PY: &std::ffi::CStr = pyo3::ffi::c_str!(include_str!("collect.py"));
 
 /// A request for a collection: whether to include locals, and where to reply.
 type Job = (bool, Sender<Vec<ThreadStack>>);
@@ -122,7 +71,7 @@ fn convert(result: &Bound<'_, PyAny>) -> PyResult<Vec<ThreadStack>> {
     type Names = Vec<(Option<u64>, String)>;
     let (threads, all_names): (Threads, Names) = result.extract()?;
     for (ident, name) in all_names.into_iter().filter_map(|(i, n)| Some((i?, n))) {
-        names::record(ident, &name);
+        names::record(ident, &name, 0);
     }
     Ok(threads
         .into_iter()

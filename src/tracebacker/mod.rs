@@ -12,6 +12,7 @@
 pub mod client;
 pub mod format;
 pub mod gil_path;
+pub mod hook;
 pub mod names;
 pub mod rich;
 pub mod signal_path;

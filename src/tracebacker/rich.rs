@@ -106,7 +106,7 @@ pub fn build(
         threads.push(ThreadDump {
             name: stack
                 .map(|s| s.name.clone())
-                .unwrap_or_else(|| crate::worker::core_name(worker.id, c.core)),
+                .unwrap_or_else(|| super::names::core_name(worker.id, c.core)),
             ident: ident.unwrap_or(0),
             core: Some(c.core),
             state: match c.state {
@@ -231,7 +231,8 @@ mod tests {
     #[test]
     fn cores_idle_and_busy_and_app_threads() {
         let sb = crate::scoreboard::Scoreboard::new(1, 2).unwrap();
-        sb.core(1, 1)
+        let _busy = sb
+            .core(1, 1)
             .begin(10_000, 0, &[b"127.0.0.1", b"GET", b"/slow"]);
         let frame = Frame {
             filename: "a.py".into(),

@@ -233,7 +233,7 @@ mod tests {
 
     #[test]
     fn parses_faulthandler_output() {
-        names::record(0x7f00_0000_0001, "uWSGIWorker1Core1");
+        names::record(0x7f00_0000_0001, "uWSGIWorker1Core1", 0);
         let text = "Thread 0x00007f0000000001 (most recent call first):\n  File \"/nonexistent/busy.py\", line 5 in crunch\n  File \"/nonexistent/busy.py\", line 10 in application\n\nCurrent thread 0x00007f0000000002 (most recent call first):\n  <no Python frame>\n";
         let threads = parse(text, &mut SourceCache::default());
         assert_eq!(threads.len(), 2);

@@ -1,0 +1,371 @@
+//! A worker's connections: its listeners, the poller every core waits on,
+//! the deadlines of parked connections, and the count of open ones.
+//! `accept` takes a connection off a listener, `park` hands one to the
+//! poller until it has bytes (under a deadline), `close_after_response`
+//! closes one gracefully (dropping a connection closes it at once), and
+//! `drain_backlog` takes what the kernel already queued when the worker
+//! stops listening.
+//!
+//! No parsing, no requests and no Python: `serve` decides what to do with
+//! a connection; this module only keeps the books straight.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{BorrowedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rustix::io::Errno;
+use rustix::net::SocketFlags;
+
+use crate::config::Protocol;
+use crate::conn::{Conn, Unread};
+use crate::deadlines::Deadlines;
+use crate::poller::{Event, Poller};
+
+/// What the request path needs to know of a listener.
+pub struct ListenerInfo {
+    pub fd: RawFd,
+    pub protocol: Protocol,
+    pub is_unix: bool,
+}
+
+/// How long, and how much, a connection may take.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// Silence allowed in the middle of a request, or before the first.
+    pub socket_timeout: Duration,
+    /// An idle connection between two requests.
+    pub keepalive: Duration,
+    /// The longest a lingering close may take (nginx's `lingering_time`).
+    pub linger_time: Duration,
+    /// The most a lingering close discards.
+    pub linger_bytes: u64,
+}
+
+pub struct Conns {
+    worker_id: usize,
+    poller: Poller,
+    deadlines: Deadlines,
+    listeners: Vec<ListenerInfo>,
+    /// Cleared once the worker stops listening.
+    listening: AtomicBool,
+    /// The worker's open connections, on the scoreboard.
+    open: &'static AtomicU64,
+    bounds: Bounds,
+}
+
+/// How many queued connections a stopping worker takes per listener.
+const DRAIN_MAX: usize = 1024;
+
+impl Conns {
+    /// Watch `listeners` with `poller`.
+    pub fn new(
+        worker_id: usize,
+        poller: Poller,
+        listeners: Vec<ListenerInfo>,
+        open: &'static AtomicU64,
+        bounds: Bounds,
+    ) -> io::Result<Conns> {
+        for (i, l) in listeners.iter().enumerate() {
+            poller.add_listener(i, l.fd)?;
+        }
+        Ok(Conns {
+            worker_id,
+            poller,
+            deadlines: Deadlines::default(),
+            listeners,
+            listening: AtomicBool::new(true),
+            open,
+            bounds,
+        })
+    }
+
+    pub fn listener(&self, idx: usize) -> &ListenerInfo {
+        &self.listeners[idx]
+    }
+
+    /// Connections open now (accepted and not yet dropped).
+    pub fn open(&self) -> u64 {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Wait for the next event (a listener to accept on, a connection with
+    /// bytes, or a wake-up); `Wake` after `timeout` too. A connection the
+    /// caller gets back is off the deadline list; one being closed after
+    /// its response is dealt with here, and reported as `Wake`.
+    pub fn wait(&self, timeout: Duration) -> io::Result<Event> {
+        let event = self.poller.wait(timeout)?;
+        match event {
+            Event::Conn(conn) => {
+                self.deadlines.clear(conn.fd());
+                if conn.linger.is_some() {
+                    self.linger_or_close(conn);
+                    return Ok(Event::Wake);
+                }
+                Ok(Event::Conn(conn))
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// Cut the parked connections past their deadline (at most once per
+    /// `every`, whoever calls).
+    pub fn sweep(&self, now: Instant, every: Duration) {
+        self.deadlines.sweep(now, every);
+    }
+
+    /// Wake every core waiting in [`Conns::wait`].
+    pub fn wake_all(&self) {
+        self.poller.wake_all();
+    }
+
+    /// Accept one connection from listener `idx` (non-blocking), counted
+    /// as open until dropped. None when there is none, or on an error
+    /// (logged; out of descriptors also waits 100 ms).
+    pub fn accept(&self, idx: usize) -> Option<Box<Conn>> {
+        let l = &self.listeners[idx];
+        // SAFETY: the listener stays open for the worker's life.
+        let fd = unsafe { BorrowedFd::borrow_raw(l.fd) };
+        let (socket, addr) =
+            match rustix::net::acceptfrom_with(fd, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC) {
+                Ok(accepted) => accepted,
+                Err(Errno::AGAIN | Errno::CONNABORTED | Errno::INTR) => return None,
+                Err(e @ (Errno::MFILE | Errno::NFILE)) => {
+                    // Out of descriptors: leave the connection in the backlog
+                    // and give in-flight requests time to release some.
+                    crate::log::line(&format!(
+                        "worker {}: accept: {}; shedding load for 100 ms",
+                        self.worker_id,
+                        io::Error::from(e)
+                    ));
+                    std::thread::sleep(Duration::from_millis(100));
+                    return None;
+                }
+                Err(e) => {
+                    crate::log::line(&format!(
+                        "worker {}: accept: {}",
+                        self.worker_id,
+                        io::Error::from(e)
+                    ));
+                    return None;
+                }
+            };
+        let (ip, port) = match addr.and_then(|a| SocketAddr::try_from(a).ok()) {
+            Some(peer) if !l.is_unix => {
+                let _ = rustix::net::sockopt::set_tcp_nodelay(&socket, true);
+                let ip = match peer.ip() {
+                    std::net::IpAddr::V6(v6) => v6
+                        .to_ipv4_mapped()
+                        .map_or_else(|| v6.to_string(), |v4| v4.to_string()),
+                    ip => ip.to_string(),
+                };
+                (ip, peer.port().to_string())
+            }
+            _ => (String::new(), String::new()),
+        };
+        Some(Box::new(Conn::new(socket, self.open, idx, ip, port)))
+    }
+
+    /// Watch listener `idx` again after an event (one-shot), unless the
+    /// worker stopped listening.
+    pub fn rearm_listener(&self, idx: usize) {
+        if self.listening.load(Ordering::Acquire) {
+            let _ = self.poller.rearm_listener(idx, self.listeners[idx].fd);
+        }
+    }
+
+    /// Hand a connection to the poller until it has bytes again. A request
+    /// begun (partial head) or none yet gets the socket timeout to arrive;
+    /// an idle one between requests the keep-alive timeout. If the poller
+    /// refuses it, it is closed.
+    pub fn park(&self, conn: Box<Conn>) {
+        let wait = if !conn.buf.is_empty() || conn.served == 0 {
+            self.bounds.socket_timeout
+        } else {
+            self.bounds.keepalive
+        };
+        self.park_until(conn, Instant::now() + wait);
+    }
+
+    /// Hand a connection to the poller until it has bytes, or `deadline`.
+    fn park_until(&self, conn: Box<Conn>, deadline: Instant) {
+        let fd = conn.fd();
+        self.deadlines.set(fd, deadline);
+        if self.poller.arm(conn).is_err() {
+            self.deadlines.clear(fd);
+        }
+    }
+
+    /// Close a connection whose response is written. If the client may
+    /// still be sending the request (a body the app did not read, a refused
+    /// head), close it gracefully: shut down the write side and discard
+    /// what arrives, in the poller (no core waits for it), within the
+    /// linger bounds and `--socket-timeout` of silence.
+    pub fn close_after_response(&self, mut conn: Box<Conn>, unread: Unread) {
+        if unread == Unread::Nothing {
+            return; // dropped: closed
+        }
+        conn.start_linger(unread, self.bounds.linger_bytes, self.bounds.linger_time);
+        self.linger_or_close(conn);
+    }
+
+    /// One step of a lingering close: discard what is there, then close, or
+    /// park the connection until more arrives.
+    fn linger_or_close(&self, mut conn: Box<Conn>) {
+        if conn.linger_done() {
+            return; // dropped: closed
+        }
+        let until = conn.linger.as_ref().map_or_else(Instant::now, |l| l.until);
+        // Silence is bounded like any read: --socket-timeout.
+        self.park_until(conn, until.min(Instant::now() + self.bounds.socket_timeout));
+    }
+
+    /// Stop listening (the other workers take new connections), then take
+    /// the connections the kernel already completed for this worker, so
+    /// they are served (with `Connection: close`) rather than reset when
+    /// the master exits. Only the first call does anything.
+    pub fn stop_listening(&self) {
+        if !self.listening.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        for l in &self.listeners {
+            self.poller.remove_listener(l.fd);
+        }
+        self.drain_backlog();
+    }
+
+    /// Park what is queued on every listener, up to [`DRAIN_MAX`] each.
+    fn drain_backlog(&self) {
+        for idx in 0..self.listeners.len() {
+            for _ in 0..DRAIN_MAX {
+                let Some(conn) = self.accept(idx) else { break };
+                self.park(conn);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsRawFd;
+
+    fn counter() -> &'static AtomicU64 {
+        Box::leak(Box::new(AtomicU64::new(0)))
+    }
+
+    fn conns(listener: &TcpListener, open: &'static AtomicU64, timeout: Duration) -> Conns {
+        listener.set_nonblocking(true).unwrap();
+        let info = ListenerInfo {
+            fd: listener.as_raw_fd(),
+            protocol: Protocol::Http,
+            is_unix: false,
+        };
+        let bounds = Bounds {
+            socket_timeout: timeout,
+            keepalive: timeout,
+            linger_time: Duration::from_secs(5),
+            linger_bytes: 1 << 20,
+        };
+        Conns::new(1, Poller::new().unwrap(), vec![info], open, bounds).unwrap()
+    }
+
+    fn next_conn(c: &Conns) -> Box<Conn> {
+        for _ in 0..50 {
+            if let Event::Conn(conn) = c.wait(Duration::from_millis(100)).unwrap() {
+                return conn;
+            }
+        }
+        panic!("no connection event");
+    }
+
+    #[test]
+    fn accept_counts_until_drop_and_park_returns_it_with_bytes() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = counter();
+        let c = conns(&l, open, Duration::from_secs(5));
+        assert!(c.accept(0).is_none(), "nothing queued");
+        let mut client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let conn = c.accept(0).expect("a queued connection");
+        assert_eq!(conn.remote_addr, "127.0.0.1");
+        assert_eq!(
+            conn.remote_port,
+            client.local_addr().unwrap().port().to_string()
+        );
+        assert_eq!(c.open(), 1);
+        c.park(conn);
+        assert_eq!(c.open(), 1, "parked is still open");
+        client.write_all(b"GET").unwrap();
+        let mut conn = next_conn(&c);
+        assert_eq!(conn.fill(100).unwrap(), 3);
+        drop(conn);
+        assert_eq!(c.open(), 0, "dropping closes and uncounts");
+        let mut buf = [0u8; 1];
+        assert_eq!(client.read(&mut buf).unwrap(), 0, "the client sees EOF");
+    }
+
+    #[test]
+    fn parked_connection_is_cut_at_its_deadline() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = conns(&l, counter(), Duration::ZERO);
+        let _client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        c.park(c.accept(0).unwrap());
+        c.sweep(Instant::now() + Duration::from_secs(2), Duration::ZERO);
+        let mut conn = next_conn(&c);
+        assert_eq!(conn.fill(100).unwrap(), 0, "shut down: reads EOF");
+    }
+
+    #[test]
+    fn stop_listening_drains_the_backlog_once() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = counter();
+        let c = conns(&l, open, Duration::from_secs(5));
+        let clients: Vec<TcpStream> = (0..3)
+            .map(|_| TcpStream::connect(l.local_addr().unwrap()).unwrap())
+            .collect();
+        c.stop_listening();
+        assert_eq!(c.open(), 3, "every queued connection was taken");
+        c.stop_listening();
+        assert_eq!(c.open(), 3);
+        drop(clients);
+        for _ in 0..3 {
+            drop(next_conn(&c));
+        }
+        assert_eq!(c.open(), 0);
+    }
+
+    #[test]
+    fn lingering_close_discards_the_rest_then_closes() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = counter();
+        let c = conns(&l, open, Duration::from_secs(5));
+        let mut client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let conn = c.accept(0).unwrap();
+        c.close_after_response(conn, Unread::Bytes(6));
+        assert_eq!(c.open(), 1, "kept open to read what the client still sends");
+        let mut buf = [0u8; 1];
+        assert_eq!(client.read(&mut buf).unwrap(), 0, "the write side is shut");
+        client.write_all(b"abc").unwrap();
+        // The poller hands it back only to be read and parked again (Wake).
+        assert!(matches!(
+            c.wait(Duration::from_secs(2)).unwrap(),
+            Event::Wake
+        ));
+        assert_eq!(c.open(), 1, "three bytes still to come");
+        client.write_all(b"def").unwrap();
+        for _ in 0..20 {
+            if c.open() == 0 {
+                break;
+            }
+            let _ = c.wait(Duration::from_millis(100));
+        }
+        assert_eq!(c.open(), 0, "all in: closed");
+        let _other = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let conn = c.accept(0).unwrap();
+        c.close_after_response(conn, Unread::Nothing);
+        assert_eq!(c.open(), 0, "nothing to wait for: closed at once");
+    }
+}

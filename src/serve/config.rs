@@ -1,0 +1,115 @@
+//! What the request path needs to know of the configuration, fixed when
+//! the worker starts: built once from [`Config`], read by every core
+//! without locks. No I/O, no Python; the only place the request path turns
+//! configuration into limits and timeouts.
+
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::conns::Bounds;
+use crate::http::Limits;
+
+/// How long an idle keep-alive connection is kept open.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The longest a lingering close may take (nginx's `lingering_time`).
+const LINGER_TIME: Duration = Duration::from_secs(30);
+/// The most a lingering close discards, unless `--limit-post` allows more.
+const LINGER_MIN_BYTES: u64 = 64 << 20;
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// From 1, as in uWSGI.
+    pub worker_id: usize,
+    /// Cores (request threads) in this worker.
+    pub threads: usize,
+    pub limits: Limits,
+    /// Bounds every socket read and write (`--socket-timeout`).
+    pub socket_timeout: Duration,
+    /// How long an idle keep-alive connection is kept.
+    pub keepalive: Duration,
+    /// `--harakiri`; None = no limit.
+    pub harakiri: Option<Duration>,
+    /// Keep the request's headers on the scoreboard (`--harakiri-verbose`).
+    pub keep_headers: bool,
+    /// One access-log line per request (not `--disable-logging`).
+    pub logging: bool,
+    /// Recycle the worker after this many requests; 0 = never.
+    pub max_requests: u64,
+    /// How long a stopping worker waits for in-flight requests.
+    pub mercy: Duration,
+    /// Bounds of a lingering close (time, and bytes discarded).
+    pub linger_time: Duration,
+    pub linger_bytes: u64,
+}
+
+impl ServeConfig {
+    pub fn new(cfg: &Config, worker_id: usize) -> ServeConfig {
+        let defaults = Limits::default();
+        ServeConfig {
+            worker_id,
+            threads: cfg.threads,
+            limits: Limits {
+                max_head: cfg.buffer_size,
+                max_uri: cfg.buffer_size.max(defaults.max_uri),
+                limit_post: cfg.limit_post,
+                underscores_in_headers: cfg.http_underscores_in_headers,
+                ..defaults
+            },
+            socket_timeout: Duration::from_secs(cfg.socket_timeout.max(1)),
+            keepalive: KEEPALIVE_TIMEOUT,
+            harakiri: (cfg.harakiri > 0).then(|| Duration::from_secs(cfg.harakiri)),
+            keep_headers: cfg.harakiri_verbose,
+            logging: !cfg.disable_logging,
+            max_requests: cfg.max_requests,
+            mercy: Duration::from_secs(cfg.reload_mercy.max(1)),
+            linger_time: LINGER_TIME,
+            linger_bytes: cfg.limit_post.max(LINGER_MIN_BYTES),
+        }
+    }
+
+    /// What the worker's connections may take.
+    pub fn conn_bounds(&self) -> Bounds {
+        Bounds {
+            socket_timeout: self.socket_timeout,
+            keepalive: self.keepalive,
+            linger_time: self.linger_time,
+            linger_bytes: self.linger_bytes,
+        }
+    }
+
+    /// Unix milliseconds after which a request started at `now_ms` is
+    /// overdue; 0 = never (the scoreboard's encoding).
+    pub fn deadline_ms(&self, now_ms: u64) -> u64 {
+        self.harakiri
+            .map_or(0, |h| now_ms.saturating_add(h.as_millis() as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_from_config() {
+        let mut cfg = Config::default();
+        cfg.buffer_size = 32768;
+        cfg.harakiri = 3;
+        cfg.socket_timeout = 0;
+        cfg.reload_mercy = 0;
+        let s = ServeConfig::new(&cfg, 2);
+        assert_eq!(s.worker_id, 2);
+        assert_eq!((s.limits.max_head, s.limits.max_uri), (32768, 32768));
+        assert_eq!(s.limits.max_headers, Limits::default().max_headers);
+        assert_eq!(s.socket_timeout, Duration::from_secs(1), "at least 1 s");
+        assert_eq!(s.mercy, Duration::from_secs(1), "at least 1 s");
+        assert_eq!(s.deadline_ms(1_000), 4_000);
+        assert_eq!(s.linger_bytes, LINGER_MIN_BYTES);
+        let mut big_posts = Config::default();
+        big_posts.limit_post = 1 << 30;
+        assert_eq!(ServeConfig::new(&big_posts, 1).linger_bytes, 1 << 30);
+        let small = ServeConfig::new(&Config::default(), 1);
+        assert_eq!(small.limits.max_uri, Limits::default().max_uri);
+        assert_eq!(small.harakiri, None);
+        assert_eq!(small.deadline_ms(1_000), 0);
+    }
+}

@@ -1,0 +1,490 @@
+//! The hot path: what a core (request thread) does all day. Wait to lead,
+//! wait on the worker's connections, accept, read a request head, serve it
+//! (environ, app call, response), and hand the connection back.
+//!
+//! This module keeps only the request flow: connections are `conns`'s,
+//! stopping and the in-flight count [`Stop`]'s, limits and timeouts
+//! [`ServeConfig`]'s, and both protocols arrive as one [`Request`]. Control
+//! (signals, the master) reaches this loop only through [`Stop`]. The GIL
+//! is held only inside `serve_request` (environ and app call); every wait
+//! releases it.
+
+mod config;
+mod panics;
+mod stop;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+pub use config::ServeConfig;
+pub use panics::install_hook as install_panic_hook;
+pub use stop::{InFlight, Stop};
+
+use crate::conn::{write_all_timeout, Conn, Unread};
+use crate::conns::Conns;
+use crate::cpu_share::{yield_cpu, CpuShare};
+use crate::http::{self, BodyKind};
+use crate::leader::Leader;
+use crate::poller::Event;
+use crate::request::{self, Parse, Request, Source, Version};
+use crate::scoreboard::{CoreSlot, Scoreboard};
+use crate::uwsgi_module::CurrentCore;
+use crate::wsgi::{self, input::BodyMode, input::BodyReader, response::ResponseCtx};
+
+/// What the cores of one worker share.
+pub struct Shared {
+    pub cfg: ServeConfig,
+    pub conns: Conns,
+    pub stop: Stop,
+    /// Which core polls (the others sleep until it is stuck in a request).
+    pub leader: Leader,
+    pub scoreboard: &'static Scoreboard,
+    pub app: Py<PyAny>,
+    /// The environ template of each listener (indexed like the listeners).
+    pub environs: Vec<Py<PyDict>>,
+    /// Requests that panicked; the second one stops the worker.
+    panics: AtomicU32,
+}
+
+impl Shared {
+    pub fn new(
+        cfg: ServeConfig,
+        conns: Conns,
+        stop: Stop,
+        scoreboard: &'static Scoreboard,
+        app: Py<PyAny>,
+        environs: Vec<Py<PyDict>>,
+    ) -> Shared {
+        Shared {
+            cfg,
+            conns,
+            stop,
+            leader: Leader::default(),
+            scoreboard,
+            app,
+            environs,
+            panics: AtomicU32::new(0),
+        }
+    }
+}
+
+/// A request taken off a connection, counted in flight until its response
+/// is written.
+struct Taken<'a> {
+    conn: Box<Conn>,
+    request: Request,
+    in_flight: InFlight<'a>,
+}
+
+/// What a core holds between taking the GIL and giving it back: the
+/// connection, and the end of the response still to be written.
+struct Pending<'a> {
+    conn: Box<Conn>,
+    served: Served,
+    in_flight: InFlight<'a>,
+}
+
+/// How a request ended, for its connection.
+struct Served {
+    /// The end of the response, still to be written (without the GIL).
+    tail: Vec<u8>,
+    /// The connection may be kept for another request.
+    keep: bool,
+    /// What the client may still be sending of this request.
+    unread: Unread,
+}
+
+/// Run core `core` until the worker stops. Returns when core 0 decides the
+/// worker may exit; other cores never return (the process exits under them).
+///
+/// Each request costs one GIL hand-off: everything from the last write of
+/// the previous response to the parsed head of the next request happens
+/// with the GIL released, in one go.
+pub fn core_loop(py: Python<'_>, shared: &Shared, core: usize) {
+    let slot = shared.scoreboard.core(shared.cfg.worker_id, core);
+    let mut pending: Option<Pending<'_>> = None;
+    let mut share = CpuShare::new(Instant::now());
+    loop {
+        // GIL: released from the end of one request to the head of the next.
+        let next = py.detach(|| next_request(shared, core, &mut share, pending.take()));
+        let Some(Taken {
+            mut conn,
+            request,
+            in_flight,
+        }) = next
+        else {
+            return; // core 0: the worker may exit
+        };
+        let served = match panics::catch(|| serve_request(py, shared, &mut conn, &request, slot)) {
+            Ok(served) => served,
+            Err(report) => after_panic(shared, core, &request, &report),
+        };
+        conn.served += 1;
+        pending = Some(Pending {
+            conn,
+            served,
+            in_flight,
+        });
+    }
+}
+
+/// Without the GIL: finish the previous response, then find the next
+/// complete request (on the same connection if pipelined, else from the
+/// poller, once this core leads). None when core 0 should let the worker exit.
+fn next_request<'a>(
+    shared: &'a Shared,
+    core: usize,
+    share: &mut CpuShare,
+    pending: Option<Pending<'a>>,
+) -> Option<Taken<'a>> {
+    if let Some(Pending {
+        conn,
+        served,
+        in_flight,
+    }) = pending
+    {
+        let ok = served.tail.is_empty()
+            || write_all_timeout(conn.fd(), &served.tail, shared.cfg.socket_timeout).is_ok();
+        drop(in_flight);
+        if ok && served.keep {
+            if let Some(found) = parse_buffered(shared, conn) {
+                // A pipelined request: a new one to time, if this core leads.
+                shared.leader.working(core);
+                return Some(found);
+            }
+        } else if ok {
+            shared.conns.close_after_response(conn, served.unread);
+        }
+    }
+    loop {
+        if shared.stop.requested() {
+            begin_stop(shared);
+            if core == 0 && shared.stop.may_exit(shared.conns.open()) {
+                shared.leader.resign(core);
+                return None;
+            }
+        }
+        // How long to sleep, as a follower or on the poller, before looking
+        // at the worker's state again.
+        let wait = if shared.stop.requested() {
+            Duration::from_millis(50)
+        } else {
+            Duration::from_secs(1)
+        };
+        if !shared.leader.lead(core, wait) {
+            continue;
+        }
+        let polled = Instant::now();
+        shared.conns.sweep(polled, Duration::from_secs(1));
+        if share.due(polled) {
+            yield_cpu();
+        }
+        let event = shared.conns.wait(wait);
+        share.polled(polled, Instant::now());
+        if !matches!(event, Ok(Event::Wake)) {
+            shared.leader.working(core);
+        }
+        match event {
+            Ok(Event::Wake) => {}
+            Ok(Event::Listener(idx)) => {
+                if let Some(found) = accept(shared, idx) {
+                    return Some(found);
+                }
+            }
+            Ok(Event::Conn(conn)) => {
+                if let Some(found) = read_head(shared, conn) {
+                    return Some(found);
+                }
+            }
+            Err(e) => {
+                crate::log::line(&format!(
+                    "worker {} core {core}: poll error: {e}",
+                    shared.cfg.worker_id
+                ));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// The first core to see the stop stops listening, so new connections go
+/// to the other workers, and wakes every core to look at the state.
+fn begin_stop(shared: &Shared) {
+    if shared.stop.begin() {
+        shared.conns.stop_listening();
+        shared.leader.wake_all();
+    }
+}
+
+/// Accept what is pending on a listener (at most one per idle core); the
+/// first connection that already carries a whole request is returned to be
+/// served now, the others are parked.
+fn accept(shared: &Shared, idx: usize) -> Option<Taken<'_>> {
+    if shared.scoreboard.has_lighter_worker(shared.cfg.worker_id) {
+        // Keep-alive clients stay with the worker that accepted them, so
+        // without this one worker can end up with most of them while the
+        // other idles. Leave the connection to the lighter worker (it is
+        // woken for it too); look again shortly in case it does not take it.
+        std::thread::sleep(Duration::from_millis(1));
+        shared.conns.rearm_listener(idx);
+        return None;
+    }
+    // Take only as many connections as this worker has idle cores (this one
+    // included): the rest stay in the kernel queue for an idle worker,
+    // instead of waiting here behind a slow request.
+    let idle = shared
+        .cfg
+        .threads
+        .saturating_sub(shared.stop.in_flight())
+        .max(1);
+    let mut found = None;
+    for _ in 0..idle.min(64) {
+        let Some(conn) = shared.conns.accept(idx) else {
+            break;
+        };
+        // The request usually arrives with the connection (TCP listeners
+        // defer accept until data is there): serve it on this core right
+        // away, so this worker takes no more connections than it can serve
+        // and the next one goes to an idle worker.
+        found = read_head(shared, conn);
+        if found.is_some() {
+            break;
+        }
+    }
+    shared.conns.rearm_listener(idx);
+    found
+}
+
+/// Read what the connection has for us and parse it; a connection that
+/// closed or failed is dropped (closed), one with nothing yet parked.
+fn read_head(shared: &Shared, mut conn: Box<Conn>) -> Option<Taken<'_>> {
+    match conn.fill(shared.cfg.limits.max_head + 1) {
+        Ok(0) => None,
+        Ok(_) => parse_buffered(shared, conn),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            shared.conns.park(conn);
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// Parse what the connection has buffered: a complete request (counted in
+/// flight), or the connection goes back to the poller (incomplete) or is
+/// answered with an error and closed.
+fn parse_buffered(shared: &Shared, mut conn: Box<Conn>) -> Option<Taken<'_>> {
+    if conn.buf.is_empty() {
+        shared.conns.park(conn);
+        return None;
+    }
+    let protocol = shared.conns.listener(conn.listener).protocol;
+    match request::parse(protocol, &conn.buf, &shared.cfg.limits) {
+        Parse::Incomplete => {
+            shared.conns.park(conn);
+            None
+        }
+        Parse::Complete { request, consumed } => {
+            conn.buf.drain(..consumed);
+            Some(Taken {
+                conn,
+                request,
+                in_flight: shared.stop.enter(),
+            })
+        }
+        Parse::Rejected {
+            status,
+            why,
+            body_left,
+        } => {
+            reject(shared, &conn, status, &why);
+            // The rest of the request may still be on its way.
+            let unread = body_left.map_or(Unread::Unknown, Unread::Bytes);
+            shared.conns.close_after_response(conn, unread);
+            None
+        }
+    }
+}
+
+/// Answer a request we could not parse, and log why.
+fn reject(shared: &Shared, conn: &Conn, status: u16, why: &str) {
+    let _ = write_all_timeout(
+        conn.fd(),
+        &http::error_response(status),
+        shared.cfg.socket_timeout,
+    );
+    if shared.cfg.logging {
+        crate::log::line(&format!(
+            "[pid: {}|worker: {}] {} bad request rejected with {status}: {}",
+            std::process::id(),
+            shared.cfg.worker_id,
+            crate::log::escape(conn.remote_addr.as_bytes()),
+            crate::log::escape(why.as_bytes())
+        ));
+    }
+}
+
+/// With the GIL: serve one request (either protocol) on `slot`.
+fn serve_request(
+    py: Python<'_>,
+    shared: &Shared,
+    conn: &mut Conn,
+    req: &Request,
+    slot: &'static CoreSlot,
+) -> Served {
+    let started = Instant::now();
+    let now_ms = crate::log::unix_millis();
+    let cfg = &shared.cfg;
+    let fd = conn.fd();
+    let remote = req.remote(&conn.remote_addr);
+    let deadline = cfg.deadline_ms(now_ms);
+    let in_request = if cfg.keep_headers {
+        let headers = req.header_lines();
+        let mut info: Vec<&[u8]> = vec![remote, req.method(), req.uri()];
+        info.extend(headers.iter().map(Vec::as_slice));
+        slot.begin(now_ms, deadline, &info)
+    } else {
+        slot.begin(now_ms, deadline, &[remote, req.method(), req.uri()])
+    };
+    let _current = CurrentCore::enter(slot);
+
+    let mode = match req.body {
+        BodyKind::None => BodyMode::Length(0),
+        BodyKind::Length(n) => BodyMode::Length(n),
+        BodyKind::Chunked => {
+            BodyMode::Chunked(Box::new(http::ChunkedDecoder::new(cfg.limits.limit_post)))
+        }
+    };
+    let reader = BodyReader::new(
+        fd,
+        std::mem::take(&mut conn.buf),
+        mode,
+        cfg.socket_timeout,
+        req.expect_continue && req.has_body(),
+    );
+    let ctx = ResponseCtx {
+        fd,
+        timeout: cfg.socket_timeout,
+        head_request: req.is_head(),
+        chunked_ok: req.chunked_response_ok(),
+        http10: req.version == Version::Http10,
+        protocol: req.version.as_str(),
+        keep_alive: req.keep_alive && !shared.stop.requested(),
+    };
+    let template = shared.environs[conn.listener].bind(py);
+    let environ = match &req.source {
+        Source::Http(head) => {
+            wsgi::environ::from_http(py, template, head, &conn.remote_addr, &conn.remote_port)
+        }
+        Source::Uwsgi(packet) => wsgi::environ::from_uwsgi(py, template, &packet.vars),
+    };
+    let mut outcome = match environ {
+        Ok(env) => wsgi::call(py, shared.app.bind(py), &env, reader, ctx),
+        Err(e) => {
+            crate::log::line(&format!("cannot build environ: {e}"));
+            return Served::error(500);
+        }
+    };
+    drop(in_request);
+    finish_request(shared, req, remote, &outcome, started);
+    conn.buf = std::mem::take(&mut outcome.leftover);
+    // A response that promised keep-alive keeps it even if the stop began
+    // meanwhile: the client may already be sending its next request, which
+    // is then answered with `Connection: close`.
+    Served {
+        tail: outcome.tail,
+        keep: outcome.keep_alive,
+        unread: outcome.unread,
+    }
+}
+
+impl Served {
+    /// An error response, then close: whatever the client still sends is
+    /// of a request we gave up on.
+    fn error(status: u16) -> Served {
+        Served {
+            tail: http::error_response(status),
+            keep: false,
+            unread: Unread::Unknown,
+        }
+    }
+}
+
+/// A request panicked (the scoreboard slot and the in-flight count were
+/// given back by their guards): log one line, answer 500 and close; after
+/// the second, stop the worker so the master starts a clean one.
+fn after_panic(shared: &Shared, core: usize, req: &Request, report: &str) -> Served {
+    // Counted as a request that raised, so the stats add up (the core's
+    // own count was kept by its slot guard).
+    let w = shared.scoreboard.worker(shared.cfg.worker_id);
+    w.requests.fetch_add(1, Ordering::Relaxed);
+    w.exceptions.fetch_add(1, Ordering::Relaxed);
+    let n = shared.panics.fetch_add(1, Ordering::AcqRel) + 1;
+    let exiting = n == 2 && shared.stop.request();
+    crate::log::line(&format!(
+        "[pid: {}|worker: {}|core: {core}] panic serving {} {}: {}; answered 500{}",
+        std::process::id(),
+        shared.cfg.worker_id,
+        crate::log::escape(req.method()),
+        crate::log::escape(req.uri()),
+        crate::log::escape(report.as_bytes()),
+        if exiting {
+            "; second panic: the worker exits to be respawned"
+        } else {
+            ""
+        }
+    ));
+    if exiting {
+        shared.conns.wake_all();
+    }
+    Served::error(500)
+}
+
+/// Stats, the access log line, and max-requests, after every request.
+fn finish_request(
+    shared: &Shared,
+    req: &Request,
+    remote: &[u8],
+    outcome: &wsgi::Outcome,
+    started: Instant,
+) {
+    let cfg = &shared.cfg;
+    let w = shared.scoreboard.worker(cfg.worker_id);
+    let total = w.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    w.tx.fetch_add(outcome.wire_bytes, Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    w.record_latency(elapsed.as_micros() as u64);
+    if outcome.raised {
+        w.exceptions.fetch_add(1, Ordering::Relaxed);
+    }
+    if cfg.logging {
+        crate::log::line(&format!(
+            "[pid: {}|worker: {}|req: {}] {} [{}] {} {} => generated {} bytes in {} msecs ({} {})",
+            std::process::id(),
+            cfg.worker_id,
+            total,
+            if remote.is_empty() {
+                "-".to_string()
+            } else {
+                crate::log::escape(remote)
+            },
+            crate::log::ctime_now(),
+            crate::log::escape(req.method()),
+            crate::log::escape(req.uri()),
+            outcome.body_bytes,
+            elapsed.as_millis(),
+            req.version.as_str(),
+            outcome.status
+        ));
+    }
+    if cfg.max_requests > 0 && total >= cfg.max_requests && shared.stop.request() {
+        crate::log::line(&format!(
+            "...The work of process {} is done (max requests {} reached). Seeya!",
+            std::process::id(),
+            cfg.max_requests
+        ));
+        shared.conns.wake_all();
+    }
+}
