@@ -312,12 +312,14 @@ def test_failed_starts_leave_nothing_behind(tmp_path, port, own_tmpdir):
         busy.close()
 
 
-def test_sigkilled_master_leftovers_are_swept_by_the_next_start(serve, tmp_path, port, own_tmpdir):
+def test_sigkilled_master_leftovers_are_swept_by_the_next_start(serve, tmp_path, own_tmpdir):
     """A master killed with SIGKILL cannot clean up; the next start (failed
     or not) removes its private directory, and a clean stop leaves the temp
     dir as it found it."""
     tmpdir, env = own_tmpdir
     for next_start_fails in (True, False):
+        # A fresh port each time: the killed master's may linger in the kernel.
+        port = free_port()
         srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP, "--processes", "2"],
                     workers=2, env={"TMPDIR": str(tmpdir)})
         left = f"uwsgi-rs.{srv.proc.pid}"
@@ -326,9 +328,11 @@ def test_sigkilled_master_leftovers_are_swept_by_the_next_start(serve, tmp_path,
         srv.proc.wait(5)
         assert wait_until(lambda: not group_members(srv.proc.pid), 5)
         assert os.listdir(tmpdir) == [left], "the killed master's directory stays until a start"
+        port = free_port()
         if next_start_fails:
-            _failed_start(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP,
-                           "--pidfile", str(tmp_path / "no" / "dir" / "pid")], tmp_path, env)
+            assert "cannot write pidfile" in _failed_start(
+                ["--http", f"127.0.0.1:{port}", "--wsgi-file", APP,
+                 "--pidfile", str(tmp_path / "no" / "dir" / "pid")], tmp_path, env)
             assert os.listdir(tmpdir) == []
         else:
             nxt = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP],
