@@ -1,28 +1,24 @@
 """Shared fixtures for the end-to-end tests: start the real uwsgi-rs binary
 on free loopback ports in a per-test temporary directory, capture its log,
-and always stop what was started (the whole process group)."""
+and always stop what was started (the whole process group). Plain helpers
+are in helpers.py (re-exported here for the modules that import them from
+conftest). Tests that build the project are marked `slow`:
+`pytest -m "not slow" tests/` runs the rest."""
 
 import contextlib
 import os
 import signal
-import socket
 import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from helpers import (  # noqa: F401 - re-exported for the test modules
+    APPS, Bg, free_port, http_get, raw_request, signal_and_wait, wait_port)
+
 ROOT = Path(__file__).resolve().parent.parent
-APPS = Path(__file__).resolve().parent / "apps"
 BIN = os.environ.get("UWSGI_RS_BIN", str(ROOT / "target" / "release" / "uwsgi-rs"))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:
@@ -52,7 +48,7 @@ class Server:
                 return True
             if self.proc.poll() is not None:
                 break
-            time.sleep(0.05)
+            time.sleep(0.01)  # a start is ~0.1 s: look often
         raise AssertionError(f"{needle!r} x{count} not in log within {timeout}s:\n{self.log}")
 
     def wait_ready(self, timeout=15.0):
@@ -83,6 +79,32 @@ class Server:
         self._log.close()
 
 
+# Modules that build the project (cargo, maturin, other Pythons): minutes each.
+SLOW_MODULES = {"test_pythons.py", "test_packaging.py"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: builds the project; minutes (-m 'not slow' skips)")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.path.name in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
+@contextlib.contextmanager
+def running(args, cwd, workers=1, env=None):
+    """A server for several tests (a module-scoped fixture's), ready, and
+    stopped on the way out."""
+    srv = Server(args, cwd, env=env, workers=workers)
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
+
+
 @pytest.fixture
 def serve(tmp_path):
     """serve(args, workers=N) -> Server; stopped at teardown."""
@@ -105,78 +127,8 @@ def port():
     return free_port()
 
 
-def http_get(port, path="/", host="127.0.0.1", timeout=10, headers=None):
-    import http.client
-    c = http.client.HTTPConnection(host, port, timeout=timeout)
-    c.request("GET", path, headers=headers or {})
-    r = c.getresponse()
-    body = r.read()
-    c.close()
-    return r.status, dict(r.getheaders()), body
 
 
-def raw_request(port, data, timeout=5.0, host="127.0.0.1"):
-    """Send raw bytes, return everything received until close or timeout."""
-    s = socket.create_connection((host, port), timeout=timeout)
-    try:
-        s.sendall(data)
-        chunks = []
-        while True:
-            try:
-                b = s.recv(65536)
-            except socket.timeout:
-                break
-            if not b:
-                break
-            chunks.append(b)
-        return b"".join(chunks)
-    finally:
-        s.close()
-
-
-class Bg:
-    """A GET left running in a background thread: `.result` is the response
-    tuple of http_get (or the exception), `.done_at` when it ended."""
-
-    def __init__(self, port, path, timeout=60, headers=None):
-        self.result = None
-        self.done_at = None
-        self.started_at = time.time()
-        self.t = threading.Thread(target=self._run, args=(port, path, timeout, headers),
-                                  daemon=True)
-        self.t.start()
-
-    def _run(self, port, path, timeout, headers):
-        try:
-            self.result = http_get(port, path, timeout=timeout, headers=headers)
-        except Exception as e:  # noqa: BLE001 - recorded for the caller
-            self.result = e
-        self.done_at = time.time()
-
-    def join(self, timeout):
-        self.t.join(timeout)
-        assert not self.t.is_alive(), "request still running"
-        return self.result
-
-
-def signal_and_wait(proc, sig, timeout):
-    """Send `sig` to the server's master and wait for it to exit: seconds taken."""
-    t0 = time.monotonic()
-    proc.send_signal(sig)
-    proc.wait(timeout)
-    return time.monotonic() - t0
-
-
-def wait_port(port, timeout=10.0):
-    """Wait until something accepts TCP connections on 127.0.0.1:port."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listening on {port} after {timeout}s")
 
 
 NGINX = "/usr/sbin/nginx"

@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release
 cargo test --release
-python3 -m pytest -q -p no:cacheprovider tests/ "$@"
+# The 20 slowest tests are listed at the end. While developing, the fast
+# set skips the tests that build the project: add -m "not slow".
+python3 -m pytest -q -p no:cacheprovider --durations=20 tests/ "$@"

@@ -22,6 +22,7 @@ import requests
 
 import conftest
 from conftest import APPS, NGINX, ROOT, free_port, nginx_running
+from helpers import lineno_of
 
 EXAMPLES = ROOT / "examples"
 
@@ -60,17 +61,12 @@ def wait_dump(sock, pattern, timeout=10):
     raise AssertionError(f"{pattern!r} never in a dump of {sock}: {last}")
 
 
-def lineno(path, needle):
-    for i, line in enumerate(Path(path).read_text().splitlines(), 1):
-        if needle in line:
-            return i
-    raise AssertionError(f"{needle!r} not in {path}")
 
 
 def stuck_frame(view_file, func, needle):
     """The regex of a dump line showing `func` in `view_file` at `needle`."""
     return (rf"thread_id = uWSGIWorker1Core\d+ filename = {re.escape(str(view_file))} "
-            rf"lineno = {lineno(view_file, needle)} function = {func} "
+            rf"lineno = {lineno_of(view_file, needle)} function = {func} "
             rf"line = {re.escape(needle)}")
 
 

@@ -8,13 +8,13 @@ request never holds up the others while a core is free."""
 import time
 
 from conftest import APPS, Bg, http_get
+from helpers import start_app
 
 APP = str(APPS / "cores_app.py")
 
 
 def start(serve, port, threads=4):
-    return serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP, "--master",
-                  "--processes", "1", "--threads", str(threads), "--disable-logging"])
+    return start_app(serve, port, APP, "--disable-logging", workers=1, threads=threads)
 
 
 def test_a_blocked_request_does_not_hold_up_quick_ones(serve, port):

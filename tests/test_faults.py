@@ -24,6 +24,7 @@ import pytest
 
 import conftest
 from conftest import APPS, Bg, free_port, http_get, signal_and_wait
+from helpers import group_members, poll, start_app
 
 APP = str(APPS / "rel_app.py")
 CRASHLOOP = str(APPS / "rel_crashloop.py")
@@ -31,36 +32,12 @@ WHOAMI = str(APPS / "rel_whoami.py")
 WRK = "/usr/bin/wrk"
 
 
-def start(serve, port, *extra, workers=2, threads=4, app=APP, **kw):
-    return serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", app, "--master",
-                  "--processes", str(workers), "--threads", str(threads), *extra],
-                 workers=workers, **kw)
+def start(serve, port, *extra, app=APP, **kw):
+    return start_app(serve, port, app, *extra, **kw)
 
 
-def group_members(pgid):
-    """Live (non-zombie) processes whose process group is pgid."""
-    found = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                rest = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(rest[2]) == pgid and rest[0] != "Z":
-            found.append(int(d))
-    return found
 
 
-def wait_until(pred, timeout, step=0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
 
 
 def cpu_seconds(pid):
@@ -130,12 +107,12 @@ def test_worker_dying_mid_request_fails_only_its_own_requests(serve, port, tmp_p
             with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
                 crash.result(timeout=10)
             t_dead = time.monotonic()
-            m = wait_until(lambda: re.search(r"DAMN ! worker (\d) \(pid: (\d+)\) died, ([^:]+) :\(", srv.log), 5)
+            m = poll(lambda: re.search(r"DAMN ! worker (\d) \(pid: (\d+)\) died, ([^:]+) :\(", srv.log), 5)
             assert m, srv.log
             wid, dead = int(m.group(1)), int(m.group(2))
             assert m.group(3) == death
             assert dead == first[wid]
-            back = wait_until(lambda: re.search(
+            back = poll(lambda: re.search(
                 rf"Respawned uwsgi-rs worker {wid} \(new pid: (\d+)\)", srv.log) and srv.log.count(") ready") >= 3, 5)
             t_back = time.monotonic()
             assert back, srv.log
@@ -252,7 +229,7 @@ def test_master_sigkill_leaves_no_orphans(serve, port):
     os.kill(srv.proc.pid, signal.SIGKILL)
     t0 = time.monotonic()
     srv.proc.wait(5)
-    left = wait_until(lambda: not group_members(srv.proc.pid), 3)
+    left = poll(lambda: not group_members(srv.proc.pid), 3)
     took = time.monotonic() - t0
     # A killed master cannot remove its private tracebacker directory.
     shutil.rmtree(os.path.join(tempfile.gettempdir(), f"uwsgi-rs.{srv.proc.pid}"), ignore_errors=True)
@@ -262,7 +239,7 @@ def test_master_sigkill_leaves_no_orphans(serve, port):
         "the busy worker must not finish its request after the master died"
     # The kernel may keep the dead worker's client connection in FIN_WAIT
     # for a moment after the process is gone; no process holds the port.
-    assert wait_until(lambda: port_is_free(port), 5), "the port is still held"
+    assert poll(lambda: port_is_free(port), 5), "the port is still held"
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
 
@@ -326,7 +303,7 @@ def test_sigkilled_master_leftovers_are_swept_by_the_next_start(serve, tmp_path,
         assert os.listdir(tmpdir) == [left]
         os.kill(srv.proc.pid, signal.SIGKILL)
         srv.proc.wait(5)
-        assert wait_until(lambda: not group_members(srv.proc.pid), 5)
+        assert poll(lambda: not group_members(srv.proc.pid), 5)
         assert os.listdir(tmpdir) == [left], "the killed master's directory stays until a start"
         port = free_port()
         if next_start_fails:
@@ -430,7 +407,7 @@ def test_sigterm_serves_every_accepted_request(serve, port):
     assert results["a"][0] == 200 and results["b"][0] == 200, results
     assert results["c"] == (200, b"accepted"), results
     assert rc == 0 and took < 5.0, (rc, took, srv.log)
-    assert wait_until(lambda: not group_members(srv.proc.pid), 3)
+    assert poll(lambda: not group_members(srv.proc.pid), 3)
 
 
 def test_sigterm_waits_no_longer_than_reload_mercy(serve, port):
@@ -440,7 +417,7 @@ def test_sigterm_waits_no_longer_than_reload_mercy(serve, port):
     took = signal_and_wait(srv.proc, signal.SIGTERM, 15)
     assert 1.5 <= took < 5.0, f"shutdown took {took:.1f}s with --reload-mercy 2"
     assert isinstance(slow.join(10), Exception)
-    assert wait_until(lambda: not group_members(srv.proc.pid), 3)
+    assert poll(lambda: not group_members(srv.proc.pid), 3)
     assert port_is_free(port)
 
 
@@ -600,7 +577,7 @@ def test_uid_gid_with_default_options_serves(nobody_dir, serve):
                  "--master", "--processes", "1", "--threads", "2",
                  "--uid", "nobody", "--gid", "nogroup", "--home", _python_home_for_nobody()],
                 workers=1, cwd=nobody_dir, ready=False)
-    ok = wait_until(lambda: ") ready" in srv.log or srv.proc.poll() is not None, 10, step=0.05)
+    ok = poll(lambda: ") ready" in srv.log or srv.proc.poll() is not None, 10, interval=0.05)
     assert ok and ") ready" in srv.log, srv.log
     _check_dropped(srv, port)
 

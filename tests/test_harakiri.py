@@ -4,13 +4,10 @@ worker serving throughout, per-request deadlines, --harakiri-verbose and
 uwsgi.set_user_harakiri() / uwsgi.worker_id()."""
 
 import re
-import shutil
-import signal
-import threading
 import time
-from pathlib import Path
 
 from conftest import APPS, http_get, Bg
+from helpers import copy_app, read_socket, spawned_pids, wait_for
 
 HEADER = "*** uWSGI Python tracebacker output ***"
 STAMP = r"\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4} - "
@@ -21,28 +18,10 @@ FRAME_RE = re.compile(
 
 # ---------------------------------------------------------------- helpers
 
-def copy_app(name, dst, src_dir=APPS):
-    shutil.copy(Path(src_dir) / name, Path(dst) / name)
-    return Path(dst) / name
 
 
-def spawned_pids(log):
-    pids = {}
-    for m in re.finditer(r"spawned uwsgi-rs worker (\d+) \(pid: (\d+)", log):
-        pids[int(m.group(1))] = int(m.group(2))
-    for m in re.finditer(r"Respawned uwsgi-rs worker (\d+) \(new pid: (\d+)\)", log):
-        pids[int(m.group(1))] = int(m.group(2))
-    return pids
 
 
-def wait_for(pred, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.02)
-    raise AssertionError(f"{what} within {timeout}s")
 
 
 def master_lines(log):
@@ -109,19 +88,8 @@ def harakiri_report(log, path, verbose=False):
 
 
 def _dump_has(path, needle):
-    import socket
     try:
-        s = socket.socket(socket.AF_UNIX)
-        s.settimeout(3)
-        s.connect(path)
-        data = b""
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            data += b
-        s.close()
-        return needle.encode() in data
+        return needle.encode() in read_socket(path, timeout=3)
     except OSError:
         return False
 

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from conftest import APPS, Server, free_port, http_get
+from helpers import exchange
 
 APP = str(APPS / "rel_app.py")
 LIMIT_POST = 1000
@@ -21,35 +22,6 @@ LIMIT_POST = 1000
 
 # ---------------------------------------------------------------- helpers
 
-def exchange(port, data, timeout=5.0, shut=False, host="127.0.0.1"):
-    """Send raw bytes and read until the server closes. Returns (bytes, end)
-    where end is 'eof', 'reset' (data received before a RST is kept) or
-    'timeout' (the server kept the connection open)."""
-    s = socket.create_connection((host, port), timeout=timeout)
-    try:
-        try:
-            s.sendall(data)
-            if shut:
-                s.shutdown(socket.SHUT_WR)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the server answered and closed before reading it all
-        chunks = []
-        end = None
-        while end is None:
-            try:
-                b = s.recv(65536)
-            except socket.timeout:
-                end = "timeout"
-                break
-            except ConnectionResetError:
-                end = "reset"
-                break
-            if not b:
-                end = "eof"
-            chunks.append(b)
-        return b"".join(chunks), end
-    finally:
-        s.close()
 
 
 class Resp:

@@ -11,15 +11,25 @@ import time
 
 import pytest
 
-from conftest import APPS, free_port, http_get, raw_request
+from conftest import APPS, free_port, http_get, raw_request, running
+from helpers import start_app
 
 ECHO = str(APPS / "core_echo.py")
 
 
-def start_echo(serve, port, *extra, workers=2, threads=4):
-    return serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", ECHO, "--master",
-                  "--processes", str(workers), "--threads", str(threads), *extra],
-                 workers=workers)
+def start_echo(serve, port, *extra, **kw):
+    return start_app(serve, port, ECHO, *extra, **kw)
+
+
+@pytest.fixture(scope="module")
+def echo_port(tmp_path_factory):
+    """The port of one echo server (2 workers x 4 threads, default limits)
+    shared by the tests that need nothing else: they only send requests."""
+    port = free_port()
+    with running(["--http", f"127.0.0.1:{port}", "--wsgi-file", ECHO, "--master",
+                  "--processes", "2", "--threads", "4"],
+                 tmp_path_factory.mktemp("http_echo"), workers=2):
+        yield port
 
 
 class RawResponse:
@@ -95,8 +105,8 @@ def is_closed(sock, wait=3.0):
 
 # ---------------------------------------------------------------- keep-alive
 
-def test_keepalive_several_requests_one_connection(serve, port):
-    start_echo(serve, port)
+def test_keepalive_several_requests_one_connection(echo_port):
+    port = echo_port
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     remote_ports = set()
     local_ports = set()
@@ -114,8 +124,8 @@ def test_keepalive_several_requests_one_connection(serve, port):
     assert remote_ports == {str(next(iter(local_ports)))}
 
 
-def test_pipelining_three_requests_in_one_send(serve, port):
-    start_echo(serve, port)
+def test_pipelining_three_requests_in_one_send(echo_port):
+    port = echo_port
     s, f = connect(port)
     try:
         reqs = b"".join(
@@ -130,8 +140,8 @@ def test_pipelining_three_requests_in_one_send(serve, port):
         s.close()
 
 
-def test_http10_closes_by_default(serve, port):
-    start_echo(serve, port)
+def test_http10_closes_by_default(echo_port):
+    port = echo_port
     s, f = connect(port)
     try:
         s.sendall(b"GET /say/ten HTTP/1.0\r\n\r\n")
@@ -144,8 +154,8 @@ def test_http10_closes_by_default(serve, port):
         s.close()
 
 
-def test_http10_keepalive_when_asked(serve, port):
-    start_echo(serve, port)
+def test_http10_keepalive_when_asked(echo_port):
+    port = echo_port
     s, f = connect(port)
     try:
         for w in (b"a", b"b", b"c"):
@@ -157,8 +167,8 @@ def test_http10_keepalive_when_asked(serve, port):
         s.close()
 
 
-def test_http11_connection_close_honoured(serve, port):
-    start_echo(serve, port)
+def test_http11_connection_close_honoured(echo_port):
+    port = echo_port
     s, f = connect(port)
     try:
         s.sendall(b"GET /say/bye HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -169,8 +179,8 @@ def test_http11_connection_close_honoured(serve, port):
         s.close()
 
 
-def test_head_has_content_length_and_no_body(serve, port):
-    start_echo(serve, port)
+def test_head_has_content_length_and_no_body(echo_port):
+    port = echo_port
     s, f = connect(port)
     try:
         s.sendall(b"HEAD /head HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -187,8 +197,8 @@ def test_head_has_content_length_and_no_body(serve, port):
 
 # ---------------------------------------------------------------- request bodies
 
-def test_chunked_request_body_is_decoded(serve, port):
-    start_echo(serve, port)
+def test_chunked_request_body_is_decoded(echo_port):
+    port = echo_port
     s, f = connect(port)
     try:
         s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -206,8 +216,8 @@ def test_chunked_request_body_is_decoded(serve, port):
         s.close()
 
 
-def test_chunked_10mb_upload_streamed(serve, port):
-    start_echo(serve, port)
+def test_chunked_10mb_upload_streamed(echo_port):
+    port = echo_port
     block = os.urandom(65536 + 17)
     total = 10 * 1024 * 1024
     h = hashlib.sha256()
@@ -234,8 +244,8 @@ def test_chunked_10mb_upload_streamed(serve, port):
     assert data["biggest_read"] <= 65536
 
 
-def test_content_length_body_10mb(serve, port):
-    start_echo(serve, port)
+def test_content_length_body_10mb(echo_port):
+    port = echo_port
     body = os.urandom(10 * 1024 * 1024)
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     c.request("POST", "/sha", body=body)
@@ -247,8 +257,8 @@ def test_content_length_body_10mb(serve, port):
                     "biggest_read": 65536}
 
 
-def test_expect_100_continue(serve, port):
-    start_echo(serve, port)
+def test_expect_100_continue(echo_port):
+    port = echo_port
     s, f = connect(port)
     try:
         s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n"
@@ -270,8 +280,8 @@ def test_expect_100_continue(serve, port):
 
 # ---------------------------------------------------------------- responses
 
-def test_chunked_response_without_content_length(serve, port):
-    start_echo(serve, port)
+def test_chunked_response_without_content_length(echo_port):
+    port = echo_port
     s, f = connect(port)
     try:
         s.sendall(b"GET /chunked HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -287,8 +297,8 @@ def test_chunked_response_without_content_length(serve, port):
         s.close()
 
 
-def test_http10_response_without_content_length_is_delimited_by_close(serve, port):
-    start_echo(serve, port)
+def test_http10_response_without_content_length_is_delimited_by_close(echo_port):
+    port = echo_port
     data = raw_request(port, b"GET /chunked HTTP/1.0\r\n\r\n", timeout=5)
     head, _, body = data.partition(b"\r\n\r\n")
     assert b" 200 " in head.split(b"\r\n")[0]
@@ -296,8 +306,8 @@ def test_http10_response_without_content_length_is_delimited_by_close(serve, por
     assert body == b"hello chunked world"
 
 
-def test_streaming_is_flushed_as_produced(serve, port):
-    start_echo(serve, port)
+def test_streaming_is_flushed_as_produced(echo_port):
+    port = echo_port
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
     try:
         t0 = time.monotonic()
@@ -322,33 +332,39 @@ def test_streaming_is_flushed_as_produced(serve, port):
 
 # ---------------------------------------------------------------- errors
 
-def test_malformed_request_line_400_then_server_still_serves(serve, port):
-    start_echo(serve, port)
-    s, f = connect(port)
+REFUSED = [
+    ("malformed request line", b"THIS IS NOT HTTP\r\n\r\n", 400),
+    ("headers over --buffer-size",
+     b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 5000 + b"\r\n\r\n", 431),
+    ("Content-Length and Transfer-Encoding",
+     b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+     b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400),
+    # RFC 9112 6.3: chunked not the final coding -> 400 and close (was 501);
+    # chunked last but behind a coding the server does not decode -> 501.
+    ("Transfer-Encoding not ending in chunked",
+     b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"
+     b"5\r\nhello\r\n0\r\n\r\n", 400),
+    ("chunked behind another coding",
+     b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+     b"5\r\nhello\r\n0\r\n\r\n", 501),
+    ("HTTP/2.0 request line", b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+]
+
+
+@pytest.mark.parametrize("name,request_bytes,status", REFUSED, ids=[c[0] for c in REFUSED])
+def test_refused_request_is_answered_and_closed_then_server_still_serves(
+        echo_port, name, request_bytes, status):
+    s, f = connect(echo_port)
     try:
-        s.sendall(b"THIS IS NOT HTTP\r\n\r\n")
+        s.sendall(request_bytes)
         r = read_response(f)
-        assert r.status == 400
+        assert r.status == status, name
         assert (r.header("Connection") or "").lower() == "close"
         assert is_closed(s)
     finally:
         s.close()
-    status, _, body = http_get(port, "/say/fine")
-    assert status == 200 and body == b"fine"
-
-
-def test_oversized_headers_431(serve, port):
-    start_echo(serve, port)
-    big = b"X-Big: " + b"a" * 5000 + b"\r\n"
-    s, f = connect(port)
-    try:
-        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n" + big + b"\r\n")
-        r = read_response(f)
-        assert r.status == 431
-        assert (r.header("Connection") or "").lower() == "close"
-    finally:
-        s.close()
-    assert http_get(port, "/say/ok")[0] == 200
+    status, _, body = http_get(echo_port, "/say/fine")
+    assert (status, body) == (200, b"fine")
 
 
 def test_buffer_size_raises_header_limit(serve, port):
@@ -360,46 +376,6 @@ def test_buffer_size_raises_header_limit(serve, port):
     try:
         s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"c" * 40000 + b"\r\n\r\n")
         assert read_response(f).status == 431
-    finally:
-        s.close()
-
-
-def test_content_length_and_transfer_encoding_400(serve, port):
-    start_echo(serve, port)
-    s, f = connect(port)
-    try:
-        s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
-                  b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
-        r = read_response(f)
-        assert r.status == 400
-        assert (r.header("Connection") or "").lower() == "close"
-    finally:
-        s.close()
-
-
-def test_transfer_encoding_not_ending_in_chunked_400_and_behind_another_coding_501(serve, port):
-    """RFC 9112 6.3: chunked not the final coding -> 400 and close (was 501);
-    chunked last but behind a coding the server does not decode -> 501."""
-    start_echo(serve, port)
-    for te, status in ((b"gzip", 400), (b"gzip, chunked", 501)):
-        s, f = connect(port)
-        try:
-            s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: " + te
-                      + b"\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
-            r = read_response(f)
-            assert r.status == status, te
-            assert (r.header("Connection") or "").lower() == "close"
-        finally:
-            s.close()
-
-
-def test_http2_version_505(serve, port):
-    start_echo(serve, port)
-    s, f = connect(port)
-    try:
-        s.sendall(b"GET / HTTP/2.0\r\nHost: x\r\n\r\n")
-        r = read_response(f)
-        assert r.status == 505
     finally:
         s.close()
 

@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import APPS, BIN, free_port, http_get, Bg
+from helpers import lineno_of, quick_stop, read_socket, wait_for
 
 OBS_APP = str(APPS / "obs_app.py")
 PLAIN_HEADER = "*** uWSGI Python tracebacker output ***"
@@ -82,35 +82,9 @@ def tracebacks_text(base, *extra):
 
 def ask_json(path, timeout=5.0):
     """In-process equivalent of one worker of `--tracebacks --json`."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    try:
-        s.connect(str(path))
-        s.sendall(b"json\n")
-        chunks = []
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            chunks.append(b)
-    finally:
-        s.close()
-    return b"".join(chunks)
+    return read_socket(path, send=b"json\n", timeout=timeout)
 
 
-def wait_for(fn, timeout, what, interval=0.05):
-    """Poll fn() until it returns something truthy; return that."""
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        try:
-            last = fn()
-            if last:
-                return last
-        except (OSError, ValueError, AssertionError) as e:
-            last = e
-        time.sleep(interval)
-    raise AssertionError(f"{what} not seen within {timeout}s; last: {last!r}")
 
 
 def wait_tb_sockets(server, base, n):
@@ -136,15 +110,8 @@ def stats_busy(addr):
     return sum(c["in_request"] for w in read_stats(addr)["workers"] for c in w["cores"])
 
 
-def quick_stop(server):
-    server.stop(sig=signal.SIGQUIT, timeout=10)
 
 
-def lineno_of(path, needle):
-    for i, ln in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if needle in ln:
-            return i
-    raise AssertionError(f"{needle!r} not in {path}")
 
 
 def parse_tracebacks_text(text):
@@ -245,27 +212,10 @@ def busy_threads(doc):
             for t in w["threads"] if t["state"] == "busy"]
 
 
-def read_stats_raw(addr, timeout=5.0):
-    if isinstance(addr, tuple):
-        s = socket.create_connection(addr, timeout=timeout)
-    else:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(timeout)
-        s.connect(addr)
-    try:
-        chunks = []
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            chunks.append(b)
-    finally:
-        s.close()
-    return b"".join(chunks)
 
 
 def read_stats(addr):
-    return json.loads(read_stats_raw(addr))
+    return json.loads(read_socket(addr))
 
 
 def total_requests(doc):

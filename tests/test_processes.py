@@ -15,14 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from conftest import APPS, BIN, Bg, free_port, http_get, signal_and_wait
+from helpers import group_members, start_app
 
 ECHO = str(APPS / "core_echo.py")
 
 
-def start(serve, port, *extra, workers=2, threads=4, **kw):
-    return serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", ECHO, "--master",
-                  "--processes", str(workers), "--threads", str(threads), *extra],
-                 workers=workers, **kw)
+def start(serve, port, *extra, **kw):
+    return start_app(serve, port, ECHO, *extra, **kw)
 
 
 def get_json(port, path, timeout=10):
@@ -31,22 +30,6 @@ def get_json(port, path, timeout=10):
     return json.loads(body)
 
 
-def group_members(pgid):
-    """Live (non-zombie) processes whose process group is pgid."""
-    found = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        rest = stat.rsplit(")", 1)[1].split()
-        state, pgrp = rest[0], int(rest[2])
-        if pgrp == pgid and state != "Z":
-            found.append(int(d))
-    return found
 
 
 def wait_group_gone(pgid, timeout=5.0):

@@ -17,6 +17,7 @@ import unicodedata
 from pathlib import Path
 
 from conftest import APPS, BIN, ROOT, http_get, Bg
+from helpers import copy_app, lineno_of, quick_stop, read_socket, spawned_pids
 
 HEADER = "*** uWSGI Python tracebacker output ***"
 FRAME_RE = re.compile(
@@ -30,19 +31,8 @@ NAIVE = unicodedata.normalize("NFC", "tb_naïve.py")
 def read_tb(path, timeout=5.0):
     """Connect to a tracebacker socket, read to EOF: (bytes, seconds)."""
     t0 = time.perf_counter()
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    try:
-        s.connect(str(path))
-        chunks = []
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            chunks.append(b)
-    finally:
-        s.close()
-    return b"".join(chunks), time.perf_counter() - t0
+    data = read_socket(path, timeout=timeout)
+    return data, time.perf_counter() - t0
 
 
 def connect_and_read(path, *extra, timeout=15):
@@ -110,29 +100,12 @@ def wait_socks(server, paths, timeout=20.0):
             time.sleep(0.05)
 
 
-def spawned_pids(log):
-    pids = {}
-    for m in re.finditer(r"spawned uwsgi-rs worker (\d+) \(pid: (\d+)", log):
-        pids[int(m.group(1))] = int(m.group(2))
-    for m in re.finditer(r"Respawned uwsgi-rs worker (\d+) \(new pid: (\d+)\)", log):
-        pids[int(m.group(1))] = int(m.group(2))
-    return pids
 
 
-def copy_app(name, dst, src_dir=APPS):
-    shutil.copy(Path(src_dir) / name, Path(dst) / name)
-    return Path(dst) / name
 
 
-def quick_stop(server):
-    server.stop(sig=signal.SIGQUIT, timeout=10)
 
 
-def lineno_of(path, needle):
-    for i, ln in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if needle in ln:
-            return i
-    raise AssertionError(f"{needle!r} not in {path}")
 
 
 # ---------------------------------------------------------------- the seed

@@ -7,21 +7,19 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 
 import pytest
 import requests
 
 from conftest import APPS, http_get
+from helpers import raw_request, start_app, wait_for
 
 ECHO = str(APPS / "core_echo.py")
 
 
 def start(serve, port, app=ECHO, *extra, workers=1, threads=2):
-    return serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", app, "--master",
-                  "--processes", str(workers), "--threads", str(threads), *extra],
-                 workers=workers)
+    return start_app(serve, port, app, *extra, workers=workers, threads=threads)
 
 
 def post(port, path, body, headers=None, timeout=10):
@@ -33,13 +31,6 @@ def post(port, path, body, headers=None, timeout=10):
     return r.status, dict(r.getheaders()), data
 
 
-def wait_for(pred, timeout=5.0, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not met within {timeout}s")
 
 
 # ---------------------------------------------------------------- environ
@@ -94,16 +85,7 @@ def test_environ_single_process_single_thread_flags(serve, port):
 
 def test_environ_http10_protocol_and_repeated_headers(serve, port):
     start(serve, port)
-    import socket
-    s = socket.create_connection(("127.0.0.1", port), timeout=5)
-    s.sendall(b"GET /env HTTP/1.0\r\nX-Multi: a\r\nX-Multi: b\r\n\r\n")
-    data = b""
-    while True:
-        b = s.recv(65536)
-        if not b:
-            break
-        data += b
-    s.close()
+    data = raw_request(port, b"GET /env HTTP/1.0\r\nX-Multi: a\r\nX-Multi: b\r\n\r\n")
     v = json.loads(data.partition(b"\r\n\r\n")[2])["values"]
     assert v["SERVER_PROTOCOL"] == "HTTP/1.0"
     assert v["HTTP_X_MULTI"] in ("a,b", "a, b")
@@ -128,18 +110,9 @@ def test_wsgi_input_methods(serve, port, mode, expected):
 
 def test_wsgi_input_chunked_readline(serve, port):
     start(serve, port)
-    import socket
-    s = socket.create_connection(("127.0.0.1", port), timeout=5)
-    s.sendall(b"POST /input?mode=readline HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    data = raw_request(port, b"POST /input?mode=readline HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
               b"Transfer-Encoding: chunked\r\n\r\n"
               b"4\r\nab\nc\r\n3\r\nd\ne\r\n0\r\n\r\n")
-    data = b""
-    while True:
-        b = s.recv(65536)
-        if not b:
-            break
-        data += b
-    s.close()
     assert json.loads(data.partition(b"\r\n\r\n")[2])["result"] == ["ab\n", "cd\n", "e"]
 
 

@@ -1,0 +1,223 @@
+"""Helpers the end-to-end test modules share: clients (HTTP, raw bytes,
+UNIX and TCP sockets), waiting for a condition, reading the server's log
+and processes. Fixtures and the Server class are in conftest.py, which
+also re-exports the helpers it has always offered."""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+APPS = Path(__file__).resolve().parent / "apps"
+
+
+# ---------------------------------------------------------------- clients
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(port, path="/", host="127.0.0.1", timeout=10, headers=None):
+    import http.client
+    c = http.client.HTTPConnection(host, port, timeout=timeout)
+    c.request("GET", path, headers=headers or {})
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    return r.status, dict(r.getheaders()), body
+
+
+def exchange(port, data, timeout=5.0, shut=False, host="127.0.0.1"):
+    """Send raw bytes and read until the server closes. Returns (bytes, end)
+    where end is 'eof', 'reset' (data received before a RST is kept) or
+    'timeout' (the server kept the connection open)."""
+    s = socket.create_connection((host, port), timeout=timeout)
+    try:
+        try:
+            s.sendall(data)
+            if shut:
+                s.shutdown(socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed before reading it all
+        chunks = []
+        end = None
+        while end is None:
+            try:
+                b = s.recv(65536)
+            except socket.timeout:
+                end = "timeout"
+                break
+            except ConnectionResetError:
+                end = "reset"
+                break
+            if not b:
+                end = "eof"
+            chunks.append(b)
+        return b"".join(chunks), end
+    finally:
+        s.close()
+
+
+def raw_request(port, data, timeout=5.0, host="127.0.0.1"):
+    """Send raw bytes, return everything received until close or timeout."""
+    return exchange(port, data, timeout=timeout, host=host)[0]
+
+
+def read_socket(addr, send=b"", timeout=5.0):
+    """Connect to a UNIX socket path or a (host, port) pair, send `send`,
+    and read to EOF."""
+    if isinstance(addr, tuple):
+        s = socket.create_connection(addr, timeout=timeout)
+    else:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+    try:
+        if not isinstance(addr, tuple):
+            s.connect(str(addr))
+        if send:
+            s.sendall(send)
+        chunks = []
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            chunks.append(b)
+    finally:
+        s.close()
+    return b"".join(chunks)
+
+
+class Bg:
+    """A GET left running in a background thread: `.result` is the response
+    tuple of http_get (or the exception), `.done_at` when it ended."""
+
+    def __init__(self, port, path, timeout=60, headers=None):
+        self.result = None
+        self.done_at = None
+        self.started_at = time.time()
+        self.t = threading.Thread(target=self._run, args=(port, path, timeout, headers),
+                                  daemon=True)
+        self.t.start()
+
+    def _run(self, port, path, timeout, headers):
+        try:
+            self.result = http_get(port, path, timeout=timeout, headers=headers)
+        except Exception as e:  # noqa: BLE001 - recorded for the caller
+            self.result = e
+        self.done_at = time.time()
+
+    def join(self, timeout):
+        self.t.join(timeout)
+        assert not self.t.is_alive(), "request still running"
+        return self.result
+
+
+def wait_port(port, timeout=10.0):
+    """Wait until something accepts TCP connections on 127.0.0.1:port."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listening on {port} after {timeout}s")
+
+
+# ---------------------------------------------------------------- waiting
+
+def poll(pred, timeout, interval=0.05):
+    """Call pred() until it returns something truthy or `timeout` passes;
+    returns its last value (falsy after a timeout)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    return pred()
+
+
+def wait_for(pred, timeout=5.0, what="condition", interval=0.05):
+    """Call pred() until it returns something truthy, and return that; a
+    pred() that raises OSError, ValueError or AssertionError counts as not
+    yet. Fails naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = pred()
+            if last:
+                return last
+        except (OSError, ValueError, AssertionError) as e:
+            last = e
+        time.sleep(interval)
+    raise AssertionError(f"{what} not seen within {timeout}s; last: {last!r}")
+
+
+# ---------------------------------------------------------------- the server
+
+def start_app(serve, port, app, *extra, workers=2, threads=4, **kw):
+    """The usual server: --http on `port`, `app`, a master, workers x threads."""
+    return serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(app), "--master",
+                  "--processes", str(workers), "--threads", str(threads), *extra],
+                 workers=workers, **kw)
+
+
+def signal_and_wait(proc, sig, timeout):
+    """Send `sig` to the server's master and wait for it to exit: seconds taken."""
+    t0 = time.monotonic()
+    proc.send_signal(sig)
+    proc.wait(timeout)
+    return time.monotonic() - t0
+
+
+def quick_stop(server):
+    server.stop(sig=signal.SIGQUIT, timeout=10)
+
+
+def spawned_pids(log):
+    """Worker id -> pid of its latest process, from the master's log."""
+    pids = {}
+    for m in re.finditer(r"spawned uwsgi-rs worker (\d+) \(pid: (\d+)", log):
+        pids[int(m.group(1))] = int(m.group(2))
+    for m in re.finditer(r"Respawned uwsgi-rs worker (\d+) \(new pid: (\d+)\)", log):
+        pids[int(m.group(1))] = int(m.group(2))
+    return pids
+
+
+def group_members(pgid):
+    """Live (non-zombie) processes whose process group is pgid."""
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(rest[2]) == pgid and rest[0] != "Z":
+            found.append(int(d))
+    return found
+
+
+# ---------------------------------------------------------------- apps
+
+def copy_app(name, dst, src_dir=APPS):
+    shutil.copy(Path(src_dir) / name, Path(dst) / name)
+    return Path(dst) / name
+
+
+def lineno_of(path, needle):
+    """The number of the first line of `path` containing `needle`."""
+    for i, ln in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if needle in ln:
+            return i
+    raise AssertionError(f"{needle!r} not in {path}")
