@@ -7,9 +7,13 @@
 //! parses bytes or knows about Python.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
+use rustix::net::SendFlags;
 
 /// What is left of a request on the socket once its response is out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,15 +140,11 @@ impl Conn {
         let want = room.min(64 * 1024);
         self.buf.reserve(want);
         let len = self.buf.len();
-        // SAFETY: reading into reserved spare capacity; set_len only by the
-        // number of bytes the kernel wrote.
-        let n = unsafe { libc::read(self.fd(), self.buf.as_mut_ptr().add(len).cast(), want) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: see above.
-        unsafe { self.buf.set_len(len + n as usize) };
-        Ok(n as usize)
+        let (read, _) = rustix::io::read(&self.socket, &mut self.buf.spare_capacity_mut()[..want])?;
+        let n = read.len();
+        // SAFETY: the kernel initialised the first n bytes of the spare capacity.
+        unsafe { self.buf.set_len(len + n) };
+        Ok(n)
     }
 }
 
@@ -154,27 +154,27 @@ impl Drop for Conn {
     }
 }
 
-fn wait_for(fd: RawFd, events: i16, deadline: Instant) -> io::Result<()> {
+/// The socket of a caller that keeps it open for the call.
+fn borrow(fd: RawFd) -> BorrowedFd<'static> {
+    // SAFETY: every caller passes the descriptor of a connection it holds
+    // (or a file it has open) and uses the borrow only within the call.
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}
+
+/// Wait until `fd` is ready for `events`, at most until `deadline`.
+fn wait_for(fd: RawFd, events: PollFlags, deadline: Instant) -> io::Result<()> {
+    let fd = borrow(fd);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(io::Error::new(io::ErrorKind::TimedOut, "socket timeout"));
         }
-        let mut pfd = libc::pollfd {
-            fd,
-            events,
-            revents: 0,
-        };
-        // SAFETY: one pollfd, a live local.
-        let n = unsafe { libc::poll(&mut pfd, 1, left.as_millis().max(1) as i32) };
-        if n > 0 {
-            return Ok(());
-        }
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
+        let timeout = Timespec::try_from(left.max(Duration::from_millis(1)))
+            .map_err(|_| io::Error::from(Errno::INVAL))?;
+        match rustix::event::poll(&mut [PollFd::new(&fd, events)], Some(&timeout)) {
+            Ok(0) | Err(Errno::INTR) => {}
+            Ok(_) => return Ok(()),
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -184,16 +184,11 @@ pub fn read_timeout(fd: RawFd, buf: &mut [u8], timeout: Duration) -> io::Result<
     crate::forked::refuse_io()?;
     let deadline = Instant::now() + timeout;
     loop {
-        // SAFETY: reading into a live, caller-owned slice.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        match e.kind() {
-            io::ErrorKind::WouldBlock => wait_for(fd, libc::POLLIN, deadline)?,
-            io::ErrorKind::Interrupted => {}
-            _ => return Err(e),
+        match rustix::io::read(borrow(fd), &mut *buf) {
+            Ok(n) => return Ok(n),
+            Err(Errno::AGAIN) => wait_for(fd, PollFlags::IN, deadline)?,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -203,20 +198,17 @@ pub fn write_all_timeout(fd: RawFd, mut data: &[u8], timeout: Duration) -> io::R
     crate::forked::refuse_io()?;
     let mut deadline = Instant::now() + timeout;
     while !data.is_empty() {
-        // SAFETY: writing from a live slice; MSG_NOSIGNAL so a closed peer
-        // gives EPIPE instead of killing the worker. For UNIX sockets too.
-        let n = unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), libc::MSG_NOSIGNAL) };
-        if n >= 0 {
-            data = &data[n as usize..];
-            // Progress restarts the clock: the timeout bounds silence, not size.
-            deadline = Instant::now() + timeout;
-            continue;
-        }
-        let e = io::Error::last_os_error();
-        match e.kind() {
-            io::ErrorKind::WouldBlock => wait_for(fd, libc::POLLOUT, deadline)?,
-            io::ErrorKind::Interrupted => {}
-            _ => return Err(e),
+        // NOSIGNAL: a closed peer gives EPIPE instead of killing the worker
+        // (for UNIX sockets too).
+        match rustix::net::send(borrow(fd), data, SendFlags::NOSIGNAL) {
+            Ok(n) => {
+                data = &data[n..];
+                // Progress restarts the clock: the timeout bounds silence, not size.
+                deadline = Instant::now() + timeout;
+            }
+            Err(Errno::AGAIN) => wait_for(fd, PollFlags::OUT, deadline)?,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(())
@@ -226,33 +218,26 @@ pub fn write_all_timeout(fd: RawFd, mut data: &[u8], timeout: Duration) -> io::R
 pub fn sendfile_all(
     out_fd: RawFd,
     in_fd: RawFd,
-    mut offset: i64,
+    offset: i64,
     mut count: u64,
     timeout: Duration,
 ) -> io::Result<u64> {
     crate::forked::refuse_io()?;
     let mut sent = 0u64;
+    let mut offset = u64::try_from(offset).map_err(|_| io::Error::from(Errno::INVAL))?;
     let mut deadline = Instant::now() + timeout;
     while count > 0 {
-        let mut off: libc::off_t = offset as libc::off_t;
         let chunk = count.min(1 << 30) as usize;
-        // SAFETY: both fds are open for the call; `off` is a live local.
-        let n = unsafe { libc::sendfile(out_fd, in_fd, &mut off, chunk) };
-        if n > 0 {
-            sent += n as u64;
-            count -= n as u64;
-            offset += n as i64;
-            deadline = Instant::now() + timeout;
-            continue;
-        }
-        if n == 0 {
-            break; // file shorter than announced
-        }
-        let e = io::Error::last_os_error();
-        match e.kind() {
-            io::ErrorKind::WouldBlock => wait_for(out_fd, libc::POLLOUT, deadline)?,
-            io::ErrorKind::Interrupted => {}
-            _ => return Err(e),
+        match rustix::fs::sendfile(borrow(out_fd), borrow(in_fd), Some(&mut offset), chunk) {
+            Ok(0) => break, // file shorter than announced
+            Ok(n) => {
+                sent += n as u64;
+                count -= n as u64;
+                deadline = Instant::now() + timeout;
+            }
+            Err(Errno::AGAIN) => wait_for(out_fd, PollFlags::OUT, deadline)?,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(sent)

@@ -52,8 +52,7 @@ impl CpuShare {
 
 /// Let any other thread waiting for this CPU run first.
 pub fn yield_cpu() {
-    // SAFETY: sched_yield takes no arguments and cannot fail on Linux.
-    unsafe { libc::sched_yield() };
+    rustix::thread::sched_yield();
 }
 
 #[cfg(test)]

@@ -77,9 +77,10 @@ impl Deadlines {
                     return true;
                 }
                 // SAFETY: the fd is still open: it is closed only after
-                // `clear`, which needs this lock. shutdown(2) wakes the
-                // poller for it without closing it.
-                unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+                // `clear`, which needs this lock.
+                let socket = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+                // shutdown(2) wakes the poller for it without closing it.
+                let _ = rustix::net::shutdown(socket, rustix::net::Shutdown::Both);
                 cut += 1;
                 false
             });

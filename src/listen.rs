@@ -252,24 +252,8 @@ pub fn bind_unix(path: &Path, private_mode: Option<u32>) -> Result<UnixListener,
 }
 
 /// The uid of the process at the other end of a UNIX stream (SO_PEERCRED).
-pub fn peer_uid(fd: RawFd) -> io::Result<u32> {
-    // SAFETY: ucred is plain data.
-    let mut cred: libc::ucred = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: pointers to live locals of the right size.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(cred.uid)
+pub fn peer_uid(socket: impl std::os::fd::AsFd) -> io::Result<u32> {
+    Ok(rustix::net::sockopt::socket_peercred(socket)?.uid.as_raw())
 }
 
 #[cfg(test)]

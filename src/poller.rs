@@ -10,8 +10,11 @@
 //! Python here.
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::Duration;
+
+use rustix::event::{epoll, eventfd, EventfdFlags, Timespec};
+use rustix::io::Errno;
 
 use crate::conn::Conn;
 
@@ -32,119 +35,115 @@ pub enum Event {
 }
 
 pub struct Poller {
-    epfd: RawFd,
-    wakefd: RawFd,
+    epoll: OwnedFd,
+    wake: OwnedFd,
 }
+
+/// What a listener waits for: one readiness, then re-armed by its core.
+const LISTENER_EVENTS: epoll::EventFlags = epoll::EventFlags::IN.union(epoll::EventFlags::ONESHOT);
 
 impl Poller {
     pub fn new() -> io::Result<Poller> {
-        // SAFETY: plain syscalls; results checked.
-        let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if epfd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: as above.
-        let wakefd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if wakefd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let p = Poller { epfd, wakefd };
+        let p = Poller {
+            epoll: epoll::create(epoll::CreateFlags::CLOEXEC)?,
+            wake: eventfd(0, EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC)?,
+        };
         // Level-triggered and never drained: once woken, every core sees it.
-        p.ctl(
-            libc::EPOLL_CTL_ADD,
-            wakefd,
-            libc::EPOLLIN as u32,
-            WAKE_TOKEN,
+        epoll::add(
+            &p.epoll,
+            &p.wake,
+            epoll::EventData::new_u64(WAKE_TOKEN),
+            epoll::EventFlags::IN,
         )?;
         Ok(p)
     }
 
-    fn ctl(&self, op: i32, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
-        let mut ev = libc::epoll_event { events, u64: token };
-        // SAFETY: epfd is ours; ev is a live local.
-        if unsafe { libc::epoll_ctl(self.epfd, op, fd, &mut ev) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
-
     pub fn add_listener(&self, idx: usize, fd: RawFd) -> io::Result<()> {
-        self.ctl(
-            libc::EPOLL_CTL_ADD,
-            fd,
-            (libc::EPOLLIN | libc::EPOLLONESHOT) as u32,
-            listener_token(idx),
-        )
+        // SAFETY: listeners stay open for the worker's life.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        let data = epoll::EventData::new_u64(listener_token(idx));
+        Ok(epoll::add(&self.epoll, fd, data, LISTENER_EVENTS)?)
     }
 
     pub fn rearm_listener(&self, idx: usize, fd: RawFd) -> io::Result<()> {
-        self.ctl(
-            libc::EPOLL_CTL_MOD,
-            fd,
-            (libc::EPOLLIN | libc::EPOLLONESHOT) as u32,
-            listener_token(idx),
-        )
+        // SAFETY: as in add_listener.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        let data = epoll::EventData::new_u64(listener_token(idx));
+        Ok(epoll::modify(&self.epoll, fd, data, LISTENER_EVENTS)?)
     }
 
     /// Stop watching a listener (graceful stop): other workers keep accepting.
     pub fn remove_listener(&self, fd: RawFd) {
-        let _ = self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0);
+        // SAFETY: as in add_listener.
+        let _ = epoll::delete(&self.epoll, unsafe { BorrowedFd::borrow_raw(fd) });
     }
 
     /// Hand a connection to the queue until it has bytes again.
     pub fn arm(&self, mut conn: Box<Conn>) -> io::Result<()> {
-        let fd = conn.fd();
-        let events = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT) as u32;
-        let op = if conn.registered {
-            libc::EPOLL_CTL_MOD
-        } else {
-            libc::EPOLL_CTL_ADD
-        };
-        conn.registered = true;
+        let flags = epoll::EventFlags::IN | epoll::EventFlags::RDHUP | epoll::EventFlags::ONESHOT;
+        let registered = std::mem::replace(&mut conn.registered, true);
+        // SAFETY: the connection owns the socket and is owned by the poller
+        // from here until an event hands it back (or it is dropped below).
+        let fd = unsafe { BorrowedFd::borrow_raw(conn.fd()) };
         let token = Box::into_raw(conn) as u64;
-        self.ctl(op, fd, events, token).inspect_err(|_| {
+        let data = epoll::EventData::new_u64(token);
+        let armed = if registered {
+            epoll::modify(&self.epoll, fd, data, flags)
+        } else {
+            epoll::add(&self.epoll, fd, data, flags)
+        };
+        armed.map_err(|e| {
             // SAFETY: registration failed, so nobody else can see the token:
             // take the box back and drop it (closes the socket).
             drop(unsafe { Box::from_raw(token as *mut Conn) });
+            io::Error::from(e)
         })
     }
 
     /// Wait for the next event; `Wake` after `timeout` too.
     pub fn wait(&self, timeout: Duration) -> io::Result<Event> {
-        let mut ev = libc::epoll_event { events: 0, u64: 0 };
-        // SAFETY: one event slot, a live local.
-        let n = unsafe { libc::epoll_wait(self.epfd, &mut ev, 1, timeout.as_millis() as i32) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                return Ok(Event::Wake);
-            }
-            return Err(e);
-        }
-        if n == 0 || ev.u64 == WAKE_TOKEN {
+        let mut events = [epoll::Event {
+            flags: epoll::EventFlags::empty(),
+            data: epoll::EventData::new_u64(0),
+        }];
+        let timeout = Timespec::try_from(timeout).unwrap_or(Timespec {
+            tv_sec: i64::MAX,
+            tv_nsec: 0,
+        });
+        let n = match epoll::wait(&self.epoll, &mut events, Some(&timeout)) {
+            Ok(n) => n,
+            Err(Errno::INTR) => return Ok(Event::Wake),
+            Err(e) => return Err(e.into()),
+        };
+        let token = events[0].data.u64();
+        if n == 0 || token == WAKE_TOKEN {
             return Ok(Event::Wake);
         }
-        if ev.u64 & 1 == 1 {
-            return Ok(Event::Listener(((ev.u64 >> 1) - 1) as usize));
+        if token & 1 == 1 {
+            return Ok(Event::Listener(((token >> 1) - 1) as usize));
         }
         // SAFETY: even tokens are only ever made by `arm` from Box::into_raw,
         // and one-shot delivery gives each to exactly one waiter.
-        Ok(Event::Conn(unsafe { Box::from_raw(ev.u64 as *mut Conn) }))
+        Ok(Event::Conn(unsafe { Box::from_raw(token as *mut Conn) }))
     }
 
     /// Wake every core (signal-safe: one write to an eventfd).
     pub fn wake_all(&self) {
-        wake_fd(self.wakefd);
+        wake(self.wake.as_fd());
     }
 
     pub fn wake_fd(&self) -> RawFd {
-        self.wakefd
+        self.wake.as_raw_fd()
     }
 }
 
 /// Async-signal-safe wake-up, for signal handlers that only know the fd.
 pub fn wake_fd(fd: RawFd) {
-    let one: u64 = 1;
-    // SAFETY: write(2) is async-signal-safe; 8 bytes from a live local.
-    unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
+    // SAFETY: the caller passes the poller's eventfd, open for the worker's life.
+    wake(unsafe { BorrowedFd::borrow_raw(fd) });
+}
+
+fn wake(fd: BorrowedFd<'_>) {
+    // One raw write(2): async-signal-safe.
+    let _ = rustix::io::write(fd, &1u64.to_ne_bytes());
 }

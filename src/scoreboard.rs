@@ -207,20 +207,15 @@ impl Scoreboard {
     pub fn new(workers: usize, threads: usize) -> std::io::Result<Scoreboard> {
         let len = workers
             * (std::mem::size_of::<WorkerSlot>() + threads * std::mem::size_of::<CoreSlot>());
-        // SAFETY: anonymous shared mapping, no file; checked for MAP_FAILED.
+        // SAFETY: a new anonymous shared mapping, no file, aliasing nothing.
         let base = unsafe {
-            libc::mmap(
+            rustix::mm::mmap_anonymous(
                 std::ptr::null_mut(),
                 len.max(1),
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::SHARED,
             )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
+        }?;
         Ok(Scoreboard {
             base: base.cast(),
             len,
@@ -318,8 +313,8 @@ impl Scoreboard {
 
 impl Drop for Scoreboard {
     fn drop(&mut self) {
-        // SAFETY: base/len are the mapping made in `new`.
-        unsafe { libc::munmap(self.base.cast(), self.len.max(1)) };
+        // SAFETY: base/len are the mapping made in `new`, unused from here.
+        let _ = unsafe { rustix::mm::munmap(self.base.cast(), self.len.max(1)) };
     }
 }
 

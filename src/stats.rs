@@ -412,8 +412,7 @@ impl StatsListener {
             StatsListener::Unix(l, _) => match l.accept() {
                 Ok((s, _)) => {
                     let me = rustix::process::geteuid().as_raw();
-                    use std::os::fd::AsRawFd;
-                    match crate::listen::peer_uid(s.as_raw_fd()) {
+                    match crate::listen::peer_uid(&s) {
                         Ok(uid) if uid == me || uid == 0 => Box::new(s),
                         _ => return,
                     }

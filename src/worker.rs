@@ -42,6 +42,9 @@ extern "C" fn on_quit(_sig: libc::c_int) {
     unsafe { libc::_exit(0) };
 }
 
+/// libc's sigaction rather than signal-hook: a worker replaces the
+/// master's handlers wholesale after fork (signal-hook's registry would
+/// carry the master's actions into it) and needs SIG_IGN and SIG_DFL too.
 fn set_handler(sig: i32, handler: libc::sighandler_t) {
     // SAFETY: sigaction is plain data; the handlers only touch atomics and
     // call async-signal-safe functions.
@@ -72,13 +75,11 @@ pub fn run(args: WorkerArgs<'_>) -> i32 {
         crate::log::line(&format!("worker {}: {e:#}", args.id));
         return EXIT_LOAD_FAILED;
     }
-    // SAFETY: prctl/getppid have no memory effects. If the master dies,
-    // the kernel kills us: no orphan keeps serving the port.
-    unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-        if libc::getppid() != args.master_pid {
-            return 1;
-        }
+    // If the master dies, the kernel kills us: no orphan keeps serving the
+    // port (and if it died already, we stop here).
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+    if rustix::process::getppid().map(|p| p.as_raw_nonzero().get()) != Some(args.master_pid) {
+        return 1;
     }
     set_handler(libc::SIGTERM, on_stop as *const () as usize);
     set_handler(libc::SIGHUP, on_stop as *const () as usize);

@@ -18,7 +18,6 @@ pub mod rich;
 pub mod signal_path;
 
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -169,7 +168,7 @@ fn parse_ask(line: &[u8]) -> Ask {
 /// Answer one client. Bounded by `timeout` for a client that never reads.
 fn serve(mut stream: UnixStream, timeout: Duration) {
     let me = rustix::process::geteuid().as_raw();
-    match peer_uid(stream.as_raw_fd()) {
+    match peer_uid(&stream) {
         Ok(uid) if uid == me || uid == 0 => {}
         Ok(uid) => {
             crate::log::line(&format!("tracebacker: refused a connection from uid {uid}"));
