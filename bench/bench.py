@@ -20,6 +20,7 @@ on exit, error, Ctrl-C or SIGTERM, escalating to SIGKILL for the whole group.
 
 import argparse
 import datetime
+import glob
 import hashlib
 import http.client
 import json
@@ -38,7 +39,8 @@ import time
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_DIR = os.path.dirname(BENCH_DIR)
-DEFAULT_UWSGI_RS = os.path.join(REPO_DIR, "target", "release", "uwsgi-rs")
+# the console script scripts/setup.sh (and tests/run.sh) install
+DEFAULT_UWSGI_RS = os.path.join(REPO_DIR, ".venv", "bin", "uwsgi-rs")
 EXPECTED_BODY = b"Hello, World!"
 WRK_THREADS, WRK_CONNS, WARMUP_S = 2, 32, 2
 
@@ -520,11 +522,25 @@ def server_spec(name, port, uwsgi_rs_path):
 
 def snapshot_binary(path, into_dir):
     """Copy the uwsgi-rs binary so every round runs the same build even if it is rebuilt
-    meanwhile. Returns (copy path, description) or (path, None) if it is missing."""
+    meanwhile. Returns (copy path, description) or (path, None) if it is missing.
+    A console script (the package installed in a venv) is not copied: it runs the
+    venv's installed extension, which is described by its digest instead."""
     if not os.access(path, os.X_OK):
         return path, None
     with open(path, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()[:12]
+        data = f.read()
+    if data.startswith(b"#!"):
+        venv = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+        native = sorted(glob.glob(os.path.join(venv, "lib", "python3*", "site-packages",
+                                               "uwsgi_rs", "_native*.so")))
+        if not native:
+            return path, "%s (console script; no installed extension found)" % path
+        with open(native[0], "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()[:12]
+        mtime = datetime.datetime.fromtimestamp(os.stat(native[0]).st_mtime)
+        return path, "%s (extension %s, mtime %s, sha256 %s)" % (
+            path, native[0], mtime.isoformat(timespec="seconds"), digest)
+    digest = hashlib.sha256(data).hexdigest()[:12]
     mtime = datetime.datetime.fromtimestamp(os.stat(path).st_mtime).isoformat(timespec="seconds")
     copy = os.path.join(into_dir, "uwsgi-rs")
     shutil.copy2(path, copy)

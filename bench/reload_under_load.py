@@ -37,7 +37,7 @@ def main():
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--wrk-threads", type=int, default=2)
     ap.add_argument("--app", default=os.path.join(BENCH_DIR, "hello.py"))
-    ap.add_argument("--uwsgi-rs", default=os.path.join(REPO_DIR, "target", "release", "uwsgi-rs"))
+    ap.add_argument("--uwsgi-rs", default=os.path.join(REPO_DIR, ".venv", "bin", "uwsgi-rs"))
     args = ap.parse_args()
 
     wrk = shutil.which("wrk")

@@ -151,7 +151,7 @@ def main():
     ap.add_argument("--expect-body", default="Hello, World!",
                     help="body the hand check expects from GET / ('' to skip)")
     ap.add_argument("--rss-tolerance", type=float, default=0.05)
-    ap.add_argument("--uwsgi-rs", default=os.path.join(REPO_DIR, "target", "release", "uwsgi-rs"))
+    ap.add_argument("--uwsgi-rs", default=os.path.join(REPO_DIR, ".venv", "bin", "uwsgi-rs"))
     ap.add_argument("--json", help="also write the samples and summary here")
     args = ap.parse_args()
 

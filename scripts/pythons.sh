@@ -1,25 +1,28 @@
 #!/usr/bin/env bash
-# Builds uwsgi-rs for every CPython on this machine that it supports
-# (3.9-3.13) and tests each build.
+# Builds the uwsgi-rs wheel for every CPython on this machine that it
+# supports (3.9-3.13) and tests each one.
 #
 #   scripts/pythons.sh list             VERSION PYTHON, one line per interpreter found
-#   scripts/pythons.sh build [PY...]    build one binary per interpreter (all by default);
-#                                       prints VERSION PYTHON BINARY per build
-#   scripts/pythons.sh check [PY...]    build, then run tests/test_pythons.py (what CI runs)
+#   scripts/pythons.sh build [PY...]    build the wheel for each one's X.Y (all by default);
+#                                       prints VERSION PYTHON WHEEL per interpreter
+#   scripts/pythons.sh check [PY...]    run tests/test_pythons.py on them (what CI runs): each
+#                                       interpreter gets a venv with its X.Y's wheel installed
+#                                       and serves, dumps (both tracebacker paths) and harakiris
 #   scripts/pythons.sh suite [PY...]    build, then run the end-to-end suite (tests/, without
-#                                       test_pythons/test_packaging) once per binary
-#                                       (UWSGI_RS_BIN=...), the binary's interpreter first on
-#                                       PATH as python3; Flask and Django for it are pip
-#                                       installed into a private PYTHONUSERBASE (needs PyPI)
+#                                       test_pythons/test_packaging) once per interpreter, from
+#                                       a venv of it (target/py-X.Y/venv-VERSION) with its wheel,
+#                                       Flask, Django, pytest and requests (needs PyPI)
 #
 # PY is a version (3.12, 3.12.1) or a path to an interpreter. Interpreters are
 # found under `pyenv root`/versions/ and as python3.X on PATH and in /usr/bin;
-# each one that is a CPython 3.9-3.13 with a shared libpython is listed once.
-# Others are reported on stderr with the reason and not built.
+# each one that is a CPython 3.9-3.13 (not free-threaded) is listed once.
+# Others are reported on stderr with the reason and not built. A shared
+# libpython is not needed: the wheel's extension links none.
 #
-# Each build is a plain `cargo build --release` with PYO3_PYTHON set to the
-# interpreter and its own target directory, ${UWSGI_RS_PY_TARGET:-target/py-}VERSION
-# (e.g. target/py-3.12.1), so the builds do not invalidate one another.
+# One wheel serves every build of an X.Y (scripts/wheel.sh builds it into
+# target/py-X.Y): it is built with .venv's python when that is the same X.Y
+# (the build tests/run.sh makes anyway), else with the first interpreter of
+# that X.Y listed, and installed into a venv of each interpreter of the X.Y.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 TARGET_PREFIX="${UWSGI_RS_PY_TARGET:-$ROOT/target/py-}"
@@ -40,8 +43,6 @@ elif not (sys.version_info[0] == 3 and lo <= sys.version_info[1] <= hi):
     print("skip", v, exe, "outside the supported 3.%d-3.%d" % (lo, hi))
 elif sysconfig.get_config_var("Py_GIL_DISABLED"):
     print("skip", v, exe, "free-threaded build (not supported)")
-elif not sysconfig.get_config_var("Py_ENABLE_SHARED"):
-    print("skip", v, exe, "no shared libpython (built without --enable-shared)")
 else:
     print("ok", v, exe)
 EOF
@@ -89,11 +90,22 @@ select_pythons() {
   done
 }
 
+# The interpreter that builds X.Y's wheel: .venv's python if it is X.Y.
+builder_for() {
+  local xy="${1%.*}" venv_py="$ROOT/.venv/bin/python" v
+  if [ -x "$venv_py" ]; then
+    v="$("$venv_py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+    [ "$v" = "$xy" ] && { echo "$venv_py"; return; }
+  fi
+  discover | awk -v xy="$xy" 'index($1, xy ".") == 1 { print $2; exit }'
+}
+
 build_one() {
-  local version="$1" py="$2" target="${TARGET_PREFIX}$1"
-  echo "pythons.sh: building for CPython $version ($py) into $target" >&2
-  (cd "$ROOT" && PYO3_PYTHON="$py" CARGO_TARGET_DIR="$target" cargo build --release --quiet --bin uwsgi-rs) >&2
-  echo "$version $py $target/release/uwsgi-rs"
+  local version="$1" py="$2" builder wheel
+  builder="$(builder_for "$version")"
+  echo "pythons.sh: building the CPython ${version%.*} wheel (with $builder)" >&2
+  wheel="$(bash "$ROOT/scripts/wheel.sh" "$builder")"
+  echo "$version $py $wheel"
 }
 
 PYTEST_ARGS=()
@@ -110,28 +122,23 @@ case "$cmd" in
     while read -r v p; do sel+=("$p"); done < <(select_pythons "$@")
     UWSGI_RS_PYTHONS="$(IFS=:; echo "${sel[*]}")" exec python3 -m pytest -q -p no:cacheprovider -s "$ROOT/tests/test_pythons.py" ;;
   suite)
-    # The runner is this python3 (it has pytest and requests). The server's
-    # interpreter gets Flask and Django in a private user site,
-    # ${TARGET_PREFIX}VERSION/userbase (PYTHONUSERBASE), so nothing is
-    # installed into the interpreters themselves, and its bin/ directory
-    # goes first on PATH, so the tests' `python3` is that interpreter.
+    # The runner is this python3 (it has pytest and requests); the server
+    # runs from a venv of each interpreter with its wheel and the apps'
+    # dependencies, whose bin/ goes first on PATH (the tests' `python3`).
     runner="$(python3 -c 'import sys; print(sys.executable)')"
     status=0
     summary=()
-    while read -r v p b; do
-      ub="${TARGET_PREFIX}$v/userbase"
-      if ! PYTHONUSERBASE="$ub" "$p" -c 'import flask, django' 2>/dev/null; then
-        echo "pythons.sh: installing Flask and Django for $v into $ub" >&2
-        PYTHONUSERBASE="$ub" PIP_BREAK_SYSTEM_PACKAGES=1 "$p" -m pip install -q --user \
-          --disable-pip-version-check flask django >&2
+    while read -r v p w; do
+      venv="${TARGET_PREFIX}${v%.*}/venv-$v"
+      if [ ! -x "$venv/bin/python" ]; then
+        "$p" -m venv "$venv" >&2
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check \
+          flask django pytest requests uwsgitop prometheus_client >&2
       fi
-      bindir="${TARGET_PREFIX}$v/bin"
-      mkdir -p "$bindir"
-      ln -sf "$p" "$bindir/python3"
-      pydir="$(dirname "$p")"
-      [ "$("$pydir/python3" -c 'import platform; print(platform.python_version())' 2>/dev/null)" = "$v" ] && bindir="$pydir"
-      echo "=== CPython $v ($p): $b" >&2
-      if PATH="$bindir:$PATH" PYTHONUSERBASE="$ub" UWSGI_RS_BIN="$b" "$runner" -m pytest -q \
+      "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps \
+        --force-reinstall "$w" >&2
+      echo "=== CPython $v ($p): $w" >&2
+      if PATH="$venv/bin:$PATH" UWSGI_RS_BIN="$venv/bin/uwsgi-rs" "$runner" -m pytest -q \
           -p no:cacheprovider "$ROOT/tests/" --ignore "$ROOT/tests/test_pythons.py" \
           --ignore "$ROOT/tests/test_packaging.py" "${PYTEST_ARGS[@]}" >&2; then
         summary+=("PASS $v $p")
@@ -142,5 +149,5 @@ case "$cmd" in
     printf '%s\n' "${summary[@]}"
     exit "$status" ;;
   *)
-    sed -n '2,20p' "$0" >&2; exit 2 ;;
+    sed -n '2,30p' "$0" >&2; exit 2 ;;
 esac

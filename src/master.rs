@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::harakiri;
 use crate::listen::{self, Listener};
 use crate::log;
+use crate::python::Forked;
 use crate::scoreboard::Scoreboard;
 use crate::worker::{self, WorkerArgs, EXIT_LOAD_FAILED};
 
@@ -170,6 +171,10 @@ impl Master {
         })
     }
 
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
     fn tb_path(&self, id: usize) -> PathBuf {
         PathBuf::from(format!("{}{id}", self.tb_base))
     }
@@ -321,17 +326,17 @@ impl Master {
         self.scoreboard.reset_worker(id);
         let tb = self.tb_path(id);
         let master_pid = self.pid;
-        // SAFETY: the master is single-threaded, so the child inherits a
-        // consistent address space; it runs the worker and never returns.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            log::line(&format!(
-                "cannot fork worker {id}: {}",
-                std::io::Error::last_os_error()
-            ));
-            self.slots[id - 1].respawn_at = Some(Instant::now() + Duration::from_secs(1));
-            return;
-        }
+        // The master is single-threaded, so the child inherits a consistent
+        // address space; it runs the worker and never returns.
+        let pid = match crate::python::fork() {
+            Ok(Forked::Parent(pid)) => pid,
+            Ok(Forked::Child) => 0,
+            Err(e) => {
+                log::line(&format!("cannot fork worker {id}: {e}"));
+                self.slots[id - 1].respawn_at = Some(Instant::now() + Duration::from_secs(1));
+                return;
+            }
+        };
         if pid == 0 {
             // SAFETY: the pipe fds belong to the master; the child drops them.
             unsafe {

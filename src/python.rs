@@ -1,137 +1,280 @@
-//! Starting the embedded CPython interpreter inside a worker process.
+//! The interpreter the server runs in: the user's own CPython, already
+//! running when the `uwsgi-rs` console script calls into this extension.
 //!
-//! Owns the interpreter's configuration: which Python home or virtualenv is
-//! used (so `sys.prefix` is the user's environment), `sys.path`, and that
-//! Python installs no signal handlers of its own (the server owns signals).
-//! Runs once per worker, after `fork`: the master never starts Python.
+//! Owns what the server changes in that interpreter before any process is
+//! forked, so every process inherits it: `--env` into `os.environ`,
+//! `--home`/`$VIRTUAL_ENV` naming another environment, `sys.path`,
+//! unbuffered stdio and the `uwsgi` module. And [`fork`], through which
+//! every process of the server is made: with the GIL held and CPython's
+//! fork hooks run, exactly as `os.fork()` does it. Never imports app code.
 
-use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context as _, Result};
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::types::PyList;
 
 use crate::config::Config;
 
-/// The environment the interpreter should treat as its own: a virtualenv
-/// (from `--home`/`--virtualenv`, else `$VIRTUAL_ENV`) or a plain prefix.
-fn chosen_home(cfg: &Config) -> Option<PathBuf> {
-    cfg.home.clone().or_else(|| {
-        std::env::var_os("VIRTUAL_ENV")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    })
+/// Prepare the running interpreter for serving; called once, in the master,
+/// before anything is forked.
+pub fn prepare(py: Python<'_>, cfg: &Config) -> Result<()> {
+    let threads = thread_count();
+    if threads > 1 {
+        // Python started a thread before us (sitecustomize, a .pth file):
+        // forking copies no thread but this one, and locks the others hold
+        // stay held in the children. CPython's fork hooks handle its own.
+        crate::log::line(&format!(
+            "warning: {threads} threads run in the master before it forks (started by site or sitecustomize?)"
+        ));
+    }
+    let os = py.import("os")?;
+    let environ = os.getattr("environ")?;
+    for (k, v) in &cfg.env {
+        // os.environ's setter also calls putenv, so C code sees it too.
+        environ
+            .set_item(k, v)
+            .map_err(|e| anyhow!("--env {k}: {e}"))?;
+    }
+    crate::tracebacker::set_launcher_frames(launcher_frames(py)?);
+    adopt_home(py, cfg)?;
+    set_sys_path(py, cfg).map_err(|e| anyhow!("setting sys.path: {e}"))?;
+    py.run(UNBUFFERED_STDIO, None, None)
+        .map_err(|e| anyhow!("making stdio unbuffered: {e}"))?;
+    crate::uwsgi_module::install(py, cfg).map_err(|e| anyhow!("the uwsgi module: {e}"))?;
+    Ok(())
 }
 
-/// Initialise CPython in this process. Returns with the GIL released.
-pub fn init(cfg: &Config) -> Result<()> {
-    crate::uwsgi_module::register();
-    let home = chosen_home(cfg);
-    if let Some(h) = &home {
-        if !h.is_dir() {
-            bail!("python home {} is not a directory", h.display());
-        }
-    }
-    // SAFETY: PyConfig is plain data initialised by CPython itself below;
-    // every string we hand over is copied by PyConfig_SetBytesString; the
-    // config is cleared on every path.
-    unsafe {
-        let mut config: ffi::PyConfig = std::mem::zeroed();
-        ffi::PyConfig_InitPythonConfig(&mut config);
-        config.install_signal_handlers = 0; // the server owns SIGINT/SIGTERM
-        config.parse_argv = 0;
-        config.buffered_stdio = 0; // app print()s reach the log promptly
-        let status = (|| {
-            let program = program_name(home.as_deref())?;
-            set_string(&mut config, &mut config.program_name, &program)?;
-            if let Some(h) = &home {
-                if !h.join("pyvenv.cfg").exists() {
-                    // A plain Python installation: its prefix is the home.
-                    set_string(&mut config, &mut config.home, &h.to_string_lossy())?;
-                }
-            }
-            let argv0 = CString::new("uwsgi-rs")?;
-            let mut argv = [argv0.as_ptr()];
-            check(
-                ffi::PyConfig_SetBytesArgv(&mut config, 1, argv.as_mut_ptr()),
-                "argv",
-            )?;
-            check(ffi::Py_InitializeFromConfig(&config), "interpreter")
-        })();
-        ffi::PyConfig_Clear(&mut config);
-        status?;
-    }
-    // GIL: taken briefly, right after start-up, to set sys.path.
-    Python::attach(|py| -> PyResult<()> {
-        let sys = py.import("sys")?;
-        let path = sys.getattr("path")?;
-        // uWSGI puts the working directory first, then --pythonpath entries.
-        let mut front: Vec<String> = cfg
-            .pythonpath
+/// (filename, function) of each Python frame under this call, outermost
+/// first: the console script (or runpy) and `uwsgi_rs.main`.
+fn launcher_frames(py: Python<'_>) -> PyResult<Vec<(String, String)>> {
+    // extract_stack() starts at its caller's frame: with no Python frame of
+    // our own, that is uwsgi_rs.main's.
+    let stack = py.import("traceback")?.call_method0("extract_stack")?;
+    stack
+        .try_iter()?
+        .map(|f| {
+            let f = f?;
+            Ok((
+                f.getattr("filename")?.extract()?,
+                f.getattr("name")?.extract()?,
+            ))
+        })
+        .collect()
+}
+
+/// App output reaches the log as it is written, and nothing is left in a
+/// buffer when a worker leaves with `_exit` (what `python -u` does).
+const UNBUFFERED_STDIO: &std::ffi::CStr = cr#"
+import io, sys
+def _uwsgi_rs_unbuffered(name, fd):
+    old = getattr(sys, name)
+    try:
+        if old is None or old.fileno() != fd:
+            return
+        old.flush()
+        new = io.TextIOWrapper(io.FileIO(fd, "w", closefd=False), encoding=old.encoding,
+                               errors=old.errors, line_buffering=False, write_through=True)
+    except (AttributeError, OSError, ValueError):
+        return
+    setattr(sys, name, new)
+    setattr(sys, "__%s__" % name, new)
+_uwsgi_rs_unbuffered("stdout", 1)
+_uwsgi_rs_unbuffered("stderr", 2)
+del _uwsgi_rs_unbuffered
+"#;
+
+/// uWSGI's order: the working directory first, then `--pythonpath` entries,
+/// then the interpreter's own path. The app sees `sys.argv` as under the
+/// old embedded interpreter: the program name only, not uwsgi-rs's flags
+/// (an app parsing its argv at import would trip over them).
+fn set_sys_path(py: Python<'_>, cfg: &Config) -> PyResult<()> {
+    let sys = py.import("sys")?;
+    let path = sys.getattr("path")?.cast_into::<PyList>()?;
+    let mut front: Vec<String> = vec![std::env::current_dir()
+        .map(|d| d.to_string_lossy().into_owned())
+        .unwrap_or_default()];
+    front.extend(
+        cfg.pythonpath
             .iter()
-            .map(|p| p.to_string_lossy().into_owned())
-            .collect();
-        front.insert(
-            0,
-            std::env::current_dir()
-                .map(|d| d.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-        );
-        for (i, p) in front.iter().enumerate() {
-            path.call_method1("insert", (i, p))?;
+            .map(|p| p.to_string_lossy().into_owned()),
+    );
+    for p in &front {
+        while path.contains(p)? {
+            path.call_method1("remove", (p,))?;
         }
+    }
+    for (i, p) in front.iter().enumerate() {
+        path.insert(i, p)?;
+    }
+    let argv = sys.getattr("argv")?;
+    let argv0 = argv.get_item(0)?;
+    sys.setattr("argv", PyList::new(py, [argv0])?)?;
+    Ok(())
+}
+
+/// `--home`/`--virtualenv` (or `$VIRTUAL_ENV`) naming an environment other
+/// than the one running: the interpreter cannot be swapped any more, so an
+/// environment of the same Python X.Y lends its site-packages (ahead of the
+/// interpreter's own) and becomes `sys.prefix`, as uWSGI's home does; one
+/// of another X.Y is refused with what to do instead. `$VIRTUAL_ENV` left
+/// over from another shell only warns.
+fn adopt_home(py: Python<'_>, cfg: &Config) -> Result<()> {
+    let (home, explicit) = match (&cfg.home, std::env::var_os("VIRTUAL_ENV")) {
+        (Some(h), _) => (h.clone(), true),
+        (None, Some(v)) if !v.is_empty() => (PathBuf::from(v), false),
+        _ => return Ok(()),
+    };
+    let refuse = |msg: String| -> Result<()> {
+        if explicit {
+            bail!("{msg}")
+        }
+        crate::log::line(&format!("ignoring VIRTUAL_ENV: {msg}"));
         Ok(())
-    })
-    .map_err(|e| anyhow!("setting sys.path: {e}"))?;
-    // GIL: release the GIL taken by Py_InitializeFromConfig so every core
-    // thread (the main thread too) attaches through PyGILState.
-    // SAFETY: called once, on the thread that initialised the interpreter.
-    unsafe { ffi::PyEval_SaveThread() };
-    Ok(())
-}
-
-/// The name CPython uses to find its prefix: inside a virtualenv it must be
-/// the venv's own `bin/python` so `pyvenv.cfg` is found next to it.
-fn program_name(home: Option<&Path>) -> Result<String> {
-    if let Some(h) = home {
-        if h.join("pyvenv.cfg").exists() {
-            for name in ["python3", "python"] {
-                let p = h.join("bin").join(name);
-                if p.exists() {
-                    return Ok(p.to_string_lossy().into_owned());
-                }
-            }
-            return Ok(h.join("bin").join("python3").to_string_lossy().into_owned());
+    };
+    if !home.is_dir() {
+        return refuse(format!("python home {} is not a directory", home.display()));
+    }
+    let sys = py.import("sys")?;
+    let here = |attr: &str| -> Result<PathBuf> {
+        Ok(PathBuf::from(sys.getattr(attr)?.extract::<String>()?))
+    };
+    let (prefix, base) = (here("prefix")?, here("base_prefix")?);
+    if same_dir(&home, &prefix) || same_dir(&home, &base) {
+        return Ok(()); // the running interpreter's own environment
+    }
+    let (major, minor): (u32, u32) = sys
+        .getattr("version_info")?
+        .extract::<(u32, u32, u32, String, u32)>()
+        .map(|v| (v.0, v.1))?;
+    let mine = format!("{major}.{minor}");
+    let site = home
+        .join("lib")
+        .join(format!("python{mine}"))
+        .join("site-packages");
+    if !site.is_dir() {
+        let theirs = python_versions_in(&home);
+        if !theirs.is_empty() && !theirs.contains(&mine) {
+            let exe = here("executable")?;
+            return refuse(format!(
+                "{} is a Python {} environment but uwsgi-rs runs on Python {mine} ({}): install uwsgi-rs into it ({}/bin/pip install uwsgi-rs) and run its bin/uwsgi-rs",
+                home.display(),
+                theirs.join("/"),
+                exe.display(),
+                home.display()
+            ));
         }
+        if !home.join("lib").join(format!("python{mine}")).is_dir() {
+            return refuse(format!(
+                "python home {} has no lib/python{mine}",
+                home.display()
+            ));
+        }
+        return Ok(()); // a Python installation without site-packages (Debian's /usr)
     }
-    Ok(std::env::current_exe()?.to_string_lossy().into_owned())
-}
-
-unsafe fn set_string(
-    config: *mut ffi::PyConfig,
-    field: *mut *mut libc::wchar_t,
-    value: &str,
-) -> Result<()> {
-    let c = CString::new(value)?;
-    check(
-        ffi::PyConfig_SetBytesString(config, field, c.as_ptr()),
-        value,
-    )
-}
-
-unsafe fn check(status: ffi::PyStatus, what: &str) -> Result<()> {
-    if ffi::PyStatus_Exception(status) != 0 {
-        let msg = if status.err_msg.is_null() {
-            "unknown error".to_string()
-        } else {
-            std::ffi::CStr::from_ptr(status.err_msg)
-                .to_string_lossy()
-                .into_owned()
-        };
-        bail!("cannot initialise Python ({what}): {msg}");
-    }
+    let site_s = site.to_string_lossy().into_owned();
+    let path = sys
+        .getattr("path")?
+        .cast_into::<PyList>()
+        .map_err(PyErr::from)?;
+    let before: Vec<String> = path.extract()?;
+    py.import("site")?
+        .call_method1("addsitedir", (&site_s,))
+        .with_context(|| format!("adding {site_s}"))?;
+    // addsitedir appends: move what it added (the directory and its .pth
+    // entries) ahead of the first site-packages already there.
+    let after: Vec<String> = path.extract()?;
+    let added: Vec<&String> = after.iter().filter(|p| !before.contains(p)).collect();
+    let at = before
+        .iter()
+        .position(|p| p.ends_with("site-packages") || p.ends_with("dist-packages"))
+        .unwrap_or(before.len());
+    let mut reordered: Vec<&String> = before.iter().take(at).collect();
+    reordered.extend(added.iter().copied());
+    reordered.extend(before.iter().skip(at));
+    path.call_method1("__setitem__", (pyo3::types::PySlice::full(py), reordered))?;
+    let home_s = home.to_string_lossy().into_owned();
+    sys.setattr("prefix", &home_s)?;
+    sys.setattr("exec_prefix", &home_s)?;
+    crate::log::line(&format!(
+        "python home {home_s}: its site-packages come first"
+    ));
     Ok(())
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// "3.12" for every lib/python3.12 under a home, sorted.
+fn python_versions_in(home: &Path) -> Vec<String> {
+    let mut found: Vec<String> = std::fs::read_dir(home.join("lib"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_prefix("python")
+                .filter(|v| v.split('.').count() == 2)
+                .map(str::to_string)
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Threads in this process, from the kernel (Python's count misses threads
+/// it did not start).
+fn thread_count() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(1)
+}
+
+/// Which side of a [`fork`] the caller is on.
+pub enum Forked {
+    Child,
+    Parent(libc::pid_t),
+}
+
+/// fork(2) as `os.fork()` does it: with the GIL held, so no other thread is
+/// inside the interpreter, and with CPython's hooks around it
+/// (`PyOS_BeforeFork` takes the import and runtime locks, the child
+/// re-creates them and runs `os.register_at_fork` callbacks: threading,
+/// random). The GIL is released again on both sides when this returns.
+/// Call only from a process with no other thread that holds locks the
+/// child needs (the master is single-threaded; see [`prepare`]).
+pub fn fork() -> std::io::Result<Forked> {
+    // GIL: held across the fork itself, released on return in both processes.
+    Python::attach(|_py| {
+        // SAFETY: the three hooks are called with the GIL held, on the
+        // thread that forks, in the order CPython's own os.fork uses.
+        unsafe {
+            ffi::PyOS_BeforeFork();
+            let pid = libc::fork();
+            if pid == 0 {
+                ffi::PyOS_AfterFork_Child();
+                return Ok(Forked::Child);
+            }
+            let err = std::io::Error::last_os_error();
+            ffi::PyOS_AfterFork_Parent();
+            if pid < 0 {
+                Err(err)
+            } else {
+                Ok(Forked::Parent(pid))
+            }
+        }
+    })
 }
 
 /// Give the calling thread its uWSGI name in Python's `threading` module, so

@@ -12,17 +12,12 @@ use pyo3::prelude::*;
 
 use crate::scoreboard::CoreSlot;
 
-/// Facts fixed when the worker starts.
-pub struct WorkerFacts {
-    pub worker_id: usize,
-    pub processes: usize,
-    pub threads: usize,
-}
+/// This process's worker id, set once when a worker starts (0 elsewhere:
+/// in the master and in a loader, where a preloaded app is imported).
+static WORKER_ID: OnceLock<usize> = OnceLock::new();
 
-static FACTS: OnceLock<WorkerFacts> = OnceLock::new();
-
-pub fn set_facts(f: WorkerFacts) {
-    let _ = FACTS.set(f);
+pub fn set_worker_id(id: usize) {
+    let _ = WORKER_ID.set(id);
 }
 
 thread_local! {
@@ -64,7 +59,7 @@ fn set_user_harakiri(seconds: u64) -> PyResult<()> {
 
 #[pyfunction]
 fn worker_id() -> usize {
-    FACTS.get().map(|f| f.worker_id).unwrap_or(0)
+    WORKER_ID.get().copied().unwrap_or(0)
 }
 
 /// Internal: remember a thread's name for the GIL-free tracebacker.
@@ -73,21 +68,16 @@ fn _register_thread(ident: u64, name: &str, native_id: i64) {
     crate::tracebacker::names::record(ident, name, native_id as i32);
 }
 
-#[pymodule]
-fn uwsgi(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(set_user_harakiri, m)?)?;
-    m.add_function(wrap_pyfunction!(worker_id, m)?)?;
-    m.add_function(wrap_pyfunction!(_register_thread, m)?)?;
-    if let Some(f) = FACTS.get() {
-        m.add("numproc", f.processes)?;
-        m.add("threads", f.threads)?;
-    }
+/// Make `import uwsgi` work: the module goes into `sys.modules` of the
+/// master's interpreter before anything is forked, so every process has it.
+pub fn install(py: Python<'_>, cfg: &crate::config::Config) -> PyResult<()> {
+    let m = PyModule::new(py, "uwsgi")?;
+    m.add_function(wrap_pyfunction!(set_user_harakiri, &m)?)?;
+    m.add_function(wrap_pyfunction!(worker_id, &m)?)?;
+    m.add_function(wrap_pyfunction!(_register_thread, &m)?)?;
+    m.add("numproc", cfg.processes)?;
+    m.add("threads", cfg.threads)?;
     m.add("version", env!("CARGO_PKG_VERSION"))?;
     m.add("SERVER", "uwsgi-rs")?;
-    Ok(())
-}
-
-/// Make `import uwsgi` work; must run before the interpreter starts.
-pub fn register() {
-    pyo3::append_to_inittab!(uwsgi);
+    py.import("sys")?.getattr("modules")?.set_item("uwsgi", m)
 }

@@ -106,15 +106,7 @@ pub fn run(args: WorkerArgs<'_>) -> i32 {
 fn start(args: &WorkerArgs<'_>) -> anyhow::Result<()> {
     let cfg = args.cfg;
     let loaded_at = std::time::Instant::now();
-    crate::uwsgi_module::set_facts(crate::uwsgi_module::WorkerFacts {
-        worker_id: args.id,
-        processes: cfg.processes,
-        threads: cfg.threads,
-    });
-    for (k, v) in &cfg.env {
-        std::env::set_var(k, v); // single-threaded here: nothing else reads env
-    }
-    crate::python::init(cfg)?;
+    crate::uwsgi_module::set_worker_id(args.id);
     let poller = Poller::new().context("cannot create poller")?;
     WAKE_FD.store(poller.wake_fd(), Ordering::Release);
 

@@ -9,6 +9,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -18,7 +19,32 @@ from helpers import (  # noqa: F401 - re-exported for the test modules
     APPS, Bg, free_port, http_get, raw_request, signal_and_wait, wait_port)
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = os.environ.get("UWSGI_RS_BIN", str(ROOT / "target" / "release" / "uwsgi-rs"))
+# the console script scripts/develop.sh installs (tests/run.sh runs it first)
+BIN = os.environ.get("UWSGI_RS_BIN", str(ROOT / ".venv" / "bin" / "uwsgi-rs"))
+
+
+WHEELS = ROOT / "target" / "wheels"
+
+
+def installed_wheel():
+    """The wheel scripts/develop.sh built from this checkout and installed
+    into .venv (what BIN runs)."""
+    found = sorted(WHEELS.glob("uwsgi_rs-*.whl"))
+    assert len(found) == 1, f"expected one wheel in {WHEELS} (run scripts/develop.sh): {found}"
+    return found[0]
+
+
+def venv_with_uwsgi_rs(path, python, wheel=None):
+    """A new venv of `python` (without pip of its own) into which the test
+    runner's pip installs the wheel; returns the venv's bin/uwsgi-rs."""
+    path = Path(path)
+    subprocess.run([python, "-m", "venv", "--without-pip", str(path)], check=True,
+                   timeout=120, capture_output=True)
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(path / "bin" / "python"),
+                    "install", "-q", "--disable-pip-version-check", "--no-deps", "--no-index",
+                    str(wheel or installed_wheel())],
+                   check=True, timeout=300, capture_output=True)
+    return path / "bin" / "uwsgi-rs"
 
 
 class Server:

@@ -487,15 +487,16 @@ def test_full_listen_backlog_logs_and_recovers(serve, port):
 
 # ---------------------------------------------------------------- privileges
 
-def _python_home_for_nobody():
-    """A Python prefix with this interpreter's minor version whose stdlib
-    user nobody can read (the default one lives under /root)."""
-    ver = "python%d.%d" % sys.version_info[:2]
-    for prefix in ("/usr", "/usr/local"):
-        if os.path.isfile(os.path.join(prefix, "lib", ver, "os.py")):
-            return prefix
-    raise AssertionError(f"no world-readable {ver} stdlib under /usr or /usr/local "
-                         f"(Debian's python3 provides /usr/lib/{ver})")
+@pytest.fixture
+def nobody_bin(nobody_dir, monkeypatch):
+    """uwsgi-rs installed into a venv of Debian's python3.X (this X.Y), in
+    nobody_dir: user nobody can read all of it, while this interpreter (and
+    .venv's, based on it) may live under /root, which nobody cannot enter."""
+    deb = "/usr/bin/python%d.%d" % sys.version_info[:2]
+    assert os.access(deb, os.X_OK), f"{deb} is missing (Debian's python3 provides it)"
+    binary = conftest.venv_with_uwsgi_rs(os.path.join(nobody_dir, "venv"), deb)
+    monkeypatch.setattr(conftest, "BIN", str(binary))
+    return binary
 
 
 def _privileged_port():
@@ -548,13 +549,13 @@ def _check_dropped(srv, port):
     return ids["pid"]
 
 
-def test_uid_gid_drop_after_binding_a_privileged_port(nobody_dir, serve):
+def test_uid_gid_drop_after_binding_a_privileged_port(nobody_dir, nobody_bin, serve):
     """Sockets are bound as root (port < 1024), workers serve as
     nobody:nogroup, and so does a respawned worker."""
     port = _privileged_port()
     srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", os.path.join(nobody_dir, "rel_whoami.py"),
                  "--master", "--processes", "2", "--threads", "2",
-                 "--uid", "nobody", "--gid", "nogroup", "--home", _python_home_for_nobody(),
+                 "--uid", "nobody", "--gid", "nogroup",
                  "--py-tracebacker", os.path.join(nobody_dir, "tb", "sock")],
                 workers=2, cwd=nobody_dir)
     for pid in srv.worker_pids().values():
@@ -569,20 +570,20 @@ def test_uid_gid_drop_after_binding_a_privileged_port(nobody_dir, serve):
         _check_dropped(srv, port)
 
 
-def test_uid_gid_with_default_options_serves(nobody_dir, serve):
+def test_uid_gid_with_default_options_serves(nobody_dir, nobody_bin, serve):
     """The same without --py-tracebacker: the master's private tracebacker
     directory must not stop a worker that runs as nobody from starting."""
     port = free_port()
     srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", os.path.join(nobody_dir, "rel_whoami.py"),
                  "--master", "--processes", "1", "--threads", "2",
-                 "--uid", "nobody", "--gid", "nogroup", "--home", _python_home_for_nobody()],
+                 "--uid", "nobody", "--gid", "nogroup"],
                 workers=1, cwd=nobody_dir, ready=False)
     ok = poll(lambda: ") ready" in srv.log or srv.proc.poll() is not None, 10, interval=0.05)
     assert ok and ") ready" in srv.log, srv.log
     _check_dropped(srv, port)
 
 
-def test_uid_unreadable_wsgi_file_says_permission_denied(nobody_dir, serve):
+def test_uid_unreadable_wsgi_file_says_permission_denied(nobody_dir, nobody_bin, serve):
     """A --wsgi-file that user nobody may not read (the file, or a directory
     on its path) is reported as such, not as a missing file."""
     closed = os.path.join(nobody_dir, "closed")
@@ -596,7 +597,7 @@ def test_uid_unreadable_wsgi_file_says_permission_denied(nobody_dir, serve):
              (os.path.join(nobody_dir, "missing.py"), "no such file")]
     for app, why in cases:
         srv = serve(["--http", f"127.0.0.1:{free_port()}", "--wsgi-file", app,
-                     "--uid", "nobody", "--gid", "nogroup", "--home", _python_home_for_nobody()],
+                     "--uid", "nobody", "--gid", "nogroup"],
                     cwd=nobody_dir, ready=False)
         assert srv.proc.wait(15) == 1, srv.log
         assert f"unable to load app: {app}: {why}" in srv.log, srv.log

@@ -1,28 +1,26 @@
-"""uwsgi-rs installed the way Python teams install an app server: with pip,
-into the app's virtualenv (pyproject.toml, maturin, `bindings = "bin"`).
+"""uwsgi-rs installed the way Python teams install an app server: a wheel,
+with pip, into the app's virtualenv.
 
-- a wheel built from the repository (`pip wheel`) installs into a fresh venv
-  and puts a `uwsgi-rs` command into its bin/; run from there (by path, and
-  by name with the venv activated) the app sees `sys.prefix` == the venv,
-  imports a package pip installed only in the venv and cannot import the
-  base interpreter's packages; the build tree is deleted first, so nothing
-  from it is needed at run time, and the only library outside the venv that
-  the binary loads is the venv's base interpreter's libpython;
-- `pip install <repo>` into a fresh venv of another CPython builds for that
-  venv's interpreter;
-- `cargo install --path .` still works.
+- `pip wheel .` builds a manylinux wheel (pyproject.toml's backend: maturin,
+  linking with zig for glibc 2.28); `auditwheel show` agrees, and the
+  extension needs no libpython (the interpreter that imports it provides
+  Python);
+- the wheel built here with pyenv's CPython 3.11 installs in seconds, with no
+  compiler, into a venv of Debian's own python3.11 (another build of 3.11,
+  statically linked), and serves in that interpreter: sys.version,
+  sys.prefix, sys.executable are the venv's, the worker maps Debian's
+  python and nothing of the build machine's Python; both `uwsgi-rs` and
+  `python -m uwsgi_rs` work, as do the client commands; the GIL-free
+  tracebacker path works in the static interpreter (a harakiri dump while a
+  request holds the GIL); pip uninstalls it.
 (docs/MIGRATING.md against `--help`: tests/test_config.py.)
-
-Each install compiles the crate in a fresh target directory (about a minute
-each on two cores).
 """
 
-import base64
-import hashlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -32,15 +30,16 @@ from pathlib import Path
 import pytest
 
 import conftest
-from conftest import APPS, BIN, ROOT, http_get
+from conftest import APPS, BIN, ROOT, Bg, http_get
 
 VERSION_APP = APPS / "pkg_version.py"
+DEBIAN_PYTHON = "/usr/bin/python3.11"
 
 
 def clean_env(**extra):
     env = {k: v for k, v in os.environ.items()
            if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYO3_PYTHON",
-                        "CARGO_TARGET_DIR", "CONDA_PREFIX")}
+                        "CARGO_TARGET_DIR", "CONDA_PREFIX", "MATURIN_PEP517_ARGS")}
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     env.update(extra)
     return env
@@ -55,176 +54,173 @@ def run(cmd, timeout=600, **kw):
     return r, took
 
 
-def interp(python):
-    code = ("import json, platform, sys, sysconfig; print(json.dumps({"
-            "'version': platform.python_version(), 'prefix': sys.prefix, "
-            "'base_prefix': sys.base_prefix, 'tag': 'cp%d%d' % sys.version_info[:2], "
-            "'libdir': sysconfig.get_config_var('LIBDIR')}))")
-    r, _ = run([python, "-c", code], timeout=60, env=clean_env())
-    return json.loads(r.stdout)
+def mapped_files(pid):
+    """Every file mapped into process `pid` (its executable and libraries)."""
+    with open(f"/proc/{pid}/maps") as f:
+        return {line.split(None, 5)[5].strip() for line in f
+                if len(line.split(None, 5)) == 6 and line.split(None, 5)[5].startswith("/")}
 
 
-def make_venv(path, python="python3"):
-    run([python, "-m", "venv", path], timeout=120, env=clean_env())
-    return Path(path)
+def python_facts(python):
+    code = ("import json, platform, sys; print(json.dumps({'version': sys.version, "
+            "'base_prefix': sys.base_prefix, 'tag': 'cp%d%d' % sys.version_info[:2]}))")
+    return json.loads(run([python, "-c", code], timeout=60, env=clean_env())[0].stdout)
 
 
-def venv_only_wheel(dst):
-    """A tiny pure-Python wheel (pkg_venvonly) for pip to install into a venv."""
-    files = {
-        "pkg_venvonly/__init__.py": "MARKER = 'installed-in-the-venv'\n",
-        "pkg_venvonly-1.0.dist-info/METADATA":
-            "Metadata-Version: 2.1\nName: pkg-venvonly\nVersion: 1.0\n",
-        "pkg_venvonly-1.0.dist-info/WHEEL":
-            "Wheel-Version: 1.0\nGenerator: test_packaging\nRoot-Is-Purelib: true\n"
-            "Tag: py3-none-any\n",
-    }
-    record = []
-    for name, text in files.items():
-        data = text.encode()
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record.append(f"{name},sha256={digest},{len(data)}")
-    record.append("pkg_venvonly-1.0.dist-info/RECORD,,")
-    path = Path(dst) / "pkg_venvonly-1.0-py3-none-any.whl"
-    with zipfile.ZipFile(path, "w") as z:
-        for name, text in files.items():
-            z.writestr(name, text)
-        z.writestr("pkg_venvonly-1.0.dist-info/RECORD", "\n".join(record) + "\n")
-    return path
+def dynamic_needs(so):
+    out = run(["readelf", "-d", so], timeout=30)[0].stdout
+    return re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", out)
 
 
-def libpython_of(binary):
-    out = subprocess.run(["ldd", str(binary)], capture_output=True, text=True,
-                         timeout=30, check=True).stdout
-    found = [ln.split("=>")[1].split("(")[0].strip() for ln in out.splitlines()
-             if "libpython" in ln and "=>" in ln]
-    assert len(found) == 1 and found[0].startswith("/"), out
-    return found[0]
-
-
-def other_python():
-    """The newest supported CPython whose minor version differs from
-    python3's (so `pip install .` demonstrably builds for the venv's Python),
-    else python3 itself."""
-    out = subprocess.run([str(ROOT / "scripts" / "pythons.sh"), "list"], capture_output=True,
-                         text=True, timeout=120, check=True).stdout
-    mine = ".".join(interp("python3")["version"].split(".")[:2])
-    others = [ln.split(" ", 1) for ln in out.splitlines() if ln.strip()]
-    others = [p for v, p in others if not v.startswith(mine + ".")]
-    return others[-1] if others else "python3"
-
-
-def check_served_by_venv(serve, port, venv, facts, binary, env=None):
-    """Serve pkg_version.py with `binary`; it must run in `venv`."""
-    s = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(VERSION_APP)], env=env)
-    st, _, body = http_get(port, "/")
-    info = json.loads(body)
-    assert st == 200
-    assert os.path.realpath(info["prefix"]) == os.path.realpath(venv), info
-    assert os.path.realpath(info["exec_prefix"]) == os.path.realpath(venv), info
-    assert os.path.realpath(info["base_prefix"]) == os.path.realpath(facts["base_prefix"]), info
-    assert info["version"] == facts["version"], info
-    site = [p for p in info["path"] if p.endswith("site-packages")]
-    assert site and all(os.path.realpath(p).startswith(os.path.realpath(venv) + "/")
-                        for p in site), info["path"]
-    # a package pip installed only in the venv imports ...
-    st, _, body = http_get(port, "/import/pkg_venvonly")
-    d = json.loads(body)
-    assert d["ok"] and d["marker"] == "installed-in-the-venv", d
-    assert os.path.realpath(d["file"]).startswith(os.path.realpath(venv) + "/"), d
-    # ... one installed only outside it (pytest, in the base python3) does not
-    st, _, body = http_get(port, "/import/pytest")
-    assert json.loads(body)["ok"] is False
-    return s, info
+def test_pip_wheel_is_manylinux(tmp_path):
+    """`pip wheel .` from the checkout: a manylinux wheel for this CPython,
+    whose extension links no libpython."""
+    facts = python_facts(sys.executable)
+    dist = tmp_path / "dist"
+    # its own cargo directory under target/, kept, so a rerun is incremental
+    target = ROOT / "target" / "pip-wheel"
+    r, took = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", dist, ROOT],
+                  timeout=1200, env=clean_env(CARGO_TARGET_DIR=str(target)))
+    wheels = list(dist.glob("uwsgi_rs-*.whl"))
+    assert len(wheels) == 1, r.stdout
+    wheel = wheels[0]
+    print(f"\npip wheel: {took:.0f} s -> {wheel.name} ({wheel.stat().st_size / 1e6:.2f} MB)")
+    tag = facts["tag"]
+    m = re.fullmatch(rf"uwsgi_rs-[^-]+-{tag}-{tag}-manylinux_2_(\d+)_x86_64\.whl", wheel.name)
+    assert m and int(m.group(1)) <= 28, wheel.name
+    r, _ = run([Path(sys.executable).parent / "auditwheel", "show", wheel], timeout=120)
+    text = " ".join(r.stdout.split())
+    assert f'consistent with the following platform tag: "manylinux_2_{m.group(1)}_x86_64"' in text, r.stdout
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        so = [n for n in names if re.fullmatch(r"uwsgi_rs/_native\..*\.so", n)]
+        assert len(so) == 1, names
+        assert "uwsgi_rs/__init__.py" in names and "uwsgi_rs/__main__.py" in names, names
+        entry = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+        scripts = z.read(entry[0]).decode().replace(" ", "") if entry else ""
+        assert "uwsgi-rs=uwsgi_rs:main" in scripts, names
+        z.extract(so[0], tmp_path)
+    needs = dynamic_needs(tmp_path / so[0])
+    assert not [n for n in needs if "python" in n], needs
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory):
-    """One wheel built from the repository with `pip wheel` for python3,
-    in a fresh cargo target directory that is deleted afterwards."""
-    tmp = tmp_path_factory.mktemp("wheel")
-    target = tmp / "target"
-    r, took = run(["python3", "-m", "pip", "wheel", "--no-deps", "-w", tmp / "dist", ROOT],
-                  timeout=900, env=clean_env(CARGO_TARGET_DIR=str(target)))
-    shutil.rmtree(target)
-    wheels = list((tmp / "dist").glob("uwsgi_rs-*.whl"))
-    assert len(wheels) == 1, r.stdout
-    print(f"\npip wheel: {took:.0f} s -> {wheels[0].name}")
-    return wheels[0]
+def debian_venv(tmp_path_factory):
+    """A venv of Debian's python3.11 with the wheel built from this checkout
+    (by scripts/develop.sh, with .venv's CPython: pyenv's 3.11) installed
+    by pip; (venv, seconds pip took)."""
+    assert os.access(DEBIAN_PYTHON, os.X_OK), f"{DEBIAN_PYTHON} is missing: apt-get install python3.11"
+    wheel = conftest.installed_wheel()
+    assert "-cp311-cp311-" in wheel.name, f"the wheel must be for CPython 3.11: {wheel.name}"
+    venv = tmp_path_factory.mktemp("debian") / "venv"
+    run([DEBIAN_PYTHON, "-m", "venv", "--without-pip", venv], timeout=120, env=clean_env())
+    # pip from the test runner, told which interpreter to install for; no
+    # index, no build isolation: a wheel installs without compiling anything
+    _, took = run([sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install",
+                   "--no-index", "--no-deps", wheel], timeout=300, env=clean_env())
+    print(f"\npip install {wheel.name} into a venv of {DEBIAN_PYTHON}: {took:.1f} s")
+    return venv, took
 
 
-def test_wheel_into_fresh_venv(wheel, tmp_path, serve, monkeypatch):
-    facts = interp("python3")
-    # a binary wheel for this CPython (it embeds libpython), and it holds the command
-    assert re.fullmatch(rf"uwsgi_rs-[^-]+-{facts['tag']}-{facts['tag']}-linux_\w+\.whl",
-                        wheel.name), wheel.name
-    with zipfile.ZipFile(wheel) as z:
-        scripts = [n for n in z.namelist() if n.endswith(".data/scripts/uwsgi-rs")]
-    assert scripts, "no uwsgi-rs in the wheel's scripts"
-
-    venv = make_venv(tmp_path / "venv")
-    vpy = venv / "bin" / "python"
-    run([vpy, "-m", "pip", "install", "--no-index", wheel, venv_only_wheel(tmp_path)],
-        env=clean_env())
+def test_wheel_serves_in_debians_python(debian_venv, serve, monkeypatch, tmp_path):
+    venv, install_s = debian_venv
+    assert install_s < 30, install_s
+    deb = python_facts(DEBIAN_PYTHON)
+    build = python_facts(sys.executable)
+    assert deb["version"] != build["version"], "the point is two different builds of 3.11"
     binary = venv / "bin" / "uwsgi-rs"
-    assert os.access(binary, os.X_OK)
+    assert binary.read_text().startswith(f"#!{venv}/bin/python"), binary.read_text()[:200]
     r, _ = run([binary, "--version"])
     assert r.stdout.startswith("uwsgi-rs "), r.stdout
 
-    # the only thing outside the venv it loads: the base interpreter's libpython
-    lib = libpython_of(binary)
-    assert os.path.realpath(lib).startswith(os.path.realpath(facts["libdir"]) + "/"), lib
-
-    # run by path, venv not activated (conftest removes VIRTUAL_ENV)
-    monkeypatch.setattr(conftest, "BIN", str(binary))
-    s, info = check_served_by_venv(serve, conftest.free_port(), venv, facts, binary)
-    s.stop()
-    # run by name with the venv activated, from an unrelated directory
-    monkeypatch.setattr(conftest, "BIN", "uwsgi-rs")
-    env = {"VIRTUAL_ENV": str(venv), "PATH": f"{venv}/bin:/usr/bin:/bin"}
-    s, info = check_served_by_venv(serve, conftest.free_port(), venv, facts, binary, env=env)
-    s.stop()
-    assert s.proc.returncode == 0, s.log
-
-    # pip knows the file and removes it
-    r, _ = run([vpy, "-m", "pip", "show", "-f", "uwsgi-rs"], env=clean_env())
-    assert re.search(r"^\s*\.\./\.\./\.\./bin/uwsgi-rs$", r.stdout, re.M), r.stdout
-    run([vpy, "-m", "pip", "uninstall", "-y", "uwsgi-rs"], env=clean_env())
-    assert not binary.exists()
-
-
-def test_pip_install_repo_into_fresh_venv_of_another_python(tmp_path, serve, monkeypatch):
-    python = other_python()
-    venv = make_venv(tmp_path / "venv", python)
-    vpy = venv / "bin" / "python"
-    facts = interp(vpy)
-    target = tmp_path / "target"
-    r, took = run([vpy, "-m", "pip", "install", ROOT, venv_only_wheel(tmp_path)],
-                  timeout=900, env=clean_env(CARGO_TARGET_DIR=str(target)))
-    print(f"\npip install . ({facts['version']}): {took:.0f} s")
-    shutil.rmtree(target)
-    binary = venv / "bin" / "uwsgi-rs"
-    lib = libpython_of(binary)
-    assert os.path.realpath(lib).startswith(os.path.realpath(facts["libdir"]) + "/"), lib
-    monkeypatch.setattr(conftest, "BIN", str(binary))
-    check_served_by_venv(serve, conftest.free_port(), venv, facts, binary)
-
-
-def test_cargo_install(tmp_path, serve, monkeypatch):
-    facts = interp("python3")
-    root = tmp_path / "cargo-root"
-    r, took = run(["cargo", "install", "--locked", "--path", ROOT, "--root", root],
-                  timeout=900, env=clean_env(CARGO_TARGET_DIR=str(tmp_path / "target")))
-    print(f"\ncargo install: {took:.0f} s")
-    shutil.rmtree(tmp_path / "target")
-    binary = root / "bin" / "uwsgi-rs"
-    r, _ = run([binary, "--version"])
-    assert r.stdout.startswith("uwsgi-rs ")
     monkeypatch.setattr(conftest, "BIN", str(binary))
     port = conftest.free_port()
-    serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(VERSION_APP)])
-    info = json.loads(http_get(port, "/")[2])
-    assert info["version"] == facts["version"], info
-    assert os.path.realpath(info["prefix"]) == os.path.realpath(facts["prefix"]), info
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(VERSION_APP),
+                 "--master", "--processes", "2"], workers=2)
+    st, _, body = http_get(port, "/")
+    info = json.loads(body)
+    assert st == 200
+    assert info["version"] == deb["version"].split()[0], (info, deb)
+    assert os.path.realpath(info["prefix"]) == os.path.realpath(venv), info
+    assert os.path.realpath(info["base_prefix"]) == os.path.realpath(deb["base_prefix"]) == "/usr", info
+    assert info["executable"] == str(venv / "bin" / "python"), info
+    assert [p for p in info["path"] if p.endswith("site-packages")] == [
+        str(venv / "lib" / "python3.11" / "site-packages")], info["path"]
+
+    # what the workers (and the master) have mapped: Debian's python, the
+    # wheel's extension from the venv, nothing of the build machine's Python
+    build_base = os.path.realpath(build["base_prefix"])
+    for pid in [srv.proc.pid] + list(srv.worker_pids().values()):
+        files = mapped_files(pid)
+        assert "/usr/bin/python3.11" in files, sorted(files)
+        assert not [f for f in files if f.startswith(build_base) or "/.pyenv/" in f
+                    or str(ROOT / ".venv") in f], sorted(files)
+        assert not [f for f in files if "libpython" in f], sorted(files)
+        native = [f for f in files if "/uwsgi_rs/_native" in f]
+        assert len(native) == 1 and native[0].startswith(str(venv) + "/"), native
+    srv.stop()
+    assert srv.proc.returncode == 0, srv.log
+
+
+def test_python_dash_m_and_client_commands(debian_venv, serve, monkeypatch, tmp_path):
+    """`python -m uwsgi_rs` is the console script; --help, --version and
+    --connect-and-read need nothing but the interpreter."""
+    venv, _ = debian_venv
+    py = venv / "bin" / "python"
+    r, _ = run([py, "-m", "uwsgi_rs", "--version"])
+    assert r.stdout.startswith("uwsgi-rs "), r.stdout
+    r, _ = run([py, "-m", "uwsgi_rs", "--help"])
+    assert "--py-tracebacker" in r.stdout
+    r = subprocess.run([py, "-m", "uwsgi_rs", "--no-such-option"], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 1 and r.stderr.strip().count("\n") == 0, r
+    assert "unknown option" in r.stderr, r.stderr
+
+    monkeypatch.setattr(conftest, "BIN", str(py))
+    port = conftest.free_port()
+    base = f"{tmp_path}/tb."
+    serve(["-m", "uwsgi_rs", "--http", f"127.0.0.1:{port}", "--wsgi-file", str(VERSION_APP),
+           "--py-tracebacker", base])
+    Bg(port, "/sleep?20")
+    deadline = time.monotonic() + 10
+    out = ""
+    while "function = nap" not in out and time.monotonic() < deadline:
+        out = subprocess.run([venv / "bin" / "uwsgi-rs", "--connect-and-read", base + "1"],
+                             capture_output=True, text=True, timeout=10).stdout
+        time.sleep(0.1)
+    assert "function = nap line = time.sleep(seconds)" in out, out
+    # the launcher's frames (runpy, __main__, uwsgi_rs.main) are not the app's
+    assert "runpy" not in out and "uwsgi_rs" not in out, out
+
+
+def test_gil_free_dump_and_harakiri_in_a_static_interpreter(debian_venv, serve, monkeypatch,
+                                                            tmp_path):
+    """Debian's python3.11 links libpython statically: the GIL-free path
+    (faulthandler's dumper) still dumps a request holding the GIL, and
+    harakiri logs it."""
+    venv, _ = debian_venv
+    assert not [n for n in dynamic_needs(DEBIAN_PYTHON) if "libpython" in n]
+    busy = tmp_path / "busy.py"
+    shutil.copy(APPS / "busy.py", busy)
+    monkeypatch.setattr(conftest, "BIN", str(venv / "bin" / "uwsgi-rs"))
+    port = conftest.free_port()
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(busy), "--master",
+                 "--harakiri", "3", "--reload-mercy", "1"])
+    Bg(port, "/busy")
+    srv.wait_log("HARAKIRI triggered by worker 1 core 0", timeout=15)
+    assert re.search(r"thread_id = uWSGIWorker1Core0 filename = \S*busy\.py lineno = 5 "
+                     r"function = crunch line = return sum\(range\(10\*\*10\)\)", srv.log), srv.log
+    srv.wait_log("Respawned uwsgi-rs worker 1", timeout=10)
+    srv.stop(signal.SIGQUIT)
+
+
+def test_pip_uninstall(tmp_path):
+    venv = tmp_path / "venv"
+    binary = conftest.venv_with_uwsgi_rs(venv, sys.executable)
+    assert os.access(binary, os.X_OK)
+    run([sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "uninstall", "-y",
+         "uwsgi-rs"], env=clean_env())
+    assert not binary.exists()
+    assert not list(venv.glob("lib/python3*/site-packages/uwsgi_rs"))
 
 

@@ -293,13 +293,13 @@ def test_module_with_callable_flag_and_pythonpath(serve, port):
 
 def _python_facts(python="python3"):
     out = subprocess.run(
-        [python, "-c", "import sys,json;print(json.dumps([sys.version, sys.prefix]))"],
+        [python, "-c", "import sys,json;print(json.dumps([sys.version, sys.prefix, sys.base_prefix]))"],
         capture_output=True, text=True, timeout=20, check=True)
     return json.loads(out.stdout)
 
 
 def test_embedded_python_is_the_one_built_for(serve, port):
-    version, prefix = _python_facts()
+    version, prefix, _ = _python_facts()
     start(serve, port)
     status, _, body = http_get(port, "/sys")
     assert status == 200
@@ -315,7 +315,7 @@ def test_virtualenv(serve, port, tmp_path):
     sp = list(venv.glob("lib/python3*/site-packages"))
     assert len(sp) == 1, sp
     (sp[0] / "core_venvmod.py").write_text("MARKER = 'from-the-venv'\n")
-    _, base_prefix = _python_facts()
+    _, _, base_prefix = _python_facts()
     serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(APPS / "core_venv.py"),
            "--virtualenv", str(venv), "--master"])
     status, _, body = http_get(port, "/")

@@ -223,7 +223,7 @@ pub static OPTIONS: &[OptSpec] = &[
     opt(&["callable"], None, Value("NAME"), Same, Core, "name of the WSGI callable (default: application)", "", |c, v| { c.cfg.callable = t(v).to_string(); Ok(()) }),
     opt(&["chdir"], None, Value("DIR"), Same, Core, "chdir to DIR before loading the app", "", |c, v| { c.cfg.chdir = Some(p(v)); Ok(()) }),
     opt(&["pythonpath", "python-path", "pp"], None, Value("DIR"), Same, Core, "add DIR to sys.path (repeatable)", "", |c, v| { c.cfg.pythonpath.push(p(v)); Ok(()) }),
-    opt(&["home", "virtualenv", "venv", "pyhome"], Some('H'), Value("DIR"), Same, Core, "use the Python virtualenv at DIR", "without it $VIRTUAL_ENV is used, like uWSGI; a uwsgi-rs installed in a venv runs in that venv", |c, v| { c.cfg.home = Some(p(v)); Ok(()) }),
+    opt(&["home", "virtualenv", "venv", "pyhome"], Some('H'), Value("DIR"), Same, Core, "use the Python virtualenv at DIR", "uwsgi-rs runs in the interpreter of the venv it is installed in, which needs neither; a home that is another venv of the same Python X.Y puts its site-packages first and becomes sys.prefix; one of another X.Y is an error (install uwsgi-rs into it); without it $VIRTUAL_ENV is used the same way (another X.Y only warns)", |c, v| { c.cfg.home = Some(p(v)); Ok(()) }),
     opt(&["env"], None, Value("KEY=VALUE"), Same, Core, "set an environment variable (repeatable)", "", |c, v| { let kv = key_value(c.name, t(v))?; c.cfg.env.push(kv); Ok(()) }),
     // ---- core: processes
     opt(&["master"], Some('M'), Switch, NoEffect, Core, "enable the master process", "there is always a master", |c, v| { c.cfg.master = flag(c.name, v)?; Ok(()) }),

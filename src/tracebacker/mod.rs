@@ -43,6 +43,35 @@ pub struct Context {
 
 static CONTEXT: OnceLock<Context> = OnceLock::new();
 
+/// The Python frames (filename, function) of the program that started the
+/// server, outermost first: the `uwsgi-rs` console script calling
+/// `uwsgi_rs.main()` (with runpy's under `python -m uwsgi_rs`). Every
+/// process is forked from inside them, so each worker's main thread (core
+/// 0) carries them under its requests; they are not the app's and dumps
+/// leave them out.
+static LAUNCHER: OnceLock<Vec<(String, String)>> = OnceLock::new();
+
+/// Record the launcher's frames; the master calls this once, before forking.
+pub fn set_launcher_frames(frames: Vec<(String, String)>) {
+    let _ = LAUNCHER.set(frames);
+}
+
+fn strip_launcher(stacks: &mut [format::ThreadStack]) {
+    let Some(launcher) = LAUNCHER.get().filter(|l| !l.is_empty()) else {
+        return;
+    };
+    for t in stacks {
+        let under = t.frames.len() >= launcher.len()
+            && t.frames
+                .iter()
+                .zip(launcher)
+                .all(|(f, (file, func))| f.filename == *file && f.function == *func);
+        if under {
+            t.frames.drain(..launcher.len());
+        }
+    }
+}
+
 /// A snapshot of every thread and how it was taken.
 pub struct Snapshot {
     pub stacks: Vec<format::ThreadStack>,
@@ -54,13 +83,14 @@ pub struct Snapshot {
 /// GIL-free path.
 pub fn snapshot(with_locals: bool) -> Snapshot {
     let t0 = Instant::now();
-    let (stacks, collected_by) = match gil_path::collect(GIL_WAIT, with_locals) {
+    let (mut stacks, collected_by) = match gil_path::collect(GIL_WAIT, with_locals) {
         Some(s) => (s, rich::CollectedBy::Gil),
         None => (
             signal_path::collect().unwrap_or_default(),
             rich::CollectedBy::Signal,
         ),
     };
+    strip_launcher(&mut stacks);
     Snapshot {
         stacks,
         collected_by,

@@ -1,0 +1,133 @@
+//! uwsgi-rs: a WSGI application server with uWSGI's command line and a
+//! Python tracebacker that always answers.
+//!
+//! Layout (control on the left, hot path on the right):
+//!
+//! ```text
+//! run  -> config                      parse flags/ini into a Command
+//!      -> master -> listen            bind sockets, fork, reap, signals, tick
+//!                -> harakiri          pure deadline decisions
+//!                -> scoreboard        shared memory: worker x core slots
+//!                -> python            the running interpreter: sys.path, fork
+//!         worker -> wsgi::app         load the app (or take the preloaded one)
+//!                -> serve -> poller   a core's loop: wait, accept, read
+//!                         -> leader   which core polls; take-over when stuck
+//!                         -> http / uwsgi_proto   bytes -> request head
+//!                         -> wsgi     environ, input, call, response
+//!                -> tracebacker       per-worker socket, GIL and GIL-free dumps
+//! ```
+//! `run` turns any error into one line on stderr and a non-zero exit.
+//!
+//! This crate is a Python extension module (`uwsgi_rs._native`): the
+//! `uwsgi-rs` command is the package's console script, so the server runs
+//! in the interpreter that runs the script, the user's own (its venv, its
+//! `sys.executable`, shared or static libpython alike), and hands `sys.argv`
+//! to [`run`]. The master forks every other process from that interpreter.
+
+mod config;
+mod conn;
+mod conns;
+#[cfg(test)]
+mod corpus;
+mod cpu_share;
+mod deadlines;
+mod forked;
+mod harakiri;
+mod http;
+mod leader;
+mod listen;
+mod log;
+mod master;
+mod poller;
+mod privileges;
+mod python;
+mod request;
+mod scoreboard;
+mod serve;
+mod stats;
+mod tracebacker;
+mod uwsgi_module;
+mod uwsgi_proto;
+mod worker;
+mod wsgi;
+
+use config::Command;
+use pyo3::prelude::*;
+
+/// The extension module, `uwsgi_rs._native`. The package's `main()` (the
+/// `uwsgi-rs` console script and `python -m uwsgi_rs`) calls `run`.
+#[pymodule]
+mod _native {
+    use pyo3::prelude::*;
+
+    /// Run uwsgi-rs with this command line (`sys.argv`, program name first);
+    /// returns the exit status. Serving returns only when the master stops.
+    #[pyfunction]
+    fn run(py: Python<'_>, argv: Vec<String>) -> i32 {
+        crate::run_to_status(py, argv)
+    }
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add("__version__", env!("CARGO_PKG_VERSION"))
+    }
+}
+
+fn run_to_status(py: Python<'_>, argv: Vec<String>) -> i32 {
+    match run(py, argv) {
+        Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => 0, // `| head` closed stdout
+        Err(e) => {
+            eprintln!("uwsgi-rs: {e:#}");
+            1
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+fn run(py: Python<'_>, argv: Vec<String>) -> anyhow::Result<i32> {
+    use std::io::Write;
+    match config::parse_args(argv.into_iter().skip(1))? {
+        Command::Help(text) => {
+            std::io::stdout().write_all(text.as_bytes())?;
+            Ok(0)
+        }
+        Command::Version(v) => {
+            writeln!(std::io::stdout(), "{v}")?;
+            Ok(0)
+        }
+        Command::Tracebacks {
+            base,
+            json,
+            timeout_secs,
+        } => {
+            // GIL: not needed by the client; released while it waits on sockets.
+            py.detach(|| tracebacker::client::tracebacks(&base, json, timeout_secs))?;
+            Ok(0)
+        }
+        Command::ConnectAndRead { addr, timeout_secs } => {
+            // GIL: as above.
+            py.detach(|| tracebacker::client::connect_and_read(&addr, timeout_secs))?;
+            Ok(0)
+        }
+        Command::Serve(cfg) => {
+            if let Some(dir) = &cfg.chdir {
+                std::env::set_current_dir(dir)
+                    .map_err(|e| anyhow::anyhow!("cannot chdir to {}: {e}", dir.display()))?;
+            }
+            // After binding: a socket in use stays a one-line failure.
+            let report = cfg.report.render();
+            let master = master::Master::new(cfg)?;
+            log::block(report.as_bytes());
+            python::prepare(py, master.config())?;
+            // GIL: released for the master's whole life; it takes it back
+            // only to fork (python::fork), so the master never runs Python
+            // code while it supervises.
+            py.detach(|| master.run())
+        }
+    }
+}
