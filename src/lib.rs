@@ -33,7 +33,7 @@ mod cpu_share;
 mod deadlines;
 mod forked;
 mod harakiri;
-mod http;
+pub mod http;
 mod leader;
 mod listen;
 mod log;
@@ -41,17 +41,21 @@ mod master;
 mod poller;
 mod privileges;
 mod python;
-mod request;
+pub mod request;
 mod scoreboard;
 mod serve;
 mod stats;
 mod tracebacker;
 mod uwsgi_module;
-mod uwsgi_proto;
+pub mod uwsgi_proto;
 mod worker;
 mod wsgi;
 
 use config::Command;
+/// Which parser a listener uses. Public, like `http`, `uwsgi_proto` and
+/// `request`, for the fuzz targets (fuzz/) and the benchmarks (benches/):
+/// the parsers do no I/O and touch no Python.
+pub use config::Protocol;
 use pyo3::prelude::*;
 
 /// The extension module, `uwsgi_rs._native`. The package's `main()` (the
