@@ -116,22 +116,44 @@ fn start(args: &WorkerArgs<'_>) -> anyhow::Result<()> {
         hook::install_thread_hook(py).context("cannot hook threading")?;
         crate::tracebacker::signal_path::install(py)
             .context("cannot install the GIL-free tracebacker")?;
-        let app = crate::wsgi::app::load(py, cfg).map_err(|e| {
+        let report = |e: crate::wsgi::app::LoadError| {
             if let Some(tb) = &e.traceback {
                 crate::log::block(tb.as_bytes());
             }
             anyhow::anyhow!(e.line)
-        })?;
+        };
+        let only_mounts = cfg.module.is_none() && cfg.wsgi_file.is_none();
+        let main = if only_mounts && !cfg.requests.mounts.is_empty() {
+            None
+        } else {
+            Some(crate::wsgi::app::load(py, cfg).map_err(report)?)
+        };
+        let mounted = cfg
+            .requests
+            .mounts
+            .iter()
+            .map(|m| crate::wsgi::app::load_mount(py, &m.app, cfg).map_err(report))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        // Without --module/--wsgi-file the first mount is the default app,
+        // as in uWSGI.
+        let app = match main {
+            Some(app) => app,
+            None => mounted[0].clone_ref(py),
+        };
         let environs = args
             .listeners
             .iter()
             .map(|l| crate::wsgi::environ::template(py, l, cfg.threads > 1, cfg.processes > 1))
             .collect::<PyResult<Vec<Py<PyDict>>>>()?;
-        Ok((app, environs))
+        Ok((app, mounted, environs))
     });
     // A process the app forked while loading goes no further.
     crate::forked::exit_if_child();
-    let (app, environs) = loaded?;
+    let (app, mounted, environs) = loaded?;
+    let (front, notes) = crate::serve::Front::new(cfg)?;
+    for note in notes {
+        crate::log::line(&format!("worker {}: {note}", args.id));
+    }
 
     let serve_cfg = ServeConfig::new(cfg, args.id);
     crate::tracebacker::start(
@@ -168,14 +190,26 @@ fn start(args: &WorkerArgs<'_>) -> anyhow::Result<()> {
     )
     .context("cannot watch listener")?;
     let stop = Stop::new(&STOP, serve_cfg.mercy);
-    let shared = Arc::new(Shared::new(
-        serve_cfg,
-        conns,
-        stop,
-        args.scoreboard,
-        app,
-        environs,
-    ));
+    let mut shared = Shared::new(serve_cfg, conns, stop, args.scoreboard, app, environs);
+    shared.front = front;
+    shared.mounted = mounted;
+    let shared = Arc::new(shared);
+    let offload_threads = shared
+        .front
+        .as_ref()
+        .and_then(|f| f.offload.as_ref())
+        .map_or(0, |o| o.threads());
+    for lane in 0..offload_threads {
+        let shared = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name(format!("uWSGIWorker{}Offload{lane}", args.id))
+            .spawn(move || {
+                if let Some(o) = shared.front.as_ref().and_then(|f| f.offload.as_ref()) {
+                    o.run(lane, &shared.conns, shared.cfg.socket_timeout);
+                }
+            })
+            .with_context(|| format!("cannot start offload thread {lane}"))?;
+    }
 
     for core in 1..cfg.threads {
         let shared = Arc::clone(&shared);

@@ -153,6 +153,9 @@ def sandbox(entry, root):
     wsgi_file = get(ini, args, env, root, "wsgi-file")
     if wsgi_file:
         write_stub(chdir / wsgi_file, callable_name)
+    mount = get(ini, args, env, root, "mount")
+    if mount:
+        write_stub(chdir / mount.partition("=")[2], callable_name)
     return ini, args, env
 
 

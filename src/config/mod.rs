@@ -673,16 +673,6 @@ fn validate(
             f.display()
         ));
     }
-    if cfg.module.is_none() && cfg.wsgi_file.is_none() && !cfg.requests.mounts.is_empty() {
-        problems.push(Problem {
-            at: None,
-            error: ConfigError::Logic(
-                "no app to serve: the only app given is a --mount, which is not honoured yet; \
-                 use --module or --wsgi-file"
-                    .into(),
-            ),
-        });
-    }
 }
 
 /// `--get OPTION`: the first value of each option asked for, one per line

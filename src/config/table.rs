@@ -196,6 +196,14 @@ fn exec_row(c: &mut Ctx<'_>, v: Option<&str>, phase: HookPhase) -> Result<(), Co
 }
 fn route_row(c: &mut Ctx<'_>, v: Option<&str>, subject: RouteSubject) -> Result<(), ConfigError> {
     let r = route(c.name, t(v), subject)?;
+    if !r.action.honoured() {
+        c.warnings.push(format!(
+            "{} {}: the route action '{}' is not honoured yet; this route is ignored",
+            c.name,
+            t(v).trim(),
+            r.action.name()
+        ));
+    }
     c.cfg.requests.routes.push(r);
     Ok(())
 }
@@ -341,22 +349,26 @@ pub static OPTIONS: &[OptSpec] = &[
     opt(&["logfile-chmod"], None, Value("MODE"), NotYet, Logging, "chmod the log file", "", |c, v| { c.cfg.logging.chmod = Some(mode(c.name, v)?); Ok(()) }),
     opt(&["log-master-bufsize"], None, Value("BYTES"), NotYet, Logging, "buffer size of the master's logger", "", |c, v| { c.cfg.logging.master_bufsize = bytes(c.name, v)?; Ok(()) }),
 
-    // ---- static files, not honoured yet
-    opt(&["static-map"], None, Value("MOUNT=PATH"), NotYet, Static, "serve the files under PATH at MOUNT", "", |c, v| { let m = static_map(c.name, t(v), false)?; c.cfg.statics.maps.push(m); Ok(()) }),
-    opt(&["static-map2"], None, Value("MOUNT=PATH"), NotYet, Static, "like --static-map, appending the whole request path to PATH", "", |c, v| { let m = static_map(c.name, t(v), true)?; c.cfg.statics.maps.push(m); Ok(()) }),
-    opt(&["check-static"], None, Value("DIR"), NotYet, Static, "serve a request from DIR when the file exists there", "", |c, v| { c.cfg.statics.check.push(p(v)); Ok(()) }),
-    opt(&["static-index"], None, Value("FILE"), NotYet, Static, "file served for a directory (index.html)", "", |c, v| { c.cfg.statics.index.push(t(v).to_string()); Ok(()) }),
-    opt(&["static-skip-ext"], None, Value("EXT"), NotYet, Static, "never serve files with this extension statically", "", |c, v| { c.cfg.statics.skip_ext.push(t(v).to_string()); Ok(()) }),
-    opt(&["static-safe"], None, Value("DIR"), NotYet, Static, "allow symlinks pointing into DIR", "", |c, v| { c.cfg.statics.safe.push(p(v)); Ok(()) }),
-    opt(&["static-expires"], None, Value("REGEXP SECONDS"), NotYet, Static, "Expires header for files whose name matches", "", |c, v| { let x = static_expires(c.name, t(v), ExpiresOn::Filename)?; c.cfg.statics.expires.push(x); Ok(()) }),
-    opt(&["static-expires-uri"], None, Value("REGEXP SECONDS"), NotYet, Static, "Expires header for request URIs that match", "", |c, v| { let x = static_expires(c.name, t(v), ExpiresOn::Uri)?; c.cfg.statics.expires.push(x); Ok(()) }),
-    opt(&["static-expires-path-info"], None, Value("REGEXP SECONDS"), NotYet, Static, "Expires header for PATH_INFOs that match", "", |c, v| { let x = static_expires(c.name, t(v), ExpiresOn::PathInfo)?; c.cfg.statics.expires.push(x); Ok(()) }),
-    opt(&["static-expires-type"], None, Value("TYPE SECONDS"), NotYet, Static, "Expires header by content type", "", |c, v| { let x = static_expires(c.name, t(v), ExpiresOn::ContentType)?; c.cfg.statics.expires.push(x); Ok(()) }),
-    opt(&["static-gzip-all"], None, Switch, NotYet, Static, "serve FILE.gz for FILE when the client accepts gzip", "", |c, v| { c.cfg.statics.gzip_all = flag(c.name, v)?; Ok(()) }),
-    opt(&["static-gzip-dir", "static-gzip-prefix"], None, Value("DIR"), NotYet, Static, "like --static-gzip-all for files under DIR", "", |c, v| { c.cfg.statics.gzip_dirs.push(p(v)); Ok(()) }),
-    opt(&["static-gzip-ext", "static-gzip-suffix"], None, Value("EXT"), NotYet, Static, "like --static-gzip-all for files with this extension", "", |c, v| { c.cfg.statics.gzip_exts.push(t(v).to_string()); Ok(()) }),
-    opt(&["mimefile", "mime-file"], None, Value("FILE"), NotYet, Static, "mime types file (default /etc/mime.types)", "", |c, v| { c.cfg.statics.mimefiles.push(p(v)); Ok(()) }),
-    opt(&["offload-threads"], None, Value("N"), NotYet, Static, "threads per worker that send static files (0 = none)", "", |c, v| { c.cfg.statics.offload_threads = int(c.name, v, 0, 1024)? as usize; Ok(()) }),
+    // ---- static files
+    opt(&["static-map"], None, Value("MOUNT=PATH"), Same, Static, "serve the files under PATH at MOUNT", "a directory or a single file; sent with sendfile(2) by offload threads; Content-Type, Last-Modified, If-Modified-Since (304), HEAD, and a single byte Range (206/416, always honoured: uWSGI needs --honour-range; If-Range as RFC 9110). A path that resolves outside the mapped directory (.., %2e%2e, symlinks) goes to the app, as in uWSGI", |c, v| { let m = static_map(c.name, t(v), false)?; c.cfg.statics.maps.push(m); Ok(()) }),
+    opt(&["static-map2"], None, Value("MOUNT=PATH"), Same, Static, "like --static-map, appending the whole request path to PATH", "", |c, v| { let m = static_map(c.name, t(v), true)?; c.cfg.statics.maps.push(m); Ok(()) }),
+    opt(&["check-static"], None, Value("DIR"), Same, Static, "serve a request from DIR when the file exists there", "", |c, v| { c.cfg.statics.check.push(p(v)); Ok(()) }),
+    opt(&["static-index"], None, Value("FILE"), Same, Static, "file served for a directory (index.html)", "", |c, v| { c.cfg.statics.index.push(t(v).to_string()); Ok(()) }),
+    opt(&["static-skip-ext"], None, Value("EXT"), Same, Static, "never serve files with this extension statically", "", |c, v| { c.cfg.statics.skip_ext.push(t(v).to_string()); Ok(()) }),
+    opt(&["static-safe"], None, Value("DIR"), Same, Static, "allow symlinks pointing into DIR", "a file whose real path is under DIR (whole path components) may be served through a symlink", |c, v| { c.cfg.statics.safe.push(p(v)); Ok(()) }),
+    opt(&["static-expires"], None, Value("REGEXP SECONDS"), Same, Static, "Expires header for files whose name matches: now + SECONDS", "", |c, v| { let x = static_expires(c.name, t(v), ExpiresOn::Filename, false)?; c.cfg.statics.expires.push(x); Ok(()) }),
+    opt(&["static-expires-mtime"], None, Value("REGEXP SECONDS"), Same, Static, "like --static-expires, counting SECONDS from the file's modification time", "", |c, v| { let x = static_expires(c.name, t(v), ExpiresOn::Filename, true)?; c.cfg.statics.expires.push(x); Ok(()) }),
+    opt(&["static-expires-uri"], None, Value("REGEXP SECONDS"), Same, Static, "Expires header for request URIs that match: now + SECONDS", "", |c, v| { let x = static_expires(c.name, t(v), ExpiresOn::Uri, false)?; c.cfg.statics.expires.push(x); Ok(()) }),
+    opt(&["static-expires-uri-mtime"], None, Value("REGEXP SECONDS"), Same, Static, "like --static-expires-uri, counting SECONDS from the file's modification time", "", |c, v| { let x = static_expires(c.name, t(v), ExpiresOn::Uri, true)?; c.cfg.statics.expires.push(x); Ok(()) }),
+    opt(&["static-expires-path-info"], None, Value("REGEXP SECONDS"), Same, Static, "Expires header for PATH_INFOs that match: now + SECONDS", "", |c, v| { let x = static_expires(c.name, t(v), ExpiresOn::PathInfo, false)?; c.cfg.statics.expires.push(x); Ok(()) }),
+    opt(&["static-expires-path-info-mtime"], None, Value("REGEXP SECONDS"), Same, Static, "like --static-expires-path-info, counting SECONDS from the file's modification time", "", |c, v| { let x = static_expires(c.name, t(v), ExpiresOn::PathInfo, true)?; c.cfg.statics.expires.push(x); Ok(()) }),
+    opt(&["static-expires-type"], None, Value("TYPE=SECONDS"), Same, Static, "Expires header by content type: now + SECONDS", "", |c, v| { let x = static_expires(c.name, t(v), ExpiresOn::ContentType, false)?; c.cfg.statics.expires.push(x); Ok(()) }),
+    opt(&["static-expires-type-mtime"], None, Value("TYPE=SECONDS"), Same, Static, "like --static-expires-type, counting SECONDS from the file's modification time", "", |c, v| { let x = static_expires(c.name, t(v), ExpiresOn::ContentType, true)?; c.cfg.statics.expires.push(x); Ok(()) }),
+    opt(&["static-gzip-all"], None, Switch, Same, Static, "serve FILE.gz for FILE when the client accepts gzip", "", |c, v| { c.cfg.statics.gzip_all = flag(c.name, v)?; Ok(()) }),
+    opt(&["static-gzip-dir", "static-gzip-prefix"], None, Value("DIR"), Different, Static, "like --static-gzip-all for files under DIR", "a relative DIR is taken from the working directory (uWSGI compares it with the file's absolute path, so it never matches); FILE.br is preferred when the client accepts br, as in uWSGI", |c, v| { c.cfg.statics.gzip_dirs.push(p(v)); Ok(()) }),
+    opt(&["static-gzip-ext", "static-gzip-suffix"], None, Value("EXT"), Same, Static, "like --static-gzip-all for files with this extension", "", |c, v| { c.cfg.statics.gzip_exts.push(t(v).to_string()); Ok(()) }),
+    opt(&["mimefile", "mime-file"], None, Value("FILE"), Same, Static, "mime types file (default /etc/mime.types)", "", |c, v| { c.cfg.statics.mimefiles.push(p(v)); Ok(()) }),
+    opt(&["offload-threads"], None, Value("N"), Different, Static, "threads per worker that send static files (0 = none)", "static files are always sent by offload threads, at least 1 per worker when static files are configured (uWSGI: none unless N > 0); the app's wsgi.file_wrapper responses are still sent by the request thread", |c, v| { c.cfg.statics.offload_threads = int(c.name, v, 0, 1024)? as usize; Ok(()) }),
 
     // ---- worker lifecycle, not honoured yet
     opt(&["reload-on-rss"], None, Value("MB"), NotYet, Lifecycle, "recycle a worker whose RSS exceeds MB megabytes", "", |c, v| { c.cfg.lifecycle.reload_on_rss = megabytes(c.name, v)?; Ok(()) }),
@@ -414,17 +426,17 @@ pub static OPTIONS: &[OptSpec] = &[
     opt(&["http-enable-proxy-protocol", "enable-proxy-protocol"], None, Switch, NotYet, Sockets, "accept the PROXY protocol (v1/v2) and take REMOTE_ADDR from it", "", |c, v| { c.cfg.requests.proxy_protocol = flag(c.name, v)?; Ok(()) }),
     opt(&["post-buffering"], None, Value("BYTES"), NotYet, Sockets, "read request bodies over BYTES to a temp file before calling the app", "", |c, v| { c.cfg.requests.post_buffering = post_buffering(c, v)?; Ok(()) }),
     opt(&["post-buffering-bufsize"], None, Value("BYTES"), NotYet, Sockets, "buffer size for --post-buffering reads", "", |c, v| { c.cfg.requests.post_buffering_bufsize = bytes(c.name, v)?; Ok(()) }),
-    opt(&["add-header"], None, Value("NAME: VALUE"), NotYet, Sockets, "add a header to every response", "", |c, v| { let h = header(c.name, t(v))?; c.cfg.requests.add_headers.push(h); Ok(()) }),
+    opt(&["add-header"], None, Value("NAME: VALUE"), Same, Sockets, "add a header to every response", "a Connection: close among them closes the connection after each response", |c, v| { let h = header(c.name, t(v))?; c.cfg.requests.add_headers.push(h); Ok(()) }),
     opt(&["del-header"], None, Value("NAME"), NotYet, Sockets, "remove a header from every response", "", |c, v| { c.cfg.requests.del_headers.push(t(v).to_string()); Ok(()) }),
-    opt(&["manage-script-name"], None, Switch, NotYet, Sockets, "split SCRIPT_NAME from PATH_INFO by the --mount points", "", |c, v| { c.cfg.requests.manage_script_name = flag(c.name, v)?; Ok(()) }),
-    opt(&["mount"], None, Value("MOUNT=APP"), NotYet, Sockets, "serve APP (file or module) under MOUNT", "", |c, v| { let m = mount(c.name, t(v))?; c.cfg.requests.mounts.push(m); Ok(()) }),
-    opt(&["route"], None, Value("REGEXP ACTION"), NotYet, Sockets, "apply ACTION (addheader, return, redirect, static...) to requests whose PATH_INFO matches", "", |c, v| route_row(c, v, RouteSubject::PathInfo)),
-    opt(&["route-uri"], None, Value("REGEXP ACTION"), NotYet, Sockets, "like --route on REQUEST_URI", "", |c, v| route_row(c, v, RouteSubject::RequestUri)),
-    opt(&["route-host"], None, Value("REGEXP ACTION"), NotYet, Sockets, "like --route on the Host header", "", |c, v| route_row(c, v, RouteSubject::Host)),
-    opt(&["route-qs"], None, Value("REGEXP ACTION"), NotYet, Sockets, "like --route on QUERY_STRING", "", |c, v| route_row(c, v, RouteSubject::QueryString)),
-    opt(&["route-if"], None, Value("COND:ARG ACTION"), NotYet, Sockets, "apply ACTION when a condition holds", "", |c, v| route_row(c, v, RouteSubject::If { negate: false, condition: String::new() })),
-    opt(&["route-if-not"], None, Value("COND:ARG ACTION"), NotYet, Sockets, "apply ACTION when a condition does not hold", "", |c, v| route_row(c, v, RouteSubject::If { negate: true, condition: String::new() })),
-    opt(&["route-run"], None, Value("ACTION"), NotYet, Sockets, "apply ACTION to every request", "", |c, v| route_row(c, v, RouteSubject::Always)),
+    opt(&["manage-script-name"], None, Switch, Same, Sockets, "split SCRIPT_NAME from PATH_INFO by the --mount points", "", |c, v| { c.cfg.requests.manage_script_name = flag(c.name, v)?; Ok(()) }),
+    opt(&["mount"], None, Value("MOUNT=APP"), Same, Sockets, "serve APP (file or module) under MOUNT", "", |c, v| { let m = mount(c.name, t(v))?; c.cfg.requests.mounts.push(m); Ok(()) }),
+    opt(&["route"], None, Value("REGEXP ACTION"), Different, Sockets, "apply ACTION (addheader, return, redirect, static...) to requests whose PATH_INFO matches", "actions honoured: addheader, return/break-with-status, break, redirect/redirect-302/redirect-301/redirect-permanent, static, continue, last, log, donotlog; a route with another action is ignored (named at start). route-if conditions: equal, startswith, endswith, regexp, exists, isfile, isdir", |c, v| route_row(c, v, RouteSubject::PathInfo)),
+    opt(&["route-uri"], None, Value("REGEXP ACTION"), Different, Sockets, "like --route on REQUEST_URI", "actions honoured: addheader, return/break-with-status, break, redirect/redirect-302/redirect-301/redirect-permanent, static, continue, last, log, donotlog; a route with another action is ignored (named at start). route-if conditions: equal, startswith, endswith, regexp, exists, isfile, isdir", |c, v| route_row(c, v, RouteSubject::RequestUri)),
+    opt(&["route-host"], None, Value("REGEXP ACTION"), Different, Sockets, "like --route on the Host header", "actions honoured: addheader, return/break-with-status, break, redirect/redirect-302/redirect-301/redirect-permanent, static, continue, last, log, donotlog; a route with another action is ignored (named at start). route-if conditions: equal, startswith, endswith, regexp, exists, isfile, isdir", |c, v| route_row(c, v, RouteSubject::Host)),
+    opt(&["route-qs"], None, Value("REGEXP ACTION"), Different, Sockets, "like --route on QUERY_STRING", "actions honoured: addheader, return/break-with-status, break, redirect/redirect-302/redirect-301/redirect-permanent, static, continue, last, log, donotlog; a route with another action is ignored (named at start). route-if conditions: equal, startswith, endswith, regexp, exists, isfile, isdir", |c, v| route_row(c, v, RouteSubject::QueryString)),
+    opt(&["route-if"], None, Value("COND:ARG ACTION"), Different, Sockets, "apply ACTION when a condition holds", "actions honoured: addheader, return/break-with-status, break, redirect/redirect-302/redirect-301/redirect-permanent, static, continue, last, log, donotlog; a route with another action is ignored (named at start). route-if conditions: equal, startswith, endswith, regexp, exists, isfile, isdir", |c, v| route_row(c, v, RouteSubject::If { negate: false, condition: String::new() })),
+    opt(&["route-if-not"], None, Value("COND:ARG ACTION"), Different, Sockets, "apply ACTION when a condition does not hold", "actions honoured: addheader, return/break-with-status, break, redirect/redirect-302/redirect-301/redirect-permanent, static, continue, last, log, donotlog; a route with another action is ignored (named at start). route-if conditions: equal, startswith, endswith, regexp, exists, isfile, isdir", |c, v| route_row(c, v, RouteSubject::If { negate: true, condition: String::new() })),
+    opt(&["route-run"], None, Value("ACTION"), Different, Sockets, "apply ACTION to every request", "actions honoured: addheader, return/break-with-status, break, redirect/redirect-302/redirect-301/redirect-permanent, static, continue, last, log, donotlog; a route with another action is ignored (named at start). route-if conditions: equal, startswith, endswith, regexp, exists, isfile, isdir", |c, v| route_row(c, v, RouteSubject::Always)),
     opt(&["disable-write-exception"], None, Switch, NotYet, Sockets, "no exception in the app when the client has gone", "", |c, v| { c.cfg.requests.disable_write_exception = flag(c.name, v)?; Ok(()) }),
     opt(&["ignore-sigpipe"], None, Switch, NotYet, Sockets, "do not log SIGPIPE", "", |c, v| { c.cfg.requests.ignore_sigpipe = flag(c.name, v)?; Ok(()) }),
     opt(&["ignore-write-errors"], None, Switch, NotYet, Sockets, "do not log write errors to clients that have gone", "", |c, v| { c.cfg.requests.ignore_write_errors = flag(c.name, v)?; Ok(()) }),

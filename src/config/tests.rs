@@ -638,11 +638,15 @@ fn validation() {
         (Some("app"), Some(PathBuf::from("app.py")))
     );
     assert!(c.report.warnings[0].starts_with("--module app and --wsgi-file app.py are both given"));
-    // A mount as the only app is not served yet: say so rather than start empty.
-    assert_eq!(
-        err(&["--http", ":1", "--mount", "/kpi=kobo/wsgi.py", "--manage-script-name"]),
-        "no app to serve: the only app given is a --mount, which is not honoured yet; use --module or --wsgi-file"
-    );
+    // A mount as the only app is the default app too (uWSGI).
+    let c = serve(&[
+        "--http",
+        ":1",
+        "--mount",
+        "/kpi=kobo/wsgi.py",
+        "--manage-script-name",
+    ]);
+    assert_eq!(c.requests.mounts[0].app, "kobo/wsgi.py");
     // No app is fine (uWSGI's "dynamic mode").
     assert!(serve(&["--http", ":1"]).module.is_none());
 }
@@ -1225,7 +1229,7 @@ fn placeholders_in_ini_files() {
 fn report_names_what_is_not_honoured() {
     let ini = TempIni::new(
         "report",
-        "[uwsgi]\nhttp-socket = :1\nmodule = app\nvacuum = true\nlogto = /var/log/app.log\nstatic-map = /static=/srv/static\nstatic-map = /media=/srv/media\nreload-on-rss = 512\nprint = hello %(module)\n",
+        "[uwsgi]\nhttp-socket = :1\nmodule = app\nvacuum = true\nlogto = /var/log/app.log\ntouch-reload = /tmp/a\ntouch-reload = /tmp/b\nreload-on-rss = 512\nprint = hello %(module)\n",
     );
     let c = serve(&["--ini", &ini.p()]);
     assert_eq!(
@@ -1233,7 +1237,7 @@ fn report_names_what_is_not_honoured() {
         [
             "hello app".to_string(),
             "uwsgi-rs start-up report (2 note(s)):".to_string(),
-            "  NOT HONOURED YET (the server runs without them): --logto, --static-map x2, --reload-on-rss".to_string(),
+            "  NOT HONOURED YET (the server runs without them): --logto, --touch-reload x2, --reload-on-rss".to_string(),
             "  accepted, no effect (uwsgi-rs --help says why): --vacuum".to_string(),
         ]
     );

@@ -367,6 +367,13 @@ pub fn static_map(option: &str, s: &str, append_full_path: bool) -> Result<Stati
     }
 }
 
+/// A regexp the server will compile (routes, static-expires) must compile.
+fn regexp(option: &str, pattern: &str) -> Result<(), ConfigError> {
+    regex_lite::Regex::new(pattern)
+        .map(|_| ())
+        .map_err(|e| invalid(option, pattern, format!("a regular expression ({e})")))
+}
+
 /// What a `--static-expires*` rule matches on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExpiresOn {
@@ -380,26 +387,45 @@ pub enum ExpiresOn {
     ContentType,
 }
 
-/// `--static-expires REGEXP SECONDS` (the regexp is compiled where used).
+/// `--static-expires REGEXP SECONDS` (the regexp is compiled where used);
+/// `--static-expires-type TYPE=SECONDS`. The `-mtime` variants count the
+/// seconds from the file's modification time instead of from now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StaticExpires {
     pub on: ExpiresOn,
     pub pattern: String,
     pub seconds: u64,
+    pub from_mtime: bool,
 }
 
-pub fn static_expires(option: &str, s: &str, on: ExpiresOn) -> Result<StaticExpires, ConfigError> {
-    let bad = || invalid(option, s, "PATTERN SECONDS");
-    let (pattern, secs) = s.trim().rsplit_once(char::is_whitespace).ok_or_else(bad)?;
+pub fn static_expires(
+    option: &str,
+    s: &str,
+    on: ExpiresOn,
+    from_mtime: bool,
+) -> Result<StaticExpires, ConfigError> {
+    // uWSGI splits a content type from its seconds at '=', a regexp at the
+    // first space (so a regexp cannot contain one).
+    let (pattern, secs) = if on == ExpiresOn::ContentType {
+        (s.trim().rsplit_once('='), "TYPE=SECONDS")
+    } else {
+        (s.trim().split_once(char::is_whitespace), "REGEXP SECONDS")
+    };
+    let bad = || invalid(option, s, secs);
+    let (pattern, secs) = pattern.ok_or_else(bad)?;
     let pattern = pattern.trim();
     if pattern.is_empty() {
         return Err(bad());
     }
-    let seconds = int(option, Some(secs), 0, u64::MAX).map_err(|_| bad())?;
+    let seconds = int(option, Some(secs.trim()), 0, u64::MAX).map_err(|_| bad())?;
+    if on != ExpiresOn::ContentType {
+        regexp(option, pattern)?;
+    }
     Ok(StaticExpires {
         on,
         pattern: pattern.to_string(),
         seconds,
+        from_mtime,
     })
 }
 
@@ -499,6 +525,43 @@ pub enum RouteAction {
         name: String,
         arg: String,
     },
+}
+
+impl RouteAction {
+    /// Whether uwsgi-rs carries out this action (see `routing`); routes
+    /// with any other are ignored, and named at start.
+    pub fn honoured(&self) -> bool {
+        match self {
+            RouteAction::AddHeader(_)
+            | RouteAction::Return(_)
+            | RouteAction::Break
+            | RouteAction::Redirect { .. }
+            | RouteAction::Static(_)
+            | RouteAction::Continue
+            | RouteAction::Last
+            | RouteAction::Log(_) => true,
+            RouteAction::Other { name, .. } => name == "donotlog",
+            RouteAction::DelHeader(_) | RouteAction::Rewrite { .. } | RouteAction::Goto(_) => false,
+        }
+    }
+
+    /// The action's name as written in a config.
+    pub fn name(&self) -> &str {
+        match self {
+            RouteAction::AddHeader(_) => "addheader",
+            RouteAction::DelHeader(_) => "delheader",
+            RouteAction::Return(_) => "return",
+            RouteAction::Redirect { .. } => "redirect",
+            RouteAction::Static(_) => "static",
+            RouteAction::Rewrite { .. } => "rewrite",
+            RouteAction::Continue => "continue",
+            RouteAction::Last => "last",
+            RouteAction::Break => "break",
+            RouteAction::Goto(_) => "goto",
+            RouteAction::Log(_) => "log",
+            RouteAction::Other { name, .. } => name,
+        }
+    }
 }
 
 /// A `--route*` rule: subject, pattern (a PCRE regexp, compiled where used;
@@ -651,6 +714,7 @@ pub fn route(option: &str, s: &str, subject: RouteSubject) -> Result<Route, Conf
             let (pattern, action) = s
                 .split_once(char::is_whitespace)
                 .ok_or_else(|| invalid(option, s, "REGEXP ACTION[:ARGS]"))?;
+            regexp(option, pattern)?;
             (other, pattern.to_string(), action.trim_start())
         }
     };
@@ -1043,10 +1107,28 @@ mod tests {
         assert!(!m.append_full_path);
         assert!(static_map("--static-map", "/static", false).is_err());
         assert!(static_map("--static-map", "=/x", false).is_err());
-        let x = static_expires("--static-expires", "/* 86400", ExpiresOn::Filename).unwrap();
+        let x = static_expires("--static-expires", "/* 86400", ExpiresOn::Filename, false).unwrap();
         assert_eq!((x.pattern.as_str(), x.seconds), ("/*", 86400));
-        assert!(static_expires("--static-expires", "86400", ExpiresOn::Uri).is_err());
-        assert!(static_expires("--static-expires", "/x soon", ExpiresOn::Uri).is_err());
+        assert!(static_expires("--static-expires", "86400", ExpiresOn::Uri, false).is_err());
+        assert!(static_expires("--static-expires", "/x soon", ExpiresOn::Uri, false).is_err());
+        let t = static_expires(
+            "--static-expires-type",
+            "text/css=3600",
+            ExpiresOn::ContentType,
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            (t.pattern.as_str(), t.seconds, t.from_mtime),
+            ("text/css", 3600, true)
+        );
+        assert!(static_expires(
+            "--static-expires-type",
+            "text/css 3600",
+            ExpiresOn::ContentType,
+            false
+        )
+        .is_err());
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! releases it.
 
 mod config;
+mod front;
 mod panics;
 mod stop;
 
@@ -20,6 +21,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 pub use config::ServeConfig;
+pub use front::Front;
 pub use panics::install_hook as install_panic_hook;
 pub use stop::{InFlight, Stop};
 
@@ -45,6 +47,11 @@ pub struct Shared {
     pub app: Py<PyAny>,
     /// The environ template of each listener (indexed like the listeners).
     pub environs: Vec<Py<PyDict>>,
+    /// What runs before the app (mounts, routes, static files, added
+    /// headers); None when nothing is configured.
+    pub front: Option<Front>,
+    /// The `--mount` apps, in the order of their mountpoints.
+    pub mounted: Vec<Py<PyAny>>,
     /// Requests that panicked; the second one stops the worker.
     panics: AtomicU32,
 }
@@ -66,8 +73,18 @@ impl Shared {
             scoreboard,
             app,
             environs,
+            front: None,
+            mounted: Vec::new(),
             panics: AtomicU32::new(0),
         }
+    }
+
+    /// Responses being sent by offload threads.
+    fn offloading(&self) -> usize {
+        self.front
+            .as_ref()
+            .and_then(|f| f.offload.as_ref())
+            .map_or(0, |o| o.active())
     }
 }
 
@@ -77,6 +94,8 @@ struct Taken<'a> {
     conn: Box<Conn>,
     request: Request,
     in_flight: InFlight<'a>,
+    /// What the front decided (None when there is no front).
+    plan: Option<Box<front::Plan>>,
 }
 
 /// What a core holds between taking the GIL and giving it back: the
@@ -114,14 +133,17 @@ pub fn core_loop(py: Python<'_>, shared: &Shared, core: usize) {
             mut conn,
             request,
             in_flight,
+            plan,
         }) = next
         else {
             return; // core 0: the worker may exit
         };
-        let served = match panics::catch(|| serve_request(py, shared, &mut conn, &request, slot)) {
-            Ok(served) => served,
-            Err(report) => after_panic(shared, core, &request, &report),
-        };
+        let plan = plan.as_deref();
+        let served =
+            match panics::catch(|| serve_request(py, shared, &mut conn, &request, slot, plan)) {
+                Ok(served) => served,
+                Err(report) => after_panic(shared, core, &request, &report),
+            };
         conn.served += 1;
         pending = Some(Pending {
             conn,
@@ -131,10 +153,30 @@ pub fn core_loop(py: Python<'_>, shared: &Shared, core: usize) {
     }
 }
 
+/// Without the GIL: the next request for the app. Requests the front
+/// answers (static files, routes) are served here and never take the GIL.
+fn next_request<'a>(
+    shared: &'a Shared,
+    core: usize,
+    share: &mut CpuShare,
+    mut pending: Option<Pending<'a>>,
+) -> Option<Taken<'a>> {
+    loop {
+        let taken = next_parsed(shared, core, share, pending.take())?;
+        let Some(front) = &shared.front else {
+            return Some(taken);
+        };
+        match front::handle(shared, front, taken) {
+            front::Next::App(taken) => return Some(taken),
+            front::Next::Answered(next) => pending = next,
+        }
+    }
+}
+
 /// Without the GIL: finish the previous response, then find the next
 /// complete request (on the same connection if pipelined, else from the
 /// poller, once this core leads). None when core 0 should let the worker exit.
-fn next_request<'a>(
+fn next_parsed<'a>(
     shared: &'a Shared,
     core: usize,
     share: &mut CpuShare,
@@ -162,7 +204,11 @@ fn next_request<'a>(
     loop {
         if shared.stop.requested() {
             begin_stop(shared);
-            if core == 0 && shared.stop.may_exit(shared.conns.open()) {
+            if core == 0
+                && shared
+                    .stop
+                    .may_exit(shared.conns.open(), shared.offloading())
+            {
                 shared.leader.resign(core);
                 return None;
             }
@@ -292,6 +338,7 @@ fn parse_buffered(shared: &Shared, mut conn: Box<Conn>) -> Option<Taken<'_>> {
                 conn,
                 request,
                 in_flight: shared.stop.enter(),
+                plan: None,
             })
         }
         Parse::Rejected {
@@ -333,6 +380,7 @@ fn serve_request(
     conn: &mut Conn,
     req: &Request,
     slot: &'static CoreSlot,
+    plan: Option<&front::Plan>,
 ) -> Served {
     let started = Instant::now();
     let now_ms = crate::log::unix_millis();
@@ -372,6 +420,7 @@ fn serve_request(
         http10: req.version == Version::Http10,
         protocol: req.version.as_str(),
         keep_alive: req.keep_alive && !shared.stop.requested(),
+        extra_headers: plan.map(|p| p.headers.clone()).unwrap_or_default(),
     };
     let template = shared.environs[conn.listener].bind(py);
     let environ = match &req.source {
@@ -380,15 +429,27 @@ fn serve_request(
         }
         Source::Uwsgi(packet) => wsgi::environ::from_uwsgi(py, template, &packet.vars),
     };
+    let environ = environ.and_then(|env| {
+        if let Some((script_name, path_info)) = plan.and_then(|p| p.script_name.as_ref()) {
+            env.set_item("SCRIPT_NAME", wsgi::environ::latin1(py, script_name)?)?;
+            env.set_item("PATH_INFO", wsgi::environ::latin1(py, path_info)?)?;
+        }
+        Ok(env)
+    });
+    let app = match plan.and_then(|p| p.app) {
+        Some(i) => &shared.mounted[i],
+        None => &shared.app,
+    };
     let mut outcome = match environ {
-        Ok(env) => wsgi::call(py, shared.app.bind(py), &env, reader, ctx),
+        Ok(env) => wsgi::call(py, app.bind(py), &env, reader, ctx),
         Err(e) => {
             crate::log::line(&format!("cannot build environ: {e}"));
             return Served::error(500);
         }
     };
     drop(in_request);
-    finish_request(shared, req, remote, &outcome, started);
+    let log = !plan.is_some_and(|p| p.no_log);
+    finish_request(shared, req, remote, &outcome, started, log);
     conn.buf = std::mem::take(&mut outcome.leftover);
     // A response that promised keep-alive keeps it even if the stop began
     // meanwhile: the client may already be sending its next request, which
@@ -449,6 +510,7 @@ fn finish_request(
     remote: &[u8],
     outcome: &wsgi::Outcome,
     started: Instant,
+    log: bool,
 ) {
     let cfg = &shared.cfg;
     let w = shared.scoreboard.worker(cfg.worker_id);
@@ -459,7 +521,7 @@ fn finish_request(
     if outcome.raised {
         w.exceptions.fetch_add(1, Ordering::Relaxed);
     }
-    if cfg.logging {
+    if cfg.logging && log {
         crate::log::line(&format!(
             "[pid: {}|worker: {}|req: {}] {} [{}] {} {} => generated {} bytes in {} msecs ({} {})",
             std::process::id(),

@@ -76,12 +76,16 @@ impl Stop {
         self.in_flight.load(Ordering::Acquire)
     }
 
-    /// Whether a stopping worker may exit now: nothing in flight and no
+    /// Whether a stopping worker may exit now: nothing in flight, no
+    /// response being sent by an offload thread (`offloading`) and no
     /// connection open (idle keep-alive clients get [`IDLE_GRACE`] to send
     /// what they were sending), or the mercy period is over.
-    pub fn may_exit(&self, open_conns: u64) -> bool {
+    pub fn may_exit(&self, open_conns: u64, offloading: usize) -> bool {
         let since = self.began.get().map(|t| t.elapsed()).unwrap_or_default();
-        since >= self.mercy || (self.in_flight() == 0 && (open_conns == 0 || since >= IDLE_GRACE))
+        since >= self.mercy
+            || (self.in_flight() == 0
+                && offloading == 0
+                && (open_conns == 0 || since >= IDLE_GRACE))
     }
 }
 
@@ -128,13 +132,14 @@ mod tests {
         let s = stop(Duration::from_secs(60));
         s.begin();
         let r = s.enter();
-        assert!(!s.may_exit(0), "a request is in flight");
+        assert!(!s.may_exit(0, 0), "a request is in flight");
         drop(r);
-        assert!(s.may_exit(0));
-        assert!(!s.may_exit(3), "idle clients get a moment");
+        assert!(s.may_exit(0, 0));
+        assert!(!s.may_exit(0, 1), "a response is being offloaded");
+        assert!(!s.may_exit(3, 0), "idle clients get a moment");
         let impatient = stop(Duration::ZERO);
         impatient.begin();
         let _r = impatient.enter();
-        assert!(impatient.may_exit(3), "mercy is over");
+        assert!(impatient.may_exit(3, 1), "mercy is over");
     }
 }

@@ -47,8 +47,13 @@ pub fn load(py: Python<'_>, cfg: &Config) -> Result<Py<PyAny>, LoadError> {
             })
         }
     };
+    callable_of(&module, &callable)
+}
+
+/// The app `callable` names in `module`, checked to be callable.
+fn callable_of(module: &Bound<'_, PyModule>, callable: &str) -> Result<Py<PyAny>, LoadError> {
     let name = module.name().map(|n| n.to_string()).unwrap_or_default();
-    let app = module.getattr(callable.as_str()).map_err(|_| LoadError {
+    let app = module.getattr(callable).map_err(|_| LoadError {
         line: format!("unable to load app: module '{name}' has no callable '{callable}'"),
         traceback: None,
     })?;
@@ -59,6 +64,18 @@ pub fn load(py: Python<'_>, cfg: &Config) -> Result<Py<PyAny>, LoadError> {
         });
     }
     Ok(app.unbind())
+}
+
+/// A `--mount` app: a file (a path, or a name ending in `.py` or
+/// `.wsgi`) or `module[:callable]`, as uWSGI tells them apart.
+pub fn load_mount(py: Python<'_>, spec: &str, cfg: &Config) -> Result<Py<PyAny>, LoadError> {
+    let is_file = spec.contains('/') || spec.ends_with(".py") || spec.ends_with(".wsgi");
+    let (module, callable) = if is_file {
+        (import_file(py, Path::new(spec))?, cfg.callable.clone())
+    } else {
+        import_module(py, spec, cfg)?
+    };
+    callable_of(&module, &callable)
 }
 
 /// `--module pkg.mod[:callable]`: the module and the callable's name.

@@ -33,6 +33,9 @@ pub struct ResponseCtx {
     /// Whether the connection may be kept after this response (may turn
     /// false: the app says close, the body cannot be delimited...).
     pub keep_alive: bool,
+    /// Headers the server adds (routes' `addheader`, `--add-header`); a
+    /// `Connection: close` among them closes the connection.
+    pub extra_headers: Vec<(String, String)>,
 }
 
 /// Flush the output buffer once it holds this much.
@@ -99,6 +102,13 @@ impl StartResponse {
         let mut has_date = false;
         for (k, v) in &self.headers {
             has_date |= k.eq_ignore_ascii_case("date");
+            let _ = write!(head, "{k}: {v}\r\n");
+        }
+        for (k, v) in &self.ctx.extra_headers {
+            if k.eq_ignore_ascii_case("connection") {
+                self.ctx.keep_alive &= !v.to_ascii_lowercase().contains("close");
+                continue;
+            }
             let _ = write!(head, "{k}: {v}\r\n");
         }
         if !has_date && self.ctx.protocol.starts_with("HTTP/1.1") {
@@ -443,28 +453,7 @@ pub fn http_date() -> String {
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
         if c.0 != now {
-            // SAFETY: tm is plain data filled by gmtime_r.
-            let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-            let t = now as libc::time_t;
-            // SAFETY: live locals.
-            unsafe { libc::gmtime_r(&t, &mut tm) };
-            const D: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-            const M: [&str; 12] = [
-                "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-            ];
-            *c = (
-                now,
-                format!(
-                    "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
-                    D[tm.tm_wday.rem_euclid(7) as usize],
-                    tm.tm_mday,
-                    M[tm.tm_mon.rem_euclid(12) as usize],
-                    tm.tm_year + 1900,
-                    tm.tm_hour,
-                    tm.tm_min,
-                    tm.tm_sec
-                ),
-            );
+            *c = (now, crate::httpdate::format(now as i64));
         }
         c.1.clone()
     })
