@@ -59,6 +59,9 @@ pub struct Conn {
     pub registered: bool,
     /// Set once the connection is being closed after its response.
     pub linger: Option<Linger>,
+    /// The start of the connection was checked for a PROXY protocol
+    /// header (only done with `--enable-proxy-protocol`).
+    pub proxy_checked: bool,
 }
 
 impl Conn {
@@ -80,6 +83,7 @@ impl Conn {
             served: 0,
             registered: false,
             linger: None,
+            proxy_checked: false,
         }
     }
 

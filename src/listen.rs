@@ -114,6 +114,19 @@ pub fn bind_all(
     Ok(bound)
 }
 
+/// `--chown-socket`: give the UNIX sockets to `uid` (and `gid`); on a
+/// failure every socket file is removed (a failed start leaves none).
+pub fn chown_unix(listeners: &[Listener], uid: u32, gid: Option<u32>) -> Result<()> {
+    for path in listeners.iter().filter_map(Listener::path) {
+        if let Err(e) = std::os::unix::fs::chown(&path, Some(uid), gid) {
+            listeners.iter().for_each(Listener::remove_file);
+            return Err(e)
+                .with_context(|| format!("--chown-socket: cannot chown {}", path.display()));
+        }
+    }
+    Ok(())
+}
+
 fn bind_one(
     protocol: Protocol,
     addr: &ListenAddr,

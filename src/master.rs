@@ -97,11 +97,47 @@ pub struct Master {
     queue_warned: Option<Instant>,
 }
 
+/// `--max-fd N`: raise the open-files limit (soft, and hard when allowed),
+/// as uWSGI does at start; a refusal is logged and the server goes on.
+fn raise_open_files(n: u64) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let cur = getrlimit(Resource::Nofile);
+    let want = Rlimit {
+        current: Some(n),
+        maximum: Some(cur.maximum.map_or(n, |m| m.max(n))),
+    };
+    if let Err(e) = setrlimit(Resource::Nofile, want) {
+        log::line(&format!(
+            "--max-fd {n}: cannot raise the open-files limit ({e}); it stays {}",
+            cur.current
+                .map_or("unlimited".to_string(), |c| c.to_string())
+        ));
+    }
+}
+
 impl Master {
     pub fn new(cfg: Config) -> Result<Master> {
         let credentials = crate::privileges::resolve(cfg.uid.as_deref(), cfg.gid.as_deref())?;
         sweep_private_dirs(&std::env::temp_dir(), credentials.uid);
+        if let Some(mask) = cfg.requests.umask {
+            // Before anything is created, as uWSGI applies it (sockets,
+            // pidfile, and what the workers create).
+            rustix::process::umask(rustix::fs::Mode::from_raw_mode(mask));
+        }
+        if let Some(n) = cfg.requests.max_fd {
+            raise_open_files(n);
+        }
+        let owner = match &cfg.requests.chown_socket {
+            Some(o) => Some(crate::privileges::resolve_owner(
+                &o.user,
+                o.group.as_deref(),
+            )?),
+            None => None,
+        };
         let listeners = listen::bind_all(&cfg.listeners, cfg.listen, cfg.chmod_socket)?;
+        if let Some((uid, gid)) = owner {
+            listen::chown_unix(&listeners, uid, gid)?;
+        }
         // Everything this start puts on disk, removed again if it fails.
         let mut created = Created::default();
         created

@@ -18,32 +18,43 @@ pub struct Credentials {
 /// Resolve names or numbers to ids.
 pub fn resolve(uid: Option<&str>, gid: Option<&str>) -> Result<Credentials> {
     let uid = uid
-        .map(|u| u.parse::<u32>().or_else(|_| user_id(u)))
+        .map(|u| u.parse::<u32>().or_else(|_| user_id("--uid", u)))
         .transpose()?;
     let gid = gid
-        .map(|g| g.parse::<u32>().or_else(|_| group_id(g)))
+        .map(|g| g.parse::<u32>().or_else(|_| group_id("--gid", g)))
         .transpose()?;
     Ok(Credentials { uid, gid })
 }
 
-fn user_id(name: &str) -> Result<u32> {
+/// `--chown-socket USER[:GROUP]` as ids (names or numbers).
+pub fn resolve_owner(user: &str, group: Option<&str>) -> Result<(u32, Option<u32>)> {
+    let uid = user
+        .parse::<u32>()
+        .or_else(|_| user_id("--chown-socket", user))?;
+    let gid = group
+        .map(|g| g.parse::<u32>().or_else(|_| group_id("--chown-socket", g)))
+        .transpose()?;
+    Ok((uid, gid))
+}
+
+fn user_id(option: &str, name: &str) -> Result<u32> {
     let c = CString::new(name)?;
     // SAFETY: getpwnam returns a pointer to static storage or NULL; the
     // master is single-threaded at this point.
     let pw = unsafe { libc::getpwnam(c.as_ptr()) };
     if pw.is_null() {
-        bail!("--uid {name}: no such user");
+        bail!("{option} {name}: no such user");
     }
     // SAFETY: non-null, points to a valid passwd.
     Ok(unsafe { (*pw).pw_uid })
 }
 
-fn group_id(name: &str) -> Result<u32> {
+fn group_id(option: &str, name: &str) -> Result<u32> {
     let c = CString::new(name)?;
     // SAFETY: as for getpwnam.
     let gr = unsafe { libc::getgrnam(c.as_ptr()) };
     if gr.is_null() {
-        bail!("--gid {name}: no such group");
+        bail!("{option} {name}: no such group");
     }
     // SAFETY: non-null, points to a valid group.
     Ok(unsafe { (*gr).gr_gid })

@@ -87,6 +87,9 @@ pub fn run(args: WorkerArgs<'_>) -> i32 {
     set_handler(libc::SIGINT, libc::SIG_IGN); // Ctrl-C reaches the master, which decides
     set_handler(libc::SIGPIPE, libc::SIG_IGN);
     set_handler(libc::SIGCHLD, libc::SIG_DFL);
+    if !args.cfg.requests.honour_stdin {
+        stdin_from_dev_null();
+    }
     crate::serve::install_panic_hook();
     // Before Python starts: a fork at import must be marked too.
     crate::forked::install();
@@ -97,6 +100,16 @@ pub fn run(args: WorkerArgs<'_>) -> i32 {
             crate::log::line(&format!("worker {}: {e:#}", args.id));
             EXIT_LOAD_FAILED
         }
+    }
+}
+
+/// uWSGI gives workers /dev/null as stdin (unless `--honour-stdin`): an
+/// app that reads stdin (a stray `input()`, pdb) gets EOF instead of
+/// stealing the terminal or blocking a request thread.
+fn stdin_from_dev_null() {
+    if let Ok(null) = std::fs::File::open("/dev/null") {
+        // SAFETY: dup2 onto fd 0; `null` is a live fd, closed when dropped.
+        unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 0) };
     }
 }
 
@@ -122,6 +135,18 @@ fn start(args: &WorkerArgs<'_>) -> anyhow::Result<()> {
             }
             anyhow::anyhow!(e.line)
         };
+        let level: u8 = py
+            .import("sys")?
+            .getattr("flags")?
+            .getattr("optimize")?
+            .extract()?;
+        if cfg.app.optimize > 0 && level != cfg.app.optimize && args.id == 1 {
+            crate::log::line(&format!(
+                "--optimize {} is not in effect (the interpreter runs at level {level}): \
+                 set PYTHONOPTIMIZE={} in the server's environment",
+                cfg.app.optimize, cfg.app.optimize
+            ));
+        }
         let only_mounts = cfg.module.is_none() && cfg.wsgi_file.is_none();
         let main = if only_mounts && !cfg.requests.mounts.is_empty() {
             None
@@ -143,7 +168,15 @@ fn start(args: &WorkerArgs<'_>) -> anyhow::Result<()> {
         let environs = args
             .listeners
             .iter()
-            .map(|l| crate::wsgi::environ::template(py, l, cfg.threads > 1, cfg.processes > 1))
+            .map(|l| {
+                crate::wsgi::environ::template(
+                    py,
+                    l,
+                    cfg.threads > 1,
+                    cfg.processes > 1,
+                    !cfg.app.wsgi_disable_file_wrapper,
+                )
+            })
             .collect::<PyResult<Vec<Py<PyDict>>>>()?;
         Ok((app, mounted, environs))
     });

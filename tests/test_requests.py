@@ -5,6 +5,8 @@ apps, longest prefix), and the rest of the family as each lands.
 """
 
 import http.client
+import socket
+import subprocess
 
 from conftest import free_port, http_get, raw_request
 from test_hostile import uwsgi_packet
@@ -164,3 +166,256 @@ def test_route_return_over_uwsgi(serve, tmp_path):
                                           (b"REQUEST_URI", b"/nope")]))
     assert raw.startswith(b"HTTP/1.0 404 Not Found\r\n"), raw
     assert raw.endswith(b"Not Found")
+
+
+# ------------------------------------------------------------ sockets and requests
+
+ECHO = '''import os, resource, sys, tempfile, time
+
+def application(environ, start_response):
+    called = time.time()
+    body = environ["wsgi.input"].read()
+    tmp = tempfile.gettempdir()
+    on_disk = any(os.readlink("/proc/self/fd/" + fd).startswith(tmp)
+                  and os.readlink("/proc/self/fd/" + fd).endswith("(deleted)")
+                  for fd in os.listdir("/proc/self/fd")
+                  if os.path.islink("/proc/self/fd/" + fd))
+    out = {
+        "addr": environ["REMOTE_ADDR"], "port": environ["REMOTE_PORT"],
+        "called": called, "len": len(body), "disk": on_disk,
+        "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+        "stdin": os.readlink("/proc/self/fd/0"),
+        "wrapper": "wsgi.file_wrapper" in environ,
+        "optimize": sys.flags.optimize,
+    }
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [repr(out).encode()]
+'''
+
+
+def start_echo(serve, tmp_path, *args, env=None):
+    (tmp_path / "echo.py").write_text(ECHO)
+    port = free_port()
+    srv = serve(["--http-socket", f"127.0.0.1:{port}", "--wsgi-file", "echo.py", *args],
+                cwd=tmp_path, env=env)
+    return srv, port
+
+
+def echo(raw):
+    import ast
+    return ast.literal_eval(raw.partition(b"\r\n\r\n")[2].decode())
+
+
+def exchange(port, data, timeout=5):
+    """Send `data` on one connection, read until the response is complete
+    (one Content-Length response) or the server closes."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.sendall(data)
+    got = b""
+    while True:
+        head, sep, rest = got.partition(b"\r\n\r\n")
+        if sep:
+            length = [int(l.split(b":")[1]) for l in head.split(b"\r\n")
+                      if l.lower().startswith(b"content-length:")]
+            if length and len(rest) >= length[0]:
+                break
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            break
+        if not chunk:
+            break
+        got += chunk
+    return s, got
+
+
+def test_proxy_protocol(serve, tmp_path):
+    import struct
+    srv, port = start_echo(serve, tmp_path, "--enable-proxy-protocol")
+    req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    s, raw = exchange(port, b"PROXY TCP4 203.0.113.7 10.0.0.1 51234 80\r\n" + req)
+    assert (echo(raw)["addr"], echo(raw)["port"]) == ("203.0.113.7", "51234")
+    # The next request on the connection keeps the client's address.
+    s.sendall(req)
+    got = s.recv(65536)
+    assert echo(got)["addr"] == "203.0.113.7"
+    s.close()
+    s, raw = exchange(port, b"PROXY TCP6 2001:db8::5 ::1 4000 443\r\n" + req)
+    assert (echo(raw)["addr"], echo(raw)["port"]) == ("2001:db8::5", "4000")
+    # v2, sent in two pieces.
+    v2 = b"\r\n\r\n\0\r\nQUIT\n" + bytes([0x21, 0x11]) + struct.pack(">H", 12)
+    v2 += bytes([198, 51, 100, 9, 10, 0, 0, 1]) + struct.pack(">HH", 40000, 80)
+    c = socket.create_connection(("127.0.0.1", port), timeout=5)
+    c.sendall(v2[:7])
+    import time
+    time.sleep(0.2)
+    c.sendall(v2[7:] + req)
+    got = b""
+    while b"}" not in got:
+        got += c.recv(65536)
+    assert (echo(got)["addr"], echo(got)["port"]) == ("198.51.100.9", "40000")
+    c.close()
+    # LOCAL (a health check) and no header at all: the peer's address.
+    local = b"\r\n\r\n\0\r\nQUIT\n" + bytes([0x20, 0x00, 0, 0])
+    assert echo(exchange(port, local + req)[1])["addr"] == "127.0.0.1"
+    assert echo(exchange(port, req)[1])["addr"] == "127.0.0.1"
+    # Malformed: 400 and close; the worker goes on.
+    raw = raw_request(port, b"PROXY TCP4 1.2.3.4 nonsense\r\n" + req)
+    assert raw.startswith(b"HTTP/1.1 400"), raw
+    assert b"Connection: close" in raw
+    assert "malformed PROXY protocol header" in srv.log
+    assert echo(exchange(port, req)[1])["addr"] == "127.0.0.1"
+
+
+def test_without_proxy_protocol_a_proxy_line_is_a_bad_request(serve, tmp_path):
+    srv, port = start_echo(serve, tmp_path)
+    raw = raw_request(port, b"PROXY TCP4 203.0.113.7 10.0.0.1 1 2\r\nGET / HTTP/1.1\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.1 400"), raw
+
+
+def test_post_buffering(serve, tmp_path):
+    import time
+    srv, port = start_echo(serve, tmp_path, "--post-buffering", "1000",
+                           "--post-buffering-bufsize", "4096")
+    for size, disk in ((999, False), (200_000, True)):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size)
+        s.sendall(b"a" * (size // 2))
+        time.sleep(0.5)
+        second_half = time.time()
+        s.sendall(b"a" * (size - size // 2))
+        got = b""
+        while b"}" not in got:
+            got += s.recv(65536)
+        out = echo(got)
+        assert out["len"] == size
+        assert out["called"] >= second_half - 0.05, "the app ran before the body was in"
+        assert out["disk"] is disk, (size, out)
+        s.close()
+    # Expect: 100-continue is answered before the body is read.
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n")
+    assert s.recv(100).startswith(b"HTTP/1.1 100 Continue")
+    s.sendall(b"b" * 5000)
+    got = b""
+    while b"}" not in got:
+        got += s.recv(65536)
+    assert echo(got)["len"] == 5000
+    # A client that stops halfway is dropped; the worker goes on.
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\nabc")
+    s.close()
+    srv.wait_log("request body not received")
+    assert echo(exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")[1])["len"] == 0
+
+
+def test_worker_environment_options(serve, tmp_path):
+    srv, port = start_echo(serve, tmp_path, "--max-fd", "2048", "--wsgi-disable-file-wrapper",
+                           "--optimize", "2", "--no-site", "--http-timeout", "30",
+                           "--ignore-sigpipe")
+    out = echo(exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")[1])
+    assert out["nofile"] == 2048
+    assert out["stdin"] == "/dev/null"
+    assert out["wrapper"] is False
+    assert "--optimize 2 is not in effect (the interpreter runs at level 0)" in srv.log
+    assert "--no-site" in srv.log and "--http-timeout" in srv.log  # named as without effect
+    srv2, port2 = start_echo(serve, tmp_path, "--optimize", "1", env={"PYTHONOPTIMIZE": "1"})
+    out = echo(exchange(port2, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")[1])
+    assert (out["optimize"], out["wrapper"]) == (1, True)
+    assert "is not in effect" not in srv2.log
+
+
+def test_honour_stdin(tmp_path):
+    import os
+    import subprocess
+    import time
+    from conftest import BIN
+    (tmp_path / "echo.py").write_text(ECHO)
+    stdin = tmp_path / "stdin.txt"
+    stdin.write_text("data")
+    for honour in (False, True):
+        port = free_port()
+        with open(stdin) as f, open(tmp_path / "log", "wb") as log:
+            p = subprocess.Popen([BIN, "--http-socket", f"127.0.0.1:{port}", "--wsgi-file",
+                                  "echo.py", *(["--honour-stdin"] if honour else [])],
+                                 cwd=tmp_path, stdin=f, stdout=log, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+        try:
+            for _ in range(100):
+                if b") ready" in (tmp_path / "log").read_bytes():
+                    break
+                time.sleep(0.05)
+            out = echo(exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")[1])
+            assert out["stdin"] == (str(stdin) if honour else "/dev/null")
+        finally:
+            os.killpg(p.pid, 9)
+            p.wait()
+
+
+def test_umask_and_chown_socket(serve, tmp_path):
+    import os
+    import stat
+    (tmp_path / "echo.py").write_text(ECHO)
+    sock = tmp_path / "app.sock"
+    serve(["--socket", str(sock), "--wsgi-file", "echo.py", "--umask", "027",
+           "--chown-socket", f"{os.getuid()}:{os.getgid()}"], cwd=tmp_path)
+    st = sock.stat()
+    assert stat.S_IMODE(st.st_mode) == 0o750
+    assert (st.st_uid, st.st_gid) == (os.getuid(), os.getgid())
+    if os.getuid() == 0:
+        sock2 = tmp_path / "nobody.sock"
+        serve(["--socket", str(sock2), "--wsgi-file", "echo.py", "--chown-socket", "65534:65534"],
+              cwd=tmp_path)
+        assert (sock2.stat().st_uid, sock2.stat().st_gid) == (65534, 65534)
+    r = subprocess.run([BIN_(), "--socket", str(tmp_path / "x.sock"), "--wsgi-file", "echo.py",
+                        "--chown-socket", "no-such-user-here"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode != 0
+    assert "--chown-socket no-such-user-here: no such user" in r.stderr + r.stdout
+    assert not (tmp_path / "x.sock").exists()
+
+
+def BIN_():
+    from conftest import BIN
+    return BIN
+
+
+STREAM = '''import time
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    def gen():
+        for i in range(200):
+            yield b"x" * 65536
+            time.sleep(0.01)
+        open("finished", "w").write("yes")
+    return gen()
+'''
+
+
+def test_write_errors(serve, tmp_path):
+    """A client that leaves mid-response: an OSError traceback by default;
+    none with --disable-write-exception (and the app stops being iterated)
+    or --ignore-write-errors."""
+    import time
+    (tmp_path / "stream.py").write_text(STREAM)
+    for args, traceback in (([], True), (["--disable-write-exception"], False),
+                            (["--ignore-write-errors"], False)):
+        port = free_port()
+        srv = serve(["--http-socket", f"127.0.0.1:{port}", "--wsgi-file", "stream.py", *args],
+                    cwd=tmp_path)
+        s = socket.create_connection(("127.0.0.1", port))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct_linger())
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.recv(1000)
+        s.close()  # reset
+        srv.wait_log("GET / => generated", timeout=15)
+        time.sleep(0.2)
+        assert ("error writing response" in srv.log) is traceback, (args, srv.log)
+        assert not (tmp_path / "finished").exists()
+        srv.stop()
+
+
+def struct_linger():
+    import struct
+    return struct.pack("ii", 1, 0)

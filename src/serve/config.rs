@@ -40,6 +40,15 @@ pub struct ServeConfig {
     /// Bounds of a lingering close (time, and bytes discarded).
     pub linger_time: Duration,
     pub linger_bytes: u64,
+    /// `--enable-proxy-protocol`: HTTP connections may start with a PROXY
+    /// header giving the client's address.
+    pub proxy_protocol: bool,
+    /// `--disable-write-exception`: no OSError in the app when the client
+    /// has gone.
+    pub disable_write_exception: bool,
+    /// `--ignore-write-errors`: no traceback for a write to a client that
+    /// has gone.
+    pub ignore_write_errors: bool,
 }
 
 impl ServeConfig {
@@ -64,6 +73,9 @@ impl ServeConfig {
             mercy: Duration::from_secs(cfg.reload_mercy.max(1)),
             linger_time: LINGER_TIME,
             linger_bytes: cfg.limit_post.max(LINGER_MIN_BYTES),
+            proxy_protocol: cfg.requests.proxy_protocol,
+            disable_write_exception: cfg.requests.disable_write_exception,
+            ignore_write_errors: cfg.requests.ignore_write_errors,
         }
     }
 

@@ -33,6 +33,9 @@ pub struct Front {
     /// `--add-header`, on every response.
     pub add_headers: Vec<(String, String)>,
     pub offload: Option<Offload>,
+    /// `--post-buffering` (bytes; 0 = off) and its read size.
+    pub post_buffering: u64,
+    pub post_buffering_bufsize: usize,
 }
 
 /// What the app call needs to know from the front.
@@ -46,6 +49,8 @@ pub struct Plan {
     pub script_name: Option<(Vec<u8>, Vec<u8>)>,
     /// `donotlog`.
     pub no_log: bool,
+    /// `--post-buffering`: the body, read into this file, and its length.
+    pub body_file: Option<(std::fs::File, u64)>,
 }
 
 /// Where a request goes after the front.
@@ -81,7 +86,13 @@ impl Front {
             .iter()
             .map(|h| (h.name.clone(), h.value.clone()))
             .collect();
-        if statics.is_none() && routes.is_none() && mounts.is_none() && add_headers.is_empty() {
+        let post_buffering = cfg.requests.post_buffering;
+        if statics.is_none()
+            && routes.is_none()
+            && mounts.is_none()
+            && add_headers.is_empty()
+            && post_buffering == 0
+        {
             return Ok((None, notes));
         }
         let offload = if statics.is_some() {
@@ -96,6 +107,11 @@ impl Front {
                 mounts,
                 add_headers,
                 offload,
+                post_buffering,
+                post_buffering_bufsize: match cfg.requests.post_buffering_bufsize {
+                    0 => crate::post_buffering::DEFAULT_BUFSIZE,
+                    n => usize::try_from(n).unwrap_or(usize::MAX),
+                },
             }),
             notes,
         ))
@@ -204,10 +220,14 @@ pub fn handle<'a>(shared: &'a Shared, front: &Front, taken: Taken<'a>) -> Next<'
             .and_then(|s| s.find(path_info, req.method())),
     };
     let (Some(found), Some(statics)) = (file, &front.statics) else {
-        return Next::App(Taken {
-            plan: Some(Box::new(plan)),
-            ..taken
-        });
+        return buffer_body(
+            shared,
+            front,
+            Taken {
+                plan: Some(Box::new(plan)),
+                ..taken
+            },
+        );
     };
     let (ims, range, if_range, accept) = (
         header(b"HTTP_IF_MODIFIED_SINCE"),
@@ -275,6 +295,54 @@ pub fn handle<'a>(shared: &'a Shared, front: &Front, taken: Taken<'a>) -> Next<'
                     give_back(t, sent, &shared.conns);
                 }
             }
+            Next::Answered(None)
+        }
+    }
+}
+
+/// `--post-buffering`: read a Content-Length body before the app (an
+/// `Expect: 100-continue` client is told to send it first). A client that
+/// stops sending or goes silent is dropped, with one log line.
+fn buffer_body<'a>(shared: &'a Shared, front: &Front, mut taken: Taken<'a>) -> Next<'a> {
+    let BodyKind::Length(len) = taken.request.body else {
+        return Next::App(taken);
+    };
+    if front.post_buffering == 0 || len == 0 {
+        return Next::App(taken);
+    }
+    let fd = taken.conn.fd();
+    let timeout = shared.cfg.socket_timeout;
+    if taken.request.expect_continue {
+        if crate::conn::write_all_timeout(fd, b"HTTP/1.1 100 Continue\r\n\r\n", timeout).is_err() {
+            return Next::Answered(None);
+        }
+        taken.request.expect_continue = false;
+    }
+    let buffered = crate::post_buffering::buffer(
+        fd,
+        &mut taken.conn.buf,
+        len,
+        front.post_buffering,
+        front.post_buffering_bufsize,
+        timeout,
+    );
+    match buffered {
+        Ok(crate::post_buffering::Buffered::Memory) => Next::App(taken),
+        Ok(crate::post_buffering::Buffered::Disk(file)) => {
+            if let Some(plan) = taken.plan.as_mut() {
+                plan.body_file = Some((file, len));
+            }
+            Next::App(taken)
+        }
+        Err(e) => {
+            crate::log::line(&format!(
+                "[pid: {}|worker: {}] {} {} {}: request body not received ({e}); connection dropped",
+                std::process::id(),
+                shared.cfg.worker_id,
+                crate::log::escape(taken.request.remote(&taken.conn.remote_addr)),
+                crate::log::escape(taken.request.method()),
+                crate::log::escape(taken.request.uri()),
+            ));
             Next::Answered(None)
         }
     }

@@ -25,12 +25,14 @@ pub use front::Front;
 pub use panics::install_hook as install_panic_hook;
 pub use stop::{InFlight, Stop};
 
+use crate::config::Protocol;
 use crate::conn::{write_all_timeout, Conn, Unread};
 use crate::conns::Conns;
 use crate::cpu_share::{yield_cpu, CpuShare};
 use crate::http::{self, BodyKind};
 use crate::leader::Leader;
 use crate::poller::Event;
+use crate::proxy_protocol;
 use crate::request::{self, Parse, Request, Source, Version};
 use crate::scoreboard::{CoreSlot, Scoreboard};
 use crate::uwsgi_module::CurrentCore;
@@ -327,6 +329,9 @@ fn parse_buffered(shared: &Shared, mut conn: Box<Conn>) -> Option<Taken<'_>> {
         return None;
     }
     let protocol = shared.conns.listener(conn.listener).protocol;
+    if shared.cfg.proxy_protocol && !conn.proxy_checked && protocol == Protocol::Http {
+        conn = proxy_header(shared, conn)?;
+    }
     match request::parse(protocol, &conn.buf, &shared.cfg.limits) {
         Parse::Incomplete => {
             shared.conns.park(conn);
@@ -350,6 +355,41 @@ fn parse_buffered(shared: &Shared, mut conn: Box<Conn>) -> Option<Taken<'_>> {
             // The rest of the request may still be on its way.
             let unread = body_left.map_or(Unread::Unknown, Unread::Bytes);
             shared.conns.close_after_response(conn, unread);
+            None
+        }
+    }
+}
+
+/// `--enable-proxy-protocol`: take the client's address from a PROXY
+/// header at the start of the connection. The connection comes back when
+/// a request may follow; it is parked (incomplete) or answered 400 and
+/// closed (malformed) otherwise.
+fn proxy_header(shared: &Shared, mut conn: Box<Conn>) -> Option<Box<Conn>> {
+    match proxy_protocol::parse(&conn.buf) {
+        Ok(proxy_protocol::Parsed::Incomplete) => {
+            shared.conns.park(conn);
+            None
+        }
+        Ok(proxy_protocol::Parsed::Absent) => {
+            conn.proxy_checked = true;
+            Some(conn)
+        }
+        Ok(proxy_protocol::Parsed::Header { consumed, client }) => {
+            conn.proxy_checked = true;
+            conn.buf.drain(..consumed);
+            if let Some((ip, port)) = client {
+                conn.remote_addr = proxy_protocol::addr_text(ip);
+                conn.remote_port = port.to_string();
+            }
+            if conn.buf.is_empty() {
+                shared.conns.park(conn);
+                return None;
+            }
+            Some(conn)
+        }
+        Err(e) => {
+            reject(shared, &conn, 400, &e.to_string());
+            shared.conns.close_after_response(conn, Unread::Unknown);
             None
         }
     }
@@ -398,10 +438,14 @@ fn serve_request(
     };
     let _current = CurrentCore::enter(slot);
 
-    let mode = match req.body {
-        BodyKind::None => BodyMode::Length(0),
-        BodyKind::Length(n) => BodyMode::Length(n),
-        BodyKind::Chunked => {
+    let buffered = plan
+        .and_then(|p| p.body_file.as_ref())
+        .and_then(|(f, n)| Some(BodyMode::File(f.try_clone().ok()?, *n)));
+    let mode = match (buffered, &req.body) {
+        (Some(file), _) => file,
+        (None, BodyKind::None) => BodyMode::Length(0),
+        (None, BodyKind::Length(n)) => BodyMode::Length(*n),
+        (None, BodyKind::Chunked) => {
             BodyMode::Chunked(Box::new(http::ChunkedDecoder::new(cfg.limits.limit_post)))
         }
     };
@@ -421,6 +465,7 @@ fn serve_request(
         protocol: req.version.as_str(),
         keep_alive: req.keep_alive && !shared.stop.requested(),
         extra_headers: plan.map(|p| p.headers.clone()).unwrap_or_default(),
+        write_exception: !cfg.disable_write_exception,
     };
     let template = shared.environs[conn.listener].bind(py);
     let environ = match &req.source {
@@ -441,7 +486,7 @@ fn serve_request(
         None => &shared.app,
     };
     let mut outcome = match environ {
-        Ok(env) => wsgi::call(py, app.bind(py), &env, reader, ctx),
+        Ok(env) => wsgi::call(py, app.bind(py), &env, reader, ctx, cfg.ignore_write_errors),
         Err(e) => {
             crate::log::line(&format!("cannot build environ: {e}"));
             return Served::error(500);

@@ -46,6 +46,7 @@ pub fn template(
     listener: &Listener,
     multithread: bool,
     multiprocess: bool,
+    file_wrapper: bool,
 ) -> PyResult<Py<PyDict>> {
     let d = PyDict::new(py);
     d.set_item("SCRIPT_NAME", "")?;
@@ -58,10 +59,13 @@ pub fn template(
     d.set_item("wsgi.multiprocess", multiprocess)?;
     d.set_item("wsgi.run_once", false)?;
     d.set_item("wsgi.input_terminated", true)?;
-    d.set_item(
-        "wsgi.file_wrapper",
-        py.get_type::<super::response::FileWrapper>(),
-    )?;
+    // `--wsgi-disable-file-wrapper`: apps fall back to iterating the file.
+    if file_wrapper {
+        d.set_item(
+            "wsgi.file_wrapper",
+            py.get_type::<super::response::FileWrapper>(),
+        )?;
+    }
     Ok(d.unbind())
 }
 

@@ -22,6 +22,9 @@ const READ_CHUNK: usize = 64 * 1024;
 pub enum BodyMode {
     Length(u64),
     Chunked(Box<ChunkedDecoder>),
+    /// `--post-buffering`: the body was read into this (unlinked) file
+    /// before the app ran; this many bytes of it are left to read.
+    File(std::fs::File, u64),
 }
 
 /// The body state of one request, owned by `wsgi.input` while the app runs
@@ -69,7 +72,7 @@ impl BodyReader {
 
     pub fn is_finished(&self) -> bool {
         match &self.mode {
-            BodyMode::Length(n) => *n == 0,
+            BodyMode::Length(n) | BodyMode::File(_, n) => *n == 0,
             BodyMode::Chunked(d) => d.is_done(),
         }
     }
@@ -130,6 +133,21 @@ impl BodyReader {
                         *remaining -= n as u64;
                         return Ok(out);
                     }
+                }
+                BodyMode::File(file, remaining) => {
+                    use std::io::Read as _;
+                    let want = max.min(usize::try_from(*remaining).unwrap_or(usize::MAX));
+                    let mut out = vec![0u8; want.min(READ_CHUNK * 4)];
+                    let n = file.read(&mut out)?;
+                    if n == 0 && want > 0 {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "the buffered request body is shorter than announced",
+                        ));
+                    }
+                    out.truncate(n);
+                    *remaining -= n as u64;
+                    return Ok(out);
                 }
                 BodyMode::Chunked(dec) => {
                     if dec.is_done() || max == 0 {
@@ -194,6 +212,7 @@ impl BodyReader {
             }
             BodyMode::Chunked(d) if d.is_done() => Unread::Nothing,
             BodyMode::Chunked(_) => Unread::Unknown,
+            BodyMode::File(..) => Unread::Nothing,
         }
     }
 

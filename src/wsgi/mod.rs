@@ -48,6 +48,7 @@ pub fn call(
     environ: &Bound<'_, PyDict>,
     body: BodyReader,
     ctx: ResponseCtx,
+    quiet_write_errors: bool,
 ) -> Outcome {
     let input = match Py::new(py, Input::new(body)) {
         Ok(i) => i,
@@ -69,7 +70,12 @@ pub fn call(
     if let Err(e) = run {
         // A malformed request body is the client's fault: 400/413, not 500.
         let client_fault = input.bind(py).borrow().body_error_status();
-        raised = client_fault.is_none();
+        // The client went away mid-response: with --ignore-write-errors
+        // that is not worth a traceback.
+        let gone = quiet_write_errors
+            && sr_b.borrow().write_failed
+            && e.is_instance_of::<pyo3::exceptions::PyOSError>(py);
+        raised = client_fault.is_none() && !gone;
         if raised {
             report(py, &e);
         }
@@ -180,6 +186,9 @@ fn walk(py: Python<'_>, result: &Bound<'_, PyAny>, sr: &Bound<'_, StartResponse>
         s.push_body(py, bytes.as_bytes())?;
         // Streaming: each chunk goes out as it is produced.
         s.flush(py)?;
+        if s.write_failed {
+            break; // the client has gone (--disable-write-exception)
+        }
     }
     Ok(())
 }

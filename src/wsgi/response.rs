@@ -36,6 +36,9 @@ pub struct ResponseCtx {
     /// Headers the server adds (routes' `addheader`, `--add-header`); a
     /// `Connection: close` among them closes the connection.
     pub extra_headers: Vec<(String, String)>,
+    /// A write to a client that has gone raises OSError in the app (not
+    /// with `--disable-write-exception`: the response just ends).
+    pub write_exception: bool,
 }
 
 /// Flush the output buffer once it holds this much.
@@ -181,7 +184,7 @@ impl StartResponse {
         }
         if self.write_failed {
             self.out.clear();
-            return Err(PyOSError::new_err("client connection lost"));
+            return self.write_error("client connection lost".into());
         }
         let (fd, timeout) = (self.ctx.fd, self.ctx.timeout);
         let out = &self.out;
@@ -189,10 +192,23 @@ impl StartResponse {
         let r = py.detach(|| write_all_timeout(fd, out, timeout));
         self.wire_bytes += self.out.len() as u64;
         self.out.clear();
-        r.map_err(|e| {
-            self.write_failed = true;
-            PyOSError::new_err(format!("error writing response: {e}"))
-        })
+        match r {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.write_failed = true;
+                self.write_error(format!("error writing response: {e}"))
+            }
+        }
+    }
+
+    /// A write failed (the client went away): OSError for the app, or
+    /// nothing with `--disable-write-exception`.
+    fn write_error(&self, why: String) -> PyResult<()> {
+        if self.ctx.write_exception {
+            Err(PyOSError::new_err(why))
+        } else {
+            Ok(())
+        }
     }
 
     /// Complete the response: head if not yet sent, the last chunk. The
@@ -264,7 +280,7 @@ impl StartResponse {
             }
             Err(e) => {
                 self.write_failed = true;
-                Err(PyOSError::new_err(format!("error sending file: {e}")))
+                self.write_error(format!("error sending file: {e}"))
             }
         }
     }
