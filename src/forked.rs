@@ -28,6 +28,13 @@ pub fn install() {
     unsafe { libc::pthread_atfork(None, None, Some(mark_child)) };
 }
 
+/// This process is the server's own although its parent marked it: a
+/// worker forked by its loader (`crate::loader`), which installed the
+/// handler before importing the app.
+pub fn unmark() {
+    IN_CHILD.store(false, Ordering::Relaxed);
+}
+
 /// Whether this process was forked by the app (not a worker).
 #[inline]
 pub fn is_child() -> bool {

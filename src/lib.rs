@@ -6,6 +6,7 @@
 //! ```text
 //! run  -> config                      parse flags/ini into a Command
 //!      -> master -> listen            bind sockets, fork, reap, signals, tick
+//!                -> loader            preload: import the app once, fork workers from it
 //!                -> harakiri          pure deadline decisions
 //!                -> scoreboard        shared memory: worker x core slots
 //!                -> python            the running interpreter: sys.path, fork
@@ -37,6 +38,7 @@ pub mod http;
 mod httpdate;
 mod leader;
 mod listen;
+mod loader;
 mod log;
 mod master;
 mod mounts;

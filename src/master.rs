@@ -2,9 +2,11 @@
 //! reaps and respawns them, turns signals into reloads and shutdowns, and
 //! runs the checks (harakiri, start-up failures) on a short tick.
 //!
-//! It never starts Python: each worker initialises its own interpreter
-//! after `fork`, so a reload loads the app afresh and the master stays
-//! small and single-threaded (which keeps `fork` safe).
+//! It runs in the user's interpreter (the `uwsgi-rs` console script) but
+//! never imports the app: by default a loader process imports it and forks
+//! the workers (`loader.rs`); with `--lazy-apps` the master forks bare
+//! workers that import it. The master stays single-threaded, which keeps
+//! `fork` safe, and holds the GIL only to fork.
 
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
@@ -16,6 +18,7 @@ use anyhow::{Context, Result};
 use crate::config::Config;
 use crate::harakiri;
 use crate::listen::{self, Listener};
+use crate::loader::Loader;
 use crate::log;
 use crate::python::Forked;
 use crate::scoreboard::Scoreboard;
@@ -95,6 +98,17 @@ pub struct Master {
     slow_reported: std::collections::HashSet<(usize, usize, u64)>,
     /// When the last full-listen-queue warning was logged (once a second).
     queue_warned: Option<Instant>,
+    /// Preload: the loader workers are forked from (None with --lazy-apps,
+    /// or while one is due to be started).
+    loader: Option<Loader>,
+    /// Preload: the loader of a reload, importing the new code.
+    next_loader: Option<Loader>,
+    /// The app generation of the current loader (1, then +1 per reload).
+    generation: u64,
+    /// When to start a loader again after the current one died.
+    loader_restart_at: Option<Instant>,
+    /// Loader deaths in a row: drives its back-off.
+    loader_failures: u32,
 }
 
 /// `--max-fd N`: raise the open-files limit (soft, and hard when allowed),
@@ -204,6 +218,11 @@ impl Master {
             credentials,
             slow_reported: Default::default(),
             queue_warned: None,
+            loader: None,
+            next_loader: None,
+            generation: 0,
+            loader_restart_at: None,
+            loader_failures: 0,
         })
     }
 
@@ -237,8 +256,20 @@ impl Master {
                 self.cfg.processes
             ));
         }
-        for id in 1..=self.slots.len() {
-            self.spawn(id);
+        if self.cfg.lazy_apps {
+            for id in 1..=self.slots.len() {
+                self.spawn(id);
+            }
+        } else {
+            // Workers are forked from the loader once it has the app; as
+            // their parent the master must adopt them from it.
+            // SAFETY: prctl with no memory effects.
+            unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
+            self.generation = 1;
+            self.loader = self.start_loader(1);
+            for s in &mut self.slots {
+                s.respawn_at = Some(Instant::now());
+            }
         }
         let status = loop {
             self.wait_for_signal_or_tick();
@@ -248,6 +279,7 @@ impl Master {
             if let Some(code) = self.reap() {
                 break code;
             }
+            self.check_loaders();
             self.check_ready();
             self.check_harakiri();
             self.check_slow();
@@ -271,20 +303,30 @@ impl Master {
 
     fn wait_for_signal_or_tick(&self) {
         let stats_fd = self.stats.as_ref().map_or(-1, |s| s.fd());
-        let mut pfds = [
-            libc::pollfd {
-                fd: self.signal_rd,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: stats_fd,
-                events: libc::POLLIN,
-                revents: 0,
-            },
+        // A loader's socket becomes readable when it reports ready (or dies).
+        let waiting = |l: &Option<Loader>| match l {
+            Some(l) if !l.ready => l.fd(),
+            _ => -1,
+        };
+        let fds = [
+            self.signal_rd,
+            stats_fd,
+            waiting(&self.loader),
+            waiting(&self.next_loader),
         ];
-        // SAFETY: two pollfds in a live array (a negative fd is ignored).
-        unsafe { libc::poll(pfds.as_mut_ptr(), 2, TICK.as_millis() as i32) };
+        let mut pfds = fds.map(|fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        // SAFETY: live pollfds in an array (a negative fd is ignored).
+        unsafe {
+            libc::poll(
+                pfds.as_mut_ptr(),
+                pfds.len() as libc::nfds_t,
+                TICK.as_millis() as i32,
+            )
+        };
         if pfds[1].revents & libc::POLLIN != 0 {
             self.answer_stats();
         }
@@ -321,10 +363,11 @@ impl Master {
             }
             for &sig in &buf[..n as usize] {
                 match sig as i32 {
-                    libc::SIGHUP if self.phase == Phase::Running => {
+                    libc::SIGHUP if self.phase == Phase::Running && self.cfg.lazy_apps => {
                         log::line("SIGHUP received: gracefully reloading workers...");
                         self.reload_queue = (1..=self.slots.len()).rev().collect();
                     }
+                    libc::SIGHUP if self.phase == Phase::Running => self.reload_preloaded(),
                     libc::SIGTERM | libc::SIGINT if self.phase == Phase::Running => {
                         log::line(&format!(
                             "{} received: shutting down gracefully (up to {} s for in-flight requests)...",
@@ -336,6 +379,7 @@ impl Master {
                                 + Duration::from_secs(self.cfg.reload_mercy + 1),
                         };
                         self.reload_queue.clear();
+                        self.stop_loaders();
                         self.signal_all(libc::SIGTERM);
                     }
                     libc::SIGQUIT | libc::SIGINT | libc::SIGTERM => {
@@ -358,41 +402,167 @@ impl Master {
         }
     }
 
+    /// What a worker gets, whether the master or a loader forks it.
+    fn worker_args(&self, id: usize) -> WorkerArgs<'_> {
+        WorkerArgs {
+            cfg: &self.cfg,
+            id,
+            listeners: &self.listeners,
+            scoreboard: self.scoreboard,
+            tracebacker: self.tb_path(id),
+            master_pid: self.pid,
+            credentials: self.credentials,
+            preloaded: None,
+        }
+    }
+
+    /// In a process forked from the master: drop what is only the master's.
+    /// Its ends of the loaders' sockets too: a loader leaves when its
+    /// socket closes, which a copy held elsewhere would prevent.
+    fn leave_master(&self) {
+        let loaders = [&self.loader, &self.next_loader]
+            .into_iter()
+            .flatten()
+            .map(|l| l.fd());
+        for fd in [self.signal_rd, self.signal_wr].into_iter().chain(loaders) {
+            // SAFETY: the master's fds; this process never uses them (and
+            // leaves with _exit, so no owner closes them again).
+            unsafe { libc::close(fd) };
+        }
+        install_signals(libc::SIG_DFL);
+    }
+
+    /// Fork a loader for app generation `generation`; None (and a retry
+    /// soon) if the fork fails.
+    fn start_loader(&mut self, generation: u64) -> Option<Loader> {
+        let started = Loader::start(
+            generation,
+            self.pid,
+            || self.leave_master(),
+            self.credentials,
+            &self.cfg,
+            |id| self.worker_args(id),
+        );
+        match started {
+            Ok(l) => Some(l),
+            Err(e) => {
+                log::line(&format!("cannot fork the loader: {e}"));
+                self.loader_restart_at = Some(Instant::now() + Duration::from_secs(1));
+                None
+            }
+        }
+    }
+
+    /// SIGHUP with preloading: import the new code in a new loader; the
+    /// workers are replaced only once it has (check_loaders).
+    fn reload_preloaded(&mut self) {
+        if let Some(pending) = self.next_loader.take() {
+            // A reload while one loads: the newer code wins.
+            // SAFETY: kill on our unreaped child.
+            unsafe { libc::kill(pending.pid, libc::SIGKILL) };
+        }
+        log::line(&format!(
+            "SIGHUP received: loading the app anew (generation {}); the workers are replaced once it is loaded...",
+            self.generation + 1
+        ));
+        self.next_loader = self.start_loader(self.generation + 1);
+    }
+
+    /// A loader reported ready: the first one lets workers start; a
+    /// reload's replaces the current one, and the workers follow one at a
+    /// time (advance_reload). A dead loader is restarted when due.
+    fn check_loaders(&mut self) {
+        if let Some(l) = &mut self.loader {
+            if !l.ready && l.check_ready() {
+                self.loader_failures = 0;
+            }
+        }
+        if self.next_loader.as_mut().is_some_and(|l| l.check_ready()) {
+            // Dropping the old handle closes its socket: the old loader exits.
+            let old = std::mem::replace(&mut self.loader, self.next_loader.take());
+            self.generation += 1;
+            log::line(&format!(
+                "replacing the workers one at a time with generation {}{}",
+                self.generation,
+                old.map(|o| format!("; the loader of the old one (pid: {}) leaves", o.pid))
+                    .unwrap_or_default()
+            ));
+            self.reload_queue = (1..=self.slots.len()).rev().collect();
+        }
+        let due = self.loader_restart_at.is_some_and(|t| t <= Instant::now());
+        if self.loader.is_none() && due && self.phase == Phase::Running {
+            self.loader_restart_at = None;
+            self.loader = self.start_loader(self.generation);
+        }
+    }
+
+    /// A loader exited. A reload's that failed leaves the old workers
+    /// serving; the current one is restarted (with a back-off), except at
+    /// first start, where an app that cannot be imported ends the server.
+    fn loader_exited(&mut self, pid: i32, how: &str, exit_code: Option<i32>) -> Option<i32> {
+        if self.next_loader.as_ref().is_some_and(|l| l.pid == pid) {
+            self.next_loader = None;
+            log::line(&format!(
+                "reload failed: the new code did not load ({how}, see above); keeping the workers of generation {}",
+                self.generation
+            ));
+            return None;
+        }
+        if !self.loader.as_ref().is_some_and(|l| l.pid == pid) {
+            return None; // a retired loader leaving, or an orphan adopted
+        }
+        let was_ready = self.loader.take().is_some_and(|l| l.ready);
+        if self.phase != Phase::Running {
+            return None;
+        }
+        if !was_ready && !self.any_ready && exit_code == Some(EXIT_LOAD_FAILED) {
+            log::line("uwsgi-rs: could not load the app (see above): exiting");
+            return Some(1);
+        }
+        self.loader_failures += 1;
+        let delay = back_off(self.loader_failures);
+        log::line(&format!(
+            "DAMN ! the loader (pid: {pid}) died, {how}: starting a new one in {} ms",
+            delay.as_millis()
+        ));
+        self.loader_restart_at = Some(Instant::now() + delay);
+        None
+    }
+
+    /// Shutting down: loaders have nothing to finish. Returns their pids.
+    fn stop_loaders(&mut self) -> Vec<i32> {
+        let mut pids = Vec::new();
+        for l in [self.loader.take(), self.next_loader.take()]
+            .into_iter()
+            .flatten()
+        {
+            // SAFETY: kill on our unreaped child; reaped in reap() or shutdown_now.
+            unsafe { libc::kill(l.pid, libc::SIGKILL) };
+            pids.push(l.pid);
+        }
+        pids
+    }
+
     fn spawn(&mut self, id: usize) {
         self.scoreboard.reset_worker(id);
-        let tb = self.tb_path(id);
-        let master_pid = self.pid;
-        // The master is single-threaded, so the child inherits a consistent
-        // address space; it runs the worker and never returns.
-        let pid = match crate::python::fork() {
-            Ok(Forked::Parent(pid)) => pid,
-            Ok(Forked::Child) => 0,
-            Err(e) => {
-                log::line(&format!("cannot fork worker {id}: {e}"));
-                self.slots[id - 1].respawn_at = Some(Instant::now() + Duration::from_secs(1));
-                return;
+        let pid = if self.cfg.lazy_apps {
+            self.fork_worker(id)
+        } else {
+            match &self.loader {
+                Some(l) if l.ready => l.spawn_worker(id).map_err(|e| {
+                    log::line(&format!("cannot fork worker {id} from the loader: {e}"));
+                }),
+                _ => {
+                    // not yet: spawned once the loader has the app
+                    self.slots[id - 1].respawn_at = Some(Instant::now());
+                    return;
+                }
             }
         };
-        if pid == 0 {
-            // SAFETY: the pipe fds belong to the master; the child drops them.
-            unsafe {
-                libc::close(self.signal_rd);
-                libc::close(self.signal_wr);
-            }
-            install_signals(libc::SIG_DFL);
-            let code = worker::run(WorkerArgs {
-                cfg: &self.cfg,
-                id,
-                listeners: &self.listeners,
-                scoreboard: self.scoreboard,
-                tracebacker: tb,
-                master_pid,
-                credentials: self.credentials,
-            });
-            // SAFETY: leave without running the master's destructors (which
-            // would unlink sockets the master still serves).
-            unsafe { libc::_exit(code) };
-        }
+        let Ok(pid) = pid else {
+            self.slots[id - 1].respawn_at = Some(Instant::now() + Duration::from_secs(1));
+            return;
+        };
         let w = self.scoreboard.worker(id);
         w.pid.store(pid, Ordering::Relaxed);
         w.last_spawn.store(log::unix_secs(), Ordering::Relaxed);
@@ -417,6 +587,26 @@ impl Master {
         }
     }
 
+    /// --lazy-apps: fork a bare worker, which imports the app itself.
+    fn fork_worker(&self, id: usize) -> Result<i32, ()> {
+        // The master is single-threaded, so the child inherits a consistent
+        // address space; it runs the worker and never returns.
+        match crate::python::fork() {
+            Ok(Forked::Parent(pid)) => Ok(pid),
+            Ok(Forked::Child) => {
+                self.leave_master();
+                let code = worker::run(self.worker_args(id));
+                // SAFETY: leave without running the master's destructors
+                // (which would unlink sockets the master still serves).
+                unsafe { libc::_exit(code) }
+            }
+            Err(e) => {
+                log::line(&format!("cannot fork worker {id}: {e}"));
+                Err(())
+            }
+        }
+    }
+
     fn reap(&mut self) -> Option<i32> {
         loop {
             let mut status = 0;
@@ -426,6 +616,10 @@ impl Master {
                 return None;
             }
             let Some(idx) = self.slots.iter().position(|s| s.pid == pid) else {
+                let (how, code) = describe_exit(status);
+                if let Some(code) = self.loader_exited(pid, &how, code) {
+                    return Some(code);
+                }
                 continue;
             };
             let id = idx + 1;
@@ -443,15 +637,7 @@ impl Master {
                 .accepting
                 .store(0, Ordering::Relaxed);
             remove_socket_file(&self.tb_path(id));
-            let exit_code = if libc::WIFEXITED(status) {
-                Some(libc::WEXITSTATUS(status))
-            } else {
-                None
-            };
-            let how = match exit_code {
-                Some(c) => format!("exit code {c}"),
-                None => format!("killed by signal {}", libc::WTERMSIG(status)),
-            };
+            let (how, exit_code) = describe_exit(status);
             if stopping {
                 log::line(&format!("worker {id} (pid: {pid}) stopped ({how})"));
                 continue;
@@ -479,12 +665,7 @@ impl Master {
                 Duration::ZERO
             } else {
                 slot.quick_failures += 1;
-                let n = slot.quick_failures.min(8);
-                let d = if n <= 1 {
-                    Duration::ZERO
-                } else {
-                    Duration::from_millis(125 << (n - 1)).min(Duration::from_secs(16))
-                };
+                let d = back_off(slot.quick_failures);
                 if !d.is_zero() {
                     log::line(&format!(
                         "worker {id} died {} times in a row before serving: respawning in {} ms",
@@ -518,6 +699,9 @@ impl Master {
     fn respawn_due(&mut self) {
         if self.phase != Phase::Running {
             return;
+        }
+        if !self.cfg.lazy_apps && !self.loader.as_ref().is_some_and(|l| l.ready) {
+            return; // workers come from the loader once it has the app
         }
         let now = Instant::now();
         for id in 1..=self.slots.len() {
@@ -665,6 +849,11 @@ impl Master {
 
     /// Kill whatever still runs and wait for it (SIGQUIT, or after the loop).
     fn shutdown_now(&mut self) {
+        for pid in self.stop_loaders() {
+            let mut status = 0;
+            // SAFETY: waiting for our own child.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+        }
         self.signal_all(libc::SIGKILL);
         for s in &mut self.slots {
             if s.pid > 0 {
@@ -693,6 +882,27 @@ impl Master {
             s.remove_file();
         }
         log::line("goodbye to uwsgi-rs");
+    }
+}
+
+/// How long to wait before starting again what died `failures` times in a
+/// row before it was up: at once, then 250 ms doubling up to 16 s.
+fn back_off(failures: u32) -> Duration {
+    let n = failures.min(8);
+    if n <= 1 {
+        Duration::ZERO
+    } else {
+        Duration::from_millis(125 << (n - 1)).min(Duration::from_secs(16))
+    }
+}
+
+/// "exit code N" or "killed by signal N", and the exit code if it exited.
+fn describe_exit(status: i32) -> (String, Option<i32>) {
+    if libc::WIFEXITED(status) {
+        let c = libc::WEXITSTATUS(status);
+        (format!("exit code {c}"), Some(c))
+    } else {
+        (format!("killed by signal {}", libc::WTERMSIG(status)), None)
     }
 }
 

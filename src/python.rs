@@ -38,11 +38,30 @@ pub fn prepare(py: Python<'_>, cfg: &Config) -> Result<()> {
             .map_err(|e| anyhow!("--env {k}: {e}"))?;
     }
     crate::tracebacker::set_launcher_frames(launcher_frames(py)?);
+    note_optimize_level(py, cfg)?;
     adopt_home(py, cfg)?;
     set_sys_path(py, cfg).map_err(|e| anyhow!("setting sys.path: {e}"))?;
     py.run(UNBUFFERED_STDIO, None, None)
         .map_err(|e| anyhow!("making stdio unbuffered: {e}"))?;
     crate::uwsgi_module::install(py, cfg).map_err(|e| anyhow!("the uwsgi module: {e}"))?;
+    Ok(())
+}
+
+/// `--optimize N` cannot change a running interpreter's level (it is fixed
+/// at start-up, and bytecode is compiled for it): say how to get it.
+fn note_optimize_level(py: Python<'_>, cfg: &Config) -> PyResult<()> {
+    let level: u8 = py
+        .import("sys")?
+        .getattr("flags")?
+        .getattr("optimize")?
+        .extract()?;
+    if cfg.app.optimize > 0 && level != cfg.app.optimize {
+        crate::log::line(&format!(
+            "--optimize {} is not in effect (the interpreter runs at level {level}): \
+             set PYTHONOPTIMIZE={} in the server's environment",
+            cfg.app.optimize, cfg.app.optimize
+        ));
+    }
     Ok(())
 }
 
@@ -275,6 +294,83 @@ pub fn fork() -> std::io::Result<Forked> {
             }
         }
     })
+}
+
+/// Like [`fork`], but the child is a grandchild that this process's parent
+/// adopts: an intermediate process forks it and exits at once, and the
+/// orphan is re-parented to the nearest child subreaper (the master, see
+/// `crate::loader`). Returns the grandchild's pid to the caller. The
+/// intermediate runs no Python: it only forks, reports and leaves.
+pub fn fork_orphan() -> std::io::Result<Forked> {
+    let mut pipe = [0; 2];
+    // SAFETY: pipe2 fills a 2-int array.
+    if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let [rd, wr] = pipe;
+    // GIL: held across both forks, released on return in both processes.
+    let forked = Python::attach(|_py| {
+        // SAFETY: as in fork(); the intermediate process calls only fork,
+        // write and _exit, all async-signal-safe, so the grandchild starts
+        // from the very state PyOS_BeforeFork prepared and runs the
+        // child-side hook itself.
+        unsafe {
+            ffi::PyOS_BeforeFork();
+            let mid = libc::fork();
+            if mid == 0 {
+                let pid = libc::fork();
+                if pid == 0 {
+                    libc::close(rd);
+                    libc::close(wr);
+                    ffi::PyOS_AfterFork_Child();
+                    return Ok(Forked::Child);
+                }
+                let report = if pid < 0 {
+                    -std::io::Error::last_os_error()
+                        .raw_os_error()
+                        .unwrap_or(libc::EIO)
+                } else {
+                    pid
+                };
+                libc::write(wr, (&report as *const i32).cast(), 4);
+                libc::_exit(0);
+            }
+            let err = std::io::Error::last_os_error();
+            ffi::PyOS_AfterFork_Parent();
+            if mid < 0 {
+                return Err(err);
+            }
+            let mut status = 0;
+            libc::waitpid(mid, &mut status, 0);
+            Ok(Forked::Parent(mid))
+        }
+    });
+    let result = match forked {
+        Ok(Forked::Parent(_)) => {
+            let mut report = 0i32;
+            // SAFETY: reading 4 bytes into a live i32 from our pipe; the
+            // intermediate wrote them before it exited (and was reaped).
+            let n = unsafe { libc::read(rd, (&mut report as *mut i32).cast(), 4) };
+            if n != 4 {
+                Err(std::io::Error::other(
+                    "the intermediate process reported nothing",
+                ))
+            } else if report < 0 {
+                Err(std::io::Error::from_raw_os_error(-report))
+            } else {
+                Ok(Forked::Parent(report))
+            }
+        }
+        other => other,
+    };
+    if !matches!(result, Ok(Forked::Child)) {
+        // SAFETY: our pipe's fds (the child closed its copies already).
+        unsafe {
+            libc::close(rd);
+            libc::close(wr);
+        }
+    }
+    result
 }
 
 /// Give the calling thread its uWSGI name in Python's `threading` module, so

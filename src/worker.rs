@@ -1,5 +1,6 @@
-//! One worker process: start Python, load the app, open the tracebacker,
-//! run the cores (request threads), and stop gracefully when told.
+//! One worker process: load the app (or take the one its loader preloaded,
+//! see `loader`), open the tracebacker, run the cores (request threads), and
+//! stop gracefully when told.
 //!
 //! Core 0 is the process's main thread (so Python's main thread is a request
 //! thread, as in uWSGI); cores 1..N are spawned threads. Every core attaches
@@ -57,6 +58,97 @@ fn set_handler(sig: i32, handler: libc::sighandler_t) {
     }
 }
 
+/// The app a loader imported, handed to each worker it forks
+/// (`crate::loader`): the worker skips loading and serves it.
+pub struct Preloaded {
+    app: Py<PyAny>,
+    mounted: Vec<Py<PyAny>>,
+}
+
+/// Import the app for preloading (in the loader, before any worker is
+/// forked); None when it cannot be, after logging why.
+pub fn preload(cfg: &Config) -> Option<Preloaded> {
+    // Before the import: a fork at import must be marked, as in a worker.
+    crate::forked::install();
+    // GIL: held while importing the app.
+    let loaded = Python::attach(|py| -> anyhow::Result<Preloaded> {
+        hook::install_thread_hook(py).context("cannot hook threading")?;
+        let (app, mounted) = load_apps(py, cfg)?;
+        // Move what the import created out of the collector's reach: a
+        // collection in a worker would otherwise write to every object it
+        // tracks, copying the loader's pages into each worker (gc.freeze's
+        // purpose). The import's garbage is collected first, or it would
+        // stay forever.
+        let gc = py.import("gc")?;
+        gc.call_method0("collect")?;
+        gc.call_method0("freeze")?;
+        warn_about_import_threads(py)?;
+        Ok(Preloaded { app, mounted })
+    });
+    crate::forked::exit_if_child();
+    match loaded {
+        Ok(preloaded) => Some(preloaded),
+        Err(e) => {
+            crate::log::line(&format!("loader (pid: {}): {e:#}", std::process::id()));
+            None
+        }
+    }
+}
+
+/// Threads the app started while being imported stay in the loader: fork
+/// copies only the forking thread. uWSGI says nothing; say it once.
+fn warn_about_import_threads(py: Python<'_>) -> PyResult<()> {
+    let threading = py.import("threading")?;
+    let main = threading.call_method0("main_thread")?;
+    let mut names = Vec::new();
+    for t in threading.call_method0("enumerate")?.try_iter()? {
+        let t = t?;
+        if !t.is(&main) {
+            names.push(t.getattr("name")?.extract::<String>()?);
+        }
+    }
+    if !names.is_empty() {
+        crate::log::line(&format!(
+            "loader (pid: {}): the app started {} thread(s) while being imported ({}): they do not run in the workers (start them in each worker, e.g. lazily on the first request, or use --lazy-apps)",
+            std::process::id(),
+            names.len(),
+            crate::log::escape(names.join(", ").as_bytes())
+        ));
+    }
+    Ok(())
+}
+
+/// Import the configured app and the `--mount` ones: (the default app,
+/// the mounted ones). On failure log Python's traceback and return the one
+/// line that names the problem.
+fn load_apps(py: Python<'_>, cfg: &Config) -> anyhow::Result<(Py<PyAny>, Vec<Py<PyAny>>)> {
+    let report = |e: crate::wsgi::app::LoadError| {
+        if let Some(tb) = &e.traceback {
+            crate::log::block(tb.as_bytes());
+        }
+        anyhow::anyhow!(e.line)
+    };
+    let only_mounts = cfg.module.is_none() && cfg.wsgi_file.is_none();
+    let main = if only_mounts && !cfg.requests.mounts.is_empty() {
+        None
+    } else {
+        Some(crate::wsgi::app::load(py, cfg).map_err(report)?)
+    };
+    let mounted = cfg
+        .requests
+        .mounts
+        .iter()
+        .map(|m| crate::wsgi::app::load_mount(py, &m.app, cfg).map_err(report))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    // Without --module/--wsgi-file the first mount is the default app,
+    // as in uWSGI.
+    let app = match main {
+        Some(app) => app,
+        None => mounted[0].clone_ref(py),
+    };
+    Ok((app, mounted))
+}
+
 /// Everything a worker gets from the master.
 pub struct WorkerArgs<'a> {
     pub cfg: &'a Config,
@@ -66,6 +158,8 @@ pub struct WorkerArgs<'a> {
     pub tracebacker: PathBuf,
     pub master_pid: i32,
     pub credentials: crate::privileges::Credentials,
+    /// The app, when a loader imported it before forking this worker.
+    pub preloaded: Option<Preloaded>,
 }
 
 /// Run the worker; returns its exit status.
@@ -91,13 +185,20 @@ pub fn run(args: WorkerArgs<'_>) -> i32 {
         stdin_from_dev_null();
     }
     crate::serve::install_panic_hook();
-    // Before Python starts: a fork at import must be marked too.
-    crate::forked::install();
+    if args.preloaded.is_some() {
+        // Forked from the loader, which marks its children: this one is
+        // the server's own (its loader's fork handler stays installed).
+        crate::forked::unmark();
+    } else {
+        // Before the import: a fork at import must be marked too.
+        crate::forked::install();
+    }
 
-    match start(&args) {
+    let id = args.id;
+    match start(args) {
         Ok(()) => 0,
         Err(e) => {
-            crate::log::line(&format!("worker {}: {e:#}", args.id));
+            crate::log::line(&format!("worker {id}: {e:#}"));
             EXIT_LOAD_FAILED
         }
     }
@@ -116,9 +217,14 @@ fn stdin_from_dev_null() {
 /// Set up and serve until told to stop. An error is a start-up failure:
 /// the app, the interpreter, the tracebacker socket or a core could not be
 /// set up (the master then stops retrying if no worker ever came up).
-fn start(args: &WorkerArgs<'_>) -> anyhow::Result<()> {
+fn start(args: WorkerArgs<'_>) -> anyhow::Result<()> {
     let cfg = args.cfg;
     let loaded_at = std::time::Instant::now();
+    let preloaded = args.preloaded;
+    let how = match preloaded {
+        Some(_) => "app preloaded, started",
+        None => "app loaded",
+    };
     crate::uwsgi_module::set_worker_id(args.id);
     let poller = Poller::new().context("cannot create poller")?;
     WAKE_FD.store(poller.wake_fd(), Ordering::Release);
@@ -126,44 +232,15 @@ fn start(args: &WorkerArgs<'_>) -> anyhow::Result<()> {
     // GIL: held while loading the app and preparing per-worker objects.
     let loaded = Python::attach(|py| -> anyhow::Result<_> {
         hook::name_core(py, args.id, 0)?;
-        hook::install_thread_hook(py).context("cannot hook threading")?;
+        // Per process: its own file for faulthandler's output.
         crate::tracebacker::signal_path::install(py)
             .context("cannot install the GIL-free tracebacker")?;
-        let report = |e: crate::wsgi::app::LoadError| {
-            if let Some(tb) = &e.traceback {
-                crate::log::block(tb.as_bytes());
+        let (app, mounted) = match preloaded {
+            Some(Preloaded { app, mounted }) => (app, mounted),
+            None => {
+                hook::install_thread_hook(py).context("cannot hook threading")?;
+                load_apps(py, cfg)?
             }
-            anyhow::anyhow!(e.line)
-        };
-        let level: u8 = py
-            .import("sys")?
-            .getattr("flags")?
-            .getattr("optimize")?
-            .extract()?;
-        if cfg.app.optimize > 0 && level != cfg.app.optimize && args.id == 1 {
-            crate::log::line(&format!(
-                "--optimize {} is not in effect (the interpreter runs at level {level}): \
-                 set PYTHONOPTIMIZE={} in the server's environment",
-                cfg.app.optimize, cfg.app.optimize
-            ));
-        }
-        let only_mounts = cfg.module.is_none() && cfg.wsgi_file.is_none();
-        let main = if only_mounts && !cfg.requests.mounts.is_empty() {
-            None
-        } else {
-            Some(crate::wsgi::app::load(py, cfg).map_err(report)?)
-        };
-        let mounted = cfg
-            .requests
-            .mounts
-            .iter()
-            .map(|m| crate::wsgi::app::load_mount(py, &m.app, cfg).map_err(report))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        // Without --module/--wsgi-file the first mount is the default app,
-        // as in uWSGI.
-        let app = match main {
-            Some(app) => app,
-            None => mounted[0].clone_ref(py),
         };
         let environs = args
             .listeners
@@ -264,7 +341,7 @@ fn start(args: &WorkerArgs<'_>) -> anyhow::Result<()> {
         .accepting
         .store(1, Ordering::Release);
     crate::log::line(&format!(
-        "worker {} (pid: {}) ready: app loaded in {} ms, {} core(s)",
+        "worker {} (pid: {}) ready: {how} in {} ms, {} core(s)",
         args.id,
         std::process::id(),
         loaded_at.elapsed().as_millis(),

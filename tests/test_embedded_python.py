@@ -100,3 +100,35 @@ def test_thread_hook_records_starts_and_renames():
         else:
             sys.modules["uwsgi"] = saved
     assert seen == [(t.ident, "hooked", t.native_id), (t.ident, "renamed", t.native_id)]
+
+
+def test_thread_hook_renaming_the_calling_thread_after_fork_records_its_own_tid():
+    """After os.fork(), threading keeps the parent's native_id for the
+    forking thread (CPython 3.11); a worker forked from its loader renames
+    its main thread, and the recorded tid must be the worker's own."""
+    import os
+    seen = []
+    fake_uwsgi = types.ModuleType("uwsgi")
+    fake_uwsgi._register_thread = lambda ident, name, native_id: seen.append(native_id)
+    saved = sys.modules.get("uwsgi")
+    original_start, original_name = threading.Thread.start, threading.Thread.name
+    sys.modules["uwsgi"] = fake_uwsgi
+    rd, wr = os.pipe()
+    try:
+        load("thread_hook")
+        pid = os.fork()
+        if pid == 0:
+            threading.current_thread().name = "renamed-in-child"
+            os.write(wr, f"{seen[-1]} {os.getpid()}".encode())
+            os._exit(0)
+        os.waitpid(pid, 0)
+        recorded, child = os.read(rd, 100).decode().split()
+    finally:
+        os.close(rd)
+        os.close(wr)
+        threading.Thread.start, threading.Thread.name = original_start, original_name
+        if saved is None:
+            sys.modules.pop("uwsgi", None)
+        else:
+            sys.modules["uwsgi"] = saved
+    assert recorded == child

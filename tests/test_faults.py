@@ -148,7 +148,9 @@ def test_worker_crash_looping_at_start_up_backs_off_and_recovers(serve, port, tm
     respawned with a growing delay (logged), never in a tight loop; when the
     cause goes away it serves again."""
     marker = tmp_path / "crash.marker"
-    srv = start(serve, port, workers=1, threads=1, app=CRASHLOOP,
+    # each worker imports the app (--lazy-apps): a preloading loader's crash
+    # loop is tests/test_preload.py's
+    srv = start(serve, port, "--lazy-apps", workers=1, threads=1, app=CRASHLOOP,
                 env={"REL_CRASH_MARKER": str(marker)})
     first = srv.worker_pids()[1]
     assert http_get(port, "/")[0] == 200
@@ -172,7 +174,7 @@ def test_worker_crash_looping_at_start_up_backs_off_and_recovers(serve, port, tm
 def test_worker_crashing_at_every_start_never_spins_the_master(serve, port, tmp_path):
     """Segfaulting at the very first start too: no exit-on-load-failure
     path applies (it is a signal), so it must be the back-off."""
-    srv = start(serve, port, workers=1, threads=1, app=CRASHLOOP, ready=False,
+    srv = start(serve, port, "--lazy-apps", workers=1, threads=1, app=CRASHLOOP, ready=False,
                 env={"REL_CRASH_MARKER": str(tmp_path / "m"), "REL_CRASH_ALWAYS": "1"})
     time.sleep(3.5)
     log = srv.log

@@ -5,7 +5,10 @@ server (`--stats`, uWSGI's JSON, `--stats-http` with Prometheus `/metrics`),
 uwsgitop against it in tmux, and the latency of a full dump of 2 x 64
 threads. Every server is on loopback and stopped at teardown (SIGQUIT where
 requests are still in flight); tmux runs on a private socket in the test's
-temporary directory, its server killed in a finally."""
+temporary directory, its server killed in a finally.
+Apps that start threads when imported run with --lazy-apps: preloaded, those
+threads would live in the loader only.
+"""
 
 import json
 import os
@@ -246,7 +249,7 @@ def test_tracebacks_text_and_json_every_worker(serve, port, tmp_path):
     every worker in order with pid, each core with its request, the frames
     and source lines; no locals without --py-tracebacker-locals."""
     base = f"{tmp_path}/tb."
-    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", OBS_APP, "--master",
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", OBS_APP, "--master", "--lazy-apps",
                  "--processes", "2", "--threads", "2", "--py-tracebacker", base],
                 workers=2, env={"OBS_APP_THREAD": "1"})
     try:
@@ -345,7 +348,7 @@ def test_connect_and_read_plain_format_unchanged(serve, port, tmp_path):
     """`--connect-and-read BASE1` stays uWSGI's format: header, blank line,
     frame lines, a blank line per thread; no request info, no extra lines."""
     base = f"{tmp_path}/tb."
-    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", OBS_APP, "--master",
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", OBS_APP, "--master", "--lazy-apps",
                  "--processes", "1", "--threads", "2", "--py-tracebacker", base,
                  "--py-tracebacker-locals"], env={"OBS_APP_THREAD": "1"})
     try:
@@ -810,7 +813,7 @@ def test_full_dump_latency_2x64_threads(serve, port, tmp_path):
     of both workers completes in < 100 ms (median of 5)."""
     base = f"{tmp_path}/tb."
     app = str(APPS / "obs_threads.py")
-    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", app, "--master",
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", app, "--master", "--lazy-apps",
                  "--processes", "2", "--threads", "2", "--py-tracebacker", base], workers=2)
     try:
         wait_tb_sockets(srv, base, 2)
@@ -862,7 +865,7 @@ def test_tracebacks_client_quiet_on_closed_stdout(serve, port, tmp_path):
     so the write does hit the closed pipe)."""
     base = f"{tmp_path}/tb."
     srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(APPS / "obs_threads.py"),
-                 "--master", "--processes", "2", "--threads", "2", "--py-tracebacker", base],
+                 "--master", "--lazy-apps", "--processes", "2", "--threads", "2", "--py-tracebacker", base],
                 workers=2)
     try:
         wait_tb_sockets(srv, base, 2)

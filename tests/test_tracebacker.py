@@ -1,6 +1,9 @@
 """End-to-end tests of --py-tracebacker and --connect-and-read: the dump's
 exact format, the seed example, the GIL-held (GIL-free) path, app threads,
-non-ASCII code, socket security and life cycle, and dump latency."""
+non-ASCII code, socket security and life cycle, and dump latency.
+Apps that start threads when imported run with --lazy-apps: preloaded, those
+threads would live in the loader only.
+"""
 
 import os
 import re
@@ -352,7 +355,7 @@ def test_non_ascii_file_function_and_source(serve, port, tmp_path):
 def test_app_thread_names(serve, port, tmp_path):
     app = copy_app("tb_poller.py", tmp_path)
     base = f"{tmp_path}/tb."
-    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(app), "--master",
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(app), "--master", "--lazy-apps",
                  "--threads", "2", "--reload-mercy", "1", "--py-tracebacker", base],
                 ready=False)
     poll_line = lineno_of(app, "def poll_forever") + 2
@@ -515,7 +518,7 @@ def test_sockets_removed_on_shutdown_and_recreated_on_respawn(serve, port, tmp_p
     app = copy_app("tb_app.py", tmp_path)
     base = f"{tmp_path}/tb."
     socks = [base + "1", base + "2"]
-    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(app), "--master",
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(app), "--master", "--lazy-apps",
                  "--processes", "2", "--py-tracebacker", base],
                 workers=2, ready=False, env={"TB_PID_THREAD": "1"})
     wait_socks(srv, socks)
@@ -542,7 +545,7 @@ def test_sockets_removed_on_shutdown_and_recreated_on_respawn(serve, port, tmp_p
 def test_latency_64_threads_100_deep(serve, port, tmp_path):
     app = copy_app("tb_deep.py", tmp_path)
     base = f"{tmp_path}/tb."
-    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(app), "--master",
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(app), "--master", "--lazy-apps",
                  "--threads", "2", "--reload-mercy", "1", "--py-tracebacker", base],
                 ready=False)
     sleep_line = lineno_of(app, "time.sleep(1)")
@@ -594,7 +597,7 @@ def test_app_thread_frames_are_pythons_own(serve, port, tmp_path):
     every filename is a real file. Checked on both dump paths."""
     app = copy_app("tb_poller.py", tmp_path)
     base = f"{tmp_path}/tb."
-    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(app), "--master",
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(app), "--master", "--lazy-apps",
                  "--threads", "2", "--reload-mercy", "1", "--py-tracebacker", base],
                 ready=False)
 
@@ -623,7 +626,7 @@ def test_renamed_app_thread_shows_current_name_with_gil_held(serve, port, tmp_pa
     no GIL-path dump ran since the rename."""
     app = copy_app("tb_rename.py", tmp_path)
     base = f"{tmp_path}/tb."
-    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(app), "--master",
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(app), "--master", "--lazy-apps",
                  "--threads", "2", "--reload-mercy", "1", "--py-tracebacker", base],
                 ready=False)
     try:

@@ -14,7 +14,13 @@ _uwsgi_rs_orig_start = threading.Thread.start
 
 def _uwsgi_rs_register(thread):
     try:
-        uwsgi._register_thread(thread.ident, thread.name, getattr(thread, "native_id", 0) or 0)
+        if thread.ident == threading.get_ident():
+            # The calling thread asks the kernel: after a fork (a worker
+            # forked from its loader) `native_id` keeps the parent's value.
+            native = threading.get_native_id()
+        else:
+            native = getattr(thread, "native_id", 0) or 0
+        uwsgi._register_thread(thread.ident, thread.name, native)
     except Exception:
         pass
 
