@@ -495,28 +495,28 @@ SERVER_ORDER = ["uwsgi-rs", "granian", "gunicorn", "uWSGI"]
 
 def server_spec(name, port, uwsgi_rs_path):
     """(argv, cwd, stop signal, binary) for one server; argv[0] is the resolved binary."""
-    hello = os.path.join(BENCH_DIR, "hello.py")
+    hello = os.path.join(BENCH_DIR, "apps", "hello.py")
     if name == "uwsgi-rs":
         binary = uwsgi_rs_path if os.access(uwsgi_rs_path, os.X_OK) else None
         argv = [uwsgi_rs_path, "--http", "127.0.0.1:%d" % port, "--wsgi-file", hello,
                 "--master", "--processes", "2", "--threads", "4", "--disable-logging"]
-        return argv, BENCH_DIR, signal.SIGTERM, binary
+        return argv, os.path.join(BENCH_DIR, "apps"), signal.SIGTERM, binary
     if name == "granian":
         binary = shutil.which("granian")
         argv = ["granian", "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
                 "--workers", "2", "--blocking-threads", "4", "--no-access-log", "hello:app"]
-        return argv, BENCH_DIR, signal.SIGTERM, binary
+        return argv, os.path.join(BENCH_DIR, "apps"), signal.SIGTERM, binary
     if name == "gunicorn":
         binary = shutil.which("gunicorn")
         argv = ["gunicorn", "-k", "gthread", "-w", "2", "--threads", "4",
                 "-b", "127.0.0.1:%d" % port, "hello:app"]
-        return argv, BENCH_DIR, signal.SIGTERM, binary
+        return argv, os.path.join(BENCH_DIR, "apps"), signal.SIGTERM, binary
     if name == "uWSGI":
         binary = shutil.which("uwsgi")
         argv = ["uwsgi", "--http-socket", "127.0.0.1:%d" % port, "--wsgi-file", hello,
                 "--master", "--processes", "2", "--threads", "4", "--disable-logging"]
         # uWSGI 2.0 reloads on SIGTERM (unless --die-on-term); SIGINT shuts it down
-        return argv, BENCH_DIR, signal.SIGINT, binary
+        return argv, os.path.join(BENCH_DIR, "apps"), signal.SIGINT, binary
     raise ValueError(name)
 
 

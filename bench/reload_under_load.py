@@ -6,7 +6,7 @@ succeed. Not part of CI (tests/test_faults.py has a short version).
     python3 bench/reload_under_load.py [--duration 30] [--reloads 5]
                                        [--processes 2] [--threads 4]
                                        [--connections 32] [--wrk-threads 2]
-                                       [--app bench/hello.py] [--uwsgi-rs PATH]
+                                       [--app bench/apps/hello.py] [--uwsgi-rs PATH]
 
 Printed: wrk's output, when each reload was asked for and how long it took
 until every worker had been replaced, and the verdict. Exit status 0 only if
@@ -36,7 +36,7 @@ def main():
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--wrk-threads", type=int, default=2)
-    ap.add_argument("--app", default=os.path.join(BENCH_DIR, "hello.py"))
+    ap.add_argument("--app", default=os.path.join(BENCH_DIR, "apps", "hello.py"))
     ap.add_argument("--uwsgi-rs", default=os.path.join(REPO_DIR, ".venv", "bin", "uwsgi-rs"))
     args = ap.parse_args()
 

@@ -5,7 +5,7 @@ errors and memory growth. Not part of CI (the full run is 30 minutes).
     python3 bench/soak.py [--duration 1800] [--requests 10000000] [--sample 10]
                           [--warmup 120] [--processes 2] [--threads 4]
                           [--connections 32] [--wrk-threads 2]
-                          [--app bench/hello.py] [--uwsgi-rs PATH] [--json out.json]
+                          [--app bench/apps/hello.py] [--uwsgi-rs PATH] [--json out.json]
 
 The server (request logging off) serves --app on a free 127.0.0.1 port.
 wrk runs in back-to-back segments of --sample seconds for --duration
@@ -147,7 +147,7 @@ def main():
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--wrk-threads", type=int, default=2)
-    ap.add_argument("--app", default=os.path.join(BENCH_DIR, "hello.py"))
+    ap.add_argument("--app", default=os.path.join(BENCH_DIR, "apps", "hello.py"))
     ap.add_argument("--expect-body", default="Hello, World!",
                     help="body the hand check expects from GET / ('' to skip)")
     ap.add_argument("--rss-tolerance", type=float, default=0.05)

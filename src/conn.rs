@@ -7,6 +7,7 @@
 //! parses bytes or knows about Python.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -185,12 +186,30 @@ fn wait_for(fd: RawFd, events: PollFlags, deadline: Instant) -> io::Result<()> {
 
 /// Read at least one byte (or EOF) within `timeout`.
 pub fn read_timeout(fd: RawFd, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
+    // SAFETY: the kernel only writes initialised bytes into `buf`, so it
+    // stays initialised; MaybeUninit<u8> has u8's layout.
+    let buf = unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) };
+    read_uninit_timeout(fd, buf, timeout)
+}
+
+/// Read at least one byte (or EOF) within `timeout` into memory that need
+/// not be initialised (a buffer's spare capacity, a fresh bytes object):
+/// the first `n` bytes of `buf` are initialised when `Ok(n)` returns.
+pub fn read_uninit_timeout(
+    fd: RawFd,
+    buf: &mut [MaybeUninit<u8>],
+    timeout: Duration,
+) -> io::Result<usize> {
     crate::forked::refuse_io()?;
-    let deadline = Instant::now() + timeout;
+    let mut deadline = None;
     loop {
         match rustix::io::read(borrow(fd), &mut *buf) {
-            Ok(n) => return Ok(n),
-            Err(Errno::AGAIN) => wait_for(fd, PollFlags::IN, deadline)?,
+            Ok((read, _)) => return Ok(read.len()),
+            Err(Errno::AGAIN) => {
+                // The clock starts only when there is something to wait for.
+                let d = *deadline.get_or_insert_with(|| Instant::now() + timeout);
+                wait_for(fd, PollFlags::IN, d)?
+            }
             Err(Errno::INTR) => {}
             Err(e) => return Err(e.into()),
         }
@@ -198,24 +217,75 @@ pub fn read_timeout(fd: RawFd, buf: &mut [u8], timeout: Duration) -> io::Result<
 }
 
 /// Write all of `data` unless the peer stops reading for `timeout`.
-pub fn write_all_timeout(fd: RawFd, mut data: &[u8], timeout: Duration) -> io::Result<()> {
+pub fn write_all_timeout(fd: RawFd, data: &[u8], timeout: Duration) -> io::Result<()> {
+    write_vectored_timeout(fd, &[data], timeout).map(|_| ())
+}
+
+/// Buffers handed to one `sendmsg` (Linux takes up to 1024; a response
+/// rarely has more than a few, and the kernel copies at most the socket's
+/// buffer per call anyway).
+const IOV_BATCH: usize = 64;
+
+/// Write all of `parts`, in order, with as few `sendmsg` calls as the
+/// socket allows (one when it takes everything: the head and the body go
+/// out together, each straight from where it lies), unless the peer stops
+/// reading for `timeout`. Returns the bytes written.
+pub fn write_vectored_timeout(fd: RawFd, parts: &[&[u8]], timeout: Duration) -> io::Result<u64> {
     crate::forked::refuse_io()?;
-    let mut deadline = Instant::now() + timeout;
-    while !data.is_empty() {
-        // NOSIGNAL: a closed peer gives EPIPE instead of killing the worker
-        // (for UNIX sockets too).
-        match rustix::net::send(borrow(fd), data, SendFlags::NOSIGNAL) {
-            Ok(n) => {
-                data = &data[n..];
-                // Progress restarts the clock: the timeout bounds silence, not size.
-                deadline = Instant::now() + timeout;
+    let mut deadline = None;
+    // Where the next byte to send is: parts[idx][off..].
+    let (mut idx, mut off) = (0usize, 0usize);
+    let mut written = 0u64;
+    let mut iov = [io::IoSlice::new(&[]); IOV_BATCH];
+    loop {
+        while idx < parts.len() && off == parts[idx].len() {
+            idx += 1;
+            off = 0;
+        }
+        if idx == parts.len() {
+            return Ok(written);
+        }
+        iov[0] = io::IoSlice::new(&parts[idx][off..]);
+        let mut n_iov = 1;
+        for p in parts[idx + 1..].iter().filter(|p| !p.is_empty()) {
+            if n_iov == IOV_BATCH {
+                break;
             }
-            Err(Errno::AGAIN) => wait_for(fd, PollFlags::OUT, deadline)?,
+            iov[n_iov] = io::IoSlice::new(p);
+            n_iov += 1;
+        }
+        // NOSIGNAL: a closed peer gives EPIPE instead of killing the worker.
+        let sent = rustix::net::sendmsg(
+            borrow(fd),
+            &iov[..n_iov],
+            &mut rustix::net::SendAncillaryBuffer::default(),
+            SendFlags::NOSIGNAL,
+        );
+        match sent {
+            Ok(mut n) => {
+                written += n as u64;
+                // Progress restarts the clock: the timeout bounds silence, not size.
+                deadline = None;
+                while n > 0 {
+                    let left = parts[idx].len() - off;
+                    if n < left {
+                        off += n;
+                        n = 0;
+                    } else {
+                        n -= left;
+                        idx += 1;
+                        off = 0;
+                    }
+                }
+            }
+            Err(Errno::AGAIN) => {
+                let d = *deadline.get_or_insert_with(|| Instant::now() + timeout);
+                wait_for(fd, PollFlags::OUT, d)?
+            }
             Err(Errno::INTR) => {}
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(())
 }
 
 /// Send `count` bytes of file `in_fd` from `offset` with sendfile(2).
@@ -229,7 +299,7 @@ pub fn sendfile_all(
     crate::forked::refuse_io()?;
     let mut sent = 0u64;
     let mut offset = u64::try_from(offset).map_err(|_| io::Error::from(Errno::INVAL))?;
-    let mut deadline = Instant::now() + timeout;
+    let mut deadline = None;
     while count > 0 {
         let chunk = count.min(1 << 30) as usize;
         match rustix::fs::sendfile(borrow(out_fd), borrow(in_fd), Some(&mut offset), chunk) {
@@ -237,9 +307,12 @@ pub fn sendfile_all(
             Ok(n) => {
                 sent += n as u64;
                 count -= n as u64;
-                deadline = Instant::now() + timeout;
+                deadline = None;
             }
-            Err(Errno::AGAIN) => wait_for(out_fd, PollFlags::OUT, deadline)?,
+            Err(Errno::AGAIN) => {
+                let d = *deadline.get_or_insert_with(|| Instant::now() + timeout);
+                wait_for(out_fd, PollFlags::OUT, d)?
+            }
             Err(Errno::INTR) => {}
             Err(e) => return Err(e.into()),
         }

@@ -22,6 +22,7 @@ use crate::offload::{give_back, Offload, Progress, Transfer};
 use crate::request::{Request, Source, Version};
 use crate::routing::{Answer, Routes, Verdict};
 use crate::static_files::{Ask, Statics};
+use crate::wsgi::output::Output;
 
 use super::{finish_request, Pending, Served, Shared, Taken};
 
@@ -264,7 +265,7 @@ pub fn handle<'a>(shared: &'a Shared, front: &Front, taken: Taken<'a>) -> Next<'
         keep_alive: keep,
         leftover: Vec::new(),
         raised: false,
-        tail: Vec::new(),
+        tail: Output::default(),
         unread,
     };
     let remote = req.remote(&taken.conn.remote_addr).to_vec();
@@ -277,7 +278,7 @@ pub fn handle<'a>(shared: &'a Shared, front: &Front, taken: Taken<'a>) -> Next<'
         Progress::Done => Next::Answered(Some(Pending {
             conn: t.conn,
             served: Served {
-                tail: Vec::new(),
+                tail: Output::default(),
                 keep,
                 unread,
             },
@@ -440,7 +441,7 @@ fn answer<'a>(
         keep_alive: keep,
         leftover: Vec::new(),
         raised: false,
-        tail: Vec::new(),
+        tail: Output::default(),
         unread,
     };
     finish_request(shared, req, &remote, &outcome, started, !plan.no_log);
@@ -450,7 +451,7 @@ fn answer<'a>(
     Next::Answered(Some(Pending {
         conn,
         served: Served {
-            tail: head,
+            tail: Output::from_own(head),
             keep,
             unread,
         },
@@ -466,7 +467,7 @@ fn closed_outcome() -> crate::wsgi::Outcome {
         keep_alive: false,
         leftover: Vec::new(),
         raised: false,
-        tail: Vec::new(),
+        tail: Output::default(),
         unread: Unread::Nothing,
     }
 }

@@ -36,7 +36,9 @@ use crate::proxy_protocol;
 use crate::request::{self, Parse, Request, Source, Version};
 use crate::scoreboard::{CoreSlot, Scoreboard};
 use crate::uwsgi_module::CurrentCore;
-use crate::wsgi::{self, input::BodyMode, input::BodyReader, response::ResponseCtx};
+use crate::wsgi::{
+    self, input::BodyMode, input::BodyReader, output::Output, response::ResponseCtx,
+};
 
 /// What the cores of one worker share.
 pub struct Shared {
@@ -111,7 +113,7 @@ struct Pending<'a> {
 /// How a request ended, for its connection.
 struct Served {
     /// The end of the response, still to be written (without the GIL).
-    tail: Vec<u8>,
+    tail: Output,
     /// The connection may be kept for another request.
     keep: bool,
     /// What the client may still be sending of this request.
@@ -128,9 +130,14 @@ pub fn core_loop(py: Python<'_>, shared: &Shared, core: usize) {
     let slot = shared.scoreboard.core(shared.cfg.worker_id, core);
     let mut pending: Option<Pending<'_>> = None;
     let mut share = CpuShare::new(Instant::now());
+    // This core's output, lent to each response and given back with it.
+    let mut out = Output::default();
     loop {
         // GIL: released from the end of one request to the head of the next.
-        let next = py.detach(|| next_request(shared, core, &mut share, pending.take()));
+        let next = py.detach(|| next_request(shared, core, &mut share, pending.take(), &mut out));
+        // The app's bytes objects just written are given back now, not
+        // kept while the core waits.
+        out.release(py);
         let Some(Taken {
             mut conn,
             request,
@@ -141,11 +148,13 @@ pub fn core_loop(py: Python<'_>, shared: &Shared, core: usize) {
             return; // core 0: the worker may exit
         };
         let plan = plan.as_deref();
-        let served =
-            match panics::catch(|| serve_request(py, shared, &mut conn, &request, slot, plan)) {
-                Ok(served) => served,
-                Err(report) => after_panic(shared, core, &request, &report),
-            };
+        let lent = std::mem::take(&mut out);
+        let served = match panics::catch(|| {
+            serve_request(py, shared, &mut conn, &request, slot, plan, lent)
+        }) {
+            Ok(served) => served,
+            Err(report) => after_panic(shared, core, &request, &report),
+        };
         conn.served += 1;
         pending = Some(Pending {
             conn,
@@ -162,9 +171,10 @@ fn next_request<'a>(
     core: usize,
     share: &mut CpuShare,
     mut pending: Option<Pending<'a>>,
+    out: &mut Output,
 ) -> Option<Taken<'a>> {
     loop {
-        let taken = next_parsed(shared, core, share, pending.take())?;
+        let taken = next_parsed(shared, core, share, pending.take(), out)?;
         let Some(front) = &shared.front else {
             return Some(taken);
         };
@@ -183,6 +193,7 @@ fn next_parsed<'a>(
     core: usize,
     share: &mut CpuShare,
     pending: Option<Pending<'a>>,
+    out: &mut Output,
 ) -> Option<Taken<'a>> {
     if let Some(Pending {
         conn,
@@ -190,8 +201,27 @@ fn next_parsed<'a>(
         in_flight,
     }) = pending
     {
-        let ok = served.tail.is_empty()
-            || write_all_timeout(conn.fd(), &served.tail, shared.cfg.socket_timeout).is_ok();
+        let mut tail = served.tail;
+        let queued = tail.len();
+        let written = tail.write(conn.fd(), shared.cfg.socket_timeout);
+        // Its references are given back with the GIL, with any earlier ones.
+        out.absorb(tail);
+        if let (Err(e), false) = (&written, shared.cfg.ignore_write_errors) {
+            // A response cut short (the client stopped reading for the
+            // socket timeout, or went away): say so once.
+            crate::log::line(&format!(
+                "[pid: {}|worker: {}|core: {core}] response to {} cut ({queued} bytes unsent or partly sent): {e}",
+                std::process::id(),
+                shared.cfg.worker_id,
+                crate::log::escape(conn.remote_addr.as_bytes()),
+            ));
+        }
+        if out.release_at_once() {
+            // GIL: taken briefly to free a big body now rather than when
+            // this core next serves (it may wait long for a request).
+            Python::attach(|py| out.release(py));
+        }
+        let ok = written.is_ok();
         drop(in_flight);
         if ok && served.keep {
             if let Some(found) = parse_buffered(shared, conn) {
@@ -421,6 +451,7 @@ fn serve_request(
     req: &Request,
     slot: &'static CoreSlot,
     plan: Option<&front::Plan>,
+    out: Output,
 ) -> Served {
     let started = Instant::now();
     let now_ms = crate::log::unix_millis();
@@ -486,7 +517,15 @@ fn serve_request(
         None => &shared.app,
     };
     let mut outcome = match environ {
-        Ok(env) => wsgi::call(py, app.bind(py), &env, reader, ctx, cfg.ignore_write_errors),
+        Ok(env) => wsgi::call(
+            py,
+            app.bind(py),
+            &env,
+            reader,
+            ctx,
+            cfg.ignore_write_errors,
+            out,
+        ),
         Err(e) => {
             crate::log::line(&format!("cannot build environ: {e}"));
             return Served::error(500);
@@ -510,8 +549,10 @@ impl Served {
     /// An error response, then close: whatever the client still sends is
     /// of a request we gave up on.
     fn error(status: u16) -> Served {
+        let mut tail = Output::default();
+        tail.extend(&http::error_response(status));
         Served {
-            tail: http::error_response(status),
+            tail,
             keep: false,
             unread: Unread::Unknown,
         }

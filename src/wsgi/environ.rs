@@ -8,6 +8,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use pyo3::ffi;
 use pyo3::intern;
@@ -20,10 +21,22 @@ use crate::listen::Listener;
 /// A `str` from bytes decoded as latin-1 (so every byte round-trips).
 pub fn latin1<'py>(py: Python<'py>, b: &[u8]) -> PyResult<Bound<'py, PyString>> {
     if b.is_ascii() {
-        // SAFETY: ASCII is valid UTF-8.
-        return Ok(PyString::new(py, unsafe {
-            std::str::from_utf8_unchecked(b)
-        }));
+        // The usual case: an ASCII str is allocated and the bytes copied in,
+        // with no decoding.
+        let len = b.len() as ffi::Py_ssize_t;
+        // SAFETY: PyUnicode_New returns a new compact ASCII str (maxchar
+        // 127) of `len` characters, or NULL with an exception; its data is
+        // `len` bytes (plus the NUL CPython set) that we fill before anyone
+        // else sees the object.
+        unsafe {
+            let s = Bound::from_owned_ptr_or_err(py, ffi::PyUnicode_New(len, 127))?;
+            std::ptr::copy_nonoverlapping(
+                b.as_ptr(),
+                ffi::PyUnicode_DATA(s.as_ptr()).cast::<u8>(),
+                b.len(),
+            );
+            return Ok(s.cast_into_unchecked());
+        }
     }
     // SAFETY: pointer/length from a live slice; the result is a new
     // reference or NULL with an exception set.
@@ -69,23 +82,78 @@ pub fn template(
     Ok(d.unbind())
 }
 
-/// `HTTP_*` keys for header names, cached per thread: the same few dozen
-/// names arrive on every request.
-fn header_key<'py>(py: Python<'py>, name: &str) -> Bound<'py, PyString> {
-    thread_local! {
-        static KEYS: RefCell<HashMap<String, Py<PyString>>> = RefCell::new(HashMap::new());
-    }
-    KEYS.with(|k| {
+/// A cache of interned keys: the same few dozen header names (or uwsgi
+/// var names) arrive on every request. Hashed with FNV-1a: short keys, not
+/// chosen by an attacker in a way that matters (the cache stops growing).
+type KeyCache = RefCell<HashMap<Vec<u8>, Py<PyString>, BuildHasherDefault<Fnv>>>;
+
+const KEY_CACHE_MAX: usize = 512;
+
+fn cached_key<'py>(
+    py: Python<'py>,
+    cache: &'static std::thread::LocalKey<KeyCache>,
+    raw: &[u8],
+    make: impl FnOnce() -> PyResult<Bound<'py, PyString>>,
+) -> PyResult<Bound<'py, PyString>> {
+    cache.with(|k| {
         let mut k = k.borrow_mut();
-        if let Some(s) = k.get(name) {
-            return s.bind(py).clone();
+        if let Some(s) = k.get(raw) {
+            return Ok(s.bind(py).clone());
         }
-        let s = PyString::intern(py, &cgi_header_name(name));
-        if k.len() < 512 {
-            k.insert(name.to_owned(), s.clone().unbind());
+        let mut ptr = make()?.into_ptr();
+        // SAFETY: `ptr` is an owned reference to a str; interning replaces
+        // it with the owned reference of the interned equal str (equal keys
+        // then share one object, which `from_http` relies on).
+        let s = unsafe {
+            ffi::PyUnicode_InternInPlace(&mut ptr);
+            Bound::from_owned_ptr(py, ptr).cast_into_unchecked::<PyString>()
+        };
+        if k.len() < KEY_CACHE_MAX {
+            k.insert(raw.to_vec(), s.clone().unbind());
         }
-        s
+        Ok(s)
     })
+}
+
+/// `HTTP_*` key for a header name, cached per thread.
+fn header_key<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyString>> {
+    thread_local! {
+        static KEYS: KeyCache = RefCell::new(HashMap::default());
+    }
+    cached_key(py, &KEYS, name.as_bytes(), || {
+        Ok(PyString::new(py, &cgi_header_name(name)))
+    })
+}
+
+/// A uwsgi var name as an environ key, cached per thread.
+fn var_key<'py>(py: Python<'py>, name: &[u8]) -> PyResult<Bound<'py, PyString>> {
+    thread_local! {
+        static KEYS: KeyCache = RefCell::new(HashMap::default());
+    }
+    cached_key(py, &KEYS, name, || latin1(py, name))
+}
+
+/// FNV-1a, for the key caches.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
 }
 
 /// Environ for an HTTP request.
@@ -97,7 +165,13 @@ pub fn from_http<'py>(
     remote_port: &str,
 ) -> PyResult<Bound<'py, PyDict>> {
     let env = template.copy()?;
-    env.set_item(intern!(py, "REQUEST_METHOD"), head.method.as_str())?;
+    let method = match head.method.as_str() {
+        "GET" => intern!(py, "GET").clone(),
+        "POST" => intern!(py, "POST").clone(),
+        "HEAD" => intern!(py, "HEAD").clone(),
+        other => PyString::new(py, other),
+    };
+    env.set_item(intern!(py, "REQUEST_METHOD"), method)?;
     env.set_item(
         intern!(py, "PATH_INFO"),
         latin1(py, &percent_decode(&head.path))?,
@@ -112,18 +186,23 @@ pub fn from_http<'py>(
     env.set_item(intern!(py, "SERVER_PROTOCOL"), proto)?;
     env.set_item(intern!(py, "REMOTE_ADDR"), remote_addr)?;
     env.set_item(intern!(py, "REMOTE_PORT"), remote_port)?;
+    // Keys set so far (interned: one object per key), to find a repeated
+    // header without looking it up in the dict each time.
+    let mut seen: Vec<*mut ffi::PyObject> = Vec::with_capacity(head.headers.len());
     for (name, value) in &head.headers {
         let key = if name.eq_ignore_ascii_case("content-type") {
             intern!(py, "CONTENT_TYPE").clone()
         } else if name.eq_ignore_ascii_case("content-length") {
             intern!(py, "CONTENT_LENGTH").clone()
         } else {
-            header_key(py, name)
+            header_key(py, name)?
         };
         let value = latin1(py, value)?;
+        let repeated = seen.contains(&key.as_ptr());
+        seen.push(key.as_ptr());
         // Repeated headers are joined with a comma (RFC 9110 5.3); cookies
         // with "; " as browsers expect.
-        if let Some(prev) = env.get_item(&key)? {
+        if let Some(prev) = if repeated { env.get_item(&key)? } else { None } {
             let sep = if name.eq_ignore_ascii_case("cookie") {
                 "; "
             } else {
@@ -146,21 +225,16 @@ pub fn from_uwsgi<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let env = template.copy()?;
     for (k, v) in vars {
-        env.set_item(latin1(py, k)?, latin1(py, v)?)?;
+        env.set_item(var_key(py, k)?, latin1(py, v)?)?;
     }
     // Keys nginx may omit but PEP 3333 requires.
-    for key in [
-        "PATH_INFO",
-        "QUERY_STRING",
-        "REQUEST_METHOD",
-        "SERVER_PROTOCOL",
+    for (key, default) in [
+        (intern!(py, "PATH_INFO"), ""),
+        (intern!(py, "QUERY_STRING"), ""),
+        (intern!(py, "REQUEST_METHOD"), "GET"),
+        (intern!(py, "SERVER_PROTOCOL"), "HTTP/1.0"),
     ] {
         if !env.contains(key)? {
-            let default = match key {
-                "REQUEST_METHOD" => "GET",
-                "SERVER_PROTOCOL" => "HTTP/1.0",
-                _ => "",
-            };
             env.set_item(key, default)?;
         }
     }

@@ -7,14 +7,16 @@
 //! `OSError` in the app and marks the connection unusable.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
 use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
-use crate::conn::{read_timeout, write_all_timeout, Unread};
+use crate::conn::{read_uninit_timeout, write_all_timeout, Unread};
 use crate::http::ChunkedDecoder;
 
 const READ_CHUNK: usize = 64 * 1024;
@@ -88,10 +90,16 @@ impl BodyReader {
             self.pos = 0;
         }
         let len = self.buf.len();
-        self.buf.resize(len + READ_CHUNK, 0);
-        let r = read_timeout(self.fd, &mut self.buf[len..], self.timeout);
-        let n = *r.as_ref().unwrap_or(&0);
-        self.buf.truncate(len + n);
+        self.buf.reserve(READ_CHUNK);
+        let r = read_uninit_timeout(
+            self.fd,
+            &mut self.buf.spare_capacity_mut()[..READ_CHUNK],
+            self.timeout,
+        );
+        if let Ok(n) = r {
+            // SAFETY: the kernel initialised the first n bytes of the spare capacity.
+            unsafe { self.buf.set_len(len + n) };
+        }
         match r {
             Ok(0) => Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -176,6 +184,71 @@ impl BodyReader {
         }
     }
 
+    /// How many body bytes are left to hand out when the length is known
+    /// (Content-Length; None for a chunked body).
+    pub fn known_remaining(&self) -> Option<u64> {
+        match &self.mode {
+            BodyMode::Length(n) => Some(*n),
+            BodyMode::Chunked(_) | BodyMode::File(..) => None,
+        }
+    }
+
+    /// Fill `dst` entirely with the next body bytes of a Content-Length
+    /// body (`dst` no longer than [`BodyReader::known_remaining`]): first
+    /// what is buffered, then straight from the socket into `dst`, with no
+    /// buffer in between. On error `dst` is partly filled and the
+    /// connection is marked broken.
+    pub fn read_exact_into(&mut self, dst: &mut [MaybeUninit<u8>]) -> io::Result<()> {
+        let r = self.read_exact_into_inner(dst);
+        if r.is_err() {
+            self.broken = true;
+        }
+        r
+    }
+
+    fn read_exact_into_inner(&mut self, dst: &mut [MaybeUninit<u8>]) -> io::Result<()> {
+        if self.broken {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "request body unavailable after an earlier error",
+            ));
+        }
+        let BodyMode::Length(remaining) = &mut self.mode else {
+            return Err(io::Error::other("not a Content-Length body"));
+        };
+        if dst.len() as u64 > *remaining {
+            return Err(io::Error::other("read past the body"));
+        }
+        let from_buf = dst.len().min(self.buf.len() - self.pos);
+        for (d, s) in dst[..from_buf]
+            .iter_mut()
+            .zip(&self.buf[self.pos..self.pos + from_buf])
+        {
+            d.write(*s);
+        }
+        self.pos += from_buf;
+        *remaining -= from_buf as u64;
+        self.body_read += from_buf as u64;
+        let mut filled = from_buf;
+        if filled < dst.len() && self.continue_pending {
+            self.continue_pending = false;
+            write_all_timeout(self.fd, b"HTTP/1.1 100 Continue\r\n\r\n", self.timeout)?;
+        }
+        while filled < dst.len() {
+            let n = read_uninit_timeout(self.fd, &mut dst[filled..], self.timeout)?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "client closed the connection mid-body",
+                ));
+            }
+            filled += n;
+            *remaining -= n as u64;
+            self.body_read += n as u64;
+        }
+        Ok(())
+    }
+
     /// Read and discard the rest of the body so the connection can carry
     /// the next request; false when that is not worth it or fails.
     pub fn drain(&mut self, limit: u64) -> bool {
@@ -228,6 +301,13 @@ impl BodyReader {
         self.buf
     }
 }
+
+/// The buffer of a bytes object being filled without the GIL.
+struct RawBuf(*mut MaybeUninit<u8>, usize);
+
+// SAFETY: the buffer belongs to a bytes object only the reading thread can
+// reach until the read returns (see `Input::read_direct`).
+unsafe impl Send for RawBuf {}
 
 /// The `wsgi.input` object.
 #[pyclass(module = "uwsgi_rs")]
@@ -286,6 +366,43 @@ impl Input {
         Ok(out)
     }
 
+    /// `want` bytes of a Content-Length body read into the bytes object
+    /// that is returned: one allocation of the right size, filled from the
+    /// buffer and then from the socket directly.
+    fn read_direct<'py>(&mut self, py: Python<'py>, want: u64) -> PyResult<Bound<'py, PyBytes>> {
+        let reader = self
+            .reader
+            .as_mut()
+            .ok_or_else(|| PyValueError::new_err("wsgi.input used after the request ended"))?;
+        let len = ffi::Py_ssize_t::try_from(want)
+            .map_err(|_| PyValueError::new_err("request body too large"))?;
+        // SAFETY: NULL asks CPython for an uninitialised buffer of `len`
+        // bytes; the result is a new reference or NULL with an exception.
+        let bytes = unsafe {
+            Bound::from_owned_ptr_or_err(py, ffi::PyBytes_FromStringAndSize(std::ptr::null(), len))?
+                .cast_into_unchecked::<PyBytes>()
+        };
+        if want == 0 {
+            return Ok(bytes);
+        }
+        // SAFETY: a fresh bytes object of `len` bytes that nothing else can
+        // see yet (only this frame holds it): its buffer may be written, by
+        // this thread alone, before it is handed out.
+        let buf = RawBuf(
+            unsafe { ffi::PyBytes_AsString(bytes.as_ptr()) }.cast(),
+            len as usize,
+        );
+        // GIL: released while the client's bytes arrive.
+        py.detach(|| {
+            let buf = buf;
+            // SAFETY: see above; `bytes` outlives the call.
+            let dst = unsafe { std::slice::from_raw_parts_mut(buf.0, buf.1) };
+            reader.read_exact_into(dst)
+        })
+        .map_err(|e| PyOSError::new_err(format!("error reading request body: {e}")))?;
+        Ok(bytes)
+    }
+
     fn read_line(&mut self, py: Python<'_>, size: Option<isize>) -> PyResult<Vec<u8>> {
         let limit = match size {
             Some(n) if n >= 0 => n as usize,
@@ -320,6 +437,15 @@ impl Input {
 impl Input {
     #[pyo3(signature = (size=None))]
     fn read<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
+        if self.pending.is_empty() {
+            if let Some(remaining) = self.reader.as_ref().and_then(BodyReader::known_remaining) {
+                let want = match size {
+                    Some(n) if n >= 0 => remaining.min(n as u64),
+                    _ => remaining,
+                };
+                return self.read_direct(py, want);
+            }
+        }
         let v = self.read_bytes(py, size)?;
         Ok(PyBytes::new(py, &v))
     }

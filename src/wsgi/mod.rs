@@ -9,6 +9,7 @@
 pub mod app;
 pub mod environ;
 pub mod input;
+pub mod output;
 pub mod response;
 
 use pyo3::prelude::*;
@@ -16,6 +17,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use crate::conn::Unread;
 use input::{BodyReader, Input};
+use output::Output;
 use response::{FileWrapper, ResponseCtx, StartResponse};
 
 /// What happened, for the access log and the connection.
@@ -30,8 +32,9 @@ pub struct Outcome {
     pub leftover: Vec<u8>,
     /// The app raised (counted as an exception in the stats).
     pub raised: bool,
-    /// The end of the response, still to be written (without the GIL).
-    pub tail: Vec<u8>,
+    /// The end of the response, still to be written (without the GIL);
+    /// the core's output, given back.
+    pub tail: Output,
     /// What the client may still be sending of the body: read and
     /// discarded before the connection is closed (see `conn::Linger`).
     pub unread: Unread,
@@ -41,7 +44,8 @@ pub struct Outcome {
 /// beyond that, closing is cheaper than reading.
 const DRAIN_LIMIT: u64 = 1 << 20;
 
-/// Run the app for one request. `environ` has everything but `wsgi.input`.
+/// Run the app for one request. `environ` has everything but `wsgi.input`;
+/// `out` is the core's (empty) output, given back in the outcome.
 pub fn call(
     py: Python<'_>,
     app: &Bound<'_, PyAny>,
@@ -49,14 +53,15 @@ pub fn call(
     body: BodyReader,
     ctx: ResponseCtx,
     quiet_write_errors: bool,
+    out: Output,
 ) -> Outcome {
     let input = match Py::new(py, Input::new(body)) {
         Ok(i) => i,
-        Err(e) => return internal_failure(py, &e),
+        Err(e) => return internal_failure(py, &e, out),
     };
-    let sr = match Py::new(py, StartResponse::new(ctx)) {
+    let sr = match Py::new(py, StartResponse::new(ctx, out)) {
         Ok(s) => s,
-        Err(e) => return internal_failure(py, &e),
+        Err(e) => return internal_failure(py, &e, Output::default()),
     };
     let sr_b = sr.bind(py);
     let mut raised = false;
@@ -86,16 +91,18 @@ pub fn call(
             s.ctx.keep_alive = false;
         } else {
             let status = client_fault.unwrap_or(500);
-            s.set_error(status);
-            s.queue_unframed(format!("{}\n", crate::http::reason_phrase(status)).as_bytes());
-            let body = s.take_pending();
+            s.set_error(py, status);
+            let body = format!("{}\n", crate::http::reason_phrase(status));
             s.send_head(Some(body.len() as u64));
-            let _ = s.push_body(py, &body);
+            let _ = s.push_body(py, body.as_bytes());
             s.finish(Some(body.len() as u64));
         }
     }
     let mut s = sr_b.borrow_mut();
-    let tail = s.take_tail();
+    let mut tail = s.take_output();
+    if s.write_failed {
+        tail.discard(); // the client has gone: nothing more to write
+    }
     let mut keep_alive = s.ctx.keep_alive && !s.write_failed;
     let reader = input.bind(py).borrow_mut().take_reader();
     let (leftover, unread) = match reader {
@@ -136,12 +143,15 @@ fn respond(
     sr: &Bound<'_, StartResponse>,
 ) -> PyResult<()> {
     let walked = walk(py, result, sr);
-    let closed = if result.hasattr(pyo3::intern!(py, "close")).unwrap_or(false) {
-        result.call_method0(pyo3::intern!(py, "close")).map(|_| ())
-    } else {
-        Ok(())
+    // A plain list or tuple has no close(): not looking saves raising and
+    // clearing an AttributeError on every request.
+    let plain = result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>();
+    let closed = match result.getattr_opt(pyo3::intern!(py, "close")) {
+        _ if plain => Ok(()),
+        Ok(Some(close)) => close.call0().map(|_| ()),
+        Ok(None) | Err(_) => Ok(()),
     };
-    walked?;
+    let whole = walked?;
     closed?;
     let mut s = sr.borrow_mut();
     if !s.status_set() {
@@ -149,33 +159,50 @@ fn respond(
             "the app returned without calling start_response()",
         ));
     }
-    // A body held whole (list/tuple) is sent now, after close(), so an
-    // error in close() can still become a 500.
-    if !s.headers_sent {
-        let pending = s.take_pending();
-        let len = pending.len() as u64;
-        s.send_head(Some(len));
-        s.push_body(py, &pending)?;
-        s.finish(Some(len));
-    } else {
-        s.finish(None);
+    // A body held whole (list/tuple) is queued now, after close(), so an
+    // error in close() can still become a 500; its bytes objects are
+    // referenced, not copied, and written by the core without the GIL.
+    match whole {
+        Some((items, len)) if !s.headers_sent => {
+            s.send_head(Some(len));
+            for item in &items {
+                s.push_bytes(item);
+            }
+            s.finish(Some(len));
+        }
+        Some((items, _)) => {
+            // write() was used before returning: keep streaming.
+            for item in &items {
+                s.push_bytes(item);
+            }
+            s.finish(None);
+        }
+        None => s.finish(None),
     }
     Ok(())
 }
 
-fn walk(py: Python<'_>, result: &Bound<'_, PyAny>, sr: &Bound<'_, StartResponse>) -> PyResult<()> {
-    // Fast path: a list or tuple of bytes is gathered and sent in one write
-    // with a Content-Length.
+/// The bytes objects of a body held whole, and their total length.
+type Whole<'py> = Option<(Vec<Bound<'py, PyBytes>>, u64)>;
+
+fn walk<'py>(
+    py: Python<'py>,
+    result: &Bound<'py, PyAny>,
+    sr: &Bound<'py, StartResponse>,
+) -> PyResult<Whole<'py>> {
+    // Fast path: a list or tuple of bytes is sent in one write with a
+    // Content-Length.
     if let Ok(list) = result.cast::<PyList>() {
-        return gather(sr, list.iter());
+        return gather(sr, list.iter()).map(Some);
     }
     if let Ok(tuple) = result.cast::<PyTuple>() {
-        return gather(sr, tuple.iter());
+        return gather(sr, tuple.iter()).map(Some);
     }
     if let Ok(fw) = result.cast::<FileWrapper>() {
         if let Some((fd, offset, size)) = real_file(py, &fw.borrow().filelike) {
             check_started(sr)?;
-            return sr.borrow_mut().sendfile(py, fd, offset, size);
+            sr.borrow_mut().sendfile(py, fd, offset, size)?;
+            return Ok(None);
         }
     }
     for item in result.try_iter()? {
@@ -183,34 +210,31 @@ fn walk(py: Python<'_>, result: &Bound<'_, PyAny>, sr: &Bound<'_, StartResponse>
         let bytes = item.cast::<PyBytes>().map_err(|_| non_bytes(&item))?;
         check_started(sr)?;
         let mut s = sr.borrow_mut();
-        s.push_body(py, bytes.as_bytes())?;
+        s.push_bytes(bytes);
         // Streaming: each chunk goes out as it is produced.
         s.flush(py)?;
         if s.write_failed {
             break; // the client has gone (--disable-write-exception)
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 fn gather<'py>(
     sr: &Bound<'py, StartResponse>,
-    items: impl Iterator<Item = Bound<'py, PyAny>>,
-) -> PyResult<()> {
-    let mut body = Vec::new();
+    items: impl ExactSizeIterator<Item = Bound<'py, PyAny>>,
+) -> PyResult<(Vec<Bound<'py, PyBytes>>, u64)> {
+    let mut body = Vec::with_capacity(items.len());
+    let mut len = 0u64;
     for item in items {
-        let bytes = item.cast::<PyBytes>().map_err(|_| non_bytes(&item))?;
-        body.extend_from_slice(bytes.as_bytes());
+        let bytes = item
+            .cast_into::<PyBytes>()
+            .map_err(|e| non_bytes(&e.into_inner()))?;
+        len += bytes.as_bytes().len() as u64;
+        body.push(bytes);
     }
     check_started(sr)?;
-    let mut s = sr.borrow_mut();
-    if s.headers_sent {
-        // write() was used before returning: keep streaming.
-        s.push_body(sr.py(), &body)
-    } else {
-        s.queue_unframed(&body);
-        Ok(())
-    }
+    Ok((body, len))
 }
 
 fn check_started(sr: &Bound<'_, StartResponse>) -> PyResult<()> {
@@ -255,7 +279,7 @@ fn report(py: Python<'_>, e: &PyErr) {
     crate::log::block(crate::python::format_exception(py, e).as_bytes());
 }
 
-fn internal_failure(py: Python<'_>, e: &PyErr) -> Outcome {
+fn internal_failure(py: Python<'_>, e: &PyErr, tail: Output) -> Outcome {
     report(py, e);
     Outcome {
         status: 500,
@@ -264,7 +288,7 @@ fn internal_failure(py: Python<'_>, e: &PyErr) -> Outcome {
         keep_alive: false,
         leftover: Vec::new(),
         raised: true,
-        tail: Vec::new(),
+        tail,
         unread: Unread::Unknown,
     }
 }

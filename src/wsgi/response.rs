@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use pyo3::exceptions::{PyAssertionError, PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyString, PyTuple};
+use pyo3::types::{PyBytes, PyString, PyTuple};
 
-use crate::conn::write_all_timeout;
+use super::output::Output;
 use crate::http::reason_phrase;
 
 /// How the response is sent, fixed when the request is parsed.
@@ -41,18 +41,23 @@ pub struct ResponseCtx {
     pub write_exception: bool,
 }
 
-/// Flush the output buffer once it holds this much.
+/// Flush the output once it holds this much of the server's own copies
+/// (small bodies written one by one with `write()`).
 const FLUSH_AT: usize = 64 * 1024;
 
 #[pyclass(module = "uwsgi_rs")]
 pub struct StartResponse {
     status: Option<String>,
     pub code: u16,
-    headers: Vec<(String, String)>,
+    /// The app's header lines, serialised ("Name: value\r\n").
+    headers: Vec<u8>,
+    /// The app set a Date header.
+    has_date: bool,
     content_length: Option<u64>,
     pub headers_sent: bool,
     pub ctx: ResponseCtx,
-    out: Vec<u8>,
+    /// What is queued for the socket (the core's, lent for the request).
+    out: Output,
     chunked: bool,
     /// Body bytes accepted from the app (counted even when not sent: HEAD).
     pub body_bytes: u64,
@@ -63,15 +68,16 @@ pub struct StartResponse {
 }
 
 impl StartResponse {
-    pub fn new(ctx: ResponseCtx) -> StartResponse {
+    pub fn new(ctx: ResponseCtx, out: Output) -> StartResponse {
         StartResponse {
             status: None,
             code: 0,
             headers: Vec::new(),
+            has_date: false,
             content_length: None,
             headers_sent: false,
             ctx,
-            out: Vec::with_capacity(512),
+            out,
             chunked: false,
             body_bytes: 0,
             wire_bytes: 0,
@@ -88,36 +94,43 @@ impl StartResponse {
     }
 
     /// Serialise the head, choosing the framing. `known_len` is the whole
-    /// body length when the caller already holds all of it.
+    /// body length when the caller already holds all of it. Nothing of the
+    /// body may be queued before it.
     pub fn send_head(&mut self, known_len: Option<u64>) {
         if self.headers_sent {
             return;
         }
         self.headers_sent = true;
-        let status = match self.status.as_deref() {
+        let body_allowed = self.body_allowed();
+        let start = self.out.own_buf().len();
+        let head = self.out.own_buf();
+        head.extend_from_slice(self.ctx.protocol.as_bytes());
+        head.push(b' ');
+        match self.status.as_deref() {
             // "200" alone: the status line still needs a reason phrase.
-            Some(s) if s.len() == 3 => format!("{s} {}", reason_phrase(self.code)),
-            Some(s) => s.to_string(),
-            None => "500 Internal Server Error".to_string(),
-        };
-        let mut head = Vec::with_capacity(256);
-        let _ = write!(head, "{} {}\r\n", self.ctx.protocol, status);
-        let mut has_date = false;
-        for (k, v) in &self.headers {
-            has_date |= k.eq_ignore_ascii_case("date");
-            let _ = write!(head, "{k}: {v}\r\n");
+            Some(s) if s.len() == 3 => {
+                head.extend_from_slice(s.as_bytes());
+                head.push(b' ');
+                head.extend_from_slice(reason_phrase(self.code).as_bytes());
+            }
+            Some(s) => head.extend_from_slice(s.as_bytes()),
+            None => head.extend_from_slice(b"500 Internal Server Error"),
         }
+        head.extend_from_slice(b"\r\n");
+        head.extend_from_slice(&self.headers);
         for (k, v) in &self.ctx.extra_headers {
             if k.eq_ignore_ascii_case("connection") {
                 self.ctx.keep_alive &= !v.to_ascii_lowercase().contains("close");
                 continue;
             }
-            let _ = write!(head, "{k}: {v}\r\n");
+            push_header(head, k, v);
         }
-        if !has_date && self.ctx.protocol.starts_with("HTTP/1.1") {
-            let _ = write!(head, "Date: {}\r\n", http_date());
+        if !self.has_date && self.ctx.protocol.starts_with("HTTP/1.1") {
+            head.extend_from_slice(b"Date: ");
+            with_http_date(|d| head.extend_from_slice(d.as_bytes()));
+            head.extend_from_slice(b"\r\n");
         }
-        if self.body_allowed() {
+        if body_allowed {
             match (self.content_length, known_len) {
                 (Some(_), _) => {}
                 (None, Some(n)) => {
@@ -141,59 +154,91 @@ impl StartResponse {
             head.extend_from_slice(b"Connection: keep-alive\r\n");
         }
         head.extend_from_slice(b"\r\n");
-        // The head goes before anything already buffered.
-        head.extend_from_slice(&self.out);
-        self.out = head;
+        self.out.extended(start);
     }
 
-    /// Queue body bytes (framed); flush when the buffer is large.
+    /// Queue body bytes the server holds itself (framed); flush when much
+    /// is buffered.
     pub fn push_body(&mut self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
-        if !self.headers_sent {
-            self.send_head(None);
-        }
-        let mut data = data;
-        if let Some(cl) = self.content_length {
-            // Never send more than announced: the client would read the
-            // excess as the next response.
-            let room = cl.saturating_sub(self.body_bytes);
-            if (data.len() as u64) > room {
-                data = &data[..room as usize];
-            }
-        }
-        self.body_bytes += data.len() as u64;
-        if data.is_empty() || !self.body_allowed() {
+        let Some(n) = self.admit(data.len()) else {
             return Ok(());
-        }
-        if self.chunked {
-            let _ = write!(self.out, "{:x}\r\n", data.len());
-            self.out.extend_from_slice(data);
-            self.out.extend_from_slice(b"\r\n");
-        } else {
-            self.out.extend_from_slice(data);
-        }
+        };
+        self.frame_start(n);
+        self.out.extend(&data[..n]);
+        self.frame_end();
         if self.out.len() >= FLUSH_AT {
             self.flush(py)?;
         }
         Ok(())
     }
 
-    /// Write out everything buffered.
+    /// Queue an app's bytes object (framed), referenced rather than copied
+    /// unless it is short. Nothing is written yet.
+    pub fn push_bytes(&mut self, bytes: &Bound<'_, PyBytes>) {
+        let Some(n) = self.admit(bytes.as_bytes().len()) else {
+            return;
+        };
+        self.frame_start(n);
+        self.out.push_bytes(bytes, n);
+        self.frame_end();
+    }
+
+    /// Count `len` body bytes, sending the head first if needed; how many
+    /// of them go on the wire (None: none), never more than announced.
+    fn admit(&mut self, len: usize) -> Option<usize> {
+        if !self.headers_sent {
+            self.send_head(None);
+        }
+        let mut n = len;
+        if let Some(cl) = self.content_length {
+            // Never send more than announced: the client would read the
+            // excess as the next response.
+            let room = cl.saturating_sub(self.body_bytes);
+            if (n as u64) > room {
+                n = room as usize;
+            }
+        }
+        self.body_bytes += n as u64;
+        if n == 0 || !self.body_allowed() {
+            return None;
+        }
+        Some(n)
+    }
+
+    fn frame_start(&mut self, n: usize) {
+        if self.chunked {
+            let start = self.out.own_buf().len();
+            let _ = write!(self.out.own_buf(), "{n:x}\r\n");
+            self.out.extended(start);
+        }
+    }
+
+    fn frame_end(&mut self) {
+        if self.chunked {
+            self.out.extend(b"\r\n");
+        }
+    }
+
+    /// Write out everything queued (the GIL released meanwhile).
     pub fn flush(&mut self, py: Python<'_>) -> PyResult<()> {
         if self.out.is_empty() {
             return Ok(());
         }
         if self.write_failed {
-            self.out.clear();
+            self.out.clear(py);
             return self.write_error("client connection lost".into());
         }
         let (fd, timeout) = (self.ctx.fd, self.ctx.timeout);
-        let out = &self.out;
+        let queued = self.out.len() as u64;
+        let out = &mut self.out;
         // GIL: released while the client takes the bytes.
-        let r = py.detach(|| write_all_timeout(fd, out, timeout));
-        self.wire_bytes += self.out.len() as u64;
-        self.out.clear();
+        let r = py.detach(|| out.write(fd, timeout));
+        // The references written are given back now: a streamed body is
+        // held one chunk at a time.
+        self.out.release(py);
+        self.wire_bytes += queued;
         match r {
-            Ok(()) => Ok(()),
+            Ok(_) => Ok(()),
             Err(e) => {
                 self.write_failed = true;
                 self.write_error(format!("error writing response: {e}"))
@@ -213,12 +258,12 @@ impl StartResponse {
 
     /// Complete the response: head if not yet sent, the last chunk. The
     /// tail stays buffered: the core writes it after releasing the GIL
-    /// ([`StartResponse::take_tail`]), so a small response costs one GIL
+    /// ([`StartResponse::take_output`]), so a small response costs one GIL
     /// hand-off, not two.
     pub fn finish(&mut self, known_len: Option<u64>) {
         self.send_head(known_len);
         if self.chunked {
-            self.out.extend_from_slice(b"0\r\n\r\n");
+            self.out.extend(b"0\r\n\r\n");
         }
         if let Some(cl) = self.content_length {
             if self.body_allowed() && self.body_bytes < cl {
@@ -227,31 +272,24 @@ impl StartResponse {
         }
     }
 
-    /// The bytes still to write once the app is done.
-    pub fn take_tail(&mut self) -> Vec<u8> {
+    /// The output still to write once the app is done, given back to the
+    /// core (which writes it without the GIL).
+    pub fn take_output(&mut self) -> Output {
         self.wire_bytes += self.out.len() as u64;
         std::mem::take(&mut self.out)
     }
 
     /// Replace whatever the app set with a plain error response; only
     /// possible while nothing was sent.
-    pub fn set_error(&mut self, code: u16) {
+    pub fn set_error(&mut self, py: Python<'_>, code: u16) {
         self.status = Some(format!("{code} {}", reason_phrase(code)));
         self.code = code;
-        self.headers = vec![("Content-Type".into(), "text/plain".into())];
+        self.headers.clear();
+        push_header(&mut self.headers, "Content-Type", "text/plain");
+        self.has_date = false;
         self.content_length = None;
         self.ctx.keep_alive = false;
-        self.out.clear();
-    }
-
-    /// Hold a whole body (from a list) until the head can carry its length.
-    pub fn queue_unframed(&mut self, body: &[u8]) {
-        self.out.extend_from_slice(body);
-    }
-
-    /// Bytes to send later once the head is known, for list bodies.
-    pub fn take_pending(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.out)
+        self.out.clear(py);
     }
 
     /// Send the head and then `count` bytes of file `in_fd` from `offset`.
@@ -284,6 +322,13 @@ impl StartResponse {
             }
         }
     }
+}
+
+fn push_header(block: &mut Vec<u8>, name: &str, value: &str) {
+    block.extend_from_slice(name.as_bytes());
+    block.extend_from_slice(b": ");
+    block.extend_from_slice(value.as_bytes());
+    block.extend_from_slice(b"\r\n");
 }
 
 fn is_token(s: &str) -> bool {
@@ -343,37 +388,35 @@ impl StartResponse {
             .to_str()?
             .to_owned();
         let code = check_status(&status)?;
-        let mut parsed = Vec::new();
+        // The app's headers, checked and serialised ("Name: value\r\n")
+        // into one buffer: no string of our own per header.
+        let mut block = Vec::with_capacity(128);
+        let mut has_date = false;
         let mut content_length = None;
         let mut close = false;
+        let pair_error = || PyTypeError::new_err("WSGI headers must be (name, value) tuples");
         for item in headers.try_iter()? {
             let item = item?;
-            let pair = item
-                .cast::<PyTuple>()
-                .map_err(|_| PyTypeError::new_err("WSGI headers must be (name, value) tuples"))?;
+            let pair = item.cast::<PyTuple>().map_err(|_| pair_error())?;
             if pair.len() != 2 {
-                return Err(PyTypeError::new_err(
-                    "WSGI headers must be (name, value) tuples",
-                ));
+                return Err(pair_error());
             }
-            let name: String = pair
-                .get_item(0)?
+            let name_obj = pair.get_borrowed_item(0)?;
+            let name_str = name_obj
                 .cast::<PyString>()
-                .map_err(|_| PyTypeError::new_err("header name must be a str"))?
-                .to_str()?
-                .to_owned();
-            let value: String = pair
-                .get_item(1)?
+                .map_err(|_| PyTypeError::new_err("header name must be a str"))?;
+            let name = name_str.to_str()?;
+            let value_obj = pair.get_borrowed_item(1)?;
+            let value_str = value_obj
                 .cast::<PyString>()
-                .map_err(|_| PyTypeError::new_err("header value must be a str"))?
-                .to_str()?
-                .to_owned();
-            if !is_token(&name) {
+                .map_err(|_| PyTypeError::new_err("header value must be a str"))?;
+            let value = value_str.to_str()?;
+            if !is_token(name) {
                 return Err(PyValueError::new_err(format!(
                     "invalid header name {name:?}"
                 )));
             }
-            if !is_clean_value(&value) {
+            if !is_clean_value(value) {
                 return Err(PyValueError::new_err(format!(
                     "invalid value for header {name:?}: control characters"
                 )));
@@ -388,7 +431,8 @@ impl StartResponse {
             } else if name.eq_ignore_ascii_case("transfer-encoding") {
                 continue; // the server frames the body itself
             }
-            parsed.push((name, value));
+            has_date |= name.eq_ignore_ascii_case("date");
+            push_header(&mut block, name, value);
         }
         if !headers.is_instance_of::<pyo3::types::PyList>() {
             return Err(PyTypeError::new_err("WSGI headers must be a list"));
@@ -396,14 +440,14 @@ impl StartResponse {
         let mut this = slf.borrow_mut();
         this.status = Some(status);
         this.code = code;
-        this.headers = parsed;
+        this.headers = block;
+        this.has_date = has_date;
         this.content_length = content_length;
         if close {
             this.ctx.keep_alive = false;
         }
         drop(this);
-        let _ = py;
-        slf.getattr("write")
+        slf.getattr(pyo3::intern!(py, "write"))
     }
 
     /// The legacy `write()` callable returned by start_response.
@@ -414,9 +458,9 @@ impl StartResponse {
             ));
         }
         let bytes = data
-            .cast::<pyo3::types::PyBytes>()
+            .cast::<PyBytes>()
             .map_err(|_| PyTypeError::new_err("write() argument must be bytes"))?;
-        self.push_body(py, bytes.as_bytes())?;
+        self.push_bytes(bytes);
         self.flush(py)
     }
 }
@@ -460,8 +504,9 @@ impl FileWrapper {
     }
 }
 
-/// The `Date` header value for now, cached per second per thread.
-pub fn http_date() -> String {
+/// Call `f` with the `Date` header value for now, cached per second per
+/// thread.
+pub fn with_http_date<R>(f: impl FnOnce(&str) -> R) -> R {
     thread_local! {
         static CACHE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
     }
@@ -471,8 +516,13 @@ pub fn http_date() -> String {
         if c.0 != now {
             *c = (now, crate::httpdate::format(now as i64));
         }
-        c.1.clone()
+        f(&c.1)
     })
+}
+
+/// The `Date` header value for now.
+pub fn http_date() -> String {
+    with_http_date(str::to_owned)
 }
 
 #[cfg(test)]

@@ -83,6 +83,23 @@ def application(environ, start_response):
                                   ("Content-Length", str(len(body)))])
         return [body]
 
+    if path == "/list":
+        # n bytes objects of `size` bytes, each of its own byte value
+        n, size = int(q.get("n", "3")), int(q.get("size", "10"))
+        body = [bytes([i % 251]) * size for i in range(n)]
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return body
+
+    if path == "/readmix":
+        # a partial read, then the rest in one read()
+        inp = environ["wsgi.input"]
+        first = inp.read(int(q.get("first", "10")))
+        rest = inp.read()
+        after = inp.read()
+        h = hashlib.sha256(first + rest).hexdigest()
+        return _json(start_response, {"sha256": h, "first": len(first), "rest": len(rest),
+                                      "after": len(after)})
+
     if path == "/sha":
         # Read incrementally, never the whole body at once.
         inp = environ["wsgi.input"]
