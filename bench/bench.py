@@ -1,21 +1,29 @@
 #!/usr/bin/env python3
-"""Throughput/latency/memory benchmark: uwsgi-rs vs granian, gunicorn and uWSGI.
+"""Throughput/latency/memory benchmark: uwsgi-rs against granian, gunicorn,
+uWSGI, bjoern and fastwsgi, on five workloads, direct and behind nginx.
 
-Every server serves bench/hello.py (b"Hello, World!") with 2 processes x 4
-threads on a free 127.0.0.1 port. Each one is started, checked (status, body,
-headers), warmed up for 2 s with wrk, then loaded with
+Workloads (bench/apps/): hello (13 bytes), big (a 100 KB body), post (a
+64 KB POST the app reads whole), json (50 items built and serialised per
+request), django (a Django view rendering a template from a 50-row sqlite
+query). Every server runs 2 processes x 4 threads where it has threads
+(bjoern and fastwsgi: 2 single-threaded processes). Each run starts the
+server, checks its answer, warms up with wrk for 2 s, then runs
 
-    wrk -t2 -c32 -d<duration>s --latency http://127.0.0.1:PORT/
+    wrk -t2 -c32 -d<duration>s --latency [-s post.lua] URL
 
-while the RSS of its worker processes is sampled from /proc, then stopped.
-Rounds are interleaved (round-robin over the servers); the table shows the
-median of each metric over the rounds. Stdlib only.
+while the RSS of the workers is sampled, and stops it. Modes: "direct"
+(wrk talks HTTP/1.1 keep-alive to the server) and "nginx" (Debian's nginx,
+one worker process, in front: uwsgi_pass over a UNIX socket for the
+servers that speak uwsgi, uwsgi-rs and uWSGI; proxy_pass with HTTP/1.1
+keep-alive to the upstream over loopback TCP for the HTTP-only ones).
+Rounds are interleaved; ONE table shows the median of each metric.
 
-    python3 bench/bench.py [--duration 10] [--rounds 3] [--only uwsgi-rs,granian]
-                           [--json out.json] [--uwsgi-rs PATH]
+    python3 bench/bench.py [--duration 10] [--rounds 3] [--workloads hello,big,post,json,django]
+                           [--modes direct,nginx] [--only uwsgi-rs,granian] [--json out.json]
 
-Every server runs in its own process group (session); all of them are stopped
-on exit, error, Ctrl-C or SIGTERM, escalating to SIGKILL for the whole group.
+The peers come from bench/setup.sh (a venv, bench/.venv). Stdlib only.
+Every server runs in its own process group (session); all of them are
+stopped on exit, error, Ctrl-C or SIGTERM, escalating to SIGKILL.
 """
 
 import argparse
@@ -41,7 +49,12 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_DIR = os.path.dirname(BENCH_DIR)
 # the console script scripts/setup.sh (and tests/run.sh) install
 DEFAULT_UWSGI_RS = os.path.join(REPO_DIR, ".venv", "bin", "uwsgi-rs")
+APPS_DIR = os.path.join(BENCH_DIR, "apps")
+# the peers' venv (bench/setup.sh)
+PEERS_BIN = os.path.join(BENCH_DIR, ".venv", "bin")
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 EXPECTED_BODY = b"Hello, World!"
+POST_SIZE = 64 * 1024
 WRK_THREADS, WRK_CONNS, WARMUP_S = 2, 32, 2
 
 # --------------------------------------------------------------------------
@@ -358,6 +371,7 @@ def wait_ready(srv, port, timeout=30.0):
 
 
 def verify(resp):
+    """The hello app's answer, exactly."""
     status, headers, body = resp
     problems = []
     if status != 200:
@@ -370,6 +384,35 @@ def verify(resp):
         problems.append("content-length %r" % headers.get("content-length"))
     if problems:
         raise RuntimeError("bad response: " + ", ".join(problems))
+
+
+def http_post(port, body, timeout=3.0):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("POST", "/", body=body, headers={"Content-Type": "application/octet-stream"})
+        resp = conn.getresponse()
+        return resp.status, dict((k.lower(), v) for k, v in resp.getheaders()), resp.read()
+    finally:
+        conn.close()
+
+
+def check_workload(workload, port):
+    """Ask once as wrk will and check the answer; raises on a wrong one."""
+    if workload == "post":
+        status, _, body = http_post(port, b"x" * POST_SIZE)
+        ok = status == 200 and body == str(POST_SIZE).encode()
+    else:
+        status, headers, body = http_get(port)
+        if workload == "hello":
+            return verify((status, headers, body))
+        if workload == "big":
+            ok = status == 200 and len(body) == 100 * 1024
+        elif workload == "json":
+            ok = status == 200 and json.loads(body)["count"] == 50
+        else:  # django
+            ok = status == 200 and b"Item 49" in body and body.count(b"<tr class=") == 50
+    if not ok:
+        raise RuntimeError("bad %s response: %s %r" % (workload, status, body[:80]))
 
 
 # --------------------------------------------------------------------------
@@ -416,7 +459,8 @@ def wrk_counts(out):
     return r["requests"], r["errors"] - r["non2xx"], r["non2xx"]
 
 
-def run_wrk(port, duration, latency=True, sampler=None, server_pids=None):
+def run_wrk(port, duration, latency=True, sampler=None, server_pids=None, script=None,
+            extra_pids=()):
     """Run wrk; if sampler is given, call it every 0.5 s while wrk runs.
 
     Returns (wrk output, cpu) where cpu holds the server's CPU use and the CPU
@@ -425,10 +469,13 @@ def run_wrk(port, duration, latency=True, sampler=None, server_pids=None):
     cmd = ["wrk", "-t%d" % WRK_THREADS, "-c%d" % WRK_CONNS, "-d%ds" % duration]
     if latency:
         cmd.append("--latency")
+    if script:
+        cmd += ["-s", script]
     cmd.append("http://127.0.0.1:%d/" % port)
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     me0 = resource.getrusage(resource.RUSAGE_SELF)
     srv_pids = server_pids() if server_pids else []
+    extra0 = proc_cpu_jiffies(extra_pids)  # nginx: ours, not noise
     per0, stat0, t0 = per_pid_cpu_jiffies(srv_pids), cpu_jiffies(), time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -451,9 +498,10 @@ def run_wrk(port, duration, latency=True, sampler=None, server_pids=None):
     per1 = per_pid_cpu_jiffies(server_pids()) if server_pids else {}
     per = {pid: per1[pid] - per0.get(pid, 0) for pid in per1}
     srv = sum(per.values())
+    extra = proc_cpu_jiffies(extra_pids) - extra0
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     me1 = resource.getrusage(resource.RUSAGE_SELF)
-    ours_s = srv / CLK_TCK + (ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime) + \
+    ours_s = (srv + extra) / CLK_TCK + (ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime) + \
         (me1.ru_utime + me1.ru_stime - me0.ru_utime - me0.ru_stime)
     cpu = {"server_cpu_pct": 100.0 * srv / CLK_TCK / elapsed,
            "other_cpu_pct": max(0.0, 100.0 * (busy / CLK_TCK - ours_s) / elapsed),
@@ -490,34 +538,112 @@ def noise_of(r):
 def is_quiet(r):
     return r["other_cpu_pct"] <= QUIET["noisy"] and r.get("steal_ms", 0.0) <= QUIET["steal_ms"]
 
-SERVER_ORDER = ["uwsgi-rs", "granian", "gunicorn", "uWSGI"]
+SERVER_ORDER = ["uwsgi-rs", "granian", "gunicorn", "uWSGI", "bjoern", "fastwsgi"]
+# servers that speak the uwsgi protocol: behind nginx they get uwsgi_pass
+UWSGI_PROTOCOL = {"uwsgi-rs", "uWSGI"}
+# workload -> (module, callable) in bench/apps
+WORKLOADS = {"hello": ("hello", "app"), "big": ("big", "app"), "post": ("post", "app"),
+             "json": ("json50", "app"), "django": ("djangoapp.wsgi", "application")}
+WORKLOAD_ORDER = ["hello", "big", "post", "json", "django"]
+MODES = ["direct", "nginx"]
 
 
-def server_spec(name, port, uwsgi_rs_path):
-    """(argv, cwd, stop signal, binary) for one server; argv[0] is the resolved binary."""
-    hello = os.path.join(BENCH_DIR, "apps", "hello.py")
+def peer_binary(name):
+    """A peer's command from bench/.venv (bench/setup.sh), else from PATH."""
+    path = os.path.join(PEERS_BIN, name)
+    return path if os.access(path, os.X_OK) else shutil.which(name)
+
+
+def server_spec(name, port, uwsgi_rs_path, workload="hello", sock=None):
+    """(argv, cwd, stop signal, binary) for one server serving `workload` on
+    127.0.0.1:`port` (HTTP), or on UNIX socket `sock` (uwsgi protocol; for
+    the servers in UWSGI_PROTOCOL behind nginx). argv[0] is the binary."""
+    module, func = WORKLOADS[workload]
+    spec = "%s:%s" % (module, func)
+    addr = "127.0.0.1:%d" % port
     if name == "uwsgi-rs":
         binary = uwsgi_rs_path if os.access(uwsgi_rs_path, os.X_OK) else None
-        argv = [uwsgi_rs_path, "--http", "127.0.0.1:%d" % port, "--wsgi-file", hello,
-                "--master", "--processes", "2", "--threads", "4", "--disable-logging"]
-        return argv, os.path.join(BENCH_DIR, "apps"), signal.SIGTERM, binary
-    if name == "granian":
-        binary = shutil.which("granian")
-        argv = ["granian", "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
-                "--workers", "2", "--blocking-threads", "4", "--no-access-log", "hello:app"]
-        return argv, os.path.join(BENCH_DIR, "apps"), signal.SIGTERM, binary
-    if name == "gunicorn":
-        binary = shutil.which("gunicorn")
-        argv = ["gunicorn", "-k", "gthread", "-w", "2", "--threads", "4",
-                "-b", "127.0.0.1:%d" % port, "hello:app"]
-        return argv, os.path.join(BENCH_DIR, "apps"), signal.SIGTERM, binary
+        bind = ["--socket", sock] if sock else ["--http", addr]
+        argv = [uwsgi_rs_path] + bind + ["--pythonpath", APPS_DIR, "--module", spec,
+                                         "--master", "--processes", "2", "--threads", "4",
+                                         "--disable-logging"]
+        return argv, APPS_DIR, signal.SIGTERM, binary
     if name == "uWSGI":
-        binary = shutil.which("uwsgi")
-        argv = ["uwsgi", "--http-socket", "127.0.0.1:%d" % port, "--wsgi-file", hello,
-                "--master", "--processes", "2", "--threads", "4", "--disable-logging"]
+        binary = peer_binary("uwsgi")
+        # --http11-socket: uWSGI's HTTP/1.1 keep-alive socket (--http-socket
+        # closes the connection after every response)
+        bind = ["--socket", sock] if sock else ["--http11-socket", addr]
+        argv = [binary or "uwsgi"] + bind + ["--pythonpath", APPS_DIR, "--module", spec,
+                                             "--master", "--processes", "2", "--threads", "4",
+                                             "--disable-logging"]
         # uWSGI 2.0 reloads on SIGTERM (unless --die-on-term); SIGINT shuts it down
-        return argv, os.path.join(BENCH_DIR, "apps"), signal.SIGINT, binary
+        return argv, APPS_DIR, signal.SIGINT, binary
+    if name == "granian":
+        binary = peer_binary("granian")
+        argv = [binary or "granian", "--interface", "wsgi", "--host", "127.0.0.1", "--port",
+                str(port), "--workers", "2", "--blocking-threads", "4", "--no-access-log", spec]
+        return argv, APPS_DIR, signal.SIGTERM, binary
+    if name == "gunicorn":
+        binary = peer_binary("gunicorn")
+        argv = [binary or "gunicorn", "-k", "gthread", "-w", "2", "--threads", "4",
+                "-b", addr, spec]
+        return argv, APPS_DIR, signal.SIGTERM, binary
+    if name in ("bjoern", "fastwsgi"):
+        # no command of their own: bench/peer_run.py forks 2 processes
+        python = os.path.join(PEERS_BIN, "python")
+        have = os.access(python, os.X_OK) and subprocess.run(
+            [python, "-c", "import " + name], capture_output=True).returncode == 0
+        argv = [python, os.path.join(BENCH_DIR, "peer_run.py"), name, spec, "127.0.0.1",
+                str(port), "2"]
+        return argv, APPS_DIR, signal.SIGTERM, python if have else None
     raise ValueError(name)
+
+
+NGINX_CONF = """
+daemon off;
+master_process off;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    keepalive_requests 1000000;
+    # bodies and responses of the workloads stay in memory (nginx's
+    # defaults would spool a 64 KB POST or a 100 KB response to disk)
+    client_body_buffer_size 128k;
+    upstream app {{
+        {upstream}
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            {location}
+        }}
+    }}
+}}
+"""
+
+
+def nginx_conf(tmp, port, uwsgi_sock=None, http_port=None):
+    if uwsgi_sock:
+        # nginx never keeps uwsgi upstream connections alive (its uwsgi
+        # module sets no keep-alive): one UNIX connection per request
+        upstream = "server unix:%s;" % uwsgi_sock
+        location = ("include /etc/nginx/uwsgi_params;\n            uwsgi_pass app;\n"
+                    "            uwsgi_buffers 16 16k;")
+    else:
+        upstream = "server 127.0.0.1:%d;\n        keepalive 32;" % http_port
+        location = ("proxy_pass http://app;\n            proxy_http_version 1.1;\n"
+                    "            proxy_set_header Connection \"\";\n"
+                    "            proxy_set_header Host $host;\n"
+                    "            proxy_buffers 16 16k;")
+    return NGINX_CONF.format(tmp=tmp, port=port, upstream=upstream, location=location)
 
 
 def snapshot_binary(path, into_dir):
@@ -565,8 +691,10 @@ def display_cmd(argv, port=None):
 def version_of(name, binary):
     if not binary:
         return None
-    flag = {"uWSGI": ["--version"], "gunicorn": ["--version"],
-            "granian": ["--version"], "uwsgi-rs": ["--version"]}[name]
+    if name in ("bjoern", "fastwsgi"):
+        flag = ["-c", "import importlib.metadata as m; print(m.version(%r))" % name]
+    else:
+        flag = ["--version"]
     try:
         out = subprocess.run([binary] + flag, capture_output=True, text=True, timeout=20)
         return (out.stdout or out.stderr).strip().splitlines()[0]
@@ -574,11 +702,12 @@ def version_of(name, binary):
         return None
 
 
-def measure_quiet(name, duration, uwsgi_rs_path, log_dir, extra_args=(), label=None):
+def measure_quiet(name, duration, uwsgi_rs_path, log_dir, extra_args=(), label=None,
+                  workload="hello", mode="direct"):
     """measure(), redone while other processes were busy during the run."""
     best = None
     for attempt in range(QUIET["retries"] + 1):
-        r = measure(name, duration, uwsgi_rs_path, log_dir, extra_args, label)
+        r = measure(name, duration, uwsgi_rs_path, log_dir, extra_args, label, workload, mode)
         r["attempts"] = attempt + 1
         if "error" in r:
             return r
@@ -595,21 +724,73 @@ def measure_quiet(name, duration, uwsgi_rs_path, log_dir, extra_args=(), label=N
     return best
 
 
-def measure(name, duration, uwsgi_rs_path, log_dir, extra_args=(), label=None):
-    """Start one server, verify it, warm it up, load it, stop it. Returns a result dict."""
-    port = free_port()
-    argv, cwd, stop_sig, binary = server_spec(name, port, uwsgi_rs_path)
+def wait_upstream(srv, port=None, sock=None, timeout=30.0):
+    """Wait until the server accepts connections (before nginx is started)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not srv.alive():
+            raise RuntimeError("exited with status %s before listening" % srv.proc.returncode)
+        try:
+            if sock:
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.connect(sock)
+            else:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("not listening after %.0f s" % timeout)
+
+
+def measure(name, duration, uwsgi_rs_path, log_dir, extra_args=(), label=None,
+            workload="hello", mode="direct"):
+    """Start one server (and nginx in front in mode "nginx"), verify it, warm it
+    up, load it, stop it. Returns a result dict."""
+    port = free_port()  # where wrk connects
+    run_dir = tempfile.mkdtemp(prefix="run-", dir=log_dir)
+    sock = upstream_port = None
+    if mode == "nginx":
+        if name in UWSGI_PROTOCOL:
+            sock = os.path.join(run_dir, "app.sock")
+        else:
+            upstream_port = free_port()
+    argv, cwd, stop_sig, binary = server_spec(name, upstream_port or port, uwsgi_rs_path,
+                                              workload, sock)
     argv = list(argv) + list(extra_args)
-    res = {"server": label or name, "cmd": display_cmd(argv, port), "port": port}
+    res = {"server": label or name, "workload": workload, "mode": mode, "port": port,
+           "cmd": display_cmd(argv, upstream_port or port).replace(run_dir, "TMP")}
     if binary is None:
-        res["error"] = "missing (not installed)"
+        res["error"] = "missing (not installed: bash bench/setup.sh)"
+        return res
+    if mode == "nginx" and not os.access(NGINX, os.X_OK):
+        res["error"] = "missing nginx"
         return res
     if QUIET["wait"] > 0:
         res["idle_other_cpu_pct"] = wait_quiet(QUIET["pct"], QUIET["wait"])
     srv = Server(label or name, argv, cwd, stop_sig, log_dir).start()
+    front = None
+    script = None
+    if workload == "post":
+        script = os.path.join(run_dir, "post.lua")
+        with open(script, "w") as f:
+            f.write('wrk.method = "POST"\nwrk.body = string.rep("x", %d)\n'
+                    'wrk.headers["Content-Type"] = "application/octet-stream"\n' % POST_SIZE)
     try:
-        verify(wait_ready(srv, port))
-        run_wrk(port, WARMUP_S, latency=False)
+        if mode == "nginx":
+            wait_upstream(srv, upstream_port, sock)
+            for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+                os.mkdir(os.path.join(run_dir, d))
+            conf = os.path.join(run_dir, "nginx.conf")
+            with open(conf, "w") as f:
+                f.write(nginx_conf(run_dir, port, sock, upstream_port))
+            front = Server("nginx", [NGINX, "-p", run_dir, "-e",
+                                     os.path.join(run_dir, "nginx-error.log"), "-c", conf],
+                           run_dir, signal.SIGQUIT, log_dir).start()
+            wait_ready(front, port)
+        else:
+            wait_ready(srv, port)
+        check_workload(workload, port)
+        run_wrk(port, WARMUP_S, latency=False, script=script)
         samples = []
 
         conns = []
@@ -617,11 +798,12 @@ def measure(name, duration, uwsgi_rs_path, log_dir, extra_args=(), label=None):
         def sample():
             pids = srv.workers()
             samples.append((len(pids), sum(rss_kib(p) for p in pids)))
-            if not conns:  # once: how the 32 keep-alive connections spread over workers
+            if not conns and mode == "direct":  # once: how the connections spread
                 conns.append(conns_per_process(pids, port))
 
         out, cpu = run_wrk(port, duration, sampler=sample,
-                           server_pids=lambda: [srv.pid] + descendants(srv.pid))
+                           server_pids=lambda: [srv.pid] + descendants(srv.pid),
+                           script=script, extra_pids=[front.pid] if front else [])
         # master (the leader) first, then the workers
         pcts = cpu.pop("proc_cpu_pct")
         pids = sorted([srv.pid] + descendants(srv.pid))
@@ -633,7 +815,7 @@ def measure(name, duration, uwsgi_rs_path, log_dir, extra_args=(), label=None):
         res.update(cpu)
         res["worker_conns"] = conns[0] if conns else None
         res["wrk_output"] = out
-        verify(http_get(port))  # still healthy after the load
+        check_workload(workload, port)  # still healthy after the load
         if samples:
             n, kib = max(samples, key=lambda s: s[1])  # peak sum under load
             res["workers"] = n
@@ -647,6 +829,8 @@ def measure(name, duration, uwsgi_rs_path, log_dir, extra_args=(), label=None):
         if tail:
             res["log_tail"] = tail
     finally:
+        if front:
+            front.stop()
         srv.stop()
     return res
 
@@ -740,6 +924,63 @@ def print_table(summary, ref="granian", subject="uwsgi-rs", out=sys.stdout):
         print("%s / %s = n/a (%s)" % (subject, ref, why), file=out)
 
 
+def print_workload_table(summary, out=sys.stdout):
+    """ONE table: every workload x mode x server, with the ratios the goals are
+    stated in: direct vs granian, behind nginx vs nginx + uWSGI, hello vs
+    bjoern and fastwsgi."""
+    by = {(s["workload"], s["mode"], s["server"]): s for s in summary}
+
+    def ratio(s, ref_name, mode=None):
+        ref = by.get((s["workload"], mode or s["mode"], ref_name))
+        if not s.get("rps") or not ref or not ref.get("rps"):
+            return "-"
+        return "%.2fx" % (s["rps"] / ref["rps"])
+
+    hdr = ["workload", "mode", "server", "req/s", "p50 ms", "p99 ms", "vs granian",
+           "vs nginx+uWSGI", "RSS/worker MiB", "other CPU", "errors"]
+    rows = []
+    for s in summary:
+        if s["rps"] is None:
+            rows.append([s["workload"], s["mode"], s["server"],
+                         s.get("failure", "no result")] + [""] * 7)
+            continue
+        err = str(s["errors"])
+        if s["errors"]:
+            err += " (" + ", ".join("%s %d" % (k, v) for k, v in s["error_detail"].items()
+                                    if v) + ")"
+        if s["rounds_ok"] < s["rounds"]:
+            err += " [%d/%d rounds failed]" % (s["rounds"] - s["rounds_ok"], s["rounds"])
+        rows.append([s["workload"], s["mode"], s["server"], fmt(s["rps"], ".0f"),
+                     fmt(s["p50_ms"], ".2f"), fmt(s["p99_ms"], ".2f"),
+                     ratio(s, "granian") if s["mode"] == "direct" else "",
+                     ratio(s, "uWSGI") if s["mode"] == "nginx" else "",
+                     fmt(s["rss_worker_mib"], ".1f"), fmt(s["other_cpu_pct"], ".0f") + "%", err])
+    widths = [max(len(str(r[i])) for r in rows + [hdr]) for i in range(len(hdr))]
+    num = set(range(3, len(hdr) - 1))
+
+    def line(cells):
+        return "  ".join(str(c).rjust(w) if i in num else str(c).ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    print(line(hdr), file=out)
+    print(line(["-" * w for w in widths]), file=out)
+    for r in rows:
+        print(line(r), file=out)
+    print(file=out)
+    for w in WORKLOAD_ORDER:
+        parts = []
+        for ref, mode in (("granian", "direct"), ("uWSGI", "nginx"), ("bjoern", "direct"),
+                          ("fastwsgi", "direct")):
+            s = by.get((w, mode, "uwsgi-rs"))
+            if s and (w, mode, ref) in by:
+                r = ratio(s, ref)
+                if r != "-":
+                    parts.append("%s %s vs %s%s" % (r, mode, ref, "" if mode == "direct"
+                                                     else " (both behind nginx)"))
+        if parts:
+            print("uwsgi-rs on %-6s %s" % (w + ":", "; ".join(parts)), file=out)
+
+
 def machine_info():
     info = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "cpus": os.cpu_count(), "platform": platform.platform(),
@@ -785,6 +1026,10 @@ def main(argv=None):
     ap.add_argument("--duration", type=int, default=10, help="seconds of load per run (default 10)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     ap.add_argument("--only", help="comma-separated servers: " + ",".join(SERVER_ORDER))
+    ap.add_argument("--workloads", default=",".join(WORKLOAD_ORDER),
+                    help="comma-separated workloads (default %(default)s)")
+    ap.add_argument("--modes", default=",".join(MODES),
+                    help="direct, nginx or both (default %(default)s)")
     ap.add_argument("--json", metavar="OUT", help="write raw and summary results as JSON")
     ap.add_argument("--uwsgi-rs", dest="uwsgi_rs", default=DEFAULT_UWSGI_RS,
                     help="path of the uwsgi-rs binary (default %(default)s)")
@@ -797,24 +1042,39 @@ def main(argv=None):
     SESSION["own"] = not args.same_session
     if args.duration < 1 or args.rounds < 1:
         ap.error("--duration and --rounds must be >= 1")
-    names = SERVER_ORDER
-    if args.only:
-        lower = {n.lower(): n for n in SERVER_ORDER}
-        wanted = [w.strip().lower() for w in args.only.split(",") if w.strip()]
+
+    def pick(text, choices, what):
+        lower = {c.lower(): c for c in choices}
+        wanted = [w.strip().lower() for w in text.split(",") if w.strip()]
         bad = [w for w in wanted if w not in lower]
         if bad:
-            ap.error("unknown server(s) %s; choose from %s" % (bad, ",".join(SERVER_ORDER)))
-        names = [n for n in SERVER_ORDER if n.lower() in wanted]
+            ap.error("unknown %s %s; choose from %s" % (what, bad, ",".join(choices)))
+        return [c for c in choices if c.lower() in wanted]
+
+    names = pick(args.only, SERVER_ORDER, "server(s)") if args.only else SERVER_ORDER
+    workloads = pick(args.workloads, WORKLOAD_ORDER, "workload(s)")
+    modes = pick(args.modes, MODES, "mode(s)")
     if not shutil.which("wrk"):
         sys.exit("wrk not found in PATH")
 
     install_signal_handlers()
     log_dir = tempfile.mkdtemp(prefix="uwsgi-rs-bench-")
+    os.chmod(log_dir, 0o755)
     info = machine_info()
     if "uwsgi-rs" in names:
         args.uwsgi_rs, info["uwsgi_rs_binary"] = snapshot_binary(args.uwsgi_rs, log_dir)
         if info["uwsgi_rs_binary"]:
             print("# uwsgi-rs binary: " + info["uwsgi_rs_binary"])
+    if "django" in workloads:
+        # one database for every server, made before any of them starts
+        os.environ["BENCH_DJANGO_DB"] = os.path.join(log_dir, "django.sqlite3")
+        python = os.path.join(PEERS_BIN, "python")
+        if not os.access(python, os.X_OK):
+            python = os.path.join(REPO_DIR, ".venv", "bin", "python")
+        made = subprocess.run([python, "-m", "djangoapp.setup_db"], cwd=APPS_DIR,
+                              capture_output=True, text=True)
+        if made.returncode != 0:
+            sys.exit("cannot create the Django database: " + made.stderr.strip()[-500:])
     versions = {}
     for n in names:
         _, _, _, binary = server_spec(n, 0, args.uwsgi_rs)
@@ -826,22 +1086,23 @@ def main(argv=None):
           % (WRK_THREADS, WRK_CONNS, args.duration, WARMUP_S, args.rounds,
              "their own session" if SESSION["own"] else "the bench's session"))
 
-    results = {n: [] for n in names}
+    keys = [(w, m, n) for w in workloads for m in modes for n in names]
+    results = {k: [] for k in keys}
     try:
         for rnd in range(args.rounds):
-            for name in names:
-                r = measure_quiet(name, args.duration, args.uwsgi_rs, log_dir)
+            for (w, m, n) in keys:
+                r = measure_quiet(n, args.duration, args.uwsgi_rs, log_dir, workload=w, mode=m)
                 r["round"] = rnd + 1
-                results[name].append(r)
+                results[(w, m, n)].append(r)
+                what = "round %d  %-6s %-6s %-9s" % (rnd + 1, w, m, n)
                 if "error" in r:
-                    print("round %d  %-9s %s" % (rnd + 1, name, r["error"]), flush=True)
+                    print("%s %s" % (what, r["error"]), flush=True)
                     if r.get("log_tail"):
                         print("    " + r["log_tail"].replace("\n", "\n    "), flush=True)
                 else:
-                    print("round %d  %-9s %8.0f req/s  p50 %6.2f ms  p99 %6.2f ms  "
-                          "RSS %5.1f MiB x %d  errors %d  CPU/worker %s  other CPU %.0f%%  "
-                          "steal %.0f ms"
-                          % (rnd + 1, name, r["rps"], r["p50_ms"] or 0, r["p99_ms"] or 0,
+                    print("%s %8.0f req/s  p50 %6.2f ms  p99 %6.2f ms  RSS %5.1f MiB x %d  "
+                          "errors %d  CPU/worker %s  other CPU %.0f%%  steal %.0f ms"
+                          % (what, r["rps"], r["p50_ms"] or 0, r["p99_ms"] or 0,
                              r.get("rss_worker_mib") or 0, r.get("workers") or 0,
                              r["errors"], cpu_split(r), r["other_cpu_pct"],
                              r.get("steal_ms", 0.0)), flush=True)
@@ -853,13 +1114,18 @@ def main(argv=None):
         stop_all()
         shutil.rmtree(log_dir, ignore_errors=True)
 
-    summary = summarize(names, results)
+    summary = []
+    for (w, m, n) in keys:
+        (s,) = summarize([n], {n: results[(w, m, n)]})
+        s.update(workload=w, mode=m)
+        summary.append(s)
     print()
-    print_table(summary)
+    print_workload_table(summary)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": info, "versions": versions, "duration": args.duration,
-                       "rounds": args.rounds, "summary": summary, "runs": results}, f, indent=2)
+                       "rounds": args.rounds, "summary": summary,
+                       "runs": {"%s/%s/%s" % k: v for k, v in results.items()}}, f, indent=2)
         print("# wrote %s" % args.json)
 
 
