@@ -50,6 +50,7 @@ enum Cond {
 #[derive(Debug)]
 enum Action {
     AddHeader(String, String),
+    DelHeader(String),
     Return(u16),
     Break,
     Redirect(u16, String),
@@ -80,6 +81,8 @@ pub struct Routes {
 pub struct Verdict {
     /// Headers to add to whatever response the request gets.
     pub headers: Vec<(String, String)>,
+    /// Header names to remove from the app's response (`delheader`).
+    pub del_headers: Vec<String>,
     pub answer: Option<Answer>,
     /// `donotlog`: no access-log line.
     pub no_log: bool,
@@ -135,6 +138,7 @@ impl Routes {
             };
             let action = match &r.action {
                 RouteAction::AddHeader(h) => Action::AddHeader(h.name.clone(), h.value.clone()),
+                RouteAction::DelHeader(name) => Action::DelHeader(name.clone()),
                 RouteAction::Return(s) => Action::Return(*s),
                 RouteAction::Break => Action::Break,
                 RouteAction::Redirect { status, url } => Action::Redirect(*status, url.clone()),
@@ -178,6 +182,7 @@ impl Routes {
             let tr = |s: &str| translate(s, caps.as_ref(), vars);
             match &rule.action {
                 Action::AddHeader(name, value) => verdict.headers.push((name.clone(), tr(value))),
+                Action::DelHeader(name) => verdict.del_headers.push(tr(name)),
                 Action::Log(text) => crate::log::line(&crate::log::escape(tr(text).as_bytes())),
                 Action::DoNotLog => verdict.no_log = true,
                 Action::Continue => break,

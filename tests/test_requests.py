@@ -419,3 +419,18 @@ def test_write_errors(serve, tmp_path):
 def struct_linger():
     import struct
     return struct.pack("ii", 1, 0)
+
+
+def test_del_header(serve, tmp_path):
+    (tmp_path / "hdr.py").write_text('''def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain"), ("X-Powered-By", "PHP"),
+                              ("Server", "app"), ("X-Keep", "1")])
+    return [b"ok"]
+''')
+    port = free_port()
+    serve(["--http-socket", f"127.0.0.1:{port}", "--wsgi-file", "hdr.py",
+           "--del-header", "x-powered-by", "--route", "^/r delheader:Server"], cwd=tmp_path)
+    h = request(port, "GET", "/")[1]
+    assert "x-powered-by" not in h and h["server"] == "app" and h["x-keep"] == "1"
+    h = request(port, "GET", "/r")[1]
+    assert "x-powered-by" not in h and "server" not in h and h["x-keep"] == "1"

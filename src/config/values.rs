@@ -533,6 +533,7 @@ impl RouteAction {
     pub fn honoured(&self) -> bool {
         match self {
             RouteAction::AddHeader(_)
+            | RouteAction::DelHeader(_)
             | RouteAction::Return(_)
             | RouteAction::Break
             | RouteAction::Redirect { .. }
@@ -541,7 +542,7 @@ impl RouteAction {
             | RouteAction::Last
             | RouteAction::Log(_) => true,
             RouteAction::Other { name, .. } => name == "donotlog",
-            RouteAction::DelHeader(_) | RouteAction::Rewrite { .. } | RouteAction::Goto(_) => false,
+            RouteAction::Rewrite { .. } | RouteAction::Goto(_) => false,
         }
     }
 

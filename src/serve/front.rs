@@ -33,6 +33,8 @@ pub struct Front {
     pub mounts: Option<Mounts>,
     /// `--add-header`, on every response.
     pub add_headers: Vec<(String, String)>,
+    /// `--del-header`: names removed from every app response.
+    pub del_headers: Vec<String>,
     pub offload: Option<Offload>,
     /// `--post-buffering` (bytes; 0 = off) and its read size.
     pub post_buffering: u64,
@@ -44,6 +46,9 @@ pub struct Front {
 pub struct Plan {
     /// Headers to add to the app's response (routes, then --add-header).
     pub headers: Vec<(String, String)>,
+    /// Header names to remove from the app's response (routes'
+    /// `delheader`, then --del-header).
+    pub del_headers: Vec<String>,
     /// The mounted app to call (None: the default app).
     pub app: Option<usize>,
     /// SCRIPT_NAME and PATH_INFO, when --manage-script-name split them.
@@ -88,10 +93,12 @@ impl Front {
             .map(|h| (h.name.clone(), h.value.clone()))
             .collect();
         let post_buffering = cfg.requests.post_buffering;
+        let del_headers = cfg.requests.del_headers.clone();
         if statics.is_none()
             && routes.is_none()
             && mounts.is_none()
             && add_headers.is_empty()
+            && del_headers.is_empty()
             && post_buffering == 0
         {
             return Ok((None, notes));
@@ -107,6 +114,7 @@ impl Front {
                 routes,
                 mounts,
                 add_headers,
+                del_headers,
                 offload,
                 post_buffering,
                 post_buffering_bufsize: match cfg.requests.post_buffering_bufsize {
@@ -200,6 +208,8 @@ pub fn handle<'a>(shared: &'a Shared, front: &Front, taken: Taken<'a>) -> Next<'
     plan.no_log = verdict.no_log;
     plan.headers = verdict.headers;
     plan.headers.extend(front.add_headers.iter().cloned());
+    plan.del_headers = verdict.del_headers;
+    plan.del_headers.extend(front.del_headers.iter().cloned());
     use crate::routing::Vars as _;
     let header = |n: &[u8]| vars.var(n).map(Cow::into_owned);
     let file = match &verdict.answer {

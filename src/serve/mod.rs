@@ -496,6 +496,7 @@ fn serve_request(
         protocol: req.version.as_str(),
         keep_alive: req.keep_alive && !shared.stop.requested(),
         extra_headers: plan.map(|p| p.headers.clone()).unwrap_or_default(),
+        del_headers: plan.map(|p| p.del_headers.clone()).unwrap_or_default(),
         write_exception: !cfg.disable_write_exception,
     };
     let template = shared.environs[conn.listener].bind(py);

@@ -36,6 +36,9 @@ pub struct ResponseCtx {
     /// Headers the server adds (routes' `addheader`, `--add-header`); a
     /// `Connection: close` among them closes the connection.
     pub extra_headers: Vec<(String, String)>,
+    /// Header names removed from the app's response (`--del-header`,
+    /// routes' `delheader`).
+    pub del_headers: Vec<String>,
     /// A write to a client that has gone raises OSError in the app (not
     /// with `--disable-write-exception`: the response just ends).
     pub write_exception: bool,
@@ -391,6 +394,8 @@ impl StartResponse {
         // The app's headers, checked and serialised ("Name: value\r\n")
         // into one buffer: no string of our own per header.
         let mut block = Vec::with_capacity(128);
+        // `--del-header` / a route's `delheader` (empty: nothing to take).
+        let del_headers = std::mem::take(&mut slf.borrow_mut().ctx.del_headers);
         let mut has_date = false;
         let mut content_length = None;
         let mut close = false;
@@ -431,6 +436,9 @@ impl StartResponse {
             } else if name.eq_ignore_ascii_case("transfer-encoding") {
                 continue; // the server frames the body itself
             }
+            if del_headers.iter().any(|d| d.eq_ignore_ascii_case(name)) {
+                continue;
+            }
             has_date |= name.eq_ignore_ascii_case("date");
             push_header(&mut block, name, value);
         }
@@ -442,6 +450,7 @@ impl StartResponse {
         this.code = code;
         this.headers = block;
         this.has_date = has_date;
+        this.ctx.del_headers = del_headers;
         this.content_length = content_length;
         if close {
             this.ctx.keep_alive = false;
