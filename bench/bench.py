@@ -104,7 +104,18 @@ class Server:
         If the server runs as a single process (no master), that process."""
         kids = descendants(self.pid)
         self._remember(kids)
+        # uwsgi-rs preloads the app in a loader process the workers are
+        # forked from: it serves nothing, so it is not counted as a worker
+        kids = [k for k in kids if k not in self.loaders()]
         return kids or ([self.pid] if self.alive() else [])
+
+    def loaders(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+        except OSError:
+            return set()
+        return {int(p) for p in re.findall(r"by the loader \(pid: (\d+)", text)}
 
     def _remember(self, pids):
         for pid in pids:

@@ -30,6 +30,7 @@ keeps uwsgi upstream connections alive).
 import argparse
 import glob
 import os
+import re
 import signal
 import socket
 import struct
@@ -182,18 +183,16 @@ def stop(proc):
         proc.wait()
 
 
-def workers_of(master):
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open("/proc/%s/stat" % d) as f:
-                    st = f.read()
-            except OSError:
-                continue
-            if int(st[st.rindex(")") + 2:].split()[1]) == master:
-                out.append(int(d))
-    return out
+def workers_of(tmp):
+    """The worker pids the server's log names (workers are forked by the
+    master or by the loader process, so they are not all its children)."""
+    pids = []
+    with open(os.path.join(tmp, "server.log"), errors="replace") as f:
+        for line in f:
+            m = re.search(r"spawned uwsgi-rs worker \d+ \(pid: (\d+)", line)
+            if m:
+                pids.append(int(m.group(1)))
+    return pids
 
 
 def serve(workload, proto, tmp, threads, prefix=()):
@@ -222,7 +221,7 @@ def callgrind_total(workload, proto, n, threads, keep=None):
             for line in f:
                 if line.startswith("totals:"):
                     totals[pid] = int(line.split()[1])
-    worker = [p for p in totals if p != proc.pid]
+    worker = [p for p in totals if p in workers_of(tmp)]
     if len(worker) != 1:
         raise RuntimeError("expected one worker profile in %s, got %s" % (tmp, sorted(totals)))
     if keep:
@@ -248,7 +247,7 @@ def syscalls(workload, proto, n):
     try:
         c.run(200)  # warm up
         st = subprocess.Popen(["strace", "-c", "-f", "-o", out] +
-                              sum((["-p", str(p)] for p in workers_of(proc.pid)), []),
+                              sum((["-p", str(p)] for p in workers_of(tmp)), []),
                               stderr=subprocess.DEVNULL)
         time.sleep(1.0)
         c.run(n)
@@ -282,7 +281,7 @@ def peak_rss(workload, proto):
     proc, c = serve(workload, proto, tmp, 1)
     try:
         c.run(3)  # warm up: imports, first allocations
-        (worker,) = workers_of(proc.pid)
+        (worker,) = workers_of(tmp)
         before = status_kib(worker, "VmRSS")
         # VmHWM is the peak since start; "5" resets it (Linux >= 4.0)
         with open("/proc/%d/clear_refs" % worker, "w") as f:

@@ -83,54 +83,69 @@ pub fn template(
 }
 
 /// A cache of interned keys: the same few dozen header names (or uwsgi
-/// var names) arrive on every request. Hashed with FNV-1a: short keys, not
-/// chosen by an attacker in a way that matters (the cache stops growing).
-type KeyCache = RefCell<HashMap<Vec<u8>, Py<PyString>, BuildHasherDefault<Fnv>>>;
+/// var names) arrive on every request, and from a given client or proxy in
+/// the same order. So the key for position `i` is first compared with the
+/// one of position `i` last time (one memcmp), then looked up by name
+/// (FNV-1a: short keys; the map stops growing at KEY_CACHE_MAX).
+#[derive(Default)]
+struct KeyCache {
+    by_pos: Vec<(Box<[u8]>, Py<PyString>)>,
+    by_name: HashMap<Box<[u8]>, Py<PyString>, BuildHasherDefault<Fnv>>,
+}
 
 const KEY_CACHE_MAX: usize = 512;
+const KEY_POSITIONS: usize = 64;
 
-fn cached_key<'py>(
-    py: Python<'py>,
-    cache: &'static std::thread::LocalKey<KeyCache>,
-    raw: &[u8],
-    make: impl FnOnce() -> PyResult<Bound<'py, PyString>>,
-) -> PyResult<Bound<'py, PyString>> {
-    cache.with(|k| {
-        let mut k = k.borrow_mut();
-        if let Some(s) = k.get(raw) {
-            return Ok(s.bind(py).clone());
+impl KeyCache {
+    /// The key for `raw`, the `pos`-th name of this request; `make` builds
+    /// it when it is not cached.
+    fn get<'py>(
+        &mut self,
+        py: Python<'py>,
+        pos: usize,
+        raw: &[u8],
+        make: impl FnOnce() -> PyResult<Bound<'py, PyString>>,
+    ) -> PyResult<Bound<'py, PyString>> {
+        if let Some((name, key)) = self.by_pos.get(pos) {
+            if **name == *raw {
+                return Ok(key.bind(py).clone());
+            }
         }
-        let mut ptr = make()?.into_ptr();
-        // SAFETY: `ptr` is an owned reference to a str; interning replaces
-        // it with the owned reference of the interned equal str (equal keys
-        // then share one object, which `from_http` relies on).
-        let s = unsafe {
-            ffi::PyUnicode_InternInPlace(&mut ptr);
-            Bound::from_owned_ptr(py, ptr).cast_into_unchecked::<PyString>()
+        let key = match self.by_name.get(raw) {
+            Some(key) => key.bind(py).clone(),
+            None => {
+                let mut ptr = make()?.into_ptr();
+                // SAFETY: `ptr` is an owned reference to a str; interning
+                // replaces it with the owned reference of the interned equal
+                // str (equal keys then share one object, which `from_http`
+                // relies on).
+                let key = unsafe {
+                    ffi::PyUnicode_InternInPlace(&mut ptr);
+                    Bound::from_owned_ptr(py, ptr).cast_into_unchecked::<PyString>()
+                };
+                if self.by_name.len() < KEY_CACHE_MAX {
+                    self.by_name.insert(raw.into(), key.clone().unbind());
+                }
+                key
+            }
         };
-        if k.len() < KEY_CACHE_MAX {
-            k.insert(raw.to_vec(), s.clone().unbind());
+        if pos < KEY_POSITIONS {
+            let entry = (Box::<[u8]>::from(raw), key.clone().unbind());
+            if pos < self.by_pos.len() {
+                self.by_pos[pos] = entry;
+            } else if pos == self.by_pos.len() {
+                self.by_pos.push(entry);
+            }
         }
-        Ok(s)
-    })
+        Ok(key)
+    }
 }
 
-/// `HTTP_*` key for a header name, cached per thread.
-fn header_key<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyString>> {
-    thread_local! {
-        static KEYS: KeyCache = RefCell::new(HashMap::default());
-    }
-    cached_key(py, &KEYS, name.as_bytes(), || {
-        Ok(PyString::new(py, &cgi_header_name(name)))
-    })
-}
-
-/// A uwsgi var name as an environ key, cached per thread.
-fn var_key<'py>(py: Python<'py>, name: &[u8]) -> PyResult<Bound<'py, PyString>> {
-    thread_local! {
-        static KEYS: KeyCache = RefCell::new(HashMap::default());
-    }
-    cached_key(py, &KEYS, name, || latin1(py, name))
+thread_local! {
+    /// `HTTP_*` keys by header name.
+    static HEADER_KEYS: RefCell<KeyCache> = RefCell::new(KeyCache::default());
+    /// Environ keys by uwsgi var name.
+    static VAR_KEYS: RefCell<KeyCache> = RefCell::new(KeyCache::default());
 }
 
 /// FNV-1a, for the key caches.
@@ -189,31 +204,37 @@ pub fn from_http<'py>(
     // Keys set so far (interned: one object per key), to find a repeated
     // header without looking it up in the dict each time.
     let mut seen: Vec<*mut ffi::PyObject> = Vec::with_capacity(head.headers.len());
-    for (name, value) in &head.headers {
-        let key = if name.eq_ignore_ascii_case("content-type") {
-            intern!(py, "CONTENT_TYPE").clone()
-        } else if name.eq_ignore_ascii_case("content-length") {
-            intern!(py, "CONTENT_LENGTH").clone()
-        } else {
-            header_key(py, name)?
-        };
-        let value = latin1(py, value)?;
-        let repeated = seen.contains(&key.as_ptr());
-        seen.push(key.as_ptr());
-        // Repeated headers are joined with a comma (RFC 9110 5.3); cookies
-        // with "; " as browsers expect.
-        if let Some(prev) = if repeated { env.get_item(&key)? } else { None } {
-            let sep = if name.eq_ignore_ascii_case("cookie") {
-                "; "
+    HEADER_KEYS.with(|keys| -> PyResult<()> {
+        let mut keys = keys.borrow_mut();
+        for (i, (name, value)) in head.headers.iter().enumerate() {
+            let key = keys.get(py, i, name.as_bytes(), || {
+                Ok(if name.eq_ignore_ascii_case("content-type") {
+                    intern!(py, "CONTENT_TYPE").clone()
+                } else if name.eq_ignore_ascii_case("content-length") {
+                    intern!(py, "CONTENT_LENGTH").clone()
+                } else {
+                    PyString::new(py, &cgi_header_name(name))
+                })
+            })?;
+            let value = latin1(py, value)?;
+            let repeated = seen.contains(&key.as_ptr());
+            seen.push(key.as_ptr());
+            // Repeated headers are joined with a comma (RFC 9110 5.3);
+            // cookies with "; " as browsers expect.
+            if let Some(prev) = if repeated { env.get_item(&key)? } else { None } {
+                let sep = if name.eq_ignore_ascii_case("cookie") {
+                    "; "
+                } else {
+                    ","
+                };
+                let joined = format!("{}{}{}", prev.extract::<String>()?, sep, value.to_str()?);
+                env.set_item(&key, joined)?;
             } else {
-                ","
-            };
-            let joined = format!("{}{}{}", prev.extract::<String>()?, sep, value.to_str()?);
-            env.set_item(&key, joined)?;
-        } else {
-            env.set_item(&key, value)?;
+                env.set_item(&key, value)?;
+            }
         }
-    }
+        Ok(())
+    })?;
     Ok(env)
 }
 
@@ -224,9 +245,13 @@ pub fn from_uwsgi<'py>(
     vars: &[(Vec<u8>, Vec<u8>)],
 ) -> PyResult<Bound<'py, PyDict>> {
     let env = template.copy()?;
-    for (k, v) in vars {
-        env.set_item(var_key(py, k)?, latin1(py, v)?)?;
-    }
+    VAR_KEYS.with(|keys| -> PyResult<()> {
+        let mut keys = keys.borrow_mut();
+        for (i, (k, v)) in vars.iter().enumerate() {
+            env.set_item(keys.get(py, i, k, || latin1(py, k))?, latin1(py, v)?)?;
+        }
+        Ok(())
+    })?;
     // Keys nginx may omit but PEP 3333 requires.
     for (key, default) in [
         (intern!(py, "PATH_INFO"), ""),

@@ -146,10 +146,13 @@ fn respond(
     // A plain list or tuple has no close(): not looking saves raising and
     // clearing an AttributeError on every request.
     let plain = result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>();
-    let closed = match result.getattr_opt(pyo3::intern!(py, "close")) {
-        _ if plain => Ok(()),
-        Ok(Some(close)) => close.call0().map(|_| ()),
-        Ok(None) | Err(_) => Ok(()),
+    let closed = if plain {
+        Ok(())
+    } else {
+        match result.getattr_opt(pyo3::intern!(py, "close")) {
+            Ok(Some(close)) => close.call0().map(|_| ()),
+            Ok(None) | Err(_) => Ok(()),
+        }
     };
     let whole = walked?;
     closed?;
