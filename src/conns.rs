@@ -221,18 +221,22 @@ impl Conns {
         self.park_until(conn, until.min(Instant::now() + self.bounds.socket_timeout));
     }
 
-    /// Stop listening (the other workers take new connections), then take
-    /// the connections the kernel already completed for this worker, so
-    /// they are served (with `Connection: close`) rather than reset when
-    /// the master exits. Only the first call does anything.
-    pub fn stop_listening(&self) {
+    /// Stop listening (the other workers take new connections). With
+    /// `take_queued` (the server stops: nobody else will accept), also take
+    /// the connections the kernel already queued on the shared listeners,
+    /// so they are served (with `Connection: close`) rather than reset when
+    /// the master exits; a retiring worker leaves them to the other workers
+    /// and its replacement. Only the first call does anything.
+    pub fn stop_listening(&self, take_queued: bool) {
         if !self.listening.swap(false, Ordering::AcqRel) {
             return;
         }
         for l in &self.listeners {
             self.poller.remove_listener(l.fd);
         }
-        self.drain_backlog();
+        if take_queued {
+            self.drain_backlog();
+        }
     }
 
     /// Park what is queued on every listener, up to [`DRAIN_MAX`] each.
@@ -326,15 +330,26 @@ mod tests {
         let clients: Vec<TcpStream> = (0..3)
             .map(|_| TcpStream::connect(l.local_addr().unwrap()).unwrap())
             .collect();
-        c.stop_listening();
+        c.stop_listening(true);
         assert_eq!(c.open(), 3, "every queued connection was taken");
-        c.stop_listening();
+        c.stop_listening(true);
         assert_eq!(c.open(), 3);
         drop(clients);
         for _ in 0..3 {
             drop(next_conn(&c));
         }
         assert_eq!(c.open(), 0);
+    }
+
+    #[test]
+    fn a_retiring_worker_leaves_the_queue_to_the_others() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = counter();
+        let c = conns(&l, open, Duration::from_secs(5));
+        let _client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        c.stop_listening(false);
+        assert_eq!(c.open(), 0, "nothing taken from the shared queue");
+        assert!(l.accept().is_ok(), "still queued for another worker");
     }
 
     #[test]

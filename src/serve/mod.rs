@@ -289,10 +289,11 @@ fn next_parsed<'a>(
 }
 
 /// The first core to see the stop stops listening, so new connections go
-/// to the other workers, and wakes every core to look at the state.
+/// to the other workers, and wakes every core to look at the state. A
+/// retiring worker leaves what is queued to the others and its replacement.
 fn begin_stop(shared: &Shared) {
     if shared.stop.begin() {
-        shared.conns.stop_listening();
+        shared.conns.stop_listening(!shared.stop.retiring());
         shared.leader.wake_all();
     }
 }
@@ -369,10 +370,21 @@ fn parse_buffered(shared: &Shared, mut conn: Box<Conn>) -> Option<Taken<'_>> {
         }
         Parse::Complete { request, consumed } => {
             conn.buf.drain(..consumed);
+            let in_flight = shared.stop.enter();
+            if shared.stop.admit_is_last(shared.cfg.max_requests) && shared.stop.retire() {
+                // Decided before the request is served: its response closes
+                // the connection, and no connection is accepted after it.
+                crate::log::line(&format!(
+                    "...The work of process {} is done (max requests {} reached). Seeya!",
+                    std::process::id(),
+                    shared.cfg.max_requests
+                ));
+                begin_stop(shared);
+            }
             Some(Taken {
                 conn,
                 request,
-                in_flight: shared.stop.enter(),
+                in_flight,
                 plan: None,
             })
         }
@@ -570,7 +582,7 @@ fn after_panic(shared: &Shared, core: usize, req: &Request, report: &str) -> Ser
     w.requests.fetch_add(1, Ordering::Relaxed);
     w.exceptions.fetch_add(1, Ordering::Relaxed);
     let n = shared.panics.fetch_add(1, Ordering::AcqRel) + 1;
-    let exiting = n == 2 && shared.stop.request();
+    let exiting = n == 2 && shared.stop.retire();
     crate::log::line(&format!(
         "[pid: {}|worker: {}|core: {core}] panic serving {} {}: {}; answered 500{}",
         std::process::id(),
@@ -590,7 +602,8 @@ fn after_panic(shared: &Shared, core: usize, req: &Request, report: &str) -> Ser
     Served::error(500)
 }
 
-/// Stats, the access log line, and max-requests, after every request.
+/// Stats and the access log line, after every request (`--max-requests`
+/// is counted when a request is admitted, in `parse_buffered`).
 fn finish_request(
     shared: &Shared,
     req: &Request,
@@ -627,13 +640,5 @@ fn finish_request(
             req.version.as_str(),
             outcome.status
         ));
-    }
-    if cfg.max_requests > 0 && total >= cfg.max_requests && shared.stop.request() {
-        crate::log::line(&format!(
-            "...The work of process {} is done (max requests {} reached). Seeya!",
-            std::process::id(),
-            cfg.max_requests
-        ));
-        shared.conns.wake_all();
     }
 }

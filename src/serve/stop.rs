@@ -1,12 +1,14 @@
 //! Stopping a worker: the stop flag (set by SIGTERM/SIGHUP, max-requests or
-//! a second panic), when the stop began, the mercy bound, and the count of
-//! requests in flight, which an [`InFlight`] guard holds for as long as a
-//! request is being served (so no path can forget to give it back).
+//! a second panic), whether the worker retires (another process takes its
+//! place) rather than the server stopping, when the stop began, the mercy
+//! bound, the count of requests in flight, which an [`InFlight`] guard holds
+//! for as long as a request is being served (so no path can forget to give
+//! it back), and the count of requests admitted, for `--max-requests`.
 //!
 //! Owns no sockets and no Python; `serve` asks it whether to stop
 //! listening and whether the worker may exit.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -17,6 +19,12 @@ pub struct Stop {
     began: OnceLock<Instant>,
     mercy: Duration,
     in_flight: AtomicUsize,
+    /// Set before the flag when the worker retires by itself
+    /// (`--max-requests`, a second panic): its replacement takes what the
+    /// kernel queued on the shared listeners.
+    retiring: AtomicBool,
+    /// Requests admitted by this process.
+    admitted: AtomicU64,
 }
 
 /// One request being served, from its parsed head to the last byte of its
@@ -41,7 +49,31 @@ impl Stop {
             began: OnceLock::new(),
             mercy,
             in_flight: AtomicUsize::new(0),
+            retiring: AtomicBool::new(false),
+            admitted: AtomicU64::new(0),
         }
+    }
+
+    /// The worker retires by itself; true for the caller that set the stop
+    /// first.
+    pub fn retire(&self) -> bool {
+        self.retiring.store(true, Ordering::Release);
+        self.request()
+    }
+
+    /// Whether the worker retires (rather than the server stopping): it
+    /// leaves what is queued on the listeners to the other workers and its
+    /// replacement.
+    pub fn retiring(&self) -> bool {
+        self.retiring.load(Ordering::Acquire)
+    }
+
+    /// Count a request admitted for serving; true for the one that uses up
+    /// a quota of `max` (0 = none), decided before it is served so its
+    /// response closes the connection and no later one is accepted.
+    pub fn admit_is_last(&self, max: u64) -> bool {
+        let n = self.admitted.fetch_add(1, Ordering::AcqRel) + 1;
+        max > 0 && n == max
     }
 
     /// Whether the worker was told to stop.
@@ -125,6 +157,17 @@ mod tests {
         assert!(s.requested());
         assert!(s.begin());
         assert!(!s.begin());
+        assert!(!s.retiring(), "a signal's stop is not a retirement");
+    }
+
+    #[test]
+    fn the_quota_is_used_up_by_exactly_one_request() {
+        let s = stop(Duration::from_secs(60));
+        let lasts: Vec<bool> = (0..7).map(|_| s.admit_is_last(5)).collect();
+        assert_eq!(lasts, [false, false, false, false, true, false, false]);
+        assert!(!stop(Duration::from_secs(60)).admit_is_last(0), "no quota");
+        assert!(s.retire());
+        assert!(s.retiring() && s.requested());
     }
 
     #[test]
