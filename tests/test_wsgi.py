@@ -419,6 +419,46 @@ def test_virtualenv(serve, port, tmp_path):
     assert os.path.realpath(d["base_prefix"]) == os.path.realpath(base_prefix)
 
 
+def _venv_of_another_minor(path):
+    """A venv (without pip) of a CPython 3.X other than the server's."""
+    import sys
+    mine = "%d.%d" % sys.version_info[:2]
+    for minor in range(9, 14):
+        other = f"3.{minor}"
+        pys = [p for p in (f"/usr/bin/python{other}",
+                           *sorted(__import__("glob").glob(
+                               os.path.expanduser(f"~/.pyenv/versions/{other}.*/bin/python{other}"))))
+               if os.access(p, os.X_OK)]
+        if other != mine and pys:
+            subprocess.run([pys[0], "-m", "venv", "--without-pip", str(path)],
+                           check=True, timeout=60, capture_output=True)
+            return other
+    raise AssertionError("no CPython 3.9-3.13 other than the server's here")
+
+
+def test_virtualenv_of_another_python_is_refused(tmp_path):
+    """The interpreter already runs: --home naming a venv of another X.Y is
+    one line saying to install uwsgi-rs there; $VIRTUAL_ENV left over from
+    another shell only warns, and the server serves."""
+    from conftest import BIN, free_port
+    other = _venv_of_another_minor(tmp_path / "other")
+    r = subprocess.run([BIN, "--http", f"127.0.0.1:{free_port()}", "--wsgi-file",
+                        str(APPS / "core_venv.py"), "--home", str(tmp_path / "other")],
+                       capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    lines = [l for l in (r.stdout + r.stderr).splitlines() if l.startswith("uwsgi-rs:")]
+    assert r.returncode == 1 and len(lines) == 1, (r.stdout, r.stderr)
+    assert f"is a Python {other} environment" in lines[0], lines
+    assert "install uwsgi-rs into it" in lines[0], lines
+
+
+def test_stale_virtual_env_of_another_python_only_warns(serve, port, tmp_path):
+    other = _venv_of_another_minor(tmp_path / "other")
+    s = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(APPS / "pkg_version.py")],
+              env={"VIRTUAL_ENV": str(tmp_path / "other")})
+    assert f"ignoring VIRTUAL_ENV: {tmp_path / 'other'} is a Python {other} environment" in s.log
+    assert http_get(port, "/")[0] == 200
+
+
 def test_without_virtualenv_the_venv_module_is_missing(serve, port, tmp_path):
     """Control for test_virtualenv: the module really only exists in the venv."""
     s = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(APPS / "core_venv.py"),
