@@ -422,3 +422,26 @@ def test_pidfile_written_and_removed(serve, port, tmp_path):
     srv.proc.send_signal(signal.SIGTERM)
     assert srv.proc.wait(10) == 0
     assert not pidfile.exists()
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["preload", "lazy-apps"])
+@pytest.mark.parametrize("callable_", ["app", "starlette_like"])
+def test_asgi_app_is_refused_at_start_with_one_line(tmp_path, callable_, lazy):
+    args = ["--http", f"127.0.0.1:{free_port()}", "--wsgi-file",
+            str(APPS / "core_asgi.py"), "--callable", callable_, "--master"]
+    r, took = run_bin(args + (["--lazy-apps"] if lazy else []), tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and took < 8, out
+    lines = [l for l in out.splitlines() if "ASGI" in l]
+    assert len(lines) == 1, out
+    assert f"core_asgi.{callable_}' is an ASGI app" in lines[0]
+    assert "uvicorn" in lines[0]
+
+
+@pytest.mark.parametrize("callable_,body", [("wsgi_object", b"wsgi object"),
+                                            ("wsgi_class", b"wsgi class")])
+def test_wsgi_objects_and_classes_are_not_mistaken_for_asgi(serve, port, callable_, body):
+    serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(APPS / "core_asgi.py"),
+           "--callable", callable_])
+    status, _, got = http_get(port, "/")
+    assert (status, got) == (200, body)

@@ -63,7 +63,45 @@ fn callable_of(module: &Bound<'_, PyModule>, callable: &str) -> Result<Py<PyAny>
             traceback: None,
         });
     }
+    if is_asgi(&app) {
+        return Err(LoadError {
+            line: format!(
+                "unable to load app: '{name}.{callable}' is an ASGI app (async, called with scope, \
+                 receive, send); uwsgi-rs serves WSGI: run it under an ASGI server (uvicorn, \
+                 hypercorn, granian --interface asgi) or wrap it in a WSGI adapter (a2wsgi's ASGIMiddleware)"
+            ),
+            traceback: None,
+        });
+    }
     Ok(app.unbind())
+}
+
+/// An ASGI app (FastAPI, Starlette, Quart, Django's `get_asgi_application()`)
+/// is an `async def` function or an object whose class has an `async def
+/// __call__`. Served as WSGI it would answer every request with a 500 (its
+/// call returns a coroutine, never a response), so it is refused at load.
+fn is_asgi(app: &Bound<'_, PyAny>) -> bool {
+    let py = app.py();
+    let Ok(inspect) = py.import("inspect") else {
+        return false;
+    };
+    let is_coroutine_fn = |obj: &Bound<'_, PyAny>| {
+        inspect
+            .call_method1("iscoroutinefunction", (obj,))
+            .and_then(|r| r.is_truthy())
+            .unwrap_or(false)
+    };
+    if is_coroutine_fn(app) {
+        return true;
+    }
+    // A class's own `__call__` is the constructor, not the app's entry point.
+    if app.is_instance_of::<pyo3::types::PyType>() {
+        return false;
+    }
+    app.get_type()
+        .getattr("__call__")
+        .map(|call| is_coroutine_fn(&call))
+        .unwrap_or(false)
 }
 
 /// A `--mount` app: a file (a path, or a name ending in `.py` or
