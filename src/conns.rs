@@ -28,6 +28,9 @@ pub struct ListenerInfo {
     pub fd: RawFd,
     pub protocol: Protocol,
     pub is_unix: bool,
+    /// The environ's SERVER_NAME and SERVER_PORT (the access log counts them).
+    pub server_name: String,
+    pub server_port: String,
 }
 
 /// How long, and how much, a connection may take.
@@ -129,7 +132,8 @@ impl Conns {
         let fd = unsafe { BorrowedFd::borrow_raw(l.fd) };
         let (socket, addr) =
             match rustix::net::acceptfrom_with(fd, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC) {
-                Ok(accepted) => accepted,
+                // A number the app freed by closing 0-2 is never a client's.
+                Ok((socket, addr)) => (crate::log::fds::off_std(socket), addr),
                 Err(Errno::AGAIN | Errno::CONNABORTED | Errno::INTR) => return None,
                 Err(e @ (Errno::MFILE | Errno::NFILE)) => {
                     // Out of descriptors: leave the connection in the backlog
@@ -267,6 +271,8 @@ mod tests {
             fd: listener.as_raw_fd(),
             protocol: Protocol::Http,
             is_unix: false,
+            server_name: "127.0.0.1".into(),
+            server_port: "80".into(),
         };
         let bounds = Bounds {
             socket_timeout: timeout,

@@ -87,6 +87,9 @@ mod _native {
 }
 
 fn run_to_status(py: Python<'_>, argv: Vec<String>) -> i32 {
+    // Before anything opens a file or socket: a closed 0-2 (started with
+    // `2>&-`) would make the first one stdout or stderr.
+    log::fds::ensure_std_open();
     match run(py, argv) {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => 0, // `| head` closed stdout
@@ -127,16 +130,23 @@ fn run(py: Python<'_>, argv: Vec<String>) -> anyhow::Result<i32> {
             py.detach(|| tracebacker::client::connect_and_read(&addr, timeout_secs))?;
             Ok(0)
         }
-        Command::Serve(cfg) => {
+        Command::Serve(mut cfg) => {
             if let Some(dir) = &cfg.chdir {
                 std::env::set_current_dir(dir)
                     .map_err(|e| anyhow::anyhow!("cannot chdir to {}: {e}", dir.display()))?;
             }
+            // Log files first (a bad path fails before anything starts);
+            // with --daemonize, the command waits here for the daemon.
+            let warnings = log::start(&cfg)?;
+            cfg.report.warnings.extend(warnings);
             // After binding: a socket in use stays a one-line failure.
             let report = cfg.report.render();
-            let master = master::Master::new(cfg)?;
+            let master =
+                master::Master::new(cfg).inspect_err(|e| log::daemon::failed(&format!("{e:#}")))?;
             log::block(report.as_bytes());
-            python::prepare(py, master.config())?;
+            python::prepare(py, master.config())
+                .inspect_err(|e| log::daemon::failed(&format!("{e:#}")))?;
+            log::daemon::started();
             // GIL: released for the master's whole life; it takes it back
             // only to fork (python::fork), so the master never runs Python
             // code while it supervises.

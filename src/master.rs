@@ -43,6 +43,7 @@ fn install_signals(handler: libc::sighandler_t) {
         libc::SIGINT,
         libc::SIGQUIT,
         libc::SIGCHLD,
+        libc::SIGUSR1,
     ] {
         // SAFETY: sigaction is plain data; the handler only writes a byte.
         unsafe {
@@ -286,6 +287,10 @@ impl Master {
             self.check_listen_queues();
             self.advance_reload();
             self.respawn_due();
+            if self.any_ready {
+                log::daemon::app_loaded();
+            }
+            log::tick();
             if let Phase::Stopping { kill_at } = self.phase {
                 if self.slots.iter().all(|s| s.pid == 0) {
                     break 0;
@@ -297,10 +302,13 @@ impl Master {
             }
         };
         self.shutdown_now();
+        log::relay(); // the workers' last lines
         self.cleanup();
         Ok(status)
     }
 
+    /// Until a signal, a stats client or the tick; lines the workers hand
+    /// over (--log-master) are written meanwhile without running the checks.
     fn wait_for_signal_or_tick(&self) {
         let stats_fd = self.stats.as_ref().map_or(-1, |s| s.fd());
         // A loader's socket becomes readable when it reports ready (or dies).
@@ -308,27 +316,41 @@ impl Master {
             Some(l) if !l.ready => l.fd(),
             _ => -1,
         };
-        let fds = [
+        let mut pfds: Vec<libc::pollfd> = [
             self.signal_rd,
             stats_fd,
             waiting(&self.loader),
             waiting(&self.next_loader),
-        ];
-        let mut pfds = fds.map(|fd| libc::pollfd {
+        ]
+        .into_iter()
+        .chain(log::relay_fds())
+        .map(|fd| libc::pollfd {
             fd,
             events: libc::POLLIN,
             revents: 0,
-        });
-        // SAFETY: live pollfds in an array (a negative fd is ignored).
-        unsafe {
-            libc::poll(
-                pfds.as_mut_ptr(),
-                pfds.len() as libc::nfds_t,
-                TICK.as_millis() as i32,
-            )
-        };
-        if pfds[1].revents & libc::POLLIN != 0 {
-            self.answer_stats();
+        })
+        .collect();
+        let deadline = Instant::now() + TICK;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            pfds.iter_mut().for_each(|p| p.revents = 0);
+            // SAFETY: pollfds in a live vector (a negative fd is ignored).
+            let n = unsafe {
+                libc::poll(
+                    pfds.as_mut_ptr(),
+                    pfds.len() as libc::nfds_t,
+                    left.as_millis() as i32,
+                )
+            };
+            if pfds[1].revents & libc::POLLIN != 0 {
+                self.answer_stats();
+            }
+            if pfds[4..].iter().any(|p| p.revents != 0) {
+                log::relay();
+            }
+            if n <= 0 || pfds[..4].iter().any(|p| p.revents != 0) {
+                return;
+            }
         }
     }
 
@@ -363,11 +385,16 @@ impl Master {
             }
             for &sig in &buf[..n as usize] {
                 match sig as i32 {
+                    libc::SIGUSR1 => log::reopen("SIGUSR1"),
                     libc::SIGHUP if self.phase == Phase::Running && self.cfg.lazy_apps => {
+                        log::reopen_for_reload();
                         log::line("SIGHUP received: gracefully reloading workers...");
                         self.reload_queue = (1..=self.slots.len()).rev().collect();
                     }
-                    libc::SIGHUP if self.phase == Phase::Running => self.reload_preloaded(),
+                    libc::SIGHUP if self.phase == Phase::Running => {
+                        log::reopen_for_reload();
+                        self.reload_preloaded();
+                    }
                     libc::SIGTERM | libc::SIGINT if self.phase == Phase::Running => {
                         log::line(&format!(
                             "{} received: shutting down gracefully (up to {} s for in-flight requests)...",
@@ -430,6 +457,9 @@ impl Master {
             unsafe { libc::close(fd) };
         }
         install_signals(libc::SIG_DFL);
+        // The daemon's start-up pipe is the master's; with --log-master,
+        // lines (and the app's stdout and stderr) go to the master.
+        log::worker_started();
     }
 
     /// Fork a loader for app generation `generation`; None (and a retry

@@ -164,6 +164,8 @@ pub struct WorkerArgs<'a> {
 
 /// Run the worker; returns its exit status.
 pub fn run(args: WorkerArgs<'_>) -> i32 {
+    // Before anything is logged: with --log-master, lines go to the master.
+    crate::log::worker_started();
     // Credentials first: changing them clears the parent-death signal.
     if let Err(e) = crate::privileges::drop_to(args.credentials) {
         crate::log::line(&format!("worker {}: {e:#}", args.id));
@@ -180,6 +182,9 @@ pub fn run(args: WorkerArgs<'_>) -> i32 {
     set_handler(libc::SIGQUIT, on_quit as *const () as usize);
     set_handler(libc::SIGINT, libc::SIG_IGN); // Ctrl-C reaches the master, which decides
     set_handler(libc::SIGPIPE, libc::SIG_IGN);
+    // The master's log-reopen signal; a `kill -USR1` to the whole group
+    // must not kill the workers.
+    set_handler(libc::SIGUSR1, libc::SIG_IGN);
     set_handler(libc::SIGCHLD, libc::SIG_DFL);
     if !args.cfg.requests.honour_stdin {
         stdin_from_dev_null();
@@ -264,6 +269,9 @@ fn start(args: WorkerArgs<'_>) -> anyhow::Result<()> {
     for note in notes {
         crate::log::line(&format!("worker {}: {note}", args.id));
     }
+    // An app that closed stdout or stderr at import: /dev/null in the hole,
+    // before the first accept could take the number.
+    crate::log::fds::ensure_std_open();
 
     let serve_cfg = ServeConfig::new(cfg, args.id);
     crate::tracebacker::start(
@@ -289,6 +297,8 @@ fn start(args: WorkerArgs<'_>) -> anyhow::Result<()> {
             fd: l.fd(),
             protocol: l.protocol,
             is_unix: l.is_unix(),
+            server_name: l.server_name.clone(),
+            server_port: l.server_port.clone(),
         })
         .collect();
     let conns = Conns::new(

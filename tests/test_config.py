@@ -196,7 +196,6 @@ def test_report_names_what_is_not_honoured(serve, tmp_path):
         wsgi-file = app.py
         master = true
         vacuum = true
-        logto = /tmp/never-written.log
         touch-reload = /tmp/never-touched-a
         touch-reload = /tmp/never-touched-b
         reload-on-rss = 512
@@ -205,7 +204,7 @@ def test_report_names_what_is_not_honoured(serve, tmp_path):
     assert http_get(port, "/")[0] == 200
     log = srv.log
     assert "hello from app" in log
-    assert ("NOT HONOURED YET (the server runs without them): --logto, --touch-reload x2, "
+    assert ("NOT HONOURED YET (the server runs without them): --touch-reload x2, "
             "--reload-on-rss") in log
     assert "accepted, no effect (uwsgi-rs --help says why): --master, --vacuum" in log
     assert log.index("start-up report") < log.index("serving http on")

@@ -127,9 +127,9 @@ def sandbox(entry, root):
                 (p if str(p).endswith("/") else p.parent).mkdir(parents=True, exist_ok=True)
     if entry["expect"] == "refuse":
         return ini, args, env
-    # The directories of sockets and pidfiles named through placeholders and
-    # variables (/run/uwsgi/%(deb-confname)/socket), as the init script makes them.
-    for key in ("socket", "uwsgi-socket", "http-socket", "pidfile", "stats"):
+    # The directories of sockets, pidfiles and logs named through placeholders
+    # and variables (/run/uwsgi/%(deb-confname)/socket), as the init script makes them.
+    for key in ("socket", "uwsgi-socket", "http-socket", "pidfile", "stats", "logto"):
         value = get(ini, args, env, root, key)
         if value and value.startswith(str(root)):
             Path(value).parent.mkdir(parents=True, exist_ok=True)
@@ -197,15 +197,20 @@ def run(entry, root, ready_timeout=30):
     """Start the config in its sandbox: a dict with what happened."""
     ini, args, env = sandbox(entry, root)
     srv = Server(["--ini", str(ini), *args], root, env=env)
+    files = [Path(fill(p, root, 0)) for p in entry.get("logs", [])]
+
+    def log():
+        """stdout, then the files the config logs to."""
+        return srv.log + "".join(f.read_text(errors="replace") for f in files if f.exists())
     result = {"file": entry["file"]}
     try:
         deadline = time.time() + ready_timeout
-        while time.time() < deadline and ") ready" not in srv.log and srv.proc.poll() is None:
+        while time.time() < deadline and ") ready" not in log() and srv.proc.poll() is None:
             time.sleep(0.05)
         if srv.proc.poll() is not None:
             result.update(started=False, code=srv.proc.returncode)
             return result
-        listeners = re.findall(r"serving (http|uwsgi) on (\S+)", srv.log)
+        listeners = re.findall(r"serving (http|uwsgi) on (\S+)", log())
         listeners.sort(key=lambda l: (l[0] != "http", l[1].startswith("/")))
         result["started"] = True
         proto, addr = listeners[0]
@@ -215,7 +220,7 @@ def run(entry, root, ready_timeout=30):
         return result
     finally:
         srv.stop()
-        result["log"] = srv.log
+        result["log"] = log()
 
 
 def not_honoured_help():

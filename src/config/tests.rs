@@ -1229,7 +1229,7 @@ fn placeholders_in_ini_files() {
 fn report_names_what_is_not_honoured() {
     let ini = TempIni::new(
         "report",
-        "[uwsgi]\nhttp-socket = :1\nmodule = app\nvacuum = true\nlogto = /var/log/app.log\ntouch-reload = /tmp/a\ntouch-reload = /tmp/b\nreload-on-rss = 512\nprint = hello %(module)\n",
+        "[uwsgi]\nhttp-socket = :1\nmodule = app\nvacuum = true\ntouch-reload = /tmp/a\ntouch-reload = /tmp/b\nreload-on-rss = 512\nprint = hello %(module)\n",
     );
     let c = serve(&["--ini", &ini.p()]);
     assert_eq!(
@@ -1237,7 +1237,8 @@ fn report_names_what_is_not_honoured() {
         [
             "hello app".to_string(),
             "uwsgi-rs start-up report (2 note(s)):".to_string(),
-            "  NOT HONOURED YET (the server runs without them): --logto, --touch-reload x2, --reload-on-rss".to_string(),
+            "  NOT HONOURED YET (the server runs without them): --touch-reload x2, --reload-on-rss"
+                .to_string(),
             "  accepted, no effect (uwsgi-rs --help says why): --vacuum".to_string(),
         ]
     );

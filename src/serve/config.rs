@@ -31,8 +31,6 @@ pub struct ServeConfig {
     pub harakiri: Option<Duration>,
     /// Keep the request's headers on the scoreboard (`--harakiri-verbose`).
     pub keep_headers: bool,
-    /// One access-log line per request (not `--disable-logging`).
-    pub logging: bool,
     /// Recycle the worker after this many requests; 0 = never.
     pub max_requests: u64,
     /// How long a stopping worker waits for in-flight requests.
@@ -68,7 +66,6 @@ impl ServeConfig {
             keepalive: KEEPALIVE_TIMEOUT,
             harakiri: (cfg.harakiri > 0).then(|| Duration::from_secs(cfg.harakiri)),
             keep_headers: cfg.harakiri_verbose,
-            logging: !cfg.disable_logging,
             max_requests: cfg.max_requests,
             mercy: Duration::from_secs(cfg.reload_mercy.max(1)),
             linger_time: LINGER_TIME,

@@ -12,7 +12,6 @@
 
 use std::borrow::Cow;
 use std::io::Write as _;
-use std::time::Instant;
 
 use crate::config::Config;
 use crate::conn::Unread;
@@ -24,6 +23,7 @@ use crate::routing::{Answer, Routes, Verdict};
 use crate::static_files::{Ask, Statics};
 use crate::wsgi::output::Output;
 
+use super::access::Began;
 use super::{finish_request, Pending, Served, Shared, Taken};
 
 /// The parts of the request path the configuration turned on.
@@ -169,8 +169,8 @@ impl crate::routing::Vars for Vars<'_> {
 }
 
 /// Run the front for a request taken off a connection.
-pub fn handle<'a>(shared: &'a Shared, front: &Front, taken: Taken<'a>) -> Next<'a> {
-    let started = Instant::now();
+pub fn handle<'a>(shared: &'a Shared, front: &Front, taken: Taken<'a>, core: usize) -> Next<'a> {
+    let began = Began::now();
     let req = &taken.request;
     let decoded: Cow<'_, [u8]> = match &req.source {
         Source::Http(h) => percent_decode_cow(&h.path),
@@ -221,10 +221,10 @@ pub fn handle<'a>(shared: &'a Shared, front: &Front, taken: Taken<'a>) -> Next<'
                     headers: vec![("Content-Type".into(), "text/plain".into())],
                     body: b"Not Found".to_vec(),
                 };
-                return answer(shared, taken, &plan, &resp, started);
+                return answer(shared, taken, &plan, &resp, (core, began));
             }
         },
-        Some(a) => return answer(shared, taken, &plan, a, started),
+        Some(a) => return answer(shared, taken, &plan, a, (core, began)),
         None => front
             .statics
             .as_ref()
@@ -268,18 +268,19 @@ pub fn handle<'a>(shared: &'a Shared, front: &Front, taken: Taken<'a>) -> Next<'
         let _ = write!(head, "{n}: {v}\r\n");
     }
     let keep = end_head(&mut head, &plan.headers, req.version, keep);
+    let outcome = answered(
+        reply.status,
+        reply.body_len,
+        &head,
+        head.len() as u64 + reply.body.as_ref().map_or(0, |b| b.2),
+        (keep, unread),
+    );
     let outcome = crate::wsgi::Outcome {
-        status: reply.status,
-        body_bytes: reply.body_len,
-        wire_bytes: head.len() as u64 + reply.body.as_ref().map_or(0, |b| b.2),
-        keep_alive: keep,
-        leftover: Vec::new(),
-        raised: false,
-        tail: Output::default(),
-        unread,
+        via_sendfile: reply.body.is_some(),
+        ..outcome
     };
-    let remote = req.remote(&taken.conn.remote_addr).to_vec();
-    finish_request(shared, req, &remote, &outcome, started, !plan.no_log);
+    let conn = &taken.conn;
+    finish_request(shared, conn, req, &outcome, core, began, !plan.no_log);
     let Taken {
         conn, in_flight, ..
     } = taken;
@@ -412,10 +413,10 @@ fn answer<'a>(
     taken: Taken<'a>,
     plan: &Plan,
     a: &Answer,
-    started: Instant,
+    (core, began): (usize, Began),
 ) -> Next<'a> {
     let req = &taken.request;
-    let remote = req.remote(&taken.conn.remote_addr).to_vec();
+    let conn = &taken.conn;
     let (status, headers, body) = match a {
         Answer::Respond {
             status,
@@ -423,8 +424,8 @@ fn answer<'a>(
             body,
         } => (*status, headers.as_slice(), body.as_slice()),
         Answer::Close | Answer::File(_) => {
-            let outcome = closed_outcome();
-            finish_request(shared, req, &remote, &outcome, started, !plan.no_log);
+            let outcome = answered(0, 0, b"", 0, (false, Unread::Nothing));
+            finish_request(shared, conn, req, &outcome, core, began, !plan.no_log);
             return Next::Answered(None);
         }
     };
@@ -444,17 +445,15 @@ fn answer<'a>(
     if !req.is_head() {
         head.extend_from_slice(body);
     }
-    let outcome = crate::wsgi::Outcome {
+    let head_len = head.len() - if req.is_head() { 0 } else { body.len() };
+    let outcome = answered(
         status,
-        body_bytes: body.len() as u64,
-        wire_bytes: head.len() as u64,
-        keep_alive: keep,
-        leftover: Vec::new(),
-        raised: false,
-        tail: Output::default(),
-        unread,
-    };
-    finish_request(shared, req, &remote, &outcome, started, !plan.no_log);
+        body.len() as u64,
+        &head[..head_len],
+        head.len() as u64,
+        (keep, unread),
+    );
+    finish_request(shared, conn, req, &outcome, core, began, !plan.no_log);
     let Taken {
         conn, in_flight, ..
     } = taken;
@@ -469,15 +468,30 @@ fn answer<'a>(
     }))
 }
 
-fn closed_outcome() -> crate::wsgi::Outcome {
+/// The outcome of a response the front wrote (`head` is its head, for the
+/// access log), with the connection's fate (`keep`, `unread`).
+fn answered(
+    status: u16,
+    body_bytes: u64,
+    head: &[u8],
+    wire_bytes: u64,
+    (keep, unread): (bool, Unread),
+) -> crate::wsgi::Outcome {
     crate::wsgi::Outcome {
-        status: 0,
-        body_bytes: 0,
-        wire_bytes: 0,
-        keep_alive: false,
+        status,
+        body_bytes,
+        wire_bytes,
+        keep_alive: keep,
         leftover: Vec::new(),
         raised: false,
         tail: Output::default(),
-        unread: Unread::Nothing,
+        unread,
+        header_count: memchr::memmem::find_iter(head, b"\r\n")
+            .count()
+            .saturating_sub(2),
+        head_bytes: head.len() as u64,
+        chunks: 0,
+        via_sendfile: false,
+        write_failed: false,
     }
 }

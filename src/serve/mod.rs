@@ -9,6 +9,7 @@
 //! is held only inside `serve_request` (environ and app call); every wait
 //! releases it.
 
+mod access;
 mod config;
 mod front;
 mod panics;
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use access::Began;
 pub use config::ServeConfig;
 pub use front::Front;
 pub use panics::install_hook as install_panic_hook;
@@ -34,7 +36,7 @@ use crate::leader::Leader;
 use crate::poller::Event;
 use crate::proxy_protocol;
 use crate::request::{self, Parse, Request, Source, Version};
-use crate::scoreboard::{CoreSlot, Scoreboard};
+use crate::scoreboard::Scoreboard;
 use crate::uwsgi_module::CurrentCore;
 use crate::wsgi::{
     self, input::BodyMode, input::BodyReader, output::Output, response::ResponseCtx,
@@ -127,7 +129,6 @@ struct Served {
 /// the previous response to the parsed head of the next request happens
 /// with the GIL released, in one go.
 pub fn core_loop(py: Python<'_>, shared: &Shared, core: usize) {
-    let slot = shared.scoreboard.core(shared.cfg.worker_id, core);
     let mut pending: Option<Pending<'_>> = None;
     let mut share = CpuShare::new(Instant::now());
     // This core's output, lent to each response and given back with it.
@@ -150,7 +151,7 @@ pub fn core_loop(py: Python<'_>, shared: &Shared, core: usize) {
         let plan = plan.as_deref();
         let lent = std::mem::take(&mut out);
         let served = match panics::catch(|| {
-            serve_request(py, shared, &mut conn, &request, slot, plan, lent)
+            serve_request(py, shared, &mut conn, &request, core, plan, lent)
         }) {
             Ok(served) => served,
             Err(report) => after_panic(shared, core, &request, &report),
@@ -178,7 +179,7 @@ fn next_request<'a>(
         let Some(front) = &shared.front else {
             return Some(taken);
         };
-        match front::handle(shared, front, taken) {
+        match front::handle(shared, front, taken, core) {
             front::Next::App(taken) => return Some(taken),
             front::Next::Answered(next) => pending = next,
         }
@@ -444,7 +445,7 @@ fn reject(shared: &Shared, conn: &Conn, status: u16, why: &str) {
         &http::error_response(status),
         shared.cfg.socket_timeout,
     );
-    if shared.cfg.logging {
+    if crate::log::access_config().when.wants_status(status) {
         crate::log::line(&format!(
             "[pid: {}|worker: {}] {} bad request rejected with {status}: {}",
             std::process::id(),
@@ -455,18 +456,19 @@ fn reject(shared: &Shared, conn: &Conn, status: u16, why: &str) {
     }
 }
 
-/// With the GIL: serve one request (either protocol) on `slot`.
+/// With the GIL: serve one request (either protocol) on core `core`.
 fn serve_request(
     py: Python<'_>,
     shared: &Shared,
     conn: &mut Conn,
     req: &Request,
-    slot: &'static CoreSlot,
+    core: usize,
     plan: Option<&front::Plan>,
     out: Output,
 ) -> Served {
-    let started = Instant::now();
-    let now_ms = crate::log::unix_millis();
+    let slot = shared.scoreboard.core(shared.cfg.worker_id, core);
+    let began = Began::now();
+    let now_ms = began.unix_us / 1000;
     let cfg = &shared.cfg;
     let fd = conn.fd();
     let remote = req.remote(&conn.remote_addr);
@@ -546,7 +548,7 @@ fn serve_request(
     };
     drop(in_request);
     let log = !plan.is_some_and(|p| p.no_log);
-    finish_request(shared, req, remote, &outcome, started, log);
+    finish_request(shared, conn, req, &outcome, core, began, log);
     conn.buf = std::mem::take(&mut outcome.leftover);
     // A response that promised keep-alive keeps it even if the stop began
     // meanwhile: the client may already be sending its next request, which
@@ -602,43 +604,27 @@ fn after_panic(shared: &Shared, core: usize, req: &Request, report: &str) -> Ser
     Served::error(500)
 }
 
-/// Stats and the access log line, after every request (`--max-requests`
-/// is counted when a request is admitted, in `parse_buffered`).
+/// Stats and the access log line (unless a route said `donotlog`), after
+/// every request, whoever answered it (`--max-requests` is counted when a
+/// request is admitted, in `parse_buffered`).
 fn finish_request(
     shared: &Shared,
+    conn: &Conn,
     req: &Request,
-    remote: &[u8],
     outcome: &wsgi::Outcome,
-    started: Instant,
+    core: usize,
+    began: Began,
     log: bool,
 ) {
     let cfg = &shared.cfg;
     let w = shared.scoreboard.worker(cfg.worker_id);
     let total = w.requests.fetch_add(1, Ordering::Relaxed) + 1;
     w.tx.fetch_add(outcome.wire_bytes, Ordering::Relaxed);
-    let elapsed = started.elapsed();
-    w.record_latency(elapsed.as_micros() as u64);
+    w.record_latency(began.at.elapsed().as_micros() as u64);
     if outcome.raised {
         w.exceptions.fetch_add(1, Ordering::Relaxed);
     }
-    if cfg.logging && log {
-        crate::log::line(&format!(
-            "[pid: {}|worker: {}|req: {}] {} [{}] {} {} => generated {} bytes in {} msecs ({} {})",
-            std::process::id(),
-            cfg.worker_id,
-            total,
-            if remote.is_empty() {
-                "-".to_string()
-            } else {
-                crate::log::escape(remote)
-            },
-            crate::log::ctime_now(),
-            crate::log::escape(req.method()),
-            crate::log::escape(req.uri()),
-            outcome.body_bytes,
-            elapsed.as_millis(),
-            req.version.as_str(),
-            outcome.status
-        ));
+    if log {
+        access::log_request(shared, conn, req, outcome, core, began, total);
     }
 }

@@ -157,7 +157,8 @@ pub fn start(
         .spawn(move || {
             for stream in listener.incoming() {
                 match stream {
-                    Ok(s) => serve(s, timeout),
+                    // Never on a stdout/stderr number the app closed.
+                    Ok(s) => serve(crate::log::fds::off_std(s.into()).into(), timeout),
                     Err(e) => {
                         crate::log::line(&format!("tracebacker {}: accept: {e}", shown.display()));
                         std::thread::sleep(Duration::from_millis(100));

@@ -38,6 +38,12 @@ pub struct Outcome {
     /// What the client may still be sending of the body: read and
     /// discarded before the connection is closed (see `conn::Linger`).
     pub unread: Unread,
+    /// For the access log (see `StartResponse`).
+    pub header_count: usize,
+    pub head_bytes: u64,
+    pub chunks: u64,
+    pub via_sendfile: bool,
+    pub write_failed: bool,
 }
 
 /// The largest unread request body we drain to keep a connection alive;
@@ -133,6 +139,11 @@ pub fn call(
         raised,
         tail,
         unread,
+        header_count: s.header_count,
+        head_bytes: s.head_bytes,
+        chunks: s.chunks,
+        via_sendfile: s.via_sendfile,
+        write_failed: s.write_failed,
     }
 }
 
@@ -293,5 +304,10 @@ fn internal_failure(py: Python<'_>, e: &PyErr, tail: Output) -> Outcome {
         raised: true,
         tail,
         unread: Unread::Unknown,
+        header_count: 0,
+        head_bytes: 0,
+        chunks: 0,
+        via_sendfile: false,
+        write_failed: false,
     }
 }

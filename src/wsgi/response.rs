@@ -68,6 +68,13 @@ pub struct StartResponse {
     pub wire_bytes: u64,
     /// The socket failed: stop producing output, close the connection.
     pub write_failed: bool,
+    /// For the access log: header lines sent (the status line not
+    /// counted), the size of the head, body chunks the app's iterable
+    /// yielded (uWSGI's "switches"), and whether the body went by sendfile.
+    pub header_count: usize,
+    pub head_bytes: u64,
+    pub chunks: u64,
+    pub via_sendfile: bool,
 }
 
 impl StartResponse {
@@ -85,6 +92,10 @@ impl StartResponse {
             body_bytes: 0,
             wire_bytes: 0,
             write_failed: false,
+            header_count: 0,
+            head_bytes: 0,
+            chunks: 0,
+            via_sendfile: false,
         }
     }
 
@@ -157,6 +168,10 @@ impl StartResponse {
             head.extend_from_slice(b"Connection: keep-alive\r\n");
         }
         head.extend_from_slice(b"\r\n");
+        let head = &self.out.own_buf()[start..];
+        self.head_bytes = head.len() as u64;
+        // Lines between the status line and the blank line.
+        self.header_count = memchr::memmem::find_iter(head, b"\r\n").count() - 2;
         self.out.extended(start);
     }
 
@@ -178,6 +193,7 @@ impl StartResponse {
     /// Queue an app's bytes object (framed), referenced rather than copied
     /// unless it is short. Nothing is written yet.
     pub fn push_bytes(&mut self, bytes: &Bound<'_, PyBytes>) {
+        self.chunks += 1;
         let Some(n) = self.admit(bytes.as_bytes().len()) else {
             return;
         };
@@ -313,6 +329,7 @@ impl StartResponse {
         let (fd, timeout) = (self.ctx.fd, self.ctx.timeout);
         // GIL: released while the kernel copies the file to the client.
         let r = py.detach(|| crate::conn::sendfile_all(fd, in_fd, offset, count, timeout));
+        self.via_sendfile = true;
         match r {
             Ok(n) => {
                 self.body_bytes += n;

@@ -1,0 +1,593 @@
+"""The server's log, driven through the real binary: uWSGI's request line
+byte for byte, descriptors the app cannot take (issue 12, item 6), a log
+reader that stops reading (item 7), and the logging options of issue 10
+(logto, logto2, daemonize, log-reopen and logrotate, log-maxsize,
+log-master, log-date, log-format, conditional logging, loggers and routes).
+"""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import BIN, free_port, http_get
+from helpers import APPS, wait_for, wait_port
+from test_faults import nobody_bin  # noqa: F401  (a fixture: uwsgi-rs user nobody can run)
+
+APP = str(APPS / "logapp.py")
+
+# lnav's uwsgi_log format (formats/uwsgi_log.json), the tool the issue names.
+LNAV = re.compile(
+    r"^\[pid: (?P<pid>\d+)\|app: (?P<app>[\-\d]+)\|req: (?P<req>[\-\d]+)/(?P<total>\d+)\] "
+    r"(?P<ip>[^ ]+) \((?P<user>[^\)]*)\) \{(?P<vars>\d+) vars in (?P<bytes>\d+) bytes\} "
+    r"\[(?P<ts>[^\]]+)\] (?P<method>[A-Z]+) (?P<stem>[^ \?]+)(?:\?(?P<query>[^ ]*))? "
+    r"=> generated (?P<size>\d+) bytes in (?P<runtime>\d+) (?P<unit>\w+) "
+    r"\((?P<version>[^ ]+) (?P<status>\d+)\) (?P<headers>\d+) headers in (?P<hbytes>\d+) "
+    r"bytes \((?P<switches>\d+) switches on core (?P<core>\d+)\)$")
+CTIME = re.compile(r"^[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}$")
+
+
+def get(port, path, timeout=10.0, extra=b""):
+    """One HTTP/1.0 GET on a new connection: everything until EOF."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s.sendall(f"GET {path} HTTP/1.0\r\n".encode() + extra + b"\r\n")
+        data = b""
+        while True:
+            try:
+                b = s.recv(65536)
+            except (socket.timeout, ConnectionResetError):
+                return data
+            if not b:
+                return data
+            data += b
+    finally:
+        s.close()
+
+
+def served(port, path):
+    """The app's exact answer to `path`, nothing before or after it."""
+    data = get(port, path)
+    head, _, body = data.partition(b"\r\n\r\n")
+    return data.startswith(b"HTTP/1.0 200 OK\r\n") and body == f"ok {path.split('?')[0]}\n".encode()
+
+
+def uwsgi_packet(pairs):
+    body = b"".join(struct.pack("<H", len(k)) + k + struct.pack("<H", len(v)) + v
+                    for k, v in pairs)
+    return struct.pack("<BHB", 0, len(body), 0) + body
+
+
+def access_lines(text):
+    return [m for m in (LNAV.match(l) for l in text.splitlines()) if m]
+
+
+def wait_text(path, needle, timeout=10.0, count=1):
+    def found():
+        return Path(path).exists() and Path(path).read_text(errors="replace").count(needle) >= count
+    wait_for(found, timeout, what=f"{needle!r} x{count} in {path}")
+    return Path(path).read_text(errors="replace")
+
+
+# ------------------------------------------------------------ the request line
+
+def test_the_default_request_line_is_uwsgis(serve, port):
+    """uWSGI's `[pid|app|req] addr (user) {vars} [ctime] method uri =>
+    generated ... (N switches on core C)`, which lnav parses, for both
+    protocols; a uwsgi packet's vars are counted as uWSGI counts them."""
+    usock = f"127.0.0.1:{free_port()}"
+    srv = serve(["--http", f"127.0.0.1:{port}", "--socket", usock, "--wsgi-file", APP,
+                 "--threads", "2"])
+    r = get(port, "/hello?x=1", extra=b"User-Agent: t\r\nX-A: 1\r\nx-a: 2\r\n")
+    assert r.endswith(b"ok /hello\n"), r
+    pairs = [(b"REQUEST_METHOD", b"GET"), (b"REQUEST_URI", b"/via/uwsgi?q"),
+             (b"PATH_INFO", b"/via/uwsgi"), (b"QUERY_STRING", b"q"),
+             (b"SERVER_PROTOCOL", b"HTTP/1.1"), (b"REMOTE_ADDR", b"10.1.2.3"),
+             (b"REMOTE_USER", b"alice"), (b"SERVER_NAME", b"x"), (b"SERVER_PORT", b"80")]
+    host, p = usock.split(":")
+    s = socket.create_connection((host, int(p)), timeout=5)
+    s.sendall(uwsgi_packet(pairs))
+    while s.recv(65536):
+        pass
+    s.close()
+    srv.wait_log("GET /via/uwsgi?q =>")
+    lines = {m["stem"]: m for m in access_lines(srv.log)}
+    h, u = lines["/hello"], lines["/via/uwsgi"]
+    assert h["app"] == "0" and h["ip"] == "127.0.0.1" and h["user"] == ""
+    assert (h["req"], h["total"]) == ("1", "1") and (u["req"], u["total"]) == ("2", "2")
+    assert CTIME.match(h["ts"]), h["ts"]
+    assert h["query"] == "x=1" and h["unit"] == "msecs"
+    assert (h["version"], h["status"], h["size"], h["switches"]) == ("HTTP/1.0", "200", "10", "1")
+    # uWSGI's http parser: 9 fixed vars + 2 headers (X-A merged), 2 per var.
+    assert h["vars"] == str(2 * (9 + 2)), h.group(0)
+    # Content-Type, Content-Length, Connection: close.
+    assert h["headers"] == "3"
+    head = r.partition(b"\r\n\r\n")[0] + b"\r\n\r\n"
+    assert h["hbytes"] == str(len(head))
+    assert u["ip"] == "10.1.2.3" and u["user"] == "alice" and u["version"] == "HTTP/1.1"
+    assert u["vars"] == str(2 * len(pairs))
+    assert u["bytes"] == str(sum(4 + len(k) + len(v) for k, v in pairs))
+    assert int(u["pid"]) == int(h["pid"]) and h["core"] in ("0", "1")
+
+
+def test_request_data_cannot_forge_log_lines(serve, port):
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP])
+    get(port, "/a%0d%0aFORGED", extra=b"User-Agent: x\r\n")
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(b"GET /b\x1b[31m HTTP/1.0\r\n\r\n")
+    s.recv(100)
+    s.close()
+    srv.wait_log("GET /a%0d%0aFORGED =>")
+    assert not any(l.startswith("FORGED") for l in srv.log.splitlines())
+
+
+# ------------------------------------------- descriptors the app cannot take
+
+@pytest.mark.parametrize("close", ["/close-stderr", "/close-std"])
+def test_an_app_closing_stderr_never_sends_log_lines_to_clients(serve, port, close):
+    """Issue 12, item 6: after the app closes fd 2 (and 1), the next
+    connections would get those numbers and the server's log lines (with
+    other clients' URIs) in their responses. Every response stays exactly
+    the app's, and the log lines still reach the log."""
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP, "--threads", "2"])
+    assert served(port, close)
+    # An idle connection holds the lowest free number while the others come.
+    idle = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        for i in range(8):
+            assert served(port, f"/n/{i}?secret={i}"), i
+    finally:
+        idle.close()
+    for i in range(8):
+        srv.wait_log(f"GET /n/{i}?secret={i} => generated")
+
+
+def test_a_server_started_with_stderr_closed_keeps_its_clients_clean(tmp_path, port):
+    """Started with fd 2 (and 0) closed (`2>&- <&-`): /dev/null fills them,
+    so no socket ever becomes stderr; the log goes to --logto."""
+    log = tmp_path / "f.log"
+    proc = subprocess.Popen(
+        ["sh", "-c", f'exec "$0" "$@" 2>&- <&- >&-', BIN, "--http", f"127.0.0.1:{port}",
+         "--wsgi-file", APP, "--logto", str(log)], cwd=tmp_path, start_new_session=True)
+    try:
+        wait_text(log, ") ready")
+        for i in range(4):
+            assert served(port, f"/n/{i}"), i
+        wait_text(log, "GET /n/3 =>")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+# ------------------------------------------------ a reader that stops reading
+
+class PipedServer:
+    """A server whose stdout and stderr are a pipe only the test reads, and
+    only when it chooses to (`uwsgi-rs ... | slow-consumer`)."""
+
+    def __init__(self, args, cwd):
+        self.r, w = os.pipe()
+        self.proc = subprocess.Popen([BIN] + args, cwd=cwd, stdout=w, stderr=w,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        os.close(w)
+        self.buf = b""
+        self.reader = None
+
+    def start_reading(self):
+        def run():
+            while True:
+                b = os.read(self.r, 65536)
+                if not b:
+                    return
+                self.buf += b
+        self.reader = threading.Thread(target=run, daemon=True)
+        self.reader.start()
+
+    def stop(self):
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(5)
+        if self.reader:
+            self.reader.join(5)
+        os.close(self.r)
+
+
+@pytest.fixture
+def piped(tmp_path):
+    started = []
+
+    def start(args):
+        s = PipedServer(args, tmp_path)
+        started.append(s)
+        return s
+    yield start
+    for s in started:
+        s.stop()
+
+
+def fill_the_pipe(port, n=600):
+    """n requests, each logged (~200 bytes): far more than a 64 KiB pipe."""
+    wait_port(port)
+    t0 = time.monotonic()
+    ok = 0
+    for i in range(n):
+        if not served(port, f"/n/{i}"):
+            break  # (a server stuck on its log: no use waiting for the rest)
+        ok += 1
+    return ok, time.monotonic() - t0
+
+
+def test_a_stalled_log_reader_stops_nothing(piped, port):
+    """Issue 12, item 7: with nobody reading the log, requests keep being
+    served, harakiri fires, and once the reader reads again the log says
+    how many lines were dropped; every line that got through is whole."""
+    srv = piped(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP, "--processes", "2",
+                 "--harakiri", "2"])
+    ok, took = fill_the_pipe(port)
+    assert ok == 600, f"{ok} of 600 served"
+    assert took < 30, took
+    t0 = time.monotonic()
+    assert get(port, "/sleep?30") == b""  # killed by harakiri: closed, no answer
+    assert time.monotonic() - t0 < 8
+    wait_for(lambda: served(port, "/after"), 10, what="a worker serving after harakiri")
+    srv.start_reading()
+    wait_for(lambda: b"log line(s) dropped" in srv.buf, 5, what="the dropped-lines report")
+    text = srv.buf.decode(errors="replace")
+    dropped = int(re.search(r"\*\*\* (\d+) log line\(s\) dropped", text).group(1))
+    logged = len(access_lines(text))
+    assert dropped > 100 and logged > 100, (dropped, logged)
+    assert logged + dropped >= 600
+    # No line was cut or mixed with another: a line that mentions a request
+    # is a whole request line.
+    for line in text.splitlines():
+        if "GET /n/" in line:
+            assert LNAV.match(line), line
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGQUIT])
+def test_a_stalled_log_reader_does_not_hold_up_a_stop(piped, port, sig):
+    srv = piped(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP, "--processes", "2",
+                 "--reload-mercy", "3"])
+    assert fill_the_pipe(port, 400)[0] == 400
+    t0 = time.monotonic()
+    srv.proc.send_signal(sig)
+    srv.proc.wait(6)
+    assert time.monotonic() - t0 < 5
+
+
+def test_log_master_keeps_a_printing_app_serving_with_a_stalled_reader(piped, port):
+    """With --log-master the app's own stdout and stderr go through the
+    master, which never waits: an app that prints on every request keeps
+    serving while nobody reads (its prints are dropped and counted)."""
+    srv = piped(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP, "--processes", "2",
+                 "--log-master"])
+    wait_port(port)
+    ok = sum(served(port, "/print") for _ in range(600))
+    assert ok == 600
+    srv.start_reading()
+    wait_for(lambda: b"log line(s) dropped" in srv.buf, 5, what="the dropped-lines report")
+    assert b"app output xxx" in srv.buf and b"app error output" in srv.buf
+
+
+# ------------------------------------------------------------ log files
+
+def test_logto_writes_everything_to_the_file(serve, port, tmp_path):
+    log = tmp_path / "app.log"
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP, "--logto", str(log)],
+                ready=False)
+    wait_text(log, ") ready")
+    assert served(port, "/print")
+    text = wait_text(log, "GET /print =>")
+    # The app's prints go there too, as under uWSGI.
+    assert "app output xxx" in text and "app error output" in text
+    assert "uwsgi-rs 0.1.0 serving http" in text
+    srv.stop()
+    assert srv.log == "", srv.log  # nothing on stdout
+
+
+def test_a_log_file_that_cannot_be_opened_stops_the_start(serve, port, tmp_path):
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP,
+                 "--logto", str(tmp_path / "no" / "such" / "dir.log")], ready=False)
+    assert srv.proc.wait(10) == 1
+    assert "cannot open the log file" in srv.log and "dir.log" in srv.log, srv.log
+
+
+@pytest.fixture
+def nobody_dir():
+    """A directory user nobody can enter, with the app, and logs/ it may write."""
+    d = Path(tempfile.mkdtemp(prefix="uwsgi-rs-log-"))
+    try:
+        d.chmod(0o755)
+        (d / "logapp.py").write_bytes(Path(APP).read_bytes())
+        (d / "logapp.py").chmod(0o644)
+        (d / "logs").mkdir()
+        (d / "logs").chmod(0o777)
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+def test_logto_opens_as_root_and_logto2_as_the_worker_user(serve, nobody_dir, nobody_bin):
+    app = nobody_dir / "logapp.py"
+    for opt, owner in (("--logto", 0), ("--logto2", 65534)):
+        port = free_port()
+        log = nobody_dir / "logs" / f"{opt[2:]}.log"
+        srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(app), opt, str(log),
+                     "--uid", "nobody", "--gid", "nogroup"], ready=False,
+                    cwd=nobody_dir)
+        wait_text(log, ") ready")
+        assert os.stat(log).st_uid == owner, opt
+        assert served(port, "/x")
+        wait_text(log, "GET /x =>")
+        srv.stop()
+
+
+# ------------------------------------------------------------ daemonize
+
+def read_pid(path):
+    wait_for(lambda: path.exists() and path.read_text().strip(), 10, what=str(path))
+    return int(path.read_text())
+
+
+def stop_daemon(pid):
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    for _ in range(100):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("opt", ["--daemonize", "--daemonize2"])
+def test_daemonize_detaches_and_logs_to_the_file(tmp_path, port, opt):
+    """The command returns 0 once the daemon is up (sockets bound, or with
+    --daemonize2 the app loaded), the daemon is in its own session, and
+    its log is the file."""
+    log, pidfile = tmp_path / "d.log", tmp_path / "d.pid"
+    r = subprocess.run([BIN, "--http", f"127.0.0.1:{port}", "--wsgi-file", APP, opt, str(log),
+                        "--pidfile", str(pidfile)], cwd=tmp_path, capture_output=True,
+                       timeout=30, stdin=subprocess.DEVNULL)
+    pid = read_pid(pidfile)
+    try:
+        assert r.returncode == 0, r
+        assert r.stdout == b"" and r.stderr == b"", r
+        if opt == "--daemonize2":
+            # Returned after the app loaded: it serves at once.
+            assert served(port, "/now")
+        # Its own session, and not its leader: it can never get a terminal.
+        assert os.getsid(pid) not in (os.getsid(0), pid)
+        wait_for(lambda: served(port, "/d"), 10, what="the daemon serving")
+        text = wait_text(log, "GET /d =>")
+        assert f"master process (pid: {pid})" in text
+    finally:
+        stop_daemon(pid)
+    wait_text(log, "goodbye to uwsgi-rs")
+
+
+def test_daemonize2_reports_an_app_that_does_not_load(tmp_path, port):
+    log = tmp_path / "d.log"
+    r = subprocess.run([BIN, "--http", f"127.0.0.1:{port}", "--module", "no_such_module_here",
+                        "--daemonize2", str(log)], cwd=tmp_path, capture_output=True,
+                       timeout=30, stdin=subprocess.DEVNULL)
+    assert r.returncode == 1, r
+    assert str(log).encode() in r.stderr, r.stderr
+    assert "no_such_module_here" in log.read_text()
+
+
+def test_daemonize_reports_a_port_in_use_on_the_terminal(tmp_path, port):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", port))
+        busy.listen()
+        r = subprocess.run([BIN, "--http", f"127.0.0.1:{port}", "--wsgi-file", APP,
+                            "--daemonize", str(tmp_path / "d.log")], cwd=tmp_path,
+                           capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert r.returncode == 1 and b"127.0.0.1" in r.stderr, r
+
+
+# ------------------------------------------------------------ logrotate
+
+ROTATIONS = {
+    "sigusr1": ([], signal.SIGUSR1),
+    "sigusr1-log-master": (["--log-master"], signal.SIGUSR1),
+    "sighup-log-reopen": (["--log-reopen"], signal.SIGHUP),
+}
+
+
+@pytest.mark.parametrize("how", list(ROTATIONS))
+def test_logrotate_rename_and_signal(serve, port, tmp_path, how):
+    """As logrotate does it: rename the file, signal the master. New lines
+    go to the new file; no line is lost or written twice."""
+    extra, sig = ROTATIONS[how]
+    log = tmp_path / "app.log"
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP, "--logto", str(log),
+                 "--processes", "2", *extra], ready=False)
+    wait_text(log, ") ready", count=2)
+    for i in range(40):
+        assert served(port, f"/n/{i}")
+    wait_text(log, "GET /n/39 =>")
+    os.rename(log, tmp_path / "app.log.1")
+    srv.proc.send_signal(sig)
+    if sig == signal.SIGHUP:
+        # The rolling reload: the new workers are up.
+        wait_text(log, ") ready", count=2, timeout=20)
+    else:
+        wait_text(log, "log files reopened")
+    for i in range(40, 80):
+        assert served(port, f"/n/{i}")
+    new = wait_text(log, "GET /n/79 =>")
+    old = (tmp_path / "app.log.1").read_text()
+    seen = [int(m["stem"].rsplit("/", 1)[1]) for m in access_lines(old + new)]
+    assert sorted(seen) == list(range(80)), seen
+    assert all(int(m["stem"].rsplit("/", 1)[1]) >= 40 for m in access_lines(new))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+def test_workers_that_dropped_root_follow_a_reopen_through_the_master(serve, nobody_dir,
+                                                                       nobody_bin):
+    """With --uid the workers cannot reopen a root-owned log: with
+    --log-master the master, which writes every line, reopens it alone."""
+    tmp_path = nobody_dir
+    port = free_port()
+    log = tmp_path / "app.log"
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(tmp_path / "logapp.py"),
+                 "--logto", str(log), "--log-master", "--uid", "nobody", "--gid", "nogroup"],
+                ready=False, cwd=tmp_path)
+    wait_text(log, ") ready")
+    assert served(port, "/before")
+    wait_text(log, "GET /before =>")
+    os.rename(log, tmp_path / "app.log.1")
+    srv.proc.send_signal(signal.SIGUSR1)
+    wait_text(log, "log files reopened")
+    assert served(port, "/after")
+    assert "GET /after =>" in wait_text(log, "GET /after =>")
+    assert "GET /after" not in (tmp_path / "app.log.1").read_text()
+
+
+def test_log_maxsize_rotates_to_the_backup_name(serve, port, tmp_path):
+    log, backup = tmp_path / "app.log", tmp_path / "app.log.old"
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP, "--logto", str(log),
+                 "--log-maxsize", "20000", "--log-backupname", str(backup)], ready=False)
+    wait_text(log, ") ready")
+    for i in range(130):  # ~27 KB of request lines: one rotation
+        assert served(port, f"/n/{i}")
+    wait_for(lambda: backup.exists(), 10, what="the rotated file")
+    wait_text(log, "GET /n/129 =>")
+    old, new = backup.read_text(), log.read_text()
+    assert "triggering rotation to " + str(backup) in old
+    assert len(new) < 20000
+    seen = sorted(int(m["stem"].rsplit("/", 1)[1]) for m in access_lines(old + new))
+    assert seen == list(range(130))
+    srv.stop()
+
+
+# ------------------------------------------------------------ line shapes
+
+def test_log_date_prefixes_server_lines(serve, tmp_path):
+    port = free_port()
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP, "--log-date"])
+    assert served(port, "/x")
+    srv.wait_log("GET /x =>")
+    ready = next(l for l in srv.log.splitlines() if ") ready" in l)
+    assert CTIME.match(ready.split(" - ", 1)[0]), ready
+    # Request lines are uWSGI's, without a prefix (they carry their date).
+    assert any(LNAV.match(l) for l in srv.log.splitlines())
+    srv.stop()
+    port = free_port()
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP,
+                 "--logdate=%Y-%m-%dT%H:%M:%S"])
+    ready = next(l for l in srv.log.splitlines() if ") ready" in l)
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d - worker 1", ready), ready
+
+
+def test_log_format_with_uwsgis_variables(serve, port):
+    fmt = ('%(addr) - %(user) [%(ltime)] "%(method) %(uri) %(proto)" %(status) %(size) '
+           '"%(referer)" "%(uagent)" host=%(host) rsize=%(rsize) hsize=%(hsize) cl=%(cl) '
+           'ms=%(msecs) us=%(micros) pid=%(pid) wid=%(wid) core=%(core) trace=%(var.HTTP_X_TRACE) '
+           'epoch=%(epoch) ctime=[%(ctime)] mem=%(rssM) unknown=%(nope)')
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP, "--log-format", fmt])
+    r = get(port, "/f?a=b", extra=b"Host: example.org\r\nReferer: http://r/\r\n"
+                                  b"User-Agent: ua/1\r\nX-Trace: t-1\r\n")
+    head = r.partition(b"\r\n\r\n")[0] + b"\r\n\r\n"
+    srv.wait_log('"GET /f?a=b HTTP/1.0"')
+    line = next(l for l in srv.log.splitlines() if '"GET /f?a=b' in l)
+    pid = srv.worker_pids()[1]
+    m = re.fullmatch(
+        r'127\.0\.0\.1 - - \[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] '
+        r'"GET /f\?a=b HTTP/1\.0" 200 (\d+) "http://r/" "ua/1" host=example\.org '
+        r'rsize=6 hsize=(\d+) cl=0 ms=\d+ us=\d+ pid=(\d+) wid=1 core=0 trace=t-1 '
+        r'epoch=(\d+) ctime=\[(.{24})\] mem=(\d+) unknown=-', line)
+    assert m, line
+    assert int(m[1]) == 6 + len(head) and int(m[2]) == len(head)
+    assert int(m[3]) == pid and abs(int(m[4]) - time.time()) < 60
+    assert CTIME.match(m[5]) and int(m[6]) > 0
+
+
+def test_logformat_strftime_uses_the_log_date_format(serve, port):
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP,
+                 "--log-format", "at %(ftime) %(method) %(uri)", "--logformat-strftime",
+                 "--log-date=%Y/%m/%d"])
+    assert served(port, "/t")
+    srv.wait_log(" GET /t")
+    assert re.search(r"^at \d{4}/\d\d/\d\d GET /t$", srv.log, re.M), srv.log
+
+
+def test_log_micros(serve, port):
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP, "--log-micros"])
+    assert served(port, "/u")
+    srv.wait_log("GET /u =>")
+    assert access_lines(srv.log)[0]["unit"] == "micros"
+
+
+def test_disable_logging_with_log_4xx_5xx_and_slow(serve, port):
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP, "--disable-logging",
+                 "--log-4xx", "--log-5xx", "--log-slow", "300", "--threads", "2"])
+    for path in ("/plain", "/status/404", "/status/503", "/status/302", "/sleep?0.5"):
+        get(port, path)
+    srv.wait_log("GET /sleep?0.5 =>")
+    logged = {m["stem"] for m in access_lines(srv.log)}
+    assert logged == {"/status/404", "/status/503", "/sleep"}, srv.log
+
+
+def test_log_x_forwarded_for(serve, port):
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP, "--log-x-forwarded-for"])
+    get(port, "/xff", extra=b"X-Forwarded-For: 203.0.113.9\r\n")
+    get(port, "/direct")
+    srv.wait_log("GET /direct =>")
+    ips = {m["stem"]: m["ip"] for m in access_lines(srv.log)}
+    assert ips == {"/xff": "203.0.113.9", "/direct": "127.0.0.1"}
+
+
+def test_loggers_request_logger_and_routes(serve, port, tmp_path):
+    """uWSGI's loggers: unnamed loggers get every line, the request logger
+    the request lines, and a named logger only what a route sends it (here
+    the app's stderr, which the master relays)."""
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP,
+                 "--logger", f"file:{tmp_path / 'main.log'}",
+                 "--req-logger", f"file:{tmp_path / 'req.log'}",
+                 "--logger", f"apperr file:{tmp_path / 'apperr.log'}",
+                 "--log-route", "apperr ^app error"], ready=False)
+    main = wait_text(tmp_path / "main.log", ") ready")
+    assert served(port, "/print")
+    req = wait_text(tmp_path / "req.log", "GET /print =>")
+    err = wait_text(tmp_path / "apperr.log", "app error output")
+    main = wait_text(tmp_path / "main.log", "app output xxx")
+    assert "GET /print" not in main and "app error output" not in main
+    assert req.count("\n") == 1 and LNAV.match(req.strip()), req
+    assert err == "app error output\n", err
+    srv.stop()
+    assert srv.log == ""
+
+
+def test_log_encoders_make_json_lines(serve, port):
+    """uWSGI's encoder chain: every line through `json` then `nl`; an
+    encoder for one logger leaves the others alone."""
+    import json
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP,
+                 "--log-encoder", 'json {"year":"${strftime:%Y}","msg":"${msg}"}',
+                 "--log-encoder", "nl",
+                 "--log-req-encoder", "prefix:nobody never: "])
+    assert served(port, '/q"uote')
+    srv.wait_log("GET /q")
+    records = [json.loads(l) for l in srv.log.splitlines()]
+    assert all(r["year"] == time.strftime("%Y") for r in records)
+    msgs = [r["msg"] for r in records]
+    assert any(") ready: app " in m for m in msgs)
+    assert any((m := LNAV.match(x)) and m["stem"] == '/q"uote' for x in msgs), msgs
+    assert not any("never" in m for m in msgs)
