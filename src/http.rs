@@ -6,7 +6,7 @@
 //!   the application at all (the answer is an [`HttpError`] carrying the status);
 //! * decoding a `Transfer-Encoding: chunked` body ([`ChunkedDecoder`]);
 //! * small pure helpers for building the environ and responses
-//!   ([`percent_decode`], [`cgi_header_name`], [`reason_phrase`], [`error_response`]).
+//!   ([`percent_decode_cow`], [`cgi_header_name`], [`reason_phrase`], [`error_response`]).
 //!
 //! It must not do I/O, touch sockets or Python, keep global state, or panic on
 //! anything a peer can send: every function takes byte slices and returns values,
@@ -17,6 +17,7 @@
 //! front proxy that splits lines differently is the classic request-smuggling
 //! setup; every client we care about sends CRLF.
 
+use crate::span::{Arena, Span};
 use std::borrow::Cow;
 
 /// Limits the caller enforces (from the config).
@@ -62,38 +63,65 @@ pub enum BodyKind {
     Chunked,
 }
 
-/// A parsed and validated request head.
+/// A parsed and validated request head: one copy of its bytes and spans
+/// into it (see `span`), read through the accessors.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHead {
-    /// As sent, e.g. "GET" (methods are case-sensitive, so no normalisation).
-    pub method: String,
-    /// Raw request target, e.g. b"/a%20b?x=1".
-    pub target: Vec<u8>,
-    /// Raw path part (before '?'), not decoded; b"/p" for "http://host/p?q", b"*" for OPTIONS *.
-    pub path: Vec<u8>,
-    /// After '?', raw, without '?'; empty if none.
-    pub query: Vec<u8>,
+    bytes: Arena,
+    method: Span,
+    target: Span,
+    path: Span,
+    query: Span,
     /// 0 or 1 (HTTP/1.0 or HTTP/1.1).
     pub minor_version: u8,
-    /// Names as sent (ASCII tokens), values with surrounding OWS trimmed, in order.
-    pub headers: Vec<(String, Vec<u8>)>,
+    headers: Vec<(Span, Span)>,
     pub body: BodyKind,
     /// 1.1: true unless "Connection: close"; 1.0: only with "Connection: keep-alive".
     pub keep_alive: bool,
     /// "Expect: 100-continue" on HTTP/1.1.
     pub expect_continue: bool,
-    /// Host header value, or the authority of an absolute-form target (which wins, RFC 9112 §3.2.2).
-    pub host: Option<Vec<u8>>,
+    host: Option<Span>,
 }
 
 impl RequestHead {
+    /// As sent, e.g. "GET" (methods are case-sensitive, so no normalisation).
+    pub fn method(&self) -> &str {
+        self.bytes.text(self.method)
+    }
+
+    /// Raw request target, e.g. b"/a%20b?x=1".
+    pub fn target(&self) -> &[u8] {
+        self.bytes.get(self.target)
+    }
+
+    /// Raw path part (before '?'), not decoded; b"/p" for "http://host/p?q", b"*" for OPTIONS *.
+    pub fn path(&self) -> &[u8] {
+        self.bytes.get(self.path)
+    }
+
+    /// After '?', raw, without '?'; empty if none.
+    pub fn query(&self) -> &[u8] {
+        self.bytes.get(self.query)
+    }
+
+    /// Host header value, or the authority of an absolute-form target (which wins, RFC 9112 §3.2.2).
+    pub fn host(&self) -> Option<&[u8]> {
+        self.host.map(|s| self.bytes.get(s))
+    }
+
+    /// Names as sent (ASCII tokens), values with surrounding OWS trimmed, in order.
+    pub fn headers(&self) -> impl ExactSizeIterator<Item = (&str, &[u8])> + '_ {
+        self.headers
+            .iter()
+            .map(|&(n, v)| (self.bytes.text(n), self.bytes.get(v)))
+    }
+
     /// Value of the first header called `name` (ASCII case-insensitive).
     #[cfg(test)]
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
+        self.headers()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
+            .map(|(_, v)| v)
     }
 }
 
@@ -350,6 +378,9 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed<RequestHead>, Ht
         }
     }
 
+    // One copy of the head; every field below is a span of it.
+    let src = &buf[..head_end];
+    let mut bytes = Arena::copy_of(src);
     let mut headers = Vec::with_capacity(raw.len());
     let mut content_length: Option<u64> = None;
     let mut te = TransferCodings::default();
@@ -403,7 +434,8 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed<RequestHead>, Ht
                 // ("5, 5" and repeated headers become "5"), as RFC 9112 §6.3
                 // says to process such a message.
                 if content_length.is_none() {
-                    headers.push((name.to_owned(), n.to_string().into_bytes()));
+                    let value = bytes.span(src, n.to_string().as_bytes());
+                    headers.push((bytes.span(src, name.as_bytes()), value));
                 }
                 content_length = Some(n);
                 continue;
@@ -416,7 +448,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed<RequestHead>, Ht
             // gunicorn: no log line a client could use to flood the log.
             continue;
         }
-        headers.push((name.to_owned(), value.to_vec()));
+        headers.push((bytes.span(src, name.as_bytes()), bytes.span(src, value)));
     }
 
     let body = if te.present {
@@ -447,13 +479,18 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Parsed<RequestHead>, Ht
     } else {
         conn_keep_alive && !conn_close
     };
-    let host = parts.authority.or(host_header).map(<[u8]>::to_vec);
+    let host = parts.authority.or(host_header).map(|h| bytes.span(src, h));
+    let method = bytes.span(src, method.as_bytes());
+    let target = bytes.span(src, target);
+    let path = bytes.span(src, parts.path);
+    let query = bytes.span(src, parts.query);
     Ok(Parsed::Complete {
         value: RequestHead {
-            method: method.to_owned(),
-            target: target.to_vec(),
-            path: parts.path.to_vec(),
-            query: parts.query.to_vec(),
+            bytes,
+            method,
+            target,
+            path,
+            query,
             minor_version,
             headers,
             body,
@@ -972,7 +1009,8 @@ pub fn percent_decode_cow(path: &[u8]) -> Cow<'_, [u8]> {
 }
 
 /// Percent-decode a path (%XX -> byte; malformed escapes are kept literally).
-/// Used for PATH_INFO. See [`percent_decode_cow`] to avoid the copy.
+/// The request path uses [`percent_decode_cow`], which avoids the copy.
+#[cfg(test)]
 pub fn percent_decode(path: &[u8]) -> Vec<u8> {
     percent_decode_cow(path).into_owned()
 }
@@ -1116,13 +1154,15 @@ mod tests {
         let r = b"GET /a%20b?x=1&y HTTP/1.1\r\nHost: example.com\r\nUser-Agent:  t/1 \t\r\n\r\n";
         let (h, n) = parse_ok(r);
         assert_eq!(n, r.len());
-        assert_eq!(h.method, "GET");
-        assert_eq!(h.target, b"/a%20b?x=1&y");
-        assert_eq!(h.path, b"/a%20b");
-        assert_eq!(h.query, b"x=1&y");
+        assert_eq!(h.method(), "GET");
+        assert_eq!(h.target(), b"/a%20b?x=1&y");
+        assert_eq!(h.path(), b"/a%20b");
+        assert_eq!(h.query(), b"x=1&y");
         assert_eq!(h.minor_version, 1);
         assert_eq!(
-            h.headers,
+            h.headers()
+                .map(|(n, v)| (n.to_string(), v.to_vec()))
+                .collect::<Vec<_>>(),
             vec![
                 ("Host".to_string(), b"example.com".to_vec()),
                 ("User-Agent".to_string(), b"t/1".to_vec()),
@@ -1131,7 +1171,7 @@ mod tests {
         assert_eq!(h.body, BodyKind::None);
         assert!(h.keep_alive);
         assert!(!h.expect_continue);
-        assert_eq!(h.host.as_deref(), Some(&b"example.com"[..]));
+        assert_eq!(h.host(), Some(&b"example.com"[..]));
         assert_eq!(h.header("user-agent"), Some(&b"t/1"[..]));
         assert_eq!(h.header("x-missing"), None);
     }
@@ -1139,8 +1179,8 @@ mod tests {
     #[test]
     fn empty_header_value_and_query_without_value() {
         let (h, _) = parse_ok(&req("GET /p? HTTP/1.1", &["X-Empty:", "X-Sp:   "]));
-        assert_eq!(h.path, b"/p");
-        assert_eq!(h.query, b"");
+        assert_eq!(h.path(), b"/p");
+        assert_eq!(h.query(), b"");
         assert_eq!(h.header("x-empty"), Some(&b""[..]));
         assert_eq!(h.header("x-sp"), Some(&b""[..]));
     }
@@ -1161,7 +1201,7 @@ mod tests {
         r.extend_from_slice(&req("GET / HTTP/1.1", &[]));
         let (h, n) = parse_ok(&r);
         assert_eq!(n, r.len());
-        assert_eq!(h.path, b"/");
+        assert_eq!(h.path(), b"/");
         assert_eq!(parse_head(b"\r\n", &lim()), Ok(Parsed::Incomplete));
         assert_eq!(parse_head(b"\r\n\r", &lim()), Ok(Parsed::Incomplete));
         assert_eq!(parse_head(b"", &lim()), Ok(Parsed::Incomplete));
@@ -1271,7 +1311,7 @@ mod tests {
         };
         // 100 total (Host + 99) is fine, 101 is not; exercises the heap fallback.
         let (h, _) = parse_ok_with(&many_headers(99), &big);
-        assert_eq!(h.headers.len(), 100);
+        assert_eq!(h.headers().len(), 100);
         assert_eq!(status_with(&many_headers(100), &big), 431);
         // Below the stack size.
         let few = Limits {
@@ -1294,7 +1334,7 @@ mod tests {
         assert_eq!(
             parse_ok_with(&many_headers(500), &unbounded)
                 .0
-                .headers
+                .headers()
                 .len(),
             501
         );
@@ -1376,7 +1416,7 @@ mod tests {
         }
         // Any token is a method; unusual ones are the app's business.
         let (h, _) = parse_ok(&req("M-SEARCH! / HTTP/1.1", &[]));
-        assert_eq!(h.method, "M-SEARCH!");
+        assert_eq!(h.method(), "M-SEARCH!");
     }
 
     #[test]
@@ -1497,10 +1537,9 @@ mod tests {
         assert_eq!(h.body, BodyKind::Length(5));
         // The app sees the value the body was framed with, once.
         let lengths = |h: &RequestHead| -> Vec<(String, Vec<u8>)> {
-            h.headers
-                .iter()
+            h.headers()
                 .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-                .cloned()
+                .map(|(n, v)| (n.to_string(), v.to_vec()))
                 .collect()
         };
         assert_eq!(
@@ -1550,7 +1589,7 @@ mod tests {
         ];
         let (h, n) = parse_ok(&req("GET / HTTP/1.1", &extra));
         assert_eq!(n, req("GET / HTTP/1.1", &extra).len());
-        let names: Vec<&str> = h.headers.iter().map(|(n, _)| n.as_str()).collect();
+        let names: Vec<&str> = h.headers().map(|(n, _)| n).collect();
         assert_eq!(names, ["Host", "X-Remote-User"]);
         // Not framing headers either way: no body.
         assert_eq!(h.body, BodyKind::None);
@@ -1559,7 +1598,7 @@ mod tests {
             ..lim()
         };
         let (h, _) = parse_ok_with(&req("GET / HTTP/1.1", &extra), &keep);
-        assert_eq!(h.headers.len(), 6);
+        assert_eq!(h.headers().len(), 6);
         assert_eq!(h.header("x_remote_user"), Some(&b"admin"[..]));
         assert_eq!(h.body, BodyKind::None);
         // Dropped fields still count toward the limits.
@@ -1682,13 +1721,13 @@ mod tests {
         assert_eq!(status(b"GET / HTTP/1.1\r\n\r\n"), 400);
         assert_eq!(status(b"GET / HTTP/1.1\r\nX: y\r\n\r\n"), 400);
         let (h, _) = parse_ok(b"GET / HTTP/1.0\r\n\r\n");
-        assert_eq!(h.host, None);
+        assert_eq!(h.host(), None);
         assert_eq!(status(&req("GET / HTTP/1.1", &["Host: other"])), 400);
         assert_eq!(status(&req("GET / HTTP/1.1", &["host: h"])), 400);
         assert_eq!(status(b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n"), 400);
         // Empty Host is allowed (RFC 9112 §3.2 for URIs without authority).
         let (h, _) = parse_ok(b"GET / HTTP/1.1\r\nHost:\r\n\r\n");
-        assert_eq!(h.host, Some(Vec::new()));
+        assert_eq!(h.host(), Some(&b""[..]));
     }
 
     #[test]
@@ -1727,19 +1766,16 @@ mod tests {
     #[test]
     fn absolute_form() {
         let (h, _) = parse_ok(&req("GET http://example.com:8080/p/q?x=1 HTTP/1.1", &[]));
-        assert_eq!(h.path, b"/p/q");
-        assert_eq!(h.query, b"x=1");
-        assert_eq!(h.host.as_deref(), Some(&b"example.com:8080"[..]));
-        assert_eq!(h.target, b"http://example.com:8080/p/q?x=1");
+        assert_eq!(h.path(), b"/p/q");
+        assert_eq!(h.query(), b"x=1");
+        assert_eq!(h.host(), Some(&b"example.com:8080"[..]));
+        assert_eq!(h.target(), b"http://example.com:8080/p/q?x=1");
         let (h, _) = parse_ok(&req("GET HTTPS://example.com HTTP/1.1", &[]));
-        assert_eq!(h.path, b"/");
-        assert_eq!(h.query, b"");
-        assert_eq!(h.host.as_deref(), Some(&b"example.com"[..]));
+        assert_eq!(h.path(), b"/");
+        assert_eq!(h.query(), b"");
+        assert_eq!(h.host(), Some(&b"example.com"[..]));
         let (h, _) = parse_ok(&req("GET http://e?a=b HTTP/1.1", &[]));
-        assert_eq!(
-            (h.path.as_slice(), h.query.as_slice()),
-            (&b"/"[..], &b"a=b"[..])
-        );
+        assert_eq!((h.path(), h.query()), (&b"/"[..], &b"a=b"[..]));
         for t in [
             "http:///p",
             "http://",
@@ -1762,8 +1798,8 @@ mod tests {
     #[test]
     fn asterisk_and_connect() {
         let (h, _) = parse_ok(&req("OPTIONS * HTTP/1.1", &[]));
-        assert_eq!(h.path, b"*");
-        assert_eq!(h.query, b"");
+        assert_eq!(h.path(), b"*");
+        assert_eq!(h.query(), b"");
         assert_eq!(status(&req("GET * HTTP/1.1", &[])), 400);
         let e = parse_head(&req("CONNECT example.com:443 HTTP/1.1", &[]), &lim()).unwrap_err();
         assert_eq!(e.status(), 501);
@@ -1774,7 +1810,7 @@ mod tests {
     #[test]
     fn raw_utf8_path_is_passed_through() {
         let (h, _) = parse_ok("GET /caf\u{e9}?q=\u{e9} HTTP/1.1\r\nHost: h\r\n\r\n".as_bytes());
-        assert_eq!(h.path, "/caf\u{e9}".as_bytes());
+        assert_eq!(h.path(), "/caf\u{e9}".as_bytes());
     }
 
     #[test]
@@ -2104,8 +2140,8 @@ mod tests {
                 Ok(Parsed::Complete { value, consumed }) => {
                     assert!(consumed <= buf.len());
                     assert!(consumed <= limits.max_head);
-                    assert!(value.headers.len() <= limits.max_headers);
-                    assert!(value.target.len() <= limits.max_uri);
+                    assert!(value.headers().len() <= limits.max_headers);
+                    assert!(value.target().len() <= limits.max_uri);
                     assert!(value.minor_version <= 1);
                 }
                 Ok(Parsed::Incomplete) => assert!(buf.len() <= limits.max_head),

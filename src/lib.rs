@@ -52,6 +52,7 @@ pub mod request;
 mod routing;
 mod scoreboard;
 mod serve;
+mod span;
 mod static_files;
 mod stats;
 mod tracebacker;

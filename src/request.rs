@@ -157,7 +157,7 @@ impl Request {
 
     pub fn method(&self) -> &[u8] {
         match &self.source {
-            Source::Http(h) => h.method.as_bytes(),
+            Source::Http(h) => h.method().as_bytes(),
             Source::Uwsgi(p) => p.get(b"REQUEST_METHOD").unwrap_or(b"GET"),
         }
     }
@@ -165,7 +165,7 @@ impl Request {
     /// The target as the client sent it, query string included.
     pub fn uri(&self) -> &[u8] {
         match &self.source {
-            Source::Http(h) => &h.target,
+            Source::Http(h) => h.target(),
             Source::Uwsgi(p) => p
                 .get(b"REQUEST_URI")
                 .or_else(|| p.get(b"PATH_INFO"))
@@ -186,8 +186,7 @@ impl Request {
     pub fn header_lines(&self) -> Vec<Vec<u8>> {
         match &self.source {
             Source::Http(h) => h
-                .headers
-                .iter()
+                .headers()
                 .map(|(k, v)| [k.as_bytes(), b": ", v].concat())
                 .collect(),
             Source::Uwsgi(_) => Vec::new(),

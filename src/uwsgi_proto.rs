@@ -13,22 +13,29 @@
 /// Size of the uwsgi packet header: modifier1, datasize (u16 LE), modifier2.
 pub const HEADER_LEN: usize = 4;
 
-/// A parsed uwsgi request packet.
+use crate::span::{Arena, Span};
+
+/// A parsed uwsgi request packet: one copy of its vars block and the
+/// spans of each key and value in it (see `span`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Packet {
     pub modifier1: u8,
     pub modifier2: u8,
-    /// The vars, in the order sent (duplicates kept).
-    pub vars: Vec<(Vec<u8>, Vec<u8>)>,
+    block: Arena,
+    vars: Vec<(Span, Span)>,
 }
 
 impl Packet {
-    /// First value of a var, e.g. `get(b"REQUEST_METHOD")`.
-    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
+    /// The vars, in the order sent (duplicates kept).
+    pub fn vars(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + '_ {
         self.vars
             .iter()
-            .find(|(k, _)| k.as_slice() == key)
-            .map(|(_, v)| v.as_slice())
+            .map(|&(k, v)| (self.block.get(k), self.block.get(v)))
+    }
+
+    /// First value of a var, e.g. `get(b"REQUEST_METHOD")`.
+    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        self.vars().find(|(k, _)| *k == key).map(|(_, v)| v)
     }
 }
 
@@ -86,6 +93,7 @@ pub fn parse_packet(buf: &[u8], max_size: usize) -> Result<Parsed<Packet>, Proto
         value: Packet {
             modifier1,
             modifier2,
+            block: Arena::copy_of(block),
             vars,
         },
         consumed,
@@ -112,8 +120,8 @@ fn take_len(rest: &mut &[u8]) -> Result<usize, ProtoError> {
     }
 }
 
-/// (key, value) pairs in the order sent.
-type Vars = Vec<(Vec<u8>, Vec<u8>)>;
+/// (key, value) spans of the block, in the order sent.
+type Vars = Vec<(Span, Span)>;
 
 /// Parse a whole vars block (exactly `datasize` bytes), in one pass.
 fn parse_vars(block: &[u8]) -> Result<Vars, ProtoError> {
@@ -126,10 +134,15 @@ fn parse_vars(block: &[u8]) -> Result<Vars, ProtoError> {
         if key_len == 0 {
             return Err(ProtoError::EmptyKey);
         }
-        let key = take(&mut rest, key_len)?;
+        let key_at = block.len() - rest.len();
+        take(&mut rest, key_len)?;
         let val_len = take_len(&mut rest)?;
-        let val = take(&mut rest, val_len)?;
-        vars.push((key.to_vec(), val.to_vec()));
+        let val_at = block.len() - rest.len();
+        take(&mut rest, val_len)?;
+        vars.push((
+            Span::new(key_at, key_at + key_len),
+            Span::new(val_at, val_at + val_len),
+        ));
     }
     Ok(vars)
 }
@@ -203,9 +216,9 @@ mod tests {
         let (p, consumed) = complete(&buf);
         assert_eq!(consumed, packet_len);
         assert_eq!((p.modifier1, p.modifier2), (0, 0));
-        assert_eq!(p.vars.len(), vars.len());
-        for ((k, v), (ek, ev)) in p.vars.iter().zip(&vars) {
-            assert_eq!((k.as_slice(), v.as_slice()), (*ek, *ev));
+        assert_eq!(p.vars().len(), vars.len());
+        for ((k, v), (ek, ev)) in p.vars().zip(&vars) {
+            assert_eq!((k, v), (*ek, *ev));
         }
         assert_eq!(p.get(b"REQUEST_METHOD"), Some(&b"GET"[..]));
         assert_eq!(p.get(b"QUERY_STRING"), Some(&b""[..]));
@@ -220,8 +233,8 @@ mod tests {
         let (p, consumed) = complete(&buf);
         assert_eq!(consumed, 16);
         assert_eq!(
-            p.vars,
-            vec![(b"A".to_vec(), b"bc".to_vec()), (b"D".to_vec(), Vec::new())]
+            p.vars().collect::<Vec<_>>(),
+            vec![(&b"A"[..], &b"bc"[..]), (&b"D"[..], &b""[..])]
         );
         assert_eq!(encode_vars(0, &[(b"A", b"bc"), (b"D", b"")]), buf);
     }
@@ -230,7 +243,7 @@ mod tests {
     fn empty_vars_block_is_valid() {
         let (p, consumed) = complete(&[0, 0, 0, 0]);
         assert_eq!(consumed, 4);
-        assert!(p.vars.is_empty());
+        assert_eq!(p.vars().len(), 0);
     }
 
     #[test]
@@ -346,11 +359,7 @@ mod tests {
         let buf = encode_vars(0, &vars);
         let (p, consumed) = complete(&buf);
         assert_eq!(consumed, buf.len());
-        let back: Vec<(&[u8], &[u8])> = p
-            .vars
-            .iter()
-            .map(|(k, v)| (k.as_slice(), v.as_slice()))
-            .collect();
+        let back: Vec<(&[u8], &[u8])> = p.vars().collect();
         assert_eq!(back, vars);
     }
 
@@ -407,7 +416,9 @@ mod tests {
                 match parse_packet(&buf, 65535) {
                     Ok(Parsed::Complete { value, consumed }) => {
                         prop_assert_eq!(consumed, len);
-                        prop_assert_eq!(value.vars, vars);
+                        let back: Vec<(Vec<u8>, Vec<u8>)> =
+                            value.vars().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+                        prop_assert_eq!(back, vars);
                     }
                     other => prop_assert!(false, "{:?}", other),
                 }

@@ -410,14 +410,11 @@ fn field(f: Field, style: &Style, r: &Record<'_>, out: &mut Vec<u8>) {
 }
 
 /// Vars of a uwsgi packet (from nginx and other proxies).
-pub struct PacketVars<'a>(pub &'a [(Vec<u8>, Vec<u8>)]);
+pub struct PacketVars<'a>(pub &'a [(&'a [u8], &'a [u8])]);
 
 impl Vars for PacketVars<'_> {
     fn var(&self, name: &[u8]) -> Option<&[u8]> {
-        self.0
-            .iter()
-            .find(|(k, _)| k.as_slice() == name)
-            .map(|(_, v)| v.as_slice())
+        self.0.iter().find(|(k, _)| *k == name).map(|&(_, v)| v)
     }
 }
 
@@ -448,7 +445,7 @@ pub struct HttpVars<'a> {
     pub server_name: &'a [u8],
     pub server_port: &'a [u8],
     pub remote_addr: &'a [u8],
-    pub headers: &'a [(String, Vec<u8>)],
+    pub headers: &'a [(&'a str, &'a [u8])],
 }
 
 /// Does header `name` map to CGI variable `cgi` (`User-Agent` ~ `HTTP_USER_AGENT`)?
@@ -505,7 +502,7 @@ impl Vars for HttpVars<'_> {
                 .headers
                 .iter()
                 .find(|(n, _)| header_is(n, name))
-                .map(|(_, v)| v.as_slice()),
+                .map(|&(_, v)| v),
         }
     }
 }
@@ -676,7 +673,7 @@ mod tests {
 
     #[test]
     fn formats_use_uwsgis_fields() {
-        let vars = PacketVars(&[(b"HTTP_X_TRACE".to_vec(), b"abc".to_vec())]);
+        let vars = PacketVars(&[(&b"HTTP_X_TRACE"[..], &b"abc"[..])]);
         let r = record(&vars);
         let f = Style {
             format: Some(Format::parse(
@@ -766,7 +763,7 @@ mod tests {
     }
 
     /// `GET /a%20b?x=1 HTTP/1.1` from 127.0.0.1 to port 8000, with `headers`.
-    fn http_vars(headers: &[(String, Vec<u8>)]) -> HttpVars<'_> {
+    fn http_vars<'a>(headers: &'a [(&'a str, &'a [u8])]) -> HttpVars<'a> {
         HttpVars {
             method: b"GET",
             uri: b"/a%20b?x=1",
@@ -786,8 +783,8 @@ mod tests {
     #[ignore]
     fn render_cost() {
         let headers = vec![
-            ("Host".to_string(), b"localhost:8000".to_vec()),
-            ("User-Agent".to_string(), b"wrk/4.2".to_vec()),
+            ("Host", &b"localhost:8000"[..]),
+            ("User-Agent", &b"wrk/4.2"[..]),
         ];
         let v = http_vars(&headers);
         let mut out = Vec::with_capacity(512);
@@ -813,11 +810,11 @@ mod tests {
     #[test]
     fn http_vars_count_as_uwsgis_http_socket() {
         let headers = vec![
-            ("Host".to_string(), b"localhost:8000".to_vec()),
-            ("User-Agent".to_string(), b"curl/8.5.0".to_vec()),
-            ("Accept".to_string(), b"*/*".to_vec()),
-            ("accept".to_string(), b"text/html".to_vec()),
-            ("Content-Type".to_string(), b"text/plain".to_vec()),
+            ("Host", &b"localhost:8000"[..]),
+            ("User-Agent", &b"curl/8.5.0"[..]),
+            ("Accept", &b"*/*"[..]),
+            ("accept", &b"text/html"[..]),
+            ("Content-Type", &b"text/plain"[..]),
         ];
         let v = http_vars(&headers);
         let (count, bytes) = v.size_with_host(4);
@@ -838,7 +835,7 @@ mod tests {
         assert_eq!(v.var(b"CONTENT_TYPE"), Some(&b"text/plain"[..]));
         assert_eq!(v.var(b"HTTP_CONTENT_TYPE"), None);
         assert_eq!(v.var(b"QUERY_STRING"), Some(&b"x=1"[..]));
-        let p = PacketVars(&[(b"A".to_vec(), b"bc".to_vec())]);
+        let p = PacketVars(&[(&b"A"[..], &b"bc"[..])]);
         assert_eq!(p.size(), (2, 7));
     }
 }

@@ -49,29 +49,34 @@ pub fn log_request(
     let listener = shared.conns.listener(conn.listener);
     let http;
     let packet;
+    // Borrowed (name, value) pairs: only a request that is logged lists them.
+    let pairs: Vec<(&str, &[u8])>;
+    let var_pairs: Vec<(&[u8], &[u8])>;
     let (vars, modifiers, (count, size)): (&dyn Vars, _, _) = match &req.source {
         Source::Http(h) => {
+            pairs = h.headers().collect();
             http = HttpVars {
-                method: h.method.as_bytes(),
-                uri: &h.target,
-                path: &h.path,
-                query: &h.query,
+                method: h.method().as_bytes(),
+                uri: h.target(),
+                path: h.path(),
+                query: h.query(),
                 proto: req.version.as_str().as_bytes(),
                 server_name: listener.server_name.as_bytes(),
                 server_port: listener.server_port.as_bytes(),
                 remote_addr: remote,
-                headers: &h.headers,
+                headers: &pairs,
             };
             (&http, (0, 0), http.size())
         }
         Source::Uwsgi(p) => {
-            packet = PacketVars(&p.vars);
+            var_pairs = p.vars().collect();
+            packet = PacketVars(&var_pairs);
             (&packet, (p.modifier1, p.modifier2), packet.size())
         }
     };
     let var = |name: &[u8]| vars.var(name).unwrap_or_default();
     let host = match &req.source {
-        Source::Http(h) => h.host.as_deref().unwrap_or_default(),
+        Source::Http(h) => h.host().unwrap_or_default(),
         Source::Uwsgi(_) => var(b"HTTP_HOST"),
     };
     let addr = match vars.var(b"HTTP_X_FORWARDED_FOR") {

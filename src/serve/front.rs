@@ -145,12 +145,12 @@ impl crate::routing::Vars for Vars<'_> {
         match &self.req.source {
             Source::Uwsgi(p) => p.get(name).map(Cow::Borrowed),
             Source::Http(h) => Some(Cow::Borrowed(match name {
-                b"REQUEST_URI" => &h.target,
-                b"QUERY_STRING" => &h.query,
-                b"REQUEST_METHOD" => h.method.as_bytes(),
+                b"REQUEST_URI" => h.target(),
+                b"QUERY_STRING" => h.query(),
+                b"REQUEST_METHOD" => h.method().as_bytes(),
                 b"REMOTE_ADDR" => self.remote.as_bytes(),
                 b"SERVER_PROTOCOL" => self.req.version.as_str().as_bytes(),
-                b"HTTP_HOST" => return h.host.as_deref().map(Cow::Borrowed),
+                b"HTTP_HOST" => return h.host().map(Cow::Borrowed),
                 _ => {
                     let header = match name {
                         b"CONTENT_TYPE" => "HTTP_CONTENT_TYPE".as_bytes(),
@@ -158,10 +158,9 @@ impl crate::routing::Vars for Vars<'_> {
                         other => other,
                     };
                     return h
-                        .headers
-                        .iter()
+                        .headers()
                         .find(|(n, _)| cgi_header_name(n).as_bytes() == header)
-                        .map(|(_, v)| Cow::Borrowed(v.as_slice()));
+                        .map(|(_, v)| Cow::Borrowed(v));
                 }
             })),
         }
@@ -173,7 +172,7 @@ pub fn handle<'a>(shared: &'a Shared, front: &Front, taken: Taken<'a>, core: usi
     let began = Began::now();
     let req = &taken.request;
     let decoded: Cow<'_, [u8]> = match &req.source {
-        Source::Http(h) => percent_decode_cow(&h.path),
+        Source::Http(h) => percent_decode_cow(h.path()),
         Source::Uwsgi(p) => Cow::Borrowed(p.get(b"PATH_INFO").unwrap_or(b"")),
     };
     let proxy_script: &[u8] = match &req.source {

@@ -518,7 +518,7 @@ fn serve_request(
         Source::Http(head) => {
             wsgi::environ::from_http(py, template, head, &conn.remote_addr, &conn.remote_port)
         }
-        Source::Uwsgi(packet) => wsgi::environ::from_uwsgi(py, template, &packet.vars),
+        Source::Uwsgi(packet) => wsgi::environ::from_uwsgi(py, template, packet),
     };
     let environ = environ.and_then(|env| {
         if let Some((script_name, path_info)) = plan.and_then(|p| p.script_name.as_ref()) {

@@ -15,8 +15,9 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
-use crate::http::{cgi_header_name, percent_decode, RequestHead};
+use crate::http::{cgi_header_name, percent_decode_cow, RequestHead};
 use crate::listen::Listener;
+use crate::uwsgi_proto::Packet;
 
 /// A `str` from bytes decoded as latin-1 (so every byte round-trips).
 pub fn latin1<'py>(py: Python<'py>, b: &[u8]) -> PyResult<Bound<'py, PyString>> {
@@ -180,7 +181,7 @@ pub fn from_http<'py>(
     remote_port: &str,
 ) -> PyResult<Bound<'py, PyDict>> {
     let env = template.copy()?;
-    let method = match head.method.as_str() {
+    let method = match head.method() {
         "GET" => intern!(py, "GET").clone(),
         "POST" => intern!(py, "POST").clone(),
         "HEAD" => intern!(py, "HEAD").clone(),
@@ -189,10 +190,10 @@ pub fn from_http<'py>(
     env.set_item(intern!(py, "REQUEST_METHOD"), method)?;
     env.set_item(
         intern!(py, "PATH_INFO"),
-        latin1(py, &percent_decode(&head.path))?,
+        latin1(py, &percent_decode_cow(head.path()))?,
     )?;
-    env.set_item(intern!(py, "QUERY_STRING"), latin1(py, &head.query)?)?;
-    env.set_item(intern!(py, "REQUEST_URI"), latin1(py, &head.target)?)?;
+    env.set_item(intern!(py, "QUERY_STRING"), latin1(py, head.query())?)?;
+    env.set_item(intern!(py, "REQUEST_URI"), latin1(py, head.target())?)?;
     let proto = if head.minor_version == 0 {
         intern!(py, "HTTP/1.0")
     } else {
@@ -203,10 +204,10 @@ pub fn from_http<'py>(
     env.set_item(intern!(py, "REMOTE_PORT"), remote_port)?;
     // Keys set so far (interned: one object per key), to find a repeated
     // header without looking it up in the dict each time.
-    let mut seen: Vec<*mut ffi::PyObject> = Vec::with_capacity(head.headers.len());
+    let mut seen: Vec<*mut ffi::PyObject> = Vec::with_capacity(head.headers().len());
     HEADER_KEYS.with(|keys| -> PyResult<()> {
         let mut keys = keys.borrow_mut();
-        for (i, (name, value)) in head.headers.iter().enumerate() {
+        for (i, (name, value)) in head.headers().enumerate() {
             let key = keys.get(py, i, name.as_bytes(), || {
                 Ok(if name.eq_ignore_ascii_case("content-type") {
                     intern!(py, "CONTENT_TYPE").clone()
@@ -242,12 +243,12 @@ pub fn from_http<'py>(
 pub fn from_uwsgi<'py>(
     py: Python<'py>,
     template: &Bound<'py, PyDict>,
-    vars: &[(Vec<u8>, Vec<u8>)],
+    packet: &Packet,
 ) -> PyResult<Bound<'py, PyDict>> {
     let env = template.copy()?;
     VAR_KEYS.with(|keys| -> PyResult<()> {
         let mut keys = keys.borrow_mut();
-        for (i, (k, v)) in vars.iter().enumerate() {
+        for (i, (k, v)) in packet.vars().enumerate() {
             env.set_item(keys.get(py, i, k, || latin1(py, k))?, latin1(py, v)?)?;
         }
         Ok(())
@@ -263,16 +264,12 @@ pub fn from_uwsgi<'py>(
             env.set_item(key, default)?;
         }
     }
-    if let Some(https) = vars.iter().find(|(k, _)| k == b"HTTPS").map(|(_, v)| v) {
+    if let Some(https) = packet.get(b"HTTPS") {
         if https.eq_ignore_ascii_case(b"on") || https == b"1" {
             env.set_item("wsgi.url_scheme", "https")?;
         }
     }
-    if let Some(scheme) = vars
-        .iter()
-        .find(|(k, _)| k == b"UWSGI_SCHEME")
-        .map(|(_, v)| v)
-    {
+    if let Some(scheme) = packet.get(b"UWSGI_SCHEME") {
         env.set_item("wsgi.url_scheme", latin1(py, scheme)?)?;
     }
     Ok(env)
