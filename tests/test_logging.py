@@ -653,3 +653,61 @@ def test_log_encoders_make_json_lines(serve, port):
     assert any(") ready: app " in m for m in msgs)
     assert any((m := LNAV.match(x)) and m["stem"] == '/q"uote' for x in msgs), msgs
     assert not any("never" in m for m in msgs)
+
+
+def test_log_drain_req_route_chmod_big_and_zero(serve, port, tmp_path):
+    """--log-drain drops matching lines; --log-req-route sends matching
+    request lines to a named request logger only; --logfile-chmod sets the
+    file's mode; --log-big and --log-zero log with --disable-logging."""
+    main, slow = tmp_path / "main.log", tmp_path / "statuses.log"
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP, "--logto", str(main),
+                 "--logfile-chmod", "600", "--log-drain", "^spawned ",
+                 "--req-logger", f"statuses file:{slow}",
+                 "--log-req-route", "statuses => generated \\d+ bytes in \\d+ msecs \\(HTTP/1.0 404",
+                 "--disable-logging", "--log-zero", "--log-big", "100", "--log-4xx"],
+                ready=False)
+    wait_text(main, ") ready")
+    get(port, "/status/404")                  # 4xx: logged, routed to statuses
+    assert served(port, "/small")              # 12 bytes: not logged
+    get(port, "/env")                          # > 100 bytes: logged (big)
+    get(port, "/empty")                        # no body: logged (zero)
+    text = wait_text(main, "GET /empty =>")
+    routed = wait_text(slow, "GET /status/404 =>")
+    assert "spawned uwsgi-rs worker" not in text, text
+    assert "GET /env =>" in text and "/small" not in text and "/status/404" not in text
+    assert routed.count("\n") == 1 and LNAV.match(routed.strip()), routed
+    assert (main.stat().st_mode & 0o777) == 0o600
+
+
+def test_logto_udp_and_a_unix_datagram_logger(serve, port, tmp_path):
+    """uWSGI's `logto HOST:PORT` sends each line as a UDP datagram;
+    `--logger socket:/path` to a unix datagram socket."""
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    udp.settimeout(5)
+    path = str(tmp_path / "log.sock")
+    unix = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    unix.bind(path)
+    unix.settimeout(5)
+    try:
+        srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP,
+                     "--logto", f"127.0.0.1:{udp.getsockname()[1]}"], ready=False)
+        got = b""
+        while b") ready" not in got:
+            got += udp.recv(65536) + b"\n"
+        assert served(port, "/udp")
+        while b"GET /udp =>" not in got:
+            got += udp.recv(65536)
+        srv.stop()
+        port2 = free_port()
+        serve(["--http", f"127.0.0.1:{port2}", "--wsgi-file", APP,
+               "--logger", f"socket:{path}"], ready=False)
+        got = b""
+        while b") ready" not in got:
+            got += unix.recv(65536)
+        assert served(port2, "/unix")
+        while b"GET /unix =>" not in got:
+            got += unix.recv(65536)
+    finally:
+        udp.close()
+        unix.close()

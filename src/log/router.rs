@@ -60,11 +60,16 @@ impl Router {
         // Without request loggers, request lines are lines like the others
         // (uWSGI writes them to the same log pipe): routes, drain, encoders.
         let kind = match kind {
-            Kind::Request if self.request.is_empty() => Kind::General,
+            Kind::Request if self.request.is_empty() && self.req_routes.is_empty() => Kind::General,
             k => k,
         };
+        // A request line no route takes goes to the unnamed request
+        // loggers; with only named ones, to the main log (uWSGI's raw_log).
         let (routes, defaults, encoders) = match kind {
             Kind::General => (&self.routes, &self.general, &self.encoders),
+            Kind::Request if self.request.is_empty() => {
+                (&self.req_routes, &self.general, &self.req_encoders)
+            }
             Kind::Request => (&self.req_routes, &self.request, &self.req_encoders),
         };
         let drain = kind == Kind::General && !self.drain.is_empty();
@@ -213,6 +218,33 @@ mod tests {
         assert_eq!(read("main.log"), "hello\n");
         assert_eq!(read("cron.log"), "[uwsgi-cron] job ran\n");
         assert_eq!(read("req.log"), "[pid: 1|app: 0|req: 1/1] GET /\n");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_request_route_to_a_named_logger_alone() {
+        let dir = std::env::temp_dir().join(format!("uwsgi-rs-reqroute-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let r = Router {
+            outputs: vec![
+                file_output(&dir, "main.log", None),
+                file_output(&dir, "errors.log", Some("errors")),
+            ],
+            general: vec![0],
+            req_routes: vec![Route {
+                re: Regex::new(r"\(HTTP/1.1 5\d\d\)").unwrap(),
+                to: 1,
+            }],
+            counters: Some(shared::private()),
+            ..Router::default()
+        };
+        r.deliver(
+            Kind::Request,
+            b"GET /a (HTTP/1.1 500)\nGET /b (HTTP/1.1 200)\n",
+        );
+        let read = |n: &str| std::fs::read_to_string(dir.join(n)).unwrap();
+        assert_eq!(read("errors.log"), "GET /a (HTTP/1.1 500)\n");
+        assert_eq!(read("main.log"), "GET /b (HTTP/1.1 200)\n");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

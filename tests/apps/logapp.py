@@ -22,6 +22,9 @@ def application(environ, start_response):
         time.sleep(float(environ.get("QUERY_STRING") or 30))
     elif path.startswith("/status/"):
         status = path.rsplit("/", 1)[1] + " Status"
+    elif path == "/empty":
+        start_response("204 No Content", [])
+        return []
     elif path == "/env":
         body = repr(sorted(k for k in environ if k.isupper())).encode()
         start_response("200 OK", [("Content-Type", "text/plain")])
