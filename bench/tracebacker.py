@@ -11,13 +11,17 @@
    socket client and with `uwsgi-rs --connect-and-read`.
 3. idle cost: wrk the hello app with and without --py-tracebacker (rounds
    interleaved, same method as bench.py), ratio of req/s.
+4. dump storm: wrk the hello app (2 workers x 4 threads) while 20 clients
+   dump both workers in a loop (`json`, the rich form), against wrk alone:
+   req/s and p99 (issue 12's risk: 41.3k -> 11.3k req/s, p99 2.85 -> 56.6
+   ms before dumps shared snapshots), and how many dumps the clients got.
 
 uWSGI 2.0 (if installed) is measured alongside in 1 and 2 for reference
 (--no-uwsgi to skip); it needs --lazy-apps so the app's threads start in the
 workers, and its tracebacker cannot answer while a thread holds the GIL.
 
     python3 bench/tracebacker.py [--n 50] [--busy-n 10] [--duration 10]
-                                 [--rounds 3] [--only dump,busy,idle] [--json out.json]
+                                 [--rounds 3] [--only dump,busy,idle,storm] [--json out.json]
 """
 
 import argparse
@@ -254,6 +258,65 @@ def idle_cost(duration, rounds, tmp, uwsgi_rs):
     return results
 
 
+# --------------------------------------------------------------------------
+# 4. 20 dump loops under load
+# --------------------------------------------------------------------------
+
+def storm(duration, rounds, tmp, uwsgi_rs, loops=20):
+    """wrk alone, then wrk with `loops` clients dumping in a loop; rounds
+    alternate which goes first."""
+    results = {"alone": [], "storm": []}
+    for rnd in range(rounds):
+        order = ["alone", "storm"] if rnd % 2 == 0 else ["storm", "alone"]
+        for variant in order:
+            port = bench.free_port()
+            base = os.path.join(tmp, "tb-storm-%d-" % port)
+            app = os.path.join(bench.BENCH_DIR, "apps", "hello.py")
+            argv, sig = server_argv("uwsgi-rs", port, app, 2, 4, base, uwsgi_rs)
+            srv = start("uwsgi-rs-storm", argv, bench.BENCH_DIR, sig, tmp)
+            stop = [False]
+            dumps = [0]
+
+            def loop(path):
+                while not stop[0]:
+                    try:
+                        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                            s.settimeout(10)
+                            s.connect(path)
+                            s.sendall(b"json\n")
+                            while s.recv(65536):
+                                pass
+                        dumps[0] += 1
+                    except OSError:
+                        time.sleep(0.01)
+            threads = []
+            try:
+                bench.verify(bench.wait_ready(srv, port))
+                wait_sockets(srv, [base + "1", base + "2"])
+                subprocess.run(["wrk", "-t2", "-c32", "-d2s", "http://127.0.0.1:%d/" % port],
+                               capture_output=True, timeout=60)
+                if variant == "storm":
+                    import threading
+                    threads = [threading.Thread(target=loop, args=(base + str(1 + i % 2),),
+                                                daemon=True) for i in range(loops)]
+                    for t in threads:
+                        t.start()
+                out, cpu = bench.run_wrk(port, duration, latency=True, server_pids=srv.workers)
+                r = bench.parse_wrk(out)
+                r.update(cpu, dumps=dumps[0])
+                results[variant].append(r)
+                print("  round %d  %-6s %.0f req/s  p50 %.2f ms  p99 %.2f ms  dumps %d"
+                      "  other CPU %.0f%%" % (rnd + 1, variant, r["rps"], r["p50_ms"],
+                                              r["p99_ms"], dumps[0], r["other_cpu_pct"]),
+                      flush=True)
+            finally:
+                stop[0] = True
+                for t in threads:
+                    t.join(15)
+                srv.stop()
+    return results
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=50, help="dumps per measurement (default 50)")
@@ -262,7 +325,7 @@ def main():
                     help="give up on a GIL-held dump after this many seconds (default 5)")
     ap.add_argument("--duration", type=int, default=10, help="wrk seconds, part 3 (default 10)")
     ap.add_argument("--rounds", type=int, default=3, help="rounds, part 3 (default 3)")
-    ap.add_argument("--only", default="dump,busy,idle", help="parts to run (default all)")
+    ap.add_argument("--only", default="dump,busy,idle,storm", help="parts to run (default all)")
     ap.add_argument("--no-uwsgi", action="store_true", help="skip the uWSGI reference runs")
     ap.add_argument("--json", metavar="OUT")
     ap.add_argument("--uwsgi-rs", dest="uwsgi_rs", default=bench.DEFAULT_UWSGI_RS)
@@ -322,6 +385,15 @@ def main():
                     print("%-9s %s" % (r["server"], r.get("error")))
             for r in rows:
                 print("  %s: %s" % (r["server"], r["cmd"]))
+        if "storm" in parts:
+            print("\n## 4. dump storm: hello app, wrk -t2 -c32 -d%ds, alone and with 20 clients"
+                  " dumping both workers in a loop, %d rounds" % (args.duration, args.rounds))
+            res = storm(args.duration, args.rounds, tmp, args.uwsgi_rs)
+            out["storm"] = res
+            for k, v in res.items():
+                print("%-6s median %.0f req/s, p99 %.2f ms" % (
+                    k, statistics.median(r["rps"] for r in v),
+                    statistics.median(r["p99_ms"] for r in v)))
         if "idle" in parts:
             print("\n## 3. idle tracebacker cost: hello app, wrk -t2 -c32 -d%ds, %d rounds"
                   % (args.duration, args.rounds))

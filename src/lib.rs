@@ -28,6 +28,7 @@
 mod config;
 mod conn;
 mod conns;
+mod control_server;
 #[cfg(test)]
 mod corpus;
 mod cpu_share;
@@ -55,6 +56,7 @@ mod serve;
 mod span;
 mod static_files;
 mod stats;
+mod stats_process;
 mod tracebacker;
 mod uwsgi_module;
 pub mod uwsgi_proto;

@@ -88,12 +88,18 @@ pub struct Master {
     reload_queue: Vec<usize>,
     signal_rd: i32,
     signal_wr: i32,
-    /// Base of the tracebacker sockets (the user's, or a private one).
+    /// Base of the private tracebacker sockets (in `private_dir`).
     tb_base: String,
-    private_dir: Option<PathBuf>,
+    private_dir: PathBuf,
     any_ready: bool,
     pid: i32,
     stats: Option<crate::stats::StatsListener>,
+    /// The stats process (0 while none runs) and when to start the next.
+    stats_pid: i32,
+    stats_respawn_at: Option<Instant>,
+    stats_spawned: Option<Instant>,
+    /// Who the master is, as the stats document says (taken at start).
+    facts: crate::stats::MasterFacts,
     credentials: crate::privileges::Credentials,
     /// Requests whose slow-request traceback was logged: (worker, core, start ms).
     slow_reported: std::collections::HashSet<(usize, usize, u64)>,
@@ -163,29 +169,25 @@ impl Master {
         ));
         // SAFETY: getpid has no preconditions.
         let pid = unsafe { libc::getpid() };
-        let (tb_base, private_dir) = match &cfg.py_tracebacker {
-            Some(base) => (base.clone(), None),
-            None => {
-                // The master still needs every worker's dump at harakiri:
-                // give each a socket in a directory only we can enter.
-                let dir = std::env::temp_dir().join(format!("{PRIVATE_DIR_PREFIX}{pid}"));
-                let _ = std::fs::remove_dir_all(&dir);
-                std::fs::DirBuilder::new()
-                    .mode(0o700)
-                    .create(&dir)
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
-                created.dirs.push(dir.clone());
-                if credentials.uid.is_some() || credentials.gid.is_some() {
-                    // The workers create their sockets here after dropping root.
-                    std::os::unix::fs::chown(&dir, credentials.uid, credentials.gid)
-                        .with_context(|| format!("cannot chown {}", dir.display()))?;
-                }
-                (
-                    dir.join("tracebacker").to_string_lossy().into_owned(),
-                    Some(dir),
-                )
-            }
-        };
+        // Every worker gets a socket here, whether or not --py-tracebacker
+        // names a public one: the harakiri and slow-request dumps (and the
+        // stats process) never depend on a socket anyone else can reach.
+        let private_dir = std::env::temp_dir().join(format!("{PRIVATE_DIR_PREFIX}{pid}"));
+        let _ = std::fs::remove_dir_all(&private_dir);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&private_dir)
+            .with_context(|| format!("cannot create {}", private_dir.display()))?;
+        created.dirs.push(private_dir.clone());
+        if credentials.uid.is_some() || credentials.gid.is_some() {
+            // The workers create their sockets here after dropping root.
+            std::os::unix::fs::chown(&private_dir, credentials.uid, credentials.gid)
+                .with_context(|| format!("cannot chown {}", private_dir.display()))?;
+        }
+        let tb_base = private_dir
+            .join("tracebacker")
+            .to_string_lossy()
+            .into_owned();
         let mut fds = [0i32; 2];
         // SAFETY: pipe2 fills a 2-int array.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
@@ -216,6 +218,10 @@ impl Master {
             any_ready: false,
             pid,
             stats,
+            stats_pid: 0,
+            stats_respawn_at: None,
+            stats_spawned: None,
+            facts: crate::stats::MasterFacts::here(),
             credentials,
             slow_reported: Default::default(),
             queue_warned: None,
@@ -231,8 +237,17 @@ impl Master {
         &self.cfg
     }
 
+    /// Worker `id`'s private tracebacker socket.
     fn tb_path(&self, id: usize) -> PathBuf {
         PathBuf::from(format!("{}{id}", self.tb_base))
+    }
+
+    /// Worker `id`'s public tracebacker socket (`--py-tracebacker`).
+    fn tb_public(&self, id: usize) -> Option<PathBuf> {
+        self.cfg
+            .py_tracebacker
+            .as_ref()
+            .map(|base| PathBuf::from(format!("{base}{id}")))
     }
 
     /// Run until shutdown; returns the process exit status.
@@ -256,6 +271,9 @@ impl Master {
                 "python tracebacker sockets: {base}1 .. {base}{}",
                 self.cfg.processes
             ));
+        }
+        if self.stats.is_some() {
+            self.spawn_stats();
         }
         if self.cfg.lazy_apps {
             for id in 1..=self.slots.len() {
@@ -291,6 +309,11 @@ impl Master {
                 log::daemon::app_loaded();
             }
             log::tick();
+            if self.stats_respawn_at.is_some_and(|t| t <= Instant::now())
+                && self.phase == Phase::Running
+            {
+                self.spawn_stats();
+            }
             if let Phase::Stopping { kill_at } = self.phase {
                 if self.slots.iter().all(|s| s.pid == 0) {
                     break 0;
@@ -307,10 +330,9 @@ impl Master {
         Ok(status)
     }
 
-    /// Until a signal, a stats client or the tick; lines the workers hand
+    /// Until a signal, a loader report or the tick; lines the workers hand
     /// over (--log-master) are written meanwhile without running the checks.
     fn wait_for_signal_or_tick(&self) {
-        let stats_fd = self.stats.as_ref().map_or(-1, |s| s.fd());
         // A loader's socket becomes readable when it reports ready (or dies).
         let waiting = |l: &Option<Loader>| match l {
             Some(l) if !l.ready => l.fd(),
@@ -318,7 +340,6 @@ impl Master {
         };
         let mut pfds: Vec<libc::pollfd> = [
             self.signal_rd,
-            stats_fd,
             waiting(&self.loader),
             waiting(&self.next_loader),
         ]
@@ -342,35 +363,70 @@ impl Master {
                     left.as_millis() as i32,
                 )
             };
-            if pfds[1].revents & libc::POLLIN != 0 {
-                self.answer_stats();
-            }
-            if pfds[4..].iter().any(|p| p.revents != 0) {
+            if pfds[3..].iter().any(|p| p.revents != 0) {
                 log::relay();
             }
-            if n <= 0 || pfds[..4].iter().any(|p| p.revents != 0) {
+            if n <= 0 || pfds[..3].iter().any(|p| p.revents != 0) {
                 return;
             }
         }
     }
 
-    /// One stats client: render the scoreboard and answer.
-    fn answer_stats(&self) {
-        let Some(stats) = &self.stats else { return };
-        let sockets: Vec<crate::stats::SocketFacts> = self
-            .listeners
-            .iter()
-            .map(|l| crate::stats::SocketFacts {
-                name: l.name.clone(),
-                proto: l.proto_name(),
-            })
-            .collect();
-        let queue: u32 = self.listeners.iter().map(|l| l.queue_len()).sum();
-        let workers = self.scoreboard.snapshot_all();
-        stats.answer(
-            || crate::stats::render(&workers, &sockets, queue, log::unix_millis()),
-            || crate::stats::render_metrics(&workers),
-            self.cfg.stats_http,
+    /// Start the stats process (`stats_process`): it serves every stats
+    /// client, so none can delay this loop.
+    fn spawn_stats(&mut self) {
+        self.stats_respawn_at = None;
+        let pid = match fork_child() {
+            Ok(0) => {
+                self.leave_master();
+                let code = crate::stats_process::run(crate::stats_process::StatsArgs {
+                    cfg: &self.cfg,
+                    stats: self.stats.as_ref().expect("spawned only with --stats"),
+                    listeners: &self.listeners,
+                    scoreboard: self.scoreboard,
+                    master: self.facts.clone(),
+                    credentials: self.credentials,
+                });
+                // SAFETY: leave without the master's destructors (which
+                // would unlink sockets the master still serves).
+                unsafe { libc::_exit(code) };
+            }
+            Ok(pid) => pid,
+            Err(e) => {
+                log::line(&format!("cannot fork the stats server: {e}"));
+                self.stats_respawn_at = Some(Instant::now() + Duration::from_secs(1));
+                return;
+            }
+        };
+        self.stats_pid = pid;
+        self.stats_spawned = Some(Instant::now());
+        log::line(&format!(
+            "stats server (pid: {pid}) serving {}",
+            self.cfg.stats.as_deref().unwrap_or("")
+        ));
+    }
+
+    /// The stats process ended: start another (at once if it ran a while,
+    /// else after a second, so a crash at start cannot make us spin).
+    fn stats_died(&mut self, how: &str) {
+        let pid = std::mem::replace(&mut self.stats_pid, 0);
+        if matches!(self.phase, Phase::Stopping { .. }) {
+            return;
+        }
+        let quick = self
+            .stats_spawned
+            .map_or(true, |t| t.elapsed() < Duration::from_secs(1));
+        log::line(&format!(
+            "stats server (pid: {pid}) died ({how}): respawning{}",
+            if quick { " in 1 s" } else { "" }
+        ));
+        self.stats_respawn_at = Some(
+            Instant::now()
+                + if quick {
+                    Duration::from_secs(1)
+                } else {
+                    Duration::ZERO
+                },
         );
     }
 
@@ -436,7 +492,8 @@ impl Master {
             id,
             listeners: &self.listeners,
             scoreboard: self.scoreboard,
-            tracebacker: self.tb_path(id),
+            tb_private: self.tb_path(id),
+            tb_public: self.tb_public(id),
             master_pid: self.pid,
             credentials: self.credentials,
             preloaded: None,
@@ -645,6 +702,10 @@ impl Master {
             if pid <= 0 {
                 return None;
             }
+            if pid == self.stats_pid {
+                self.stats_died(&describe_exit(status).0);
+                continue;
+            }
             let Some(idx) = self.slots.iter().position(|s| s.pid == pid) else {
                 let (how, code) = describe_exit(status);
                 if let Some(code) = self.loader_exited(pid, &how, code) {
@@ -667,6 +728,9 @@ impl Master {
                 .accepting
                 .store(0, Ordering::Relaxed);
             remove_socket_file(&self.tb_path(id));
+            if let Some(p) = self.tb_public(id) {
+                remove_socket_file(&p);
+            }
             let (how, exit_code) = describe_exit(status);
             if stopping {
                 log::line(&format!("worker {id} (pid: {pid}) stopped ({how})"));
@@ -853,7 +917,11 @@ impl Master {
             "*** HARAKIRI ON WORKER {id} (pid: {pid}, try: 1, graceful: no) ***"
         ));
         let path = self.tb_path(id);
-        match crate::tracebacker::client::fetch(&path.to_string_lossy(), Duration::from_secs(2)) {
+        match crate::tracebacker::client::ask(
+            &path.to_string_lossy(),
+            b"plain\n",
+            Duration::from_secs(2),
+        ) {
             Ok(dump) if !dump.is_empty() => log::block(&dump),
             Ok(_) => log::line("(the worker's tracebacker returned nothing)"),
             Err(e) => log::line(&format!("(cannot read the worker's traceback: {e})")),
@@ -885,6 +953,14 @@ impl Master {
             unsafe { libc::waitpid(pid, &mut status, 0) };
         }
         self.signal_all(libc::SIGKILL);
+        if self.stats_pid > 0 {
+            // SAFETY: kill and wait on our own unreaped child.
+            unsafe {
+                libc::kill(self.stats_pid, libc::SIGKILL);
+                libc::waitpid(self.stats_pid, std::ptr::null_mut(), 0);
+            }
+            self.stats_pid = 0;
+        }
         for s in &mut self.slots {
             if s.pid > 0 {
                 let mut status = 0;
@@ -901,10 +977,11 @@ impl Master {
         }
         for id in 1..=self.slots.len() {
             remove_socket_file(&self.tb_path(id));
+            if let Some(p) = self.tb_public(id) {
+                remove_socket_file(&p);
+            }
         }
-        if let Some(d) = &self.private_dir {
-            let _ = std::fs::remove_dir_all(d);
-        }
+        let _ = std::fs::remove_dir_all(&self.private_dir);
         if let Some(p) = &self.cfg.pidfile {
             let _ = std::fs::remove_file(p);
         }
@@ -933,6 +1010,16 @@ fn describe_exit(status: i32) -> (String, Option<i32>) {
         (format!("exit code {c}"), Some(c))
     } else {
         (format!("killed by signal {}", libc::WTERMSIG(status)), None)
+    }
+}
+
+/// Fork (through the interpreter's fork hooks); the child gets 0. The
+/// master is single-threaded, so the child inherits a consistent address
+/// space; the caller makes the child run its part and never return.
+fn fork_child() -> std::io::Result<i32> {
+    match crate::python::fork()? {
+        Forked::Parent(pid) => Ok(pid),
+        Forked::Child => Ok(0),
     }
 }
 

@@ -1,13 +1,12 @@
-//! The stats server: on connect, the master writes one JSON document in the
-//! shape of uWSGI's stats server (so `uwsgitop` and friends read it) and
-//! closes; with `--stats-http` it is wrapped in an HTTP response.
-//!
-//! Reads only the scoreboard and /proc; never blocks the master for longer
-//! than one bounded write.
+//! What the stats server says: uWSGI's stats document (serde types with
+//! uWSGI's field names, so `uwsgitop` and friends read it) and the
+//! Prometheus text, both from scoreboard snapshots; and the stats
+//! listener. Serving it is the stats process's (`stats_process`), so no
+//! stats client can ever delay the master. Reads only the scoreboard and
+//! /proc.
 
 use std::fmt::Write as _;
 use std::os::unix::net::UnixListener;
-use std::time::Duration;
 
 use serde::Serialize;
 
@@ -121,10 +120,35 @@ pub struct ReqInfo {
     pub running_for: Option<u64>,
 }
 
+/// The master's identity as the stats document gives it (taken in the
+/// master: the stats process runs as the workers' user).
+#[derive(Debug, Clone)]
+pub struct MasterFacts {
+    pub pid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub cwd: String,
+}
+
+impl MasterFacts {
+    /// The calling process's.
+    pub fn here() -> MasterFacts {
+        MasterFacts {
+            pid: std::process::id(),
+            uid: rustix::process::getuid().as_raw(),
+            gid: rustix::process::getgid().as_raw(),
+            cwd: std::env::current_dir()
+                .map(|d| d.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        }
+    }
+}
+
 /// Build the stats document from one snapshot of every worker, so it
 /// agrees with itself (load, worker status and cores) even while requests
 /// come and go.
 pub fn document(
+    master: &MasterFacts,
     workers: &[WorkerSnapshot],
     sockets: &[SocketFacts],
     listen_queue: u32,
@@ -136,12 +160,10 @@ pub fn document(
         listen_queue_errors: 0,
         signal_queue: 0,
         load: workers.iter().map(WorkerSnapshot::busy_cores).sum(),
-        pid: std::process::id(),
-        uid: rustix::process::getuid().as_raw(),
-        gid: rustix::process::getgid().as_raw(),
-        cwd: std::env::current_dir()
-            .map(|d| d.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+        pid: master.pid,
+        uid: master.uid,
+        gid: master.gid,
+        cwd: master.cwd.clone(),
         locks: [],
         sockets: sockets
             .iter()
@@ -230,17 +252,18 @@ fn worker_stats(w: &WorkerSnapshot, now_ms: u64) -> WorkerStats {
 
 /// The stats document as JSON.
 pub fn render(
+    master: &MasterFacts,
     workers: &[WorkerSnapshot],
     sockets: &[SocketFacts],
     listen_queue: u32,
     now_ms: u64,
 ) -> String {
-    serde_json::to_string(&document(workers, sockets, listen_queue, now_ms))
+    serde_json::to_string(&document(master, workers, sockets, listen_queue, now_ms))
         .unwrap_or_else(|_| "{}".into())
 }
 
 /// (rss, vsz) in bytes from /proc/PID/statm.
-fn memory(pid: i32) -> (u64, u64) {
+pub fn memory(pid: i32) -> (u64, u64) {
     let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/statm")) else {
         return (0, 0);
     };
@@ -251,32 +274,6 @@ fn memory(pid: i32) -> (u64, u64) {
     let rss = it.next().unwrap_or(0);
     let page = rustix::param::page_size() as u64;
     (rss * page, vsz * page)
-}
-
-/// A client connection of either kind.
-trait ReadWrite: std::io::Read + std::io::Write {
-    fn timeouts(&self, write: Option<Duration>, read: Option<Duration>);
-    fn half_close(&self);
-}
-
-impl ReadWrite for std::net::TcpStream {
-    fn timeouts(&self, write: Option<Duration>, read: Option<Duration>) {
-        let _ = self.set_write_timeout(write);
-        let _ = self.set_read_timeout(read);
-    }
-    fn half_close(&self) {
-        let _ = self.shutdown(std::net::Shutdown::Write);
-    }
-}
-
-impl ReadWrite for std::os::unix::net::UnixStream {
-    fn timeouts(&self, write: Option<Duration>, read: Option<Duration>) {
-        let _ = self.set_write_timeout(write);
-        let _ = self.set_read_timeout(read);
-    }
-    fn half_close(&self) {
-        let _ = self.shutdown(std::net::Shutdown::Write);
-    }
 }
 
 /// The Prometheus text exposition of the scoreboard.
@@ -392,56 +389,14 @@ impl StatsListener {
         })
     }
 
-    pub fn fd(&self) -> i32 {
-        use std::os::fd::AsRawFd;
-        match self {
-            StatsListener::Tcp(l) => l.as_raw_fd(),
-            StatsListener::Unix(l, _) => l.as_raw_fd(),
-        }
-    }
-
-    /// Answer one pending client: the JSON document, or with `--stats-http`
-    /// and `GET /metrics`, the Prometheus text.
-    pub fn answer(&self, json: impl Fn() -> String, metrics: impl Fn() -> String, http: bool) {
-        let timeout = Some(Duration::from_secs(1));
-        let mut stream: Box<dyn ReadWrite> = match self {
-            StatsListener::Tcp(l) => match l.accept() {
-                Ok((s, _)) => Box::new(s),
-                Err(_) => return,
-            },
-            StatsListener::Unix(l, _) => match l.accept() {
-                Ok((s, _)) => {
-                    let me = rustix::process::geteuid().as_raw();
-                    match crate::listen::peer_uid(&s) {
-                        Ok(uid) if uid == me || uid == 0 => Box::new(s),
-                        _ => return,
-                    }
-                }
-                Err(_) => return,
-            },
-        };
-        stream.timeouts(timeout, Some(Duration::from_millis(200)));
-        let mut buf = [0u8; 4096];
-        let payload = if http {
-            let n = stream.read(&mut buf).unwrap_or(0);
-            let wants_metrics = buf[..n].starts_with(b"GET /metrics");
-            let (ctype, body) = if wants_metrics {
-                ("text/plain; version=0.0.4", metrics())
-            } else {
-                ("application/json", json())
-            };
-            format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            )
-        } else {
-            json()
-        };
-        let _ = stream.write_all(payload.as_bytes());
-        // Half-close, then drain what the client sent (e.g. a request line),
-        // so closing does not reset the connection before it read the answer.
-        stream.half_close();
-        let _ = stream.read(&mut buf);
+    /// A listener the stats process serves (a duplicate descriptor: the
+    /// master keeps its own to hand to a respawned stats process).
+    pub fn listen_socket(&self) -> std::io::Result<crate::control_server::ListenSocket> {
+        use crate::control_server::ListenSocket;
+        Ok(match self {
+            StatsListener::Tcp(l) => ListenSocket::Tcp(l.try_clone()?),
+            StatsListener::Unix(l, _) => ListenSocket::Unix(l.try_clone()?),
+        })
     }
 
     pub fn remove_file(&self) {
@@ -479,10 +434,20 @@ mod tests {
                 proto: "uwsgi",
             },
         ];
-        let doc = render(&two_workers(), &sockets, 3, 4_500);
+        let master = MasterFacts {
+            pid: 42,
+            uid: 1,
+            gid: 2,
+            cwd: "/srv".into(),
+        };
+        let doc = render(&master, &two_workers(), &sockets, 3, 4_500);
         assert!(doc.starts_with("{\"version\""), "{doc}");
         let v: serde_json::Value = serde_json::from_str(&doc).unwrap();
         assert_eq!(v["listen_queue"], 3);
+        assert_eq!(
+            (v["pid"].as_u64(), v["cwd"].as_str()),
+            (Some(42), Some("/srv"))
+        );
         assert_eq!(v["load"], 1);
         assert_eq!(v["locks"], serde_json::json!([]));
         assert_eq!(v["sockets"][0]["proto"], "http");

@@ -155,7 +155,10 @@ pub struct WorkerArgs<'a> {
     pub id: usize,
     pub listeners: &'a [Listener],
     pub scoreboard: &'static Scoreboard,
-    pub tracebacker: PathBuf,
+    /// The worker's tracebacker socket in the master's private directory.
+    pub tb_private: PathBuf,
+    /// `--py-tracebacker BASE` + id.
+    pub tb_public: Option<PathBuf>,
     pub master_pid: i32,
     pub credentials: crate::privileges::Credentials,
     /// The app, when a loader imported it before forking this worker.
@@ -275,11 +278,9 @@ fn start(args: WorkerArgs<'_>) -> anyhow::Result<()> {
 
     let serve_cfg = ServeConfig::new(cfg, args.id);
     crate::tracebacker::start(
-        &args.tracebacker,
-        if cfg.py_tracebacker.is_some() {
-            cfg.chmod_socket
-        } else {
-            None
+        crate::tracebacker::Sockets {
+            private: &args.tb_private,
+            public: args.tb_public.as_deref().map(|p| (p, cfg.chmod_socket)),
         },
         serve_cfg.socket_timeout,
         crate::tracebacker::Context {
@@ -363,6 +364,9 @@ fn start(args: WorkerArgs<'_>) -> anyhow::Result<()> {
         .worker(args.id)
         .accepting
         .store(0, Ordering::Release);
-    let _ = std::fs::remove_file(&args.tracebacker);
+    let _ = std::fs::remove_file(&args.tb_private);
+    if let Some(p) = &args.tb_public {
+        let _ = std::fs::remove_file(p);
+    }
     Ok(())
 }

@@ -84,7 +84,15 @@ def tracebacks_text(base, *extra):
 
 
 def ask_json(path, timeout=5.0):
-    """In-process equivalent of one worker of `--tracebacks --json`."""
+    """In-process equivalent of one worker of `--tracebacks --json`. The
+    worker gives JSON only if the request line comes within 10 ms of the
+    connection (uWSGI's clients send nothing and get the plain dump); a
+    client descheduled in between on a loaded machine gets the plain dump:
+    ask again, as `--tracebacks` does."""
+    for _ in range(4):
+        data = read_socket(path, send=b"json\n", timeout=timeout)
+        if not data.startswith(b"*** uWSGI Python tracebacker output ***"):
+            return data
     return read_socket(path, send=b"json\n", timeout=timeout)
 
 

@@ -95,7 +95,7 @@ pub fn worker_sockets(base: &str) -> Vec<(usize, String)> {
 }
 
 /// Ask one worker for its rich dump.
-fn fetch_json(addr: &str, timeout: Duration) -> Result<super::rich::WorkerDump, String> {
+pub fn fetch_json(addr: &str, timeout: Duration) -> Result<super::rich::WorkerDump, String> {
     // The server gives the JSON form only if our request line arrives within
     // a few milliseconds of the connection (uWSGI's clients send nothing and
     // get the plain dump). A client descheduled in between gets the plain

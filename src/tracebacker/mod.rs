@@ -1,34 +1,53 @@
-//! The Python tracebacker: a UNIX socket per worker that answers every
-//! connection with the live traceback of every Python thread in the worker,
-//! in uWSGI's format, then closes.
+//! The Python tracebacker: UNIX sockets per worker that answer each
+//! connection with the live traceback of every Python thread in the
+//! worker (uWSGI's format, or the rich JSON form on request).
 //!
-//! It always answers within a bound: first through the interpreter (the GIL
-//! path, exact and complete) if the GIL comes within [`GIL_WAIT`], else
-//! through CPython's signal-safe dumper (the signal path), which needs no
-//! GIL at all. The socket thread never attaches to Python itself, so a
-//! wedged interpreter cannot wedge it. Peers with another uid (except root)
-//! are refused.
+//! Every worker has a private socket in the master's 0700 directory (the
+//! master's harakiri and slow-request dumps, the stats process) and, with
+//! `--py-tracebacker BASE`, a public one. Both are served by one
+//! nonblocking loop (`crate::control_server`): a client that never sends or
+//! never reads waits on its own deadlines only, and the private socket has
+//! its own client budget, so nothing done to the public socket can delay
+//! or break a harakiri dump.
+//!
+//! Dumps always answer within a bound: through the interpreter (exact and
+//! complete) if the GIL comes within [`GIL_WAIT`], else through CPython's
+//! signal-safe dumper, which needs no GIL. Concurrent clients share one
+//! snapshot, and snapshots start at most every [`MIN_GAP`]: twenty clients
+//! dumping in a loop cost the workers what one does. No socket thread ever
+//! attaches to Python, so a wedged interpreter cannot wedge them. Peers
+//! with another uid (except root) are refused.
 
 pub mod client;
+mod deep;
 pub mod format;
 pub mod gil_path;
 pub mod hook;
 pub mod names;
 pub mod rich;
 pub mod signal_path;
+pub mod sources;
 
-use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::listen::{bind_unix, peer_uid, UnixPathError};
+use crate::control_server::{self, ClientId, Handler, Limits, ListenSocket, ListenerSpec, Reply};
+use crate::listen::{bind_unix, UnixPathError};
 use crate::scoreboard::Scoreboard;
 
 /// How long a dump waits for the GIL before switching to the GIL-free path.
 pub const GIL_WAIT: Duration = Duration::from_millis(60);
+
+/// When the GIL-free dump cut a deep stack, the exact collection already
+/// under way may still come (the GIL was only slow, not held in C): it is
+/// waited for until this long after the dump began.
+const CUT_WAIT: Duration = Duration::from_millis(250);
+
+/// Snapshots start at least this long after the previous one ended; the
+/// clients that arrive meanwhile share the next one.
+pub const MIN_GAP: Duration = Duration::from_millis(50);
 
 /// How long the server waits for an optional request line after a client
 /// connects. uWSGI's clients send nothing and get the plain dump.
@@ -80,17 +99,35 @@ pub struct Snapshot {
 }
 
 /// Take a snapshot: the GIL path if the GIL comes quickly, else the
-/// GIL-free path.
+/// GIL-free path (whose cut stacks are completed or marked).
 pub fn snapshot(with_locals: bool) -> Snapshot {
     let t0 = Instant::now();
     let (mut stacks, collected_by) = match gil_path::collect(GIL_WAIT, with_locals) {
-        Some(s) => (s, rich::CollectedBy::Gil),
-        None => (
-            signal_path::collect().unwrap_or_default(),
-            rich::CollectedBy::Signal,
-        ),
+        Ok(mut s) => {
+            strip_launcher(&mut s);
+            (s, rich::CollectedBy::Gil)
+        }
+        Err(pending) => {
+            let mut s = signal_path::collect().unwrap_or_default();
+            strip_launcher(&mut s);
+            let cut = s.iter().any(|t| t.cut.is_some());
+            let left = (t0 + CUT_WAIT).saturating_duration_since(Instant::now());
+            match cut.then(|| pending.wait(left)).flatten() {
+                Some(mut exact) => {
+                    strip_launcher(&mut exact);
+                    (exact, rich::CollectedBy::Gil)
+                }
+                None => {
+                    deep::complete(&mut s);
+                    (s, rich::CollectedBy::Signal)
+                }
+            }
+        }
     };
-    strip_launcher(&mut stacks);
+    if collected_by == rich::CollectedBy::Gil {
+        deep::remember(&stacks);
+    }
+    sources::fill(&mut stacks);
     Snapshot {
         stacks,
         collected_by,
@@ -99,29 +136,23 @@ pub fn snapshot(with_locals: bool) -> Snapshot {
 }
 
 /// The plain dump (uWSGI's format), optionally only the thread of one core.
-pub fn dump_plain(only_core: Option<usize>) -> Vec<u8> {
-    let snap = snapshot(false);
-    let stacks: Vec<format::ThreadStack> = match only_core {
-        Some(core) => {
-            let ident = names::core_ident(core);
-            snap.stacks
-                .into_iter()
-                .filter(|t| Some(t.ident) == ident)
-                .collect()
-        }
-        None => snap.stacks,
-    };
+fn render_plain(snap: &Snapshot, only_core: Option<usize>) -> Vec<u8> {
+    let ident = only_core.map(names::core_ident);
+    let stacks: Vec<&format::ThreadStack> = snap
+        .stacks
+        .iter()
+        .filter(|t| ident.map_or(true, |i| Some(t.ident) == i))
+        .collect();
     let mut out = Vec::with_capacity(4096);
-    let _ = format::write_dump(&mut out, &stacks);
+    let _ = format::write_dump(&mut out, stacks);
     out
 }
 
 /// The rich dump of this worker, as JSON.
-pub fn dump_json() -> Vec<u8> {
+fn render_json(snap: &Snapshot) -> Vec<u8> {
     let Some(ctx) = CONTEXT.get() else {
         return b"{}".to_vec();
     };
-    let snap = snapshot(ctx.locals);
     let dump = rich::build(
         &ctx.scoreboard.snapshot(ctx.worker_id),
         &snap.stacks,
@@ -133,55 +164,84 @@ pub fn dump_json() -> Vec<u8> {
     serde_json::to_vec(&dump).unwrap_or_else(|_| b"{}".to_vec())
 }
 
-/// Bind the worker's tracebacker socket and serve it on its own thread.
-/// Owner-only (0600) unless `chmod` says otherwise.
-pub fn start(
-    path: &Path,
-    chmod: Option<u32>,
-    timeout: Duration,
-    ctx: Context,
-) -> Result<(), UnixPathError> {
+/// Where a worker's sockets go.
+pub struct Sockets<'a> {
+    /// In the master's private directory: the master's and the stats
+    /// process's way in.
+    pub private: &'a Path,
+    /// `--py-tracebacker BASE` + id, with `--chmod-socket`'s mode.
+    pub public: Option<(&'a Path, Option<u32>)>,
+}
+
+/// Which listener a client came through.
+const PRIVATE: usize = 0;
+const PUBLIC: usize = 1;
+
+/// Bind the worker's tracebacker sockets and serve them on a thread of
+/// their own. Owner-only (0600) unless `--chmod-socket` says otherwise.
+pub fn start(sockets: Sockets<'_>, timeout: Duration, ctx: Context) -> Result<(), UnixPathError> {
     let _ = CONTEXT.set(ctx);
-    let listener = bind_unix(path, Some(0o600))?;
-    if let Some(mode) = chmod {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(
-            |source| UnixPathError::Io {
-                path: path.to_path_buf(),
-                source,
-            },
-        )?;
+    let limits = |max_clients| Limits {
+        request_wait: REQUEST_WAIT,
+        request_max: 256,
+        write_timeout: timeout,
+        max_clients,
+        max_buffered: 64 << 20,
+    };
+    let mut listeners = vec![ListenerSpec {
+        socket: ListenSocket::Unix(bind_unix(sockets.private, Some(0o600))?),
+        tag: PRIVATE,
+        limits: limits(64),
+        same_uid_only: true,
+    }];
+    if let Some((path, chmod)) = sockets.public {
+        let l = bind_unix(path, Some(0o600))?;
+        if let Some(mode) = chmod {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(
+                |source| UnixPathError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                },
+            )?;
+        }
+        listeners.push(ListenerSpec {
+            socket: ListenSocket::Unix(l),
+            tag: PUBLIC,
+            limits: limits(256),
+            same_uid_only: true,
+        });
     }
-    let shown: PathBuf = path.to_path_buf();
+    let io_err = |source| UnixPathError::Io {
+        path: PathBuf::from(sockets.private),
+        source,
+    };
+    let dumps = Arc::new(Dumps::default());
+    let server = control_server::Server::new(
+        "tracebacker",
+        listeners,
+        TbHandler {
+            dumps: Arc::clone(&dumps),
+        },
+    )
+    .map_err(io_err)?;
+    let responder = server.responder();
     std::thread::Builder::new()
-        .name("uwsgi-rs-tracebacker".into())
-        .spawn(move || {
-            for stream in listener.incoming() {
-                match stream {
-                    // Never on a stdout/stderr number the app closed.
-                    Ok(s) => serve(crate::log::fds::off_std(s.into()).into(), timeout),
-                    Err(e) => {
-                        crate::log::line(&format!("tracebacker {}: accept: {e}", shown.display()));
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
-                }
-            }
-        })
-        .map_err(|source| UnixPathError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        .name("uwsgi-rs-tb-dump".into())
+        .spawn(move || dumps.run(responder))
+        .map_err(io_err)?;
+    server.spawn("uwsgi-rs-tracebacker").map_err(io_err)?;
     Ok(())
 }
 
 /// What a client may ask for in its first line.
-#[derive(Debug, PartialEq, Eq)]
-enum Ask {
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum Ask {
     Plain,
     Json,
     Core(usize),
 }
 
-fn parse_ask(line: &[u8]) -> Ask {
+pub fn parse_ask(line: &[u8]) -> Ask {
     let line = String::from_utf8_lossy(line);
     let line = line.trim();
     if line == "json" {
@@ -196,30 +256,78 @@ fn parse_ask(line: &[u8]) -> Ask {
     }
 }
 
-/// Answer one client. Bounded by `timeout` for a client that never reads.
-fn serve(mut stream: UnixStream, timeout: Duration) {
-    let me = rustix::process::geteuid().as_raw();
-    match peer_uid(&stream) {
-        Ok(uid) if uid == me || uid == 0 => {}
-        Ok(uid) => {
-            crate::log::line(&format!("tracebacker: refused a connection from uid {uid}"));
-            return;
-        }
-        Err(e) => {
-            crate::log::line(&format!("tracebacker: cannot check the peer: {e}"));
-            return;
+struct TbHandler {
+    dumps: Arc<Dumps>,
+}
+
+impl Handler for TbHandler {
+    fn complete(&self, _tag: usize, buf: &[u8]) -> bool {
+        buf.contains(&b'\n')
+    }
+
+    fn request(&mut self, id: ClientId, _tag: usize, buf: &[u8]) -> Reply {
+        self.dumps.ask(id, parse_ask(buf));
+        // A snapshot is bounded (GIL_WAIT, CUT_WAIT, the GIL-free
+        // dumper): this only guards against a bug.
+        Reply::Later(Duration::from_secs(30))
+    }
+}
+
+/// Dump requests waiting for the next snapshot.
+#[derive(Default)]
+struct Dumps {
+    pending: Mutex<Vec<(ClientId, Ask)>>,
+    cv: Condvar,
+}
+
+impl Dumps {
+    fn ask(&self, id: ClientId, ask: Ask) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((id, ask));
+        self.cv.notify_one();
+    }
+
+    /// Take one snapshot per batch of waiting clients, no sooner than
+    /// MIN_GAP after the last, and answer each from it.
+    fn run(&self, responder: control_server::Responder) {
+        let mut last_end: Option<Instant> = None;
+        loop {
+            {
+                let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                while p.is_empty() {
+                    p = self.cv.wait(p).unwrap_or_else(|e| e.into_inner());
+                }
+            }
+            if let Some(t) = last_end {
+                std::thread::sleep((t + MIN_GAP).saturating_duration_since(Instant::now()));
+            }
+            let batch =
+                std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+            let locals = CONTEXT.get().is_some_and(|c| c.locals)
+                && batch.iter().any(|(_, a)| *a == Ask::Json);
+            let snap = snapshot(locals);
+            let mut rendered: Vec<(Ask, Arc<[u8]>)> = Vec::new();
+            for (id, ask) in batch {
+                let body = match rendered.iter().find(|(a, _)| *a == ask) {
+                    Some((_, b)) => Arc::clone(b),
+                    None => {
+                        let b: Arc<[u8]> = match ask {
+                            Ask::Json => render_json(&snap),
+                            Ask::Core(c) => render_plain(&snap, Some(c)),
+                            _ => render_plain(&snap, None),
+                        }
+                        .into();
+                        rendered.push((ask, Arc::clone(&b)));
+                        b
+                    }
+                };
+                responder.reply(id, body);
+            }
+            last_end = Some(Instant::now());
         }
     }
-    let _ = stream.set_read_timeout(Some(REQUEST_WAIT));
-    let mut first = [0u8; 64];
-    let n = stream.read(&mut first).unwrap_or(0);
-    let body = match parse_ask(&first[..n]) {
-        Ask::Plain => dump_plain(None),
-        Ask::Json => dump_json(),
-        Ask::Core(c) => dump_plain(Some(c)),
-    };
-    let _ = stream.set_write_timeout(Some(timeout));
-    let _ = stream.write_all(&body);
 }
 
 #[cfg(test)]
@@ -229,6 +337,7 @@ mod tests {
     #[test]
     fn requests_are_optional_and_plain_by_default() {
         assert_eq!(parse_ask(b""), Ask::Plain);
+        assert_eq!(parse_ask(b"plain\n"), Ask::Plain);
         assert_eq!(parse_ask(b"json\n"), Ask::Json);
         assert_eq!(parse_ask(b"core 3\n"), Ask::Core(3));
         assert_eq!(parse_ask(b"garbage"), Ask::Plain);

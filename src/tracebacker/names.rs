@@ -88,7 +88,7 @@ pub fn has_tid(ident: u64) -> bool {
 }
 
 /// The calling thread's ident as CPython reports it (`pthread_self`).
-fn current_ident() -> u64 {
+pub fn current_ident() -> u64 {
     // SAFETY: pthread_self has no preconditions. (libc: rustix has no
     // pthread_self, and CPython's idents are exactly its value.)
     unsafe { libc::pthread_self() as u64 }

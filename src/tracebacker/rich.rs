@@ -55,6 +55,33 @@ pub struct ThreadDump {
     pub holds_gil: Option<bool>,
     pub request: Option<RequestDump>,
     pub frames: Vec<FrameDump>,
+    /// Set when the dump could not see every frame (see [`CutDump`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cut: Option<CutDump>,
+}
+
+/// Where a thread's frames were cut (GIL-free dumper's limit), never
+/// silently: `frames[..at]` are the outermost frames known (from an exact
+/// dump `outer_age_ms` earlier; none when null), the live ones follow.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CutDump {
+    pub at: usize,
+    pub outer_age_ms: Option<u64>,
+    pub note: String,
+}
+
+impl CutDump {
+    fn from(cut: super::format::Cut) -> CutDump {
+        let (at, note) = cut.mark();
+        CutDump {
+            at,
+            outer_age_ms: match cut {
+                super::format::Cut::Spliced { age_ms, .. } => Some(age_ms),
+                super::format::Cut::Unknown => None,
+            },
+            note,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -116,6 +143,7 @@ pub fn build(
             holds_gil: stack.and_then(|s| s.holds_gil),
             request,
             frames: stack.map(frames).unwrap_or_default(),
+            cut: stack.and_then(|s| s.cut).map(CutDump::from),
         });
     }
     for s in stacks
@@ -130,6 +158,7 @@ pub fn build(
             holds_gil: s.holds_gil,
             request: None,
             frames: frames(s),
+            cut: s.cut.map(CutDump::from),
         });
     }
     WorkerDump {
@@ -205,7 +234,10 @@ pub fn write_text(out: &mut impl Write, base: &str, workers: &[WorkerResult]) ->
                 head.push_str(", HOLDS THE GIL");
             }
             writeln!(out, "{head}")?;
-            for f in &t.frames {
+            for (i, f) in t.frames.iter().enumerate() {
+                if let Some(cut) = t.cut.as_ref().filter(|c| c.at == i) {
+                    writeln!(out, "  {}", cut.note)?;
+                }
                 writeln!(
                     out,
                     "  File \"{}\", line {}, in {}",
@@ -247,12 +279,14 @@ mod tests {
                 name: "uWSGIWorker1Core1".into(),
                 frames: vec![frame.clone()],
                 holds_gil: Some(true),
+                cut: None,
             },
             ThreadStack {
                 ident: 99,
                 name: "poller".into(),
                 frames: vec![frame],
                 holds_gil: Some(false),
+                cut: Some(super::super::format::Cut::Unknown),
             },
         ];
         let d = build(
@@ -287,5 +321,11 @@ mod tests {
         assert!(text.contains("thread uWSGIWorker1Core1 [core 1] busy: GET /slow from 127.0.0.1 for 2.5 s, HOLDS THE GIL"), "{text}");
         assert!(text.contains("=== worker 2: no answer (timed out) ==="));
         assert!(text.contains("  File \"a.py\", line 3, in f\n    x()\n"));
+        assert!(
+            text.contains("(app thread)\n  ... more frames (the GIL-free dumper"),
+            "{text}"
+        );
+        assert_eq!(json["threads"][2]["cut"]["at"], 0);
+        assert!(json["threads"][1].get("cut").is_none());
     }
 }

@@ -16,15 +16,18 @@
 //! characters, and has no thread names or source lines: names come from
 //! [`super::names`], source lines from reading the file.
 
-use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::{Mutex, OnceLock};
 
 use pyo3::prelude::*;
 
-use super::format::{Frame, ThreadStack, UNNAMED};
+use super::format::{Cut, Frame, ThreadStack, UNNAMED};
 use super::names;
+
+/// faulthandler prints at most this many frames per thread, innermost
+/// first (3.9-3.12 then print `  ...`; 3.13 prints nothing more).
+pub const MAX_FRAMES: usize = 100;
 
 struct Dumper {
     /// The memfd faulthandler writes to; guarded so one dump runs at a time.
@@ -97,12 +100,12 @@ pub fn collect() -> io::Result<Vec<ThreadStack>> {
         text.extend_from_slice(&buf[..n as usize]);
         off += n as i64;
     }
-    let mut sources = SourceCache::default();
-    Ok(parse(&String::from_utf8_lossy(&text), &mut sources))
+    Ok(parse(&String::from_utf8_lossy(&text)))
 }
 
-/// Parse faulthandler's all-threads output into stacks (outermost first).
-pub fn parse(text: &str, sources: &mut SourceCache) -> Vec<ThreadStack> {
+/// Parse faulthandler's all-threads output into stacks (outermost first;
+/// no source lines: see [`super::sources`]).
+pub fn parse(text: &str) -> Vec<ThreadStack> {
     let mut threads: Vec<ThreadStack> = Vec::new();
     for line in text.lines() {
         // In the signal handler, CPython's "current" thread state is the
@@ -120,10 +123,15 @@ pub fn parse(text: &str, sources: &mut SourceCache) -> Vec<ThreadStack> {
                 name,
                 frames: Vec::new(),
                 holds_gil: Some(holds_gil),
+                cut: None,
             });
         } else if let Some(frame) = parse_frame(line) {
             if let Some(t) = threads.last_mut() {
                 t.frames.push(frame);
+            }
+        } else if line.trim() == "..." {
+            if let Some(t) = threads.last_mut().filter(|t| !t.frames.is_empty()) {
+                t.cut = Some(Cut::Unknown);
             }
         }
     }
@@ -141,8 +149,9 @@ pub fn parse(text: &str, sources: &mut SourceCache) -> Vec<ThreadStack> {
             t.holds_gil = Some(running.contains(&t.ident));
         }
         t.frames.reverse(); // faulthandler prints the most recent call first
-        for f in &mut t.frames {
-            f.line = sources.line(&f.filename, f.lineno);
+        if t.frames.len() >= MAX_FRAMES {
+            // 3.13 stops at the limit without a mark: at the limit, assume cut.
+            t.cut = Some(Cut::Unknown);
         }
     }
     threads
@@ -198,35 +207,6 @@ pub fn unescape(s: &str) -> String {
     out
 }
 
-/// Source lines read from disk, once per file per dump.
-#[derive(Default)]
-pub struct SourceCache {
-    files: HashMap<String, Option<Vec<String>>>,
-}
-
-impl SourceCache {
-    pub fn line(&mut self, filename: &str, lineno: u32) -> String {
-        let lines = self.files.entry(filename.to_string()).or_insert_with(|| {
-            let meta = std::fs::metadata(filename).ok()?;
-            if !meta.is_file() || meta.len() > 16 << 20 {
-                return None;
-            }
-            let text = std::fs::read(filename).ok()?;
-            Some(
-                String::from_utf8_lossy(&text)
-                    .lines()
-                    .map(|l| l.trim().to_string())
-                    .collect(),
-            )
-        });
-        lines
-            .as_ref()
-            .and_then(|l| l.get((lineno as usize).checked_sub(1)?))
-            .cloned()
-            .unwrap_or_default()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,7 +215,7 @@ mod tests {
     fn parses_faulthandler_output() {
         names::record(0x7f00_0000_0001, "uWSGIWorker1Core1", 0);
         let text = "Thread 0x00007f0000000001 (most recent call first):\n  File \"/nonexistent/busy.py\", line 5 in crunch\n  File \"/nonexistent/busy.py\", line 10 in application\n\nCurrent thread 0x00007f0000000002 (most recent call first):\n  <no Python frame>\n";
-        let threads = parse(text, &mut SourceCache::default());
+        let threads = parse(text);
         assert_eq!(threads.len(), 2);
         assert_eq!(threads[0].name, "uWSGIWorker1Core1");
         assert_eq!(threads[0].frames[0].function, "application");
@@ -259,12 +239,20 @@ mod tests {
     }
 
     #[test]
-    fn source_lines_come_from_the_file() {
-        let path = std::env::temp_dir().join(format!("uwsgi-rs-src-{}.py", std::process::id()));
-        std::fs::write(&path, "def f():\n    x = 1\n").unwrap();
-        let mut c = SourceCache::default();
-        assert_eq!(c.line(path.to_str().unwrap(), 2), "x = 1");
-        assert_eq!(c.line(path.to_str().unwrap(), 9), "");
-        std::fs::remove_file(path).unwrap();
+    fn a_cut_stack_is_marked() {
+        let mut text = String::from("Thread 0x0000000000000abc (most recent call first):\n");
+        for i in 0..MAX_FRAMES {
+            text.push_str(&format!("  File \"/x/deep.py\", line {} in f\n", i + 1));
+        }
+        let unmarked = parse(&text); // 3.13: no "..." line, but at the limit
+        assert_eq!(unmarked[0].cut, Some(Cut::Unknown));
+        text.push_str("  ...\n");
+        let marked = parse(&text);
+        assert_eq!(marked[0].frames.len(), MAX_FRAMES);
+        assert_eq!(marked[0].cut, Some(Cut::Unknown));
+        // Outermost first: the last line printed is the first frame.
+        assert_eq!(marked[0].frames[0].lineno, MAX_FRAMES as u32);
+        let short = parse("Thread 0x1 (most recent call first):\n  File \"a.py\", line 1 in g\n");
+        assert_eq!(short[0].cut, None);
     }
 }
