@@ -84,7 +84,8 @@ pub fn buffer(
         }
         return Ok(Buffered::Memory);
     }
-    let mut file = temp_file()?;
+    // An app that closed stderr must not find the next body under fd 2.
+    let mut file = File::from(crate::log::fds::off_std(temp_file()?.into()));
     let have = buf.len().min(usize::try_from(len).unwrap_or(usize::MAX));
     file.write_all(&buf[..have])?;
     buf.drain(..have);

@@ -213,6 +213,31 @@ def test_an_app_closing_stderr_never_sends_log_lines_to_clients(serve, port, clo
         srv.wait_log(f"GET /n/{i}?secret={i} => generated")
 
 
+def test_a_request_body_file_never_becomes_stderr(serve, port):
+    """After the app closes fd 2, the next request on the same connection
+    (no accept in between) has its body buffered to a temporary file: that
+    file must not take number 2, or the app's stderr writes would land in
+    a client's body."""
+    srv = serve(["--http-socket", f"127.0.0.1:{port}", "--wsgi-file", APP,
+                 "--post-buffering", "16"])
+    body = b"B" * 100
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        s.sendall(b"GET /close-stderr HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = b""
+        while not first.endswith(b"ok /close-stderr\n"):
+            first += s.recv(65536)
+        s.sendall(b"POST /stderr-echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                  b"Content-Length: 100\r\n\r\n" + body)
+        data = b""
+        while b := s.recv(65536):
+            data += b
+    finally:
+        s.close()
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n") and data.endswith(b"\r\n\r\n" + body), data
+    srv.wait_log("POST /stderr-echo =>")
+
+
 def test_a_server_started_with_stderr_closed_keeps_its_clients_clean(tmp_path, port):
     """Started with fd 2 (and 0) closed (`2>&- <&-`): /dev/null fills them,
     so no socket ever becomes stderr; the log goes to --logto."""

@@ -9,13 +9,16 @@
 //! - The server never writes its log to 0-2: every log output is a private
 //!   duplicate at a high number, close-on-exec ([`to_high`]).
 //! - Fds 0-2 are kept valid. At start ([`ensure_std_open`]) a closed one is
-//!   reopened on `/dev/null`; and when `accept` returns 0, 1 or 2 (the only
-//!   moment a hole there can hurt a client), the connection is moved to a
-//!   high number and `/dev/null` fills the hole ([`off_std`]). That costs
-//!   the hot path one comparison; there is no periodic check. The worker
-//!   also checks once after the app is loaded (an app that closes them at
-//!   import). Left open: between an app's `close(2)` and the next accept
-//!   the app's own writes to fd 2 fail (EBADF), which is what it asked for.
+//!   reopened on `/dev/null`, and the worker checks again once the app is
+//!   loaded (an app that closes them at import). When `accept` returns 0, 1
+//!   or 2, the connection is moved to a high number and `/dev/null` fills
+//!   the hole ([`off_std`]); the same is done to the files a request opens
+//!   (a post-buffering body, a static file), because on a keep-alive
+//!   connection no accept comes between the app's `close(2)` and them, and
+//!   the app's stderr writes would land in a request body. One comparison
+//!   each; no periodic check. Left open: between an app's `close(2)` and
+//!   the next descriptor the server makes, the app's own writes to fd 2
+//!   fail (EBADF), which is what it asked for.
 //!
 //! Nothing here writes log lines.
 

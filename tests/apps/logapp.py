@@ -22,6 +22,16 @@ def application(environ, start_response):
         time.sleep(float(environ.get("QUERY_STRING") or 30))
     elif path.startswith("/status/"):
         status = path.rsplit("/", 1)[1] + " Status"
+    elif path == "/stderr-echo":
+        try:
+            sys.stderr.write("LEAK\n")
+            sys.stderr.flush()
+        except OSError:
+            pass  # fd 2 closed: what the app asked for
+        body = environ["wsgi.input"].read()
+        start_response("200 OK", [("Content-Type", "text/plain"),
+                                  ("Content-Length", str(len(body)))])
+        return [body]
     elif path == "/empty":
         start_response("204 No Content", [])
         return []
