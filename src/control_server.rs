@@ -95,12 +95,30 @@ pub struct Responder {
 }
 
 impl Responder {
+    /// Queue bytes for a client (a stream may send many times).
+    pub fn send(&self, id: ClientId, data: Arc<[u8]>) {
+        self.push(id, Out::Data(data));
+    }
+
+    /// The client's answer is complete: close once it is written.
+    pub fn finish(&self, id: ClientId) {
+        self.push(id, Out::End);
+    }
+
     /// The whole answer at once.
     pub fn reply(&self, id: ClientId, data: Arc<[u8]>) {
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         q.push((id, Out::Data(data)));
         q.push((id, Out::End));
         drop(q);
+        self.wake();
+    }
+
+    fn push(&self, id: ClientId, out: Out) {
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((id, out));
         self.wake();
     }
 

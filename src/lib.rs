@@ -47,6 +47,7 @@ mod offload;
 mod poller;
 mod post_buffering;
 mod privileges;
+mod profiler;
 mod proxy_protocol;
 mod python;
 pub mod request;
@@ -126,6 +127,34 @@ fn run(py: Python<'_>, argv: Vec<String>) -> anyhow::Result<i32> {
         } => {
             // GIL: not needed by the client; released while it waits on sockets.
             py.detach(|| tracebacker::client::tracebacks(&base, json, timeout_secs))?;
+            Ok(0)
+        }
+        Command::Profile {
+            base,
+            rate,
+            duration,
+            idle,
+            format,
+            output,
+            timeout_secs,
+        } => {
+            let spec = profiler::Spec {
+                hz: rate,
+                seconds: duration,
+                idle,
+            };
+            // GIL: as above.
+            py.detach(|| profiler::client::run(&base, spec, format, output, timeout_secs))?;
+            Ok(0)
+        }
+        Command::Top {
+            base,
+            rate,
+            idle,
+            timeout_secs,
+        } => {
+            // GIL: as above.
+            py.detach(|| profiler::top::run(&base, rate, idle, timeout_secs))?;
             Ok(0)
         }
         Command::ConnectAndRead { addr, timeout_secs } => {

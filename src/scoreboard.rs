@@ -224,6 +224,11 @@ impl Scoreboard {
         })
     }
 
+    /// Cores (request threads) per worker.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
     fn worker_offset(&self, id: usize) -> usize {
         (id - 1) * std::mem::size_of::<WorkerSlot>()
     }

@@ -52,10 +52,69 @@ pub enum Command {
         json: bool,
         timeout_secs: u64,
     },
+    /// `--profile BASE [--duration S] [--rate HZ] [--format F] [--output FILE]
+    /// [--idle]`: sample every worker under a tracebacker base, merge, write.
+    Profile {
+        base: String,
+        rate: u32,
+        duration: u32,
+        idle: bool,
+        format: ProfileFormat,
+        output: Option<PathBuf>,
+        timeout_secs: u64,
+    },
+    /// `--top BASE [--rate HZ] [--idle]`: a live view of where the time goes.
+    Top {
+        base: String,
+        rate: u32,
+        idle: bool,
+        timeout_secs: u64,
+    },
     /// `--help` / `-h` / `--help-migrating`: the text to print.
     Help(String),
     /// `--version`: `"uwsgi-rs <version>"`.
     Version(String),
+}
+
+/// `--format` of `--profile`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProfileFormat {
+    /// Brendan Gregg's collapsed stacks.
+    #[default]
+    Folded,
+    /// An interactive flame graph (inferno).
+    Svg,
+    /// speedscope's JSON.
+    Speedscope,
+}
+
+/// The profiler client's options (`--profile`, `--top`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileArgs {
+    pub profile: Option<String>,
+    pub top: Option<String>,
+    /// Seconds, default 10.
+    pub duration: u32,
+    /// Hz, default 100.
+    pub rate: u32,
+    pub format: ProfileFormat,
+    pub output: Option<PathBuf>,
+    /// A bare `--idle` (uWSGI's `--idle SECONDS` is the cheap-mode option).
+    pub idle: bool,
+}
+
+impl Default for ProfileArgs {
+    fn default() -> Self {
+        ProfileArgs {
+            profile: None,
+            top: None,
+            duration: 10,
+            rate: 100,
+            format: ProfileFormat::Folded,
+            output: None,
+            idle: false,
+        }
+    }
 }
 
 /// A validated server configuration. See [`table::OPTIONS`] for the option of
@@ -132,6 +191,7 @@ pub struct Config {
     connect_and_read: Option<String>,
     tracebacks: Option<String>,
     tracebacks_json: bool,
+    pub(crate) profile_args: ProfileArgs,
 }
 
 /// App loading options (family "app loading").
@@ -401,6 +461,7 @@ impl Default for Config {
             connect_and_read: None,
             tracebacks: None,
             tracebacks_json: false,
+            profile_args: ProfileArgs::default(),
         }
     }
 }
@@ -490,6 +551,8 @@ pub fn parse_with(args: &[String], env: &Env, host: &Host) -> Result<Command, Co
         let value = e.value.as_deref();
         if let Arg::Value(_) = o.arg {
             match value.map(str::trim) {
+                // A bare --idle is the profiler's (see table::idle_option).
+                None if o.canonical() == "idle" => {}
                 None => {
                     fail(ConfigError::MissingValue(name));
                     continue;
@@ -536,13 +599,34 @@ pub fn parse_with(args: &[String], env: &Env, host: &Host) -> Result<Command, Co
             timeout_secs: cfg.socket_timeout,
         });
     }
+    if let Some(base) = cfg.profile_args.profile.take() {
+        let a = cfg.profile_args.clone();
+        return finish(problems, &cfg, || Command::Profile {
+            base,
+            rate: a.rate,
+            duration: a.duration,
+            idle: a.idle,
+            format: a.format,
+            output: a.output,
+            timeout_secs: cfg.socket_timeout,
+        });
+    }
+    if let Some(base) = cfg.profile_args.top.take() {
+        let a = cfg.profile_args.clone();
+        return finish(problems, &cfg, || Command::Top {
+            base,
+            rate: a.rate,
+            idle: a.idle,
+            timeout_secs: cfg.socket_timeout,
+        });
+    }
     if let Some(addr) = cfg.connect_and_read.take() {
         return finish(problems, &cfg, || Command::ConnectAndRead {
             addr,
             timeout_secs: cfg.socket_timeout,
         });
     }
-    if given(&["connect-and-read", "tracebacks"]) && !problems.is_empty() {
+    if given(&["connect-and-read", "tracebacks", "profile", "top"]) && !problems.is_empty() {
         // A client command whose own value was wrong: that is the problem.
         return Err(errors(problems, cfg.report.unused_line()));
     }

@@ -153,6 +153,30 @@ use Arg::{Optional, Switch, Value};
 use Family::*;
 use Status::*;
 
+/// `--idle SECONDS` is uWSGI's cheap mode; a bare `--idle` is the
+/// profiler's "sample idle cores too".
+fn idle_option(c: &mut Ctx<'_>, v: Option<&str>) -> Result<(), ConfigError> {
+    match v {
+        None => c.cfg.profile_args.idle = true,
+        Some(_) => c.cfg.lifecycle.idle = int(c.name, v, 0, u64::MAX)?,
+    }
+    Ok(())
+}
+
+fn profile_format(option: &str, v: Option<&str>) -> Result<super::ProfileFormat, ConfigError> {
+    use super::ProfileFormat::*;
+    match t(v) {
+        "folded" | "collapsed" => Ok(Folded),
+        "svg" | "flamegraph" => Ok(Svg),
+        "speedscope" => Ok(Speedscope),
+        other => Err(ConfigError::InvalidValue {
+            option: option.to_string(),
+            value: other.to_string(),
+            expected: "folded, svg or speedscope".into(),
+        }),
+    }
+}
+
 fn t(v: Option<&str>) -> &str {
     v.unwrap_or_default()
 }
@@ -263,6 +287,12 @@ pub static OPTIONS: &[OptSpec] = &[
     opt(&["json"], None, Switch, Own, Core, "with --tracebacks: print one JSON document instead of text", "", |c, v| { c.cfg.tracebacks_json = flag(c.name, v)?; Ok(()) }),
     opt(&["py-tracebacker-locals"], None, Switch, Own, Core, "add each frame's local variables (truncated reprs) to --tracebacks dumps", "", |c, v| { c.cfg.py_tracebacker_locals = flag(c.name, v)?; Ok(()) }),
     opt(&["py-tracebacker-slow"], None, Value("SECONDS"), Own, Core, "log the traceback of any request still running after SECONDS, once, without killing it (0 = off)", "", |c, v| { c.cfg.py_tracebacker_slow = int(c.name, v, 0, u64::MAX)?; Ok(()) }),
+    opt(&["profile"], None, Value("BASE"), Own, Core, "sample every worker under tracebacker BASE (no ptrace), merge, write the profile (--format, --output) and exit", "", |c, v| { c.cfg.profile_args.profile = Some(t(v).to_string()); Ok(()) }),
+    opt(&["top"], None, Value("BASE"), Own, Core, "a live view of the functions and routes using the most time in the workers under tracebacker BASE", "", |c, v| { c.cfg.profile_args.top = Some(t(v).to_string()); Ok(()) }),
+    opt(&["duration"], None, Value("SECONDS"), Own, Core, "with --profile: how long to sample (1-86400, default 10)", "", |c, v| { c.cfg.profile_args.duration = int(c.name, v, 1, 86_400)? as u32; Ok(()) }),
+    opt(&["rate"], None, Value("HZ"), Own, Core, "with --profile and --top: samples per second per thread (1-1000, default 100)", "", |c, v| { c.cfg.profile_args.rate = int(c.name, v, 1, 1000)? as u32; Ok(()) }),
+    opt(&["format"], None, Value("FORMAT"), Own, Core, "with --profile: folded (default), svg or speedscope", "", |c, v| { c.cfg.profile_args.format = profile_format(c.name, v)?; Ok(()) }),
+    opt(&["output"], None, Value("FILE"), Own, Core, "with --profile: write the profile to FILE (default: stdout)", "", |c, v| { c.cfg.profile_args.output = Some(p(v)); Ok(()) }),
     opt(&["get"], None, Value("OPTION"), Same, Core, "print the value of OPTION (any of its names; the first given), expanded, and exit (repeatable)", "", noop),
     opt(&["help"], Some('h'), Switch, Same, Core, "print this help and exit", "", noop),
     opt(&["help-migrating"], None, Switch, Own, Core, "print the option tables of docs/MIGRATING.md and exit", "", noop),
@@ -415,7 +445,7 @@ pub static OPTIONS: &[OptSpec] = &[
     opt(&["exec-as-root"], None, Value("COMMAND"), NotYet, Lifecycle, "run COMMAND before dropping privileges", "", |c, v| exec_row(c, v, HookPhase::AsRoot)),
     opt(&["exec-as-user"], None, Value("COMMAND"), NotYet, Lifecycle, "run COMMAND after dropping privileges", "", |c, v| exec_row(c, v, HookPhase::AsUser)),
     opt(&["exit-on-reload"], None, Switch, NotYet, Lifecycle, "exit instead of reloading (on SIGHUP)", "", |c, v| { c.cfg.lifecycle.exit_on_reload = flag(c.name, v)?; Ok(()) }),
-    opt(&["idle"], None, Value("SECONDS"), NotYet, Lifecycle, "stop the workers after SECONDS without requests (cheap mode)", "", |c, v| { c.cfg.lifecycle.idle = int(c.name, v, 0, u64::MAX)?; Ok(()) }),
+    opt(&["idle"], None, Value("SECONDS"), NotYet, Lifecycle, "stop the workers after SECONDS without requests (cheap mode); bare --idle with --profile/--top: sample idle cores too", "", idle_option),
     opt(&["die-on-idle"], None, Switch, NotYet, Lifecycle, "with --idle: exit instead", "", |c, v| { c.cfg.lifecycle.die_on_idle = flag(c.name, v)?; Ok(()) }),
 
     // ---- sockets and requests, not honoured yet

@@ -128,6 +128,13 @@ pub fn run_with_gil<T: Send + 'static>(
     }
 }
 
+/// Queue `job` to run with the GIL whenever it comes; do not wait for it.
+pub fn send_with_gil(job: impl FnOnce(Python<'_>) + Send + 'static) {
+    if let Ok(jobs) = collector().jobs.lock() {
+        let _ = jobs.send(Box::new(job));
+    }
+}
+
 /// One frame as the walk sees it: the code object and the line.
 pub struct RawFrame<'py> {
     pub code: Bound<'py, PyAny>,

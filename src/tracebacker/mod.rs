@@ -1,6 +1,7 @@
 //! The Python tracebacker: UNIX sockets per worker that answer each
 //! connection with the live traceback of every Python thread in the
-//! worker (uWSGI's format, or the rich JSON form on request).
+//! worker (uWSGI's format, or the rich JSON form on request), and stream
+//! profiles (`profile HZ SECONDS`, see `crate::profiler`).
 //!
 //! Every worker has a private socket in the master's 0700 directory (the
 //! master's harakiri and slow-request dumps, the stats process) and, with
@@ -89,6 +90,16 @@ fn strip_launcher(stacks: &mut [format::ThreadStack]) {
             t.frames.drain(..launcher.len());
         }
     }
+}
+
+/// The launcher's frames, if recorded.
+pub fn launcher() -> Option<&'static [(String, String)]> {
+    LAUNCHER.get().map(Vec::as_slice).filter(|l| !l.is_empty())
+}
+
+/// The worker's context, once the tracebacker started.
+pub fn context() -> Option<&'static Context> {
+    CONTEXT.get()
 }
 
 /// A snapshot of every thread and how it was taken.
@@ -225,6 +236,7 @@ pub fn start(sockets: Sockets<'_>, timeout: Duration, ctx: Context) -> Result<()
     )
     .map_err(io_err)?;
     let responder = server.responder();
+    crate::profiler::sampler::set_responder(responder.clone());
     std::thread::Builder::new()
         .name("uwsgi-rs-tb-dump".into())
         .spawn(move || dumps.run(responder))
@@ -239,6 +251,7 @@ pub enum Ask {
     Plain,
     Json,
     Core(usize),
+    Profile(crate::profiler::Spec),
 }
 
 pub fn parse_ask(line: &[u8]) -> Ask {
@@ -246,6 +259,9 @@ pub fn parse_ask(line: &[u8]) -> Ask {
     let line = line.trim();
     if line == "json" {
         return Ask::Json;
+    }
+    if let Some(spec) = crate::profiler::Spec::parse(line) {
+        return Ask::Profile(spec);
     }
     match line
         .strip_prefix("core ")
@@ -266,10 +282,22 @@ impl Handler for TbHandler {
     }
 
     fn request(&mut self, id: ClientId, _tag: usize, buf: &[u8]) -> Reply {
-        self.dumps.ask(id, parse_ask(buf));
-        // A snapshot is bounded (GIL_WAIT, CUT_WAIT, the GIL-free
-        // dumper): this only guards against a bug.
-        Reply::Later(Duration::from_secs(30))
+        match parse_ask(buf) {
+            Ask::Profile(spec) => match crate::profiler::sampler::start(id, spec) {
+                Ok(limit) => Reply::Later(limit),
+                Err(e) => Reply::Now(format!("error {e}\n").into_bytes()),
+            },
+            ask => {
+                self.dumps.ask(id, ask);
+                // A snapshot is bounded (GIL_WAIT, CUT_WAIT, the GIL-free
+                // dumper): this only guards against a bug.
+                Reply::Later(Duration::from_secs(30))
+            }
+        }
+    }
+
+    fn closed(&mut self, id: ClientId) {
+        crate::profiler::sampler::stop(id);
     }
 }
 
@@ -341,5 +369,6 @@ mod tests {
         assert_eq!(parse_ask(b"json\n"), Ask::Json);
         assert_eq!(parse_ask(b"core 3\n"), Ask::Core(3));
         assert_eq!(parse_ask(b"garbage"), Ask::Plain);
+        assert!(matches!(parse_ask(b"profile 100 5\n"), Ask::Profile(_)));
     }
 }
