@@ -116,6 +116,14 @@ impl RequestHead {
             .map(|&(n, v)| (self.bytes.text(n), self.bytes.get(v)))
     }
 
+    /// As [`RequestHead::headers`], names as bytes (not checked as UTF-8
+    /// again: the environ reads every header of every request).
+    pub fn raw_headers(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + '_ {
+        self.headers
+            .iter()
+            .map(|&(n, v)| (self.bytes.get(n), self.bytes.get(v)))
+    }
+
     /// Value of the first header called `name` (ASCII case-insensitive).
     #[cfg(test)]
     pub fn header(&self, name: &str) -> Option<&[u8]> {

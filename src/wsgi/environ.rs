@@ -207,14 +207,15 @@ pub fn from_http<'py>(
     let mut seen: Vec<*mut ffi::PyObject> = Vec::with_capacity(head.headers().len());
     HEADER_KEYS.with(|keys| -> PyResult<()> {
         let mut keys = keys.borrow_mut();
-        for (i, (name, value)) in head.headers().enumerate() {
-            let key = keys.get(py, i, name.as_bytes(), || {
-                Ok(if name.eq_ignore_ascii_case("content-type") {
+        for (i, (name, value)) in head.raw_headers().enumerate() {
+            let key = keys.get(py, i, name, || {
+                Ok(if name.eq_ignore_ascii_case(b"content-type") {
                     intern!(py, "CONTENT_TYPE").clone()
-                } else if name.eq_ignore_ascii_case("content-length") {
+                } else if name.eq_ignore_ascii_case(b"content-length") {
                     intern!(py, "CONTENT_LENGTH").clone()
                 } else {
-                    PyString::new(py, &cgi_header_name(name))
+                    // Header names are tokens (ASCII): never lossy.
+                    PyString::new(py, &cgi_header_name(&String::from_utf8_lossy(name)))
                 })
             })?;
             let value = latin1(py, value)?;
@@ -223,7 +224,7 @@ pub fn from_http<'py>(
             // Repeated headers are joined with a comma (RFC 9110 5.3);
             // cookies with "; " as browsers expect.
             if let Some(prev) = if repeated { env.get_item(&key)? } else { None } {
-                let sep = if name.eq_ignore_ascii_case("cookie") {
+                let sep = if name.eq_ignore_ascii_case(b"cookie") {
                     "; "
                 } else {
                     ","
