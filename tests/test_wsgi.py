@@ -217,6 +217,33 @@ def test_write_callable(serve, port):
     assert body == b"written-1;written-2;returned"
 
 
+def test_objects_kept_by_the_app_are_not_reused(serve, port):
+    # One core: every request below is served by the same one, which
+    # reuses its start_response and wsgi.input only when the app kept
+    # nothing of them.
+    start(serve, port, str(APPS / "core_kept.py"), threads=1)
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        for body in (b"a", b"bb", b"ccc"):
+            c.request("POST", "/plain", body=body)
+            r = c.getresponse()
+            assert (r.status, r.read()) == (200, b"w:" + body + b";plain")
+        c.request("GET", "/keep")
+        assert c.getresponse().read() == b"kept"
+        c.request("GET", "/use")
+        r = c.getresponse()
+        # The kept objects belong to their request: wsgi.input refuses
+        # reading; write() of a response whose Content-Length is all sent
+        # writes nothing (no stray bytes reach this response or the next:
+        # both parse), and this request got its own start_response.
+        assert (r.status, r.read()) == (200, b"input: ValueError;write ok;new sr")
+        c.request("POST", "/plain", body=b"after")
+        r = c.getresponse()
+        assert (r.status, r.read()) == (200, b"w:after;plain")
+    finally:
+        c.close()
+
+
 def test_exc_info_before_headers_sent_replaces_status(serve, port):
     start(serve, port)
     status, headers, body = http_get(port, "/exc_before")

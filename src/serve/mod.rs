@@ -131,14 +131,17 @@ struct Served {
 pub fn core_loop(py: Python<'_>, shared: &Shared, core: usize) {
     let mut pending: Option<Pending<'_>> = None;
     let mut share = CpuShare::new(Instant::now());
-    // This core's output, lent to each response and given back with it.
-    let mut out = Output::default();
+    // This core's output, lent to each response and given back with it,
+    // and its wsgi.input and start_response, reused when the app kept
+    // neither (see `wsgi::reuse`).
+    let mut objects = wsgi::reuse::CoreObjects::default();
     loop {
         // GIL: released from the end of one request to the head of the next.
-        let next = py.detach(|| next_request(shared, core, &mut share, pending.take(), &mut out));
+        let out = &mut objects.out;
+        let next = py.detach(|| next_request(shared, core, &mut share, pending.take(), out));
         // The app's bytes objects just written are given back now, not
         // kept while the core waits.
-        out.release(py);
+        objects.out.release(py);
         let Some(Taken {
             mut conn,
             request,
@@ -149,9 +152,8 @@ pub fn core_loop(py: Python<'_>, shared: &Shared, core: usize) {
             return; // core 0: the worker may exit
         };
         let plan = plan.as_deref();
-        let lent = std::mem::take(&mut out);
         let served = match panics::catch(|| {
-            serve_request(py, shared, &mut conn, &request, core, plan, lent)
+            serve_request(py, shared, &mut conn, &request, core, plan, &mut objects)
         }) {
             Ok(served) => served,
             Err(report) => after_panic(shared, core, &request, &report),
@@ -464,7 +466,7 @@ fn serve_request(
     req: &Request,
     core: usize,
     plan: Option<&front::Plan>,
-    out: Output,
+    objects: &mut wsgi::reuse::CoreObjects,
 ) -> Served {
     let slot = shared.scoreboard.core(shared.cfg.worker_id, core);
     let began = Began::now();
@@ -539,7 +541,7 @@ fn serve_request(
             reader,
             ctx,
             cfg.ignore_write_errors,
-            out,
+            objects,
         ),
         Err(e) => {
             crate::log::line(&format!("cannot build environ: {e}"));

@@ -11,14 +11,16 @@ pub mod environ;
 pub mod input;
 pub mod output;
 pub mod response;
+pub mod reuse;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use crate::conn::Unread;
-use input::{BodyReader, Input};
+use input::BodyReader;
 use output::Output;
 use response::{FileWrapper, ResponseCtx, StartResponse};
+use reuse::CoreObjects;
 
 /// What happened, for the access log and the connection.
 pub struct Outcome {
@@ -51,7 +53,7 @@ pub struct Outcome {
 const DRAIN_LIMIT: u64 = 1 << 20;
 
 /// Run the app for one request. `environ` has everything but `wsgi.input`;
-/// `out` is the core's (empty) output, given back in the outcome.
+/// `objects` lends the core's (empty) output, given back in the outcome.
 pub fn call(
     py: Python<'_>,
     app: &Bound<'_, PyAny>,
@@ -59,13 +61,13 @@ pub fn call(
     body: BodyReader,
     ctx: ResponseCtx,
     quiet_write_errors: bool,
-    out: Output,
+    objects: &mut CoreObjects,
 ) -> Outcome {
-    let input = match Py::new(py, Input::new(body)) {
+    let input = match objects.input(py, body) {
         Ok(i) => i,
-        Err(e) => return internal_failure(py, &e, out),
+        Err(e) => return internal_failure(py, &e, std::mem::take(&mut objects.out)),
     };
-    let sr = match Py::new(py, StartResponse::new(ctx, out)) {
+    let sr = match objects.start_response(py, ctx) {
         Ok(s) => s,
         Err(e) => return internal_failure(py, &e, Output::default()),
     };

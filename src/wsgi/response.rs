@@ -75,6 +75,9 @@ pub struct StartResponse {
     pub head_bytes: u64,
     pub chunks: u64,
     pub via_sendfile: bool,
+    /// The `write` callable returned to the app: made once per object
+    /// (see `reuse`), not once per call.
+    pub write_method: Option<Py<PyAny>>,
 }
 
 impl StartResponse {
@@ -96,6 +99,7 @@ impl StartResponse {
             head_bytes: 0,
             chunks: 0,
             via_sendfile: false,
+            write_method: None,
         }
     }
 
@@ -472,8 +476,12 @@ impl StartResponse {
         if close {
             this.ctx.keep_alive = false;
         }
+        let write = this.write_method.as_ref().map(|w| w.clone_ref(py));
         drop(this);
-        slf.getattr(pyo3::intern!(py, "write"))
+        match write {
+            Some(w) => Ok(w.into_bound(py)),
+            None => slf.getattr(pyo3::intern!(py, "write")),
+        }
     }
 
     /// The legacy `write()` callable returned by start_response.
