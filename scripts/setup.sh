@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian machine (Rust and CPython already present) to run
 # uwsgi-rs and its tests, all inside the repository:
-#   - nginx, curl, wrk, tmux and python3.X-venv from Debian;
+#   - nginx, curl, wrk, tmux, chromium (the dashboard's browser test) and
+#     python3.X-venv from Debian;
 #   - .venv: a virtualenv of python3 with the test and example dependencies
 #     (pytest, requests, Flask, Django, uwsgitop, prometheus_client), and
 #     what builds the wheel (maturin, ziglang, auditwheel);
@@ -14,7 +15,7 @@ PY="${PYTHON:-python3}"
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 need=()
-for tool in nginx curl wrk tmux; do
+for tool in nginx curl wrk tmux chromium; do
   command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || need+=("$tool")
 done
 # Debian's own python3.X (tests/test_packaging.py installs the wheel into a

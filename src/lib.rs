@@ -32,6 +32,7 @@ mod control_server;
 #[cfg(test)]
 mod corpus;
 mod cpu_share;
+mod dashboard;
 mod deadlines;
 mod forked;
 mod harakiri;
@@ -51,6 +52,7 @@ mod profiler;
 mod proxy_protocol;
 mod python;
 pub mod request;
+mod request_ring;
 mod routing;
 mod scoreboard;
 mod serve;

@@ -385,6 +385,7 @@ impl Master {
                     listeners: &self.listeners,
                     scoreboard: self.scoreboard,
                     master: self.facts.clone(),
+                    tb_base: self.tb_base.clone(),
                     credentials: self.credentials,
                 });
                 // SAFETY: leave without the master's destructors (which

@@ -14,6 +14,8 @@
 use std::cell::UnsafeCell;
 use std::sync::atomic::{fence, AtomicI32, AtomicU32, AtomicU64, Ordering};
 
+use crate::request_ring::RequestRing;
+
 /// Bytes kept per core to describe the running request
 /// (`remote\0method\0uri\0headers...`), enough for harakiri's status lines.
 pub const INFO_BYTES: usize = 2048;
@@ -206,7 +208,9 @@ impl Scoreboard {
     /// Map zeroed shared memory for `workers` x `threads` cores.
     pub fn new(workers: usize, threads: usize) -> std::io::Result<Scoreboard> {
         let len = workers
-            * (std::mem::size_of::<WorkerSlot>() + threads * std::mem::size_of::<CoreSlot>());
+            * (std::mem::size_of::<WorkerSlot>()
+                + threads * std::mem::size_of::<CoreSlot>()
+                + std::mem::size_of::<RequestRing>());
         // SAFETY: a new anonymous shared mapping, no file, aliasing nothing.
         let base = unsafe {
             rustix::mm::mmap_anonymous(
@@ -251,6 +255,17 @@ impl Scoreboard {
             + ((id - 1) * self.threads + core) * std::mem::size_of::<CoreSlot>();
         // SAFETY: in bounds (asserted) and aligned as above.
         unsafe { &*(self.base.add(off) as *const CoreSlot) }
+    }
+
+    /// Worker `id`'s ring of recent requests (after every core slot).
+    pub fn ring(&self, id: usize) -> &RequestRing {
+        assert!(id >= 1 && id <= self.workers, "worker id {id} out of range");
+        let off = self.workers
+            * (std::mem::size_of::<WorkerSlot>() + self.threads * std::mem::size_of::<CoreSlot>())
+            + (id - 1) * std::mem::size_of::<RequestRing>();
+        // SAFETY: in bounds (asserted; `new` sized the mapping for it),
+        // aligned (8-byte fields throughout), zero is valid for atomics.
+        unsafe { &*(self.base.add(off) as *const RequestRing) }
     }
 
     /// Worker `id` (from 1) and its cores as they are now.
@@ -307,6 +322,7 @@ impl Scoreboard {
         for b in &w.latency {
             b.store(0, Ordering::Relaxed);
         }
+        self.ring(id).reset();
         for c in 0..self.threads {
             let core = self.core(id, c);
             core.in_request.store(0, Ordering::Relaxed);
@@ -536,6 +552,20 @@ mod tests {
         assert!(!sb.has_lighter_worker(2), "worker 1 holds more");
         let _busy = sb.core(2, 0).begin(0, 0, &[]);
         assert!(!sb.has_lighter_worker(1), "no idle core there");
+    }
+
+    #[test]
+    fn rings_are_per_worker_and_do_not_overlap_the_slots() {
+        let sb = Scoreboard::new(2, 3).unwrap();
+        let _busy = sb.core(2, 2).begin(5, 0, &[b"r", b"GET", b"/x"]);
+        sb.ring(1).push(b"GET", b"/one", 200, 1, 1);
+        sb.ring(2).push(b"GET", b"/two", 200, 2, 2);
+        assert_eq!(sb.ring(1).read_since(0).0[0].route, "GET /one");
+        assert_eq!(sb.ring(2).read_since(0).0[0].route, "GET /two");
+        assert_eq!(busy(&sb, 2, 2).uri, "/x");
+        sb.reset_worker(2);
+        assert_eq!(sb.ring(2).head(), 0);
+        assert_eq!(sb.ring(1).head(), 1);
     }
 
     #[test]

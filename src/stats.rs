@@ -399,6 +399,10 @@ impl StatsListener {
         })
     }
 
+    pub fn is_unix(&self) -> bool {
+        matches!(self, StatsListener::Unix(..))
+    }
+
     pub fn remove_file(&self) {
         if let StatsListener::Unix(_, p) = self {
             let _ = std::fs::remove_file(p);

@@ -164,6 +164,9 @@ pub struct Config {
     pub gid: Option<String>,
     pub stats: Option<String>,
     pub stats_http: bool,
+    /// `--stats-dashboard`: serve the dashboard (tracebacks, URIs) on a TCP
+    /// stats address too, to whoever can connect.
+    pub stats_dashboard: bool,
     /// `--py-tracebacker-locals`: locals in rich dumps (never in the uWSGI format).
     pub py_tracebacker_locals: bool,
     /// `--py-tracebacker-slow SECONDS`: log slow requests' tracebacks (0 = off).
@@ -443,6 +446,7 @@ impl Default for Config {
             gid: None,
             stats: None,
             stats_http: false,
+            stats_dashboard: false,
             py_tracebacker_locals: false,
             py_tracebacker_slow: 0,
             http_underscores_in_headers: false,

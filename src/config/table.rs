@@ -293,6 +293,7 @@ pub static OPTIONS: &[OptSpec] = &[
     opt(&["rate"], None, Value("HZ"), Own, Core, "with --profile and --top: samples per second per thread (1-1000, default 100)", "", |c, v| { c.cfg.profile_args.rate = int(c.name, v, 1, 1000)? as u32; Ok(()) }),
     opt(&["format"], None, Value("FORMAT"), Own, Core, "with --profile: folded (default), svg or speedscope", "", |c, v| { c.cfg.profile_args.format = profile_format(c.name, v)?; Ok(()) }),
     opt(&["output"], None, Value("FILE"), Own, Core, "with --profile: write the profile to FILE (default: stdout)", "", |c, v| { c.cfg.profile_args.output = Some(p(v)); Ok(()) }),
+    opt(&["stats-dashboard"], None, Switch, Own, Core, "with --stats-http on a TCP address: serve the dashboard (live tracebacks, URIs) to anyone who can connect", "on a UNIX stats socket (0600, same-uid peers) the dashboard is always served", |c, v| { c.cfg.stats_dashboard = flag(c.name, v)?; Ok(()) }),
     opt(&["get"], None, Value("OPTION"), Same, Core, "print the value of OPTION (any of its names; the first given), expanded, and exit (repeatable)", "", noop),
     opt(&["help"], Some('h'), Switch, Same, Core, "print this help and exit", "", noop),
     opt(&["help-migrating"], None, Switch, Own, Core, "print the option tables of docs/MIGRATING.md and exit", "", noop),
