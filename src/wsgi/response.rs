@@ -174,8 +174,11 @@ impl StartResponse {
         head.extend_from_slice(b"\r\n");
         let head = &self.out.own_buf()[start..];
         self.head_bytes = head.len() as u64;
-        // Lines between the status line and the blank line.
-        self.header_count = memchr::memmem::find_iter(head, b"\r\n").count() - 2;
+        // Lines between the status line and the blank line. Every LF of
+        // the head ends a line (values with control characters are
+        // refused), and counting a byte needs no substring searcher, whose
+        // set-up was ~450 instructions a request.
+        self.header_count = memchr::memchr_iter(b'\n', head).count().saturating_sub(2);
         self.out.extended(start);
     }
 
