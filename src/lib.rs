@@ -25,6 +25,7 @@
 //! `sys.executable`, shared or static libpython alike), and hands `sys.argv`
 //! to [`run`]. The master forks every other process from that interpreter.
 
+mod actions;
 mod config;
 mod conn;
 mod conns;
@@ -33,9 +34,13 @@ mod control_server;
 mod corpus;
 mod cpu_share;
 mod dashboard;
+mod cron;
+mod daemons;
 mod deadlines;
+mod fifo;
 mod forked;
 mod harakiri;
+mod hooks;
 pub mod http;
 mod httpdate;
 mod leader;
@@ -51,15 +56,18 @@ mod privileges;
 mod profiler;
 mod proxy_protocol;
 mod python;
+mod refork;
 pub mod request;
 mod request_ring;
 mod routing;
 mod scoreboard;
 mod serve;
 mod span;
+mod spawn;
 mod static_files;
 mod stats;
 mod stats_process;
+mod systemd;
 mod tracebacker;
 mod uwsgi_module;
 pub mod uwsgi_proto;
@@ -99,6 +107,13 @@ fn run_to_status(py: Python<'_>, argv: Vec<String>) -> i32 {
     match run(py, argv) {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => 0, // `| head` closed stdout
+        // A hook's `exit:N` (its line is logged already).
+        Err(e) if matches!(e.downcast_ref(), Some(hooks::Failure::Exit(..))) => {
+            match e.downcast_ref() {
+                Some(hooks::Failure::Exit(code, _)) => *code,
+                _ => 1,
+            }
+        }
         Err(e) => {
             eprintln!("uwsgi-rs: {e:#}");
             1
@@ -113,7 +128,7 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 fn run(py: Python<'_>, argv: Vec<String>) -> anyhow::Result<i32> {
     use std::io::Write;
-    match config::parse_args(argv.into_iter().skip(1))? {
+    match config::parse_args(argv.iter().skip(1).cloned())? {
         Command::Help(text) => {
             std::io::stdout().write_all(text.as_bytes())?;
             Ok(0)
@@ -165,6 +180,9 @@ fn run(py: Python<'_>, argv: Vec<String>) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Serve(mut cfg) => {
+            // Where the master was started from, for starting it again (fifo f).
+            let reexec = python::reexec_argv(py, &argv)?;
+            let cwd = std::env::current_dir().unwrap_or_default();
             if let Some(dir) = &cfg.chdir {
                 std::env::set_current_dir(dir)
                     .map_err(|e| anyhow::anyhow!("cannot chdir to {}: {e}", dir.display()))?;
@@ -175,8 +193,9 @@ fn run(py: Python<'_>, argv: Vec<String>) -> anyhow::Result<i32> {
             cfg.report.warnings.extend(warnings);
             // After binding: a socket in use stays a one-line failure.
             let report = cfg.report.render();
-            let master =
+            let mut master =
                 master::Master::new(cfg).inspect_err(|e| log::daemon::failed(&format!("{e:#}")))?;
+            master.set_reexec(master::Reexec { argv: reexec, cwd });
             log::block(report.as_bytes());
             python::prepare(py, master.config())
                 .inspect_err(|e| log::daemon::failed(&format!("{e:#}")))?;

@@ -2,14 +2,19 @@
 //! backlog and socket permissions, and replace stale UNIX socket files.
 //!
 //! The master binds once; workers inherit the descriptors through `fork`, so
-//! a reload never closes a listener and never refuses a connection. This
+//! a reload never closes a listener and never refuses a connection. Sockets
+//! systemd passed (`systemd::take_listen_fds`) are adopted instead of bound:
+//! each configured address takes the passed socket bound to it, as uWSGI
+//! matches them, and the passed sockets no address names are served too;
+//! their files and permissions stay systemd's. This
 //! module also owns the one safe way to create a private UNIX socket (used by
 //! the tracebacker): it never deletes or follows anything that is not a
 //! socket. It must not accept connections or speak any protocol.
 
 use std::io;
 use std::net::{TcpListener, ToSocketAddrs};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -17,6 +22,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Context, Result};
 
 use crate::config::{ListenAddr, Protocol};
+use crate::systemd::PassedFd;
 
 pub enum Socket {
     Tcp(TcpListener),
@@ -31,6 +37,8 @@ pub struct Listener {
     /// SERVER_NAME / SERVER_PORT for the environ of requests on it.
     pub server_name: String,
     pub server_port: String,
+    /// Passed by systemd, not bound here: its socket file is not ours.
+    pub adopted: bool,
 }
 
 impl Listener {
@@ -78,17 +86,18 @@ impl Listener {
         }
     }
 
-    /// The socket file of a UNIX listener.
+    /// The socket file of a UNIX listener this server created.
     pub fn path(&self) -> Option<PathBuf> {
         match &self.socket {
-            Socket::Unix(_, path) => Some(path.clone()),
-            Socket::Tcp(_) => None,
+            Socket::Unix(_, path) if !self.adopted => Some(path.clone()),
+            _ => None,
         }
     }
 
-    /// Remove the socket file of a UNIX listener (on shutdown).
+    /// Remove the socket file of a UNIX listener (on shutdown); never one
+    /// systemd passed (its next activation needs it).
     pub fn remove_file(&self) {
-        if let Socket::Unix(_, path) = &self.socket {
+        if let Some(path) = self.path() {
             let _ = std::fs::remove_file(path);
         }
     }
@@ -96,14 +105,48 @@ impl Listener {
 
 /// Bind every configured listener, or fail naming the address (and remove
 /// the socket files of those already bound: a failed start leaves none).
+/// An address a `passed` socket is bound to takes that socket instead; the
+/// passed sockets no address names follow, with `default_proto` (or the
+/// protocol their systemd name says: `http`, `uwsgi`).
 pub fn bind_all(
     addrs: &[(Protocol, ListenAddr)],
     backlog: i32,
     chmod: Option<u32>,
+    passed: Vec<PassedFd>,
+    default_proto: Protocol,
 ) -> Result<Vec<Listener>> {
-    let mut bound: Vec<Listener> = Vec::with_capacity(addrs.len());
+    let mut passed: Vec<(PassedFd, Local)> = passed
+        .into_iter()
+        .map(|p| {
+            let local = local_addr(&p.fd)?;
+            Ok((p, local))
+        })
+        .collect::<Result<_>>()?;
+    let mut bound: Vec<Listener> = Vec::with_capacity(addrs.len() + passed.len());
     for (proto, addr) in addrs {
-        match bind_one(*proto, addr, backlog, chmod) {
+        let taken = passed
+            .iter()
+            .position(|(_, local)| local.is(addr))
+            .map(|i| passed.remove(i));
+        let made = match taken {
+            Some((p, local)) => adopt(*proto, p, &local, Some(addr.to_string())),
+            None => bind_one(*proto, addr, backlog, chmod),
+        };
+        match made {
+            Ok(l) => bound.push(l),
+            Err(e) => {
+                bound.iter().for_each(Listener::remove_file);
+                return Err(e);
+            }
+        }
+    }
+    for (p, local) in passed {
+        let proto = match p.name.as_deref() {
+            Some("http" | "http-socket" | "http11-socket") => Protocol::Http,
+            Some("uwsgi" | "uwsgi-socket") => Protocol::Uwsgi,
+            _ => default_proto,
+        };
+        match adopt(proto, p, &local, None) {
             Ok(l) => bound.push(l),
             Err(e) => {
                 bound.iter().for_each(Listener::remove_file);
@@ -112,6 +155,119 @@ pub fn bind_all(
         }
     }
     Ok(bound)
+}
+
+/// Where a passed socket is bound.
+#[derive(Debug, Clone, PartialEq)]
+enum Local {
+    Tcp(std::net::SocketAddr),
+    Unix(PathBuf),
+    Abstract(Vec<u8>),
+}
+
+impl Local {
+    /// Whether a configured address names this socket: the same path (or
+    /// `@name`), or a host that resolves to its address, with its port.
+    fn is(&self, addr: &ListenAddr) -> bool {
+        match (self, addr) {
+            (Local::Unix(p), ListenAddr::Unix(want)) => p == want,
+            (Local::Abstract(n), ListenAddr::Unix(want)) => {
+                want.as_os_str().as_encoded_bytes().strip_prefix(b"@") == Some(n.as_slice())
+            }
+            (Local::Tcp(sa), ListenAddr::Tcp { host, port }) => {
+                sa.port() == *port
+                    && (host.as_str(), *port)
+                        .to_socket_addrs()
+                        .is_ok_and(|mut all| all.any(|a| a.ip() == sa.ip()))
+            }
+            _ => false,
+        }
+    }
+
+    /// As uWSGI names it: `:PORT` for any IPv4 address, `[::]:PORT`, a path.
+    fn name(&self) -> String {
+        match self {
+            Local::Tcp(sa) if sa.ip().is_unspecified() && sa.is_ipv4() => format!(":{}", sa.port()),
+            Local::Tcp(sa) => sa.to_string(),
+            Local::Unix(p) => p.display().to_string(),
+            Local::Abstract(n) => format!("@{}", String::from_utf8_lossy(n)),
+        }
+    }
+}
+
+fn local_addr(fd: &OwnedFd) -> Result<Local> {
+    use rustix::net::{sockopt, SocketAddrUnix, SocketType};
+    let raw = fd.as_raw_fd();
+    let what = |e: rustix::io::Errno| anyhow!("socket activation: fd {raw}: {e}");
+    if sockopt::socket_type(fd).map_err(what)? != SocketType::STREAM
+        || !sockopt::socket_acceptconn(fd).map_err(what)?
+    {
+        return Err(anyhow!(
+            "socket activation: fd {raw} is not a listening stream socket \
+             (use ListenStream= and Accept=no in the .socket unit)"
+        ));
+    }
+    let any = rustix::net::getsockname(fd).map_err(what)?;
+    if let Ok(sa) = std::net::SocketAddr::try_from(any.clone()) {
+        return Ok(Local::Tcp(sa));
+    }
+    let un = SocketAddrUnix::try_from(any)
+        .map_err(|_| anyhow!("socket activation: fd {raw} is neither TCP nor UNIX"))?;
+    if let Some(name) = un.abstract_name() {
+        return Ok(Local::Abstract(name.to_vec()));
+    }
+    match un.path_bytes() {
+        Some(p) => Ok(Local::Unix(PathBuf::from(std::ffi::OsStr::from_bytes(p)))),
+        None => Err(anyhow!(
+            "socket activation: fd {raw} is an unnamed UNIX socket"
+        )),
+    }
+}
+
+/// A passed socket as a listener (not re-listened: systemd's `Backlog=`
+/// stays; made non-blocking, which the workers need).
+fn adopt(
+    protocol: Protocol,
+    p: PassedFd,
+    local: &Local,
+    configured: Option<String>,
+) -> Result<Listener> {
+    let raw = p.fd.as_raw_fd();
+    set_nonblocking(raw).with_context(|| format!("socket activation: fd {raw}"))?;
+    let name = configured.unwrap_or_else(|| local.name());
+    let (socket, server_name, server_port) = match local {
+        Local::Tcp(sa) => (
+            Socket::Tcp(TcpListener::from(p.fd)),
+            sa.ip().to_string(),
+            sa.port().to_string(),
+        ),
+        Local::Unix(path) => (
+            Socket::Unix(UnixListener::from(p.fd), path.clone()),
+            path.display().to_string(),
+            String::new(),
+        ),
+        Local::Abstract(_) => (
+            Socket::Unix(UnixListener::from(p.fd), PathBuf::from(local.name())),
+            local.name(),
+            String::new(),
+        ),
+    };
+    crate::log::line(&format!(
+        "uwsgi-rs socket {name} ({}) inherited from systemd (fd {raw}{})",
+        match protocol {
+            Protocol::Http => "http",
+            Protocol::Uwsgi => "uwsgi",
+        },
+        p.name.map(|n| format!(", name {n}")).unwrap_or_default()
+    ));
+    Ok(Listener {
+        protocol,
+        socket,
+        name,
+        server_name,
+        server_port,
+        adopted: true,
+    })
 }
 
 /// `--chown-socket`: give the UNIX sockets to `uid` (and `gid`); on a
@@ -183,6 +339,7 @@ fn bind_one(
         name,
         server_name,
         server_port,
+        adopted: false,
     };
     let ready = (|| {
         // SAFETY: a valid listening fd; re-listening only changes the backlog.

@@ -15,13 +15,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::config::Config;
+use crate::actions::{Action, SignalActions};
+use crate::config::{Config, HookPhase};
+use crate::cron::Crons;
+use crate::daemons::{Daemons, Reaped};
+use crate::fifo::MasterFifo;
 use crate::harakiri;
+use crate::hooks;
 use crate::listen::{self, Listener};
 use crate::loader::Loader;
 use crate::log;
 use crate::python::Forked;
 use crate::scoreboard::Scoreboard;
+use crate::systemd::Notifier;
 use crate::worker::{self, WorkerArgs, EXIT_LOAD_FAILED};
 
 /// How often the master checks deadlines when no signal wakes it.
@@ -36,15 +42,9 @@ extern "C" fn on_signal(sig: libc::c_int) {
     unsafe { libc::write(fd, (&b as *const u8).cast(), 1) };
 }
 
-fn install_signals(handler: libc::sighandler_t) {
-    for sig in [
-        libc::SIGHUP,
-        libc::SIGTERM,
-        libc::SIGINT,
-        libc::SIGQUIT,
-        libc::SIGCHLD,
-        libc::SIGUSR1,
-    ] {
+/// Install `handler` for SIGCHLD and every signal in `actions`.
+fn install_signals(handler: libc::sighandler_t, actions: &SignalActions) {
+    for sig in actions.signals().chain([libc::SIGCHLD]) {
         // SAFETY: sigaction is plain data; the handler only writes a byte.
         unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
@@ -116,6 +116,42 @@ pub struct Master {
     loader_restart_at: Option<Instant>,
     /// Loader deaths in a row: drives its back-off.
     loader_failures: u32,
+    /// What each signal asks for (README's table; `unix_signal` hooks).
+    signal_actions: SignalActions,
+    /// `--master-fifo`.
+    fifo: Option<MasterFifo>,
+    /// systemd's NOTIFY_SOCKET, and what it was last told.
+    notifier: Option<Notifier>,
+    readiness: Readiness,
+    /// `attach-daemon` and friends.
+    daemons: Daemons,
+    /// `cron`, `unique-cron`.
+    crons: Crons,
+    /// `hook-master-start`, while it runs.
+    master_start: Option<hooks::Sequence>,
+    /// A brutal reload (fifo `R`) waits for the new loader, then replaces
+    /// every worker at once.
+    brutal_reload: bool,
+    /// How to start this master again (fifo `f`): argv and directory.
+    reexec: Option<Reexec>,
+    /// A new master was forked onto our sockets: leave their files alone.
+    reforked: bool,
+}
+
+/// What systemd was told last (Type=notify).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Readiness {
+    Starting,
+    Ready,
+    Reloading,
+    Stopping,
+}
+
+/// The command line that starts this master again (fifo `f`).
+pub struct Reexec {
+    pub argv: Vec<std::ffi::CString>,
+    /// The directory it was started from (before `--chdir`).
+    pub cwd: PathBuf,
 }
 
 /// `--max-fd N`: raise the open-files limit (soft, and hard when allowed),
@@ -139,6 +175,17 @@ fn raise_open_files(n: u64) {
 impl Master {
     pub fn new(cfg: Config) -> Result<Master> {
         let credentials = crate::privileges::resolve(cfg.uid.as_deref(), cfg.gid.as_deref())?;
+        let mut signal_actions = SignalActions::default();
+        hooks::run(
+            &cfg,
+            HookPhase::Asap,
+            &mut hooks::Ctx {
+                credentials: Default::default(),
+                signals: Some(&mut signal_actions),
+            },
+        )?;
+        let notifier = Notifier::from_env();
+        let passed = crate::systemd::take_listen_fds()?;
         sweep_private_dirs(&std::env::temp_dir(), credentials.uid);
         if let Some(mask) = cfg.requests.umask {
             // Before anything is created, as uWSGI applies it (sockets,
@@ -155,7 +202,18 @@ impl Master {
             )?),
             None => None,
         };
-        let listeners = listen::bind_all(&cfg.listeners, cfg.listen, cfg.chmod_socket)?;
+        let listeners = listen::bind_all(
+            &cfg.listeners,
+            cfg.listen,
+            cfg.chmod_socket,
+            passed,
+            cfg.default_protocol(),
+        )?;
+        if listeners.is_empty() {
+            anyhow::bail!(
+                "no listener: LISTEN_FDS passed no socket to this process (LISTEN_PID is another's?); use --http, --http-socket or --socket"
+            );
+        }
         if let Some((uid, gid)) = owner {
             listen::chown_unix(&listeners, uid, gid)?;
         }
@@ -202,7 +260,28 @@ impl Master {
             Some(addr) => Some(crate::stats::StatsListener::bind(addr)?),
             None => None,
         };
+        // Hooks before anything drops privileges, then as the user (in a
+        // child that drops them, when --uid/--gid are given).
+        hooks::run(
+            &cfg,
+            HookPhase::AsRoot,
+            &mut hooks::Ctx {
+                credentials: Default::default(),
+                signals: Some(&mut signal_actions),
+            },
+        )?;
+        hooks::run_as_user(&cfg, HookPhase::AsUser, credentials)?;
+        let fifo = MasterFifo::open(
+            &cfg.lifecycle.master_fifo,
+            (credentials.uid, credentials.gid),
+        )?;
         created.keep();
+        let daemons = Daemons::new(
+            &cfg.lifecycle.daemons,
+            credentials,
+            Duration::from_secs(cfg.reload_mercy),
+        );
+        let crons = Crons::new(&cfg.lifecycle.crons, credentials);
         let slots = (0..cfg.processes).map(|_| Slot::default()).collect();
         Ok(Master {
             cfg,
@@ -230,7 +309,23 @@ impl Master {
             generation: 0,
             loader_restart_at: None,
             loader_failures: 0,
+            signal_actions,
+            fifo,
+            notifier,
+            readiness: Readiness::Starting,
+            daemons,
+            crons,
+            master_start: None,
+            brutal_reload: false,
+            reexec: None,
+            reforked: false,
         })
+    }
+
+    /// How to start this master again, for fifo `f` (the caller knows the
+    /// interpreter and the original command line).
+    pub fn set_reexec(&mut self, reexec: Reexec) {
+        self.reexec = Some(reexec);
     }
 
     pub fn config(&self) -> &Config {
@@ -253,7 +348,7 @@ impl Master {
     /// Run until shutdown; returns the process exit status.
     pub fn run(mut self) -> Result<i32> {
         SIGNAL_PIPE.store(self.signal_wr, Ordering::Relaxed);
-        install_signals(on_signal as *const () as usize);
+        install_signals(on_signal as *const () as usize, &self.signal_actions);
         for l in &self.listeners {
             log::line(&format!(
                 "uwsgi-rs {} serving {} on {}",
@@ -290,14 +385,27 @@ impl Master {
                 s.respawn_at = Some(Instant::now());
             }
         }
+        if let Some(f) = &self.fifo {
+            log::line(&format!("master fifo: {}", f.path().display()));
+        }
+        self.daemons.start_all();
+        self.master_start = Some(hooks::Sequence::new(&self.cfg, HookPhase::MasterStart));
         let status = loop {
             self.wait_for_signal_or_tick();
             if let Some(code) = self.handle_signals() {
                 break code;
             }
+            if let Some(code) = self.check_fifo() {
+                break code;
+            }
             if let Some(code) = self.reap() {
                 break code;
             }
+            if let Some(code) = self.check_master_start() {
+                break code;
+            }
+            self.check_daemons();
+            self.check_cron();
             self.check_loaders();
             self.check_ready();
             self.check_harakiri();
@@ -314,13 +422,15 @@ impl Master {
             {
                 self.spawn_stats();
             }
+            self.check_systemd();
             if let Phase::Stopping { kill_at } = self.phase {
-                if self.slots.iter().all(|s| s.pid == 0) {
+                if self.slots.iter().all(|s| s.pid == 0) && self.daemons.all_stopped() {
                     break 0;
                 }
                 if Instant::now() >= kill_at {
                     log::line("workers did not stop within the mercy period: killing them");
                     self.signal_all(libc::SIGKILL);
+                    self.daemons.kill_all();
                 }
             }
         };
@@ -342,6 +452,7 @@ impl Master {
             self.signal_rd,
             waiting(&self.loader),
             waiting(&self.next_loader),
+            self.fifo.as_ref().map_or(-1, |f| f.fd()),
         ]
         .into_iter()
         .chain(log::relay_fds())
@@ -363,10 +474,11 @@ impl Master {
                     left.as_millis() as i32,
                 )
             };
-            if pfds[3..].iter().any(|p| p.revents != 0) {
+            // [0..4]: signals, loaders, the master fifo; then relays.
+            if pfds[4..].iter().any(|p| p.revents != 0) {
                 log::relay();
             }
-            if n <= 0 || pfds[..3].iter().any(|p| p.revents != 0) {
+            if n <= 0 || pfds[..4].iter().any(|p| p.revents != 0) {
                 return;
             }
         }
@@ -441,38 +553,154 @@ impl Master {
                 return None;
             }
             for &sig in &buf[..n as usize] {
-                match sig as i32 {
-                    libc::SIGUSR1 => log::reopen("SIGUSR1"),
-                    libc::SIGHUP if self.phase == Phase::Running && self.cfg.lazy_apps => {
-                        log::reopen_for_reload();
-                        log::line("SIGHUP received: gracefully reloading workers...");
-                        self.reload_queue = (1..=self.slots.len()).rev().collect();
-                    }
-                    libc::SIGHUP if self.phase == Phase::Running => {
-                        log::reopen_for_reload();
-                        self.reload_preloaded();
-                    }
-                    libc::SIGTERM | libc::SIGINT if self.phase == Phase::Running => {
-                        log::line(&format!(
-                            "{} received: shutting down gracefully (up to {} s for in-flight requests)...",
-                            if sig as i32 == libc::SIGTERM { "SIGTERM" } else { "SIGINT" },
-                            self.cfg.reload_mercy
-                        ));
-                        self.phase = Phase::Stopping {
-                            kill_at: Instant::now()
-                                + Duration::from_secs(self.cfg.reload_mercy + 1),
-                        };
-                        self.reload_queue.clear();
-                        self.stop_loaders();
-                        self.signal_all(libc::SIGTERM);
-                    }
-                    libc::SIGQUIT | libc::SIGINT | libc::SIGTERM => {
-                        log::line("immediate shutdown requested: killing workers");
-                        return Some(0);
-                    }
-                    _ => {} // SIGCHLD: reaped below
+                // SIGCHLD: reaped below.
+                let Some(action) = self.signal_actions.get(sig as i32) else {
+                    continue;
+                };
+                if let Some(code) =
+                    self.act(action, &format!("{} received", signal_name(sig as i32)))
+                {
+                    return Some(code);
                 }
             }
+        }
+    }
+
+    /// `--master-fifo`: carry out the commands waiting in it.
+    fn check_fifo(&mut self) -> Option<i32> {
+        let actions = self.fifo.as_mut().map(MasterFifo::read).unwrap_or_default();
+        for action in actions {
+            let source = format!("master fifo: {}", action.describe());
+            if let Some(code) = self.act(action, &source) {
+                return Some(code);
+            }
+        }
+        None
+    }
+
+    /// Do what a signal, the fifo or a hook asked for; `source` starts the
+    /// log line. Returns an exit status when the master must stop now.
+    fn act(&mut self, action: Action, source: &str) -> Option<i32> {
+        let running = self.phase == Phase::Running;
+        match action {
+            Action::GracefulReload | Action::BrutalReload if self.cfg.lifecycle.exit_on_reload => {
+                log::line(&format!(
+                    "{source}: --exit-on-reload: exiting instead of reloading"
+                ));
+                if action == Action::BrutalReload {
+                    return Some(0);
+                }
+                self.graceful_stop(source);
+            }
+            Action::GracefulReload if running => self.graceful_reload(source),
+            Action::BrutalReload if running => self.brutal_reload(source),
+            Action::ChainReload if running => {
+                log::line(&format!("{source}: chain reload starting..."));
+                self.reloading_notice("chain reload");
+                self.rolling_reload();
+            }
+            Action::ReloadWorkers | Action::BrutalReloadWorkers if running => {
+                let brutal = action == Action::BrutalReloadWorkers;
+                log::line(&format!(
+                    "{source}: {} every worker at once",
+                    if brutal {
+                        "killing and replacing"
+                    } else {
+                        "gracefully replacing"
+                    }
+                ));
+                self.reloading_notice("reloading the workers");
+                self.reload_queue.clear();
+                self.signal_all(if brutal { libc::SIGKILL } else { libc::SIGTERM });
+            }
+            Action::GracefulStop if running => self.graceful_stop(source),
+            Action::GracefulStop | Action::ImmediateStop => {
+                log::line(&format!(
+                    "{source}: immediate shutdown requested: killing workers"
+                ));
+                return Some(0);
+            }
+            // Seams: cheaper mode belongs to the worker lifecycle work.
+            Action::GoCheap | Action::CheaperIncrease | Action::CheaperDecrease => {
+                log::line(&format!(
+                    "{source}: not available (needs --cheaper mode): ignored"
+                ));
+            }
+            Action::Refork if running => self.refork(source),
+            // (--log-maxsize rotates by size; L reopens like l.)
+            Action::ReopenLogs | Action::RotateLogs => log::reopen(source),
+            Action::UpdatePidfile => {
+                if let Some(p) = &self.cfg.pidfile {
+                    if let Err(e) = std::fs::write(p, format!("{}\n", self.pid)) {
+                        log::line(&format!("{source}: cannot write {}: {e}", p.display()));
+                    }
+                }
+            }
+            Action::FifoSlot(_) => {} // done by the fifo itself
+            _ => log::line(&format!("{source}: ignored while shutting down")),
+        }
+        None
+    }
+
+    /// SIGHUP, fifo `r`: the new code in a new loader, then the workers one
+    /// at a time (with --lazy-apps, a fresh worker imports it); plain
+    /// daemons restart.
+    fn graceful_reload(&mut self, source: &str) {
+        log::reopen_for_reload();
+        self.reloading_notice("graceful reload");
+        if self.cfg.lazy_apps {
+            log::line(&format!("{source}: gracefully reloading workers..."));
+            self.rolling_reload();
+        } else {
+            self.reload_preloaded(source);
+        }
+        self.daemons.reload();
+    }
+
+    /// fifo `R`: the new code, then every worker replaced at once.
+    fn brutal_reload(&mut self, source: &str) {
+        log::reopen_for_reload();
+        self.reloading_notice("brutal reload");
+        if self.cfg.lazy_apps {
+            log::line(&format!("{source}: ...brutally killing workers..."));
+            self.reload_queue.clear();
+            self.signal_all(libc::SIGKILL);
+        } else {
+            self.brutal_reload = true;
+            self.reload_preloaded(source);
+        }
+        self.daemons.reload();
+    }
+
+    /// Replace the workers one at a time (advance_reload).
+    fn rolling_reload(&mut self) {
+        self.reload_queue = (1..=self.slots.len()).rev().collect();
+    }
+
+    /// SIGTERM, SIGINT, fifo `q`: stop once in-flight requests are done.
+    fn graceful_stop(&mut self, source: &str) {
+        log::line(&format!(
+            "{source}: shutting down gracefully (up to {} s for in-flight requests)...",
+            self.cfg.reload_mercy
+        ));
+        self.phase = Phase::Stopping {
+            kill_at: Instant::now() + Duration::from_secs(self.cfg.reload_mercy + 1),
+        };
+        self.readiness = Readiness::Stopping;
+        if let Some(n) = &mut self.notifier {
+            n.stopping("shutting down gracefully");
+        }
+        self.reload_queue.clear();
+        self.stop_loaders();
+        self.signal_all(libc::SIGTERM);
+        self.daemons.stop_all();
+    }
+
+    /// Tell systemd a reload started (READY=1 follows once it is done).
+    fn reloading_notice(&mut self, what: &str) {
+        self.readiness = Readiness::Reloading;
+        if let Some(n) = &mut self.notifier {
+            n.reloading(what);
         }
     }
 
@@ -509,12 +737,17 @@ impl Master {
             .into_iter()
             .flatten()
             .map(|l| l.fd());
-        for fd in [self.signal_rd, self.signal_wr].into_iter().chain(loaders) {
+        let fifo = self.fifo.as_ref().map(MasterFifo::fd);
+        for fd in [self.signal_rd, self.signal_wr]
+            .into_iter()
+            .chain(loaders)
+            .chain(fifo)
+        {
             // SAFETY: the master's fds; this process never uses them (and
             // leaves with _exit, so no owner closes them again).
             unsafe { libc::close(fd) };
         }
-        install_signals(libc::SIG_DFL);
+        install_signals(libc::SIG_DFL, &self.signal_actions);
         // The daemon's start-up pipe is the master's; with --log-master,
         // lines (and the app's stdout and stderr) go to the master.
         log::worker_started();
@@ -541,16 +774,16 @@ impl Master {
         }
     }
 
-    /// SIGHUP with preloading: import the new code in a new loader; the
+    /// A reload with preloading: import the new code in a new loader; the
     /// workers are replaced only once it has (check_loaders).
-    fn reload_preloaded(&mut self) {
+    fn reload_preloaded(&mut self, source: &str) {
         if let Some(pending) = self.next_loader.take() {
             // A reload while one loads: the newer code wins.
             // SAFETY: kill on our unreaped child.
             unsafe { libc::kill(pending.pid, libc::SIGKILL) };
         }
         log::line(&format!(
-            "SIGHUP received: loading the app anew (generation {}); the workers are replaced once it is loaded...",
+            "{source}: loading the app anew (generation {}); the workers are replaced once it is loaded...",
             self.generation + 1
         ));
         self.next_loader = self.start_loader(self.generation + 1);
@@ -569,13 +802,24 @@ impl Master {
             // Dropping the old handle closes its socket: the old loader exits.
             let old = std::mem::replace(&mut self.loader, self.next_loader.take());
             self.generation += 1;
+            let brutal = std::mem::take(&mut self.brutal_reload);
             log::line(&format!(
-                "replacing the workers one at a time with generation {}{}",
+                "replacing the workers {} with generation {}{}",
+                if brutal {
+                    "all at once"
+                } else {
+                    "one at a time"
+                },
                 self.generation,
                 old.map(|o| format!("; the loader of the old one (pid: {}) leaves", o.pid))
                     .unwrap_or_default()
             ));
-            self.reload_queue = (1..=self.slots.len()).rev().collect();
+            if brutal {
+                self.reload_queue.clear();
+                self.signal_all(libc::SIGKILL);
+            } else {
+                self.rolling_reload();
+            }
         }
         let due = self.loader_restart_at.is_some_and(|t| t <= Instant::now());
         if self.loader.is_none() && due && self.phase == Phase::Running {
@@ -590,6 +834,7 @@ impl Master {
     fn loader_exited(&mut self, pid: i32, how: &str, exit_code: Option<i32>) -> Option<i32> {
         if self.next_loader.as_ref().is_some_and(|l| l.pid == pid) {
             self.next_loader = None;
+            self.brutal_reload = false;
             log::line(&format!(
                 "reload failed: the new code did not load ({how}, see above); keeping the workers of generation {}",
                 self.generation
@@ -633,21 +878,33 @@ impl Master {
 
     fn spawn(&mut self, id: usize) {
         self.scoreboard.reset_worker(id);
-        let pid = if self.cfg.lazy_apps {
-            self.fork_worker(id)
-        } else {
-            match &self.loader {
-                Some(l) if l.ready => l.spawn_worker(id).map_err(|e| {
-                    log::line(&format!("cannot fork worker {id} from the loader: {e}"));
-                }),
-                _ => {
-                    // not yet: spawned once the loader has the app
-                    self.slots[id - 1].respawn_at = Some(Instant::now());
-                    return;
-                }
-            }
+        if !self.cfg.lazy_apps && !self.loader.as_ref().is_some_and(|l| l.ready) {
+            // not yet: spawned once the loader has the app
+            self.slots[id - 1].respawn_at = Some(Instant::now());
+            return;
+        }
+        // Counted before the fork: the worker reads it (accepting-once hooks).
+        let first = self.slots[id - 1].spawned.is_none();
+        if !first {
+            self.scoreboard
+                .worker(id)
+                .respawn_count
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        let pid = match &self.loader {
+            _ if self.cfg.lazy_apps => self.fork_worker(id),
+            Some(l) => l.spawn_worker(id).map_err(|e| {
+                log::line(&format!("cannot fork worker {id} from the loader: {e}"));
+            }),
+            None => Err(()),
         };
         let Ok(pid) = pid else {
+            if !first {
+                self.scoreboard
+                    .worker(id)
+                    .respawn_count
+                    .fetch_sub(1, Ordering::Relaxed);
+            }
             self.slots[id - 1].respawn_at = Some(Instant::now() + Duration::from_secs(1));
             return;
         };
@@ -655,10 +912,6 @@ impl Master {
         w.pid.store(pid, Ordering::Relaxed);
         w.last_spawn.store(log::unix_secs(), Ordering::Relaxed);
         let slot = &mut self.slots[id - 1];
-        let first = slot.spawned.is_none();
-        if !first {
-            w.respawn_count.fetch_add(1, Ordering::Relaxed);
-        }
         *slot = Slot {
             pid,
             spawned: Some(Instant::now()),
@@ -708,8 +961,7 @@ impl Master {
                 continue;
             }
             let Some(idx) = self.slots.iter().position(|s| s.pid == pid) else {
-                let (how, code) = describe_exit(status);
-                if let Some(code) = self.loader_exited(pid, &how, code) {
+                if let Some(code) = self.other_child_exited(pid, status) {
                     return Some(code);
                 }
                 continue;
@@ -946,8 +1198,139 @@ impl Master {
         self.slots[id - 1].harakiri_fired = true;
     }
 
+    /// A child that is no worker: a daemon, a cron job, a hook's command,
+    /// a loader. Returns an exit status when the master must stop now.
+    fn other_child_exited(&mut self, pid: i32, status: i32) -> Option<i32> {
+        match self.daemons.reaped(pid, status) {
+            Reaped::ControlDied => {
+                if self.phase == Phase::Running {
+                    self.graceful_stop("a control daemon died");
+                }
+                return None;
+            }
+            Reaped::Handled => return None,
+            Reaped::NotOurs => {}
+        }
+        if self.crons.reaped(pid) {
+            return None;
+        }
+        if let Some(result) = self
+            .master_start
+            .as_mut()
+            .and_then(|s| s.reaped(pid, status))
+        {
+            if let Err(f) = result {
+                return Some(self.fatal_hook(f));
+            }
+            return None;
+        }
+        let (how, code) = describe_exit(status);
+        self.loader_exited(pid, &how, code)
+    }
+
+    /// `hook-master-start`: run what is due, without blocking.
+    fn check_master_start(&mut self) -> Option<i32> {
+        let seq = self.master_start.as_mut()?;
+        let progress = seq.advance(&mut hooks::Ctx {
+            credentials: self.credentials,
+            signals: Some(&mut self.signal_actions),
+        });
+        match progress {
+            hooks::Progress::Running => None,
+            hooks::Progress::Done => {
+                self.master_start = None;
+                // unix_signal hooks may have bound new signals.
+                install_signals(on_signal as *const () as usize, &self.signal_actions);
+                None
+            }
+            hooks::Progress::Stopped(f) => {
+                self.master_start = None;
+                Some(self.fatal_hook(f))
+            }
+        }
+    }
+
+    /// A master hook failed: as uWSGI, the instance goes (`exit:N` exits N).
+    fn fatal_hook(&mut self, f: hooks::Failure) -> i32 {
+        log::line(&format!("{f}"));
+        match f {
+            hooks::Failure::Exit(code, _) => code,
+            hooks::Failure::Failed { .. } => {
+                log::stamped("FATAL hook failed, destroying instance");
+                1
+            }
+        }
+    }
+
+    /// Attached daemons: restarts, pidfiles, touch files, stop deadlines.
+    fn check_daemons(&mut self) {
+        self.daemons.check(Instant::now());
+    }
+
+    /// `--cron`: start the jobs due now.
+    fn check_cron(&mut self) {
+        if self.phase == Phase::Running {
+            self.crons.check(log::unix_secs() as i64);
+        }
+    }
+
+    /// systemd: READY=1 once every worker accepts (after a start or a
+    /// reload), the watchdog fed.
+    fn check_systemd(&mut self) {
+        let Some(n) = &mut self.notifier else {
+            return;
+        };
+        n.tick(Instant::now());
+        let settled = self.any_ready
+            && self.reload_queue.is_empty()
+            && self.next_loader.is_none()
+            && self.slots.iter().all(|s| {
+                (s.pid > 0 && s.was_ready && !s.stop_requested)
+                    || (s.pid == 0 && s.respawn_at.is_none())
+            });
+        if settled && matches!(self.readiness, Readiness::Starting | Readiness::Reloading) {
+            let up = self.slots.iter().filter(|s| s.pid > 0).count();
+            let status = format!(
+                "uwsgi-rs is ready: {up} worker(s) x {} thread(s){}",
+                self.cfg.threads,
+                if self.generation > 1 {
+                    format!(", app generation {}", self.generation)
+                } else {
+                    String::new()
+                }
+            );
+            n.ready(&status);
+            self.readiness = Readiness::Ready;
+        }
+    }
+
+    /// fifo `f` (uWSGI's refork): start a new master from the same command
+    /// line, in its own session, handing it the listening sockets as
+    /// systemd would (LISTEN_FDS); this one keeps serving until told to go
+    /// (`q` through another fifo slot, or a signal).
+    fn refork(&mut self, source: &str) {
+        let Some(reexec) = &self.reexec else {
+            log::line(&format!(
+                "{source}: this master cannot start itself again: ignored"
+            ));
+            return;
+        };
+        match crate::refork::spawn(reexec, &self.listeners) {
+            Ok(pid) => {
+                self.reforked = true;
+                log::stamped(&format!("{source}: new master copy spawned with pid {pid}"));
+            }
+            Err(e) => log::line(&format!("{source}: cannot start a new master: {e}")),
+        }
+    }
+
     /// Kill whatever still runs and wait for it (SIGQUIT, or after the loop).
     fn shutdown_now(&mut self) {
+        for pid in self.daemons.kill_all() {
+            let mut status = 0;
+            // SAFETY: waiting for our own child.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+        }
         for pid in self.stop_loaders() {
             let mut status = 0;
             // SAFETY: waiting for our own child.
@@ -973,8 +1356,14 @@ impl Master {
     }
 
     fn cleanup(&self) {
-        for l in &self.listeners {
-            l.remove_file();
+        if !self.reforked {
+            // After `f` the new master serves on the same socket files.
+            for l in &self.listeners {
+                l.remove_file();
+            }
+        }
+        if let Some(f) = &self.fifo {
+            f.remove();
         }
         for id in 1..=self.slots.len() {
             remove_socket_file(&self.tb_path(id));
@@ -984,13 +1373,33 @@ impl Master {
         }
         let _ = std::fs::remove_dir_all(&self.private_dir);
         if let Some(p) = &self.cfg.pidfile {
-            let _ = std::fs::remove_file(p);
+            // Unless a new master (fifo `f`) has written its own pid there.
+            let ours = std::fs::read_to_string(p).is_ok_and(|t| t.trim() == self.pid.to_string());
+            if ours {
+                let _ = std::fs::remove_file(p);
+            }
         }
         if let Some(s) = &self.stats {
             s.remove_file();
         }
         log::line("goodbye to uwsgi-rs");
     }
+}
+
+/// "SIGHUP", as the log names a signal.
+fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGWINCH => "SIGWINCH",
+        libc::SIGTSTP => "SIGTSTP",
+        _ => return format!("signal {sig}"),
+    };
+    name.to_string()
 }
 
 /// How long to wait before starting again what died `failures` times in a

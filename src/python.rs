@@ -37,6 +37,22 @@ pub fn prepare(py: Python<'_>, cfg: &Config) -> Result<()> {
             .set_item(k, v)
             .map_err(|e| anyhow!("--env {k}: {e}"))?;
     }
+    // What the master already changed in the C environment (os.environ is
+    // a copy made when the interpreter started): the systemd variables it
+    // consumed, and `putenv:` hooks of the phases it ran.
+    for name in crate::systemd::ENV_VARS {
+        if std::env::var_os(name).is_none() {
+            environ.call_method1("pop", (*name, py.None()))?;
+        }
+    }
+    let early = crate::hooks::putenv_pairs(
+        cfg,
+        &[
+            crate::config::HookPhase::Asap,
+            crate::config::HookPhase::AsRoot,
+        ],
+    );
+    sync_environ(py, &early)?;
     crate::tracebacker::set_launcher_frames(launcher_frames(py)?);
     note_optimize_level(py, cfg)?;
     adopt_home(py, cfg)?;
@@ -45,6 +61,46 @@ pub fn prepare(py: Python<'_>, cfg: &Config) -> Result<()> {
         .map_err(|e| anyhow!("making stdio unbuffered: {e}"))?;
     crate::uwsgi_module::install(py, cfg).map_err(|e| anyhow!("the uwsgi module: {e}"))?;
     Ok(())
+}
+
+/// Set `os.environ` entries (a `putenv:` hook changed the C environment,
+/// which os.environ, a copy, does not see).
+pub fn sync_environ(py: Python<'_>, pairs: &[(String, String)]) -> PyResult<()> {
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    let environ = py.import("os")?.getattr("environ")?;
+    for (k, v) in pairs {
+        environ.set_item(k, v)?;
+    }
+    Ok(())
+}
+
+/// The command line that starts this server again (the master fifo's `f`):
+/// the interpreter's own command line when Python records it
+/// (`sys.orig_argv`, 3.10+, keeps interpreter options), else
+/// `python -m uwsgi_rs` with the same arguments.
+pub fn reexec_argv(py: Python<'_>, argv: &[String]) -> Result<Vec<std::ffi::CString>> {
+    let sys = py.import("sys")?;
+    // argv[0] may be a bare `python` found on PATH: exec needs the path.
+    let exe: String = sys.getattr("executable")?.extract()?;
+    let words: Vec<String> = match sys.getattr("orig_argv") {
+        Ok(orig) => {
+            let mut w: Vec<String> = orig.extract()?;
+            if let Some(first) = w.first_mut() {
+                *first = exe;
+            }
+            w
+        }
+        Err(_) => [exe, "-m".into(), "uwsgi_rs".into()]
+            .into_iter()
+            .chain(argv.iter().skip(1).cloned())
+            .collect(),
+    };
+    words
+        .into_iter()
+        .map(|w| std::ffi::CString::new(w).map_err(|_| anyhow!("NUL in the command line")))
+        .collect()
 }
 
 /// `--optimize N` cannot change a running interpreter's level (it is fixed

@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::config::Config;
+use crate::config::{Config, HookPhase};
 use crate::conns::{Conns, ListenerInfo};
 use crate::listen::Listener;
 use crate::poller::Poller;
@@ -122,6 +122,46 @@ fn warn_about_import_threads(py: Python<'_>) -> PyResult<()> {
 /// the mounted ones). On failure log Python's traceback and return the one
 /// line that names the problem.
 fn load_apps(py: Python<'_>, cfg: &Config) -> anyhow::Result<(Py<PyAny>, Vec<Py<PyAny>>)> {
+    run_hooks(py, cfg, HookPhase::PreApp)?;
+    let loaded = import_apps(py, cfg)?;
+    run_hooks(py, cfg, HookPhase::PostApp)?;
+    Ok(loaded)
+}
+
+/// The hooks of a phase this process runs (`hooks`), with the GIL released
+/// while they run; a `putenv:` among them reaches `os.environ` too.
+fn run_hooks(py: Python<'_>, cfg: &Config, phase: HookPhase) -> anyhow::Result<()> {
+    if crate::hooks::of(cfg, phase).next().is_none() {
+        return Ok(());
+    }
+    // GIL: released while commands run (nothing else runs Python yet).
+    py.detach(|| {
+        crate::hooks::run(
+            cfg,
+            phase,
+            &mut crate::hooks::Ctx {
+                credentials: Default::default(),
+                signals: None,
+            },
+        )
+    })?;
+    crate::python::sync_environ(py, &crate::hooks::putenv_pairs(cfg, &[phase]))?;
+    Ok(())
+}
+
+/// A hook's failure as this process's exit status: `exit:N` exits N, any
+/// other failure is a start-up failure.
+fn hook_exit(id: usize, e: &anyhow::Error) -> i32 {
+    match e.downcast_ref::<crate::hooks::Failure>() {
+        Some(crate::hooks::Failure::Exit(code, _)) => *code,
+        _ => {
+            crate::log::line(&format!("worker {id}: {e:#}"));
+            EXIT_LOAD_FAILED
+        }
+    }
+}
+
+fn import_apps(py: Python<'_>, cfg: &Config) -> anyhow::Result<(Py<PyAny>, Vec<Py<PyAny>>)> {
     let report = |e: crate::wsgi::app::LoadError| {
         if let Some(tb) = &e.traceback {
             crate::log::block(tb.as_bytes());
@@ -193,6 +233,10 @@ pub fn run(args: WorkerArgs<'_>) -> i32 {
         stdin_from_dev_null();
     }
     crate::serve::install_panic_hook();
+    // GIL: only to mirror a putenv hook into os.environ.
+    if let Err(e) = Python::attach(|py| run_hooks(py, args.cfg, HookPhase::PostFork)) {
+        return hook_exit(args.id, &e);
+    }
     if args.preloaded.is_some() {
         // Forked from the loader, which marks its children: this one is
         // the server's own (its loader's fork handler stays installed).
@@ -205,10 +249,7 @@ pub fn run(args: WorkerArgs<'_>) -> i32 {
     let id = args.id;
     match start(args) {
         Ok(()) => 0,
-        Err(e) => {
-            crate::log::line(&format!("worker {id}: {e:#}"));
-            EXIT_LOAD_FAILED
-        }
+        Err(e) => hook_exit(id, &e),
     }
 }
 
@@ -346,6 +387,25 @@ fn start(args: WorkerArgs<'_>) -> anyhow::Result<()> {
                 });
             })
             .with_context(|| format!("cannot start core {core}"))?;
+    }
+    // uWSGI runs these once the worker accepts; here just before it says
+    // so, so that a failing one is a start-up failure (with back-off).
+    let first = args
+        .scoreboard
+        .worker(args.id)
+        .respawn_count
+        .load(Ordering::Relaxed)
+        == 0;
+    for (phase, when) in [
+        (HookPhase::Accepting, true),
+        (HookPhase::AcceptingOnce, first),
+        (HookPhase::Accepting1, args.id == 1),
+        (HookPhase::Accepting1Once, args.id == 1 && first),
+    ] {
+        if when {
+            // GIL: only to mirror a putenv hook into os.environ.
+            Python::attach(|py| run_hooks(py, cfg, phase))?;
+        }
     }
     args.scoreboard
         .worker(args.id)

@@ -50,7 +50,9 @@ def venv_with_uwsgi_rs(path, python, wheel=None):
 class Server:
     """A running uwsgi-rs master started by a test."""
 
-    def __init__(self, args, cwd, env=None, workers=1):
+    def __init__(self, args, cwd, env=None, workers=1, prefix=(), pass_fds=()):
+        """`prefix` runs before BIN (a launcher that execs it, e.g.
+        fake_systemd.py's); `pass_fds` are inherited by it."""
         self.args = args
         self.cwd = Path(cwd)
         self.log_path = self.cwd / "server.log"
@@ -59,8 +61,8 @@ class Server:
         full_env.pop("VIRTUAL_ENV", None)
         full_env.update(env or {})
         self.proc = subprocess.Popen(
-            [BIN] + args, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, env=full_env, start_new_session=True)
+            list(prefix) + [BIN] + args, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, env=full_env, start_new_session=True, pass_fds=pass_fds)
         self.workers = workers
 
     @property
@@ -136,8 +138,8 @@ def serve(tmp_path):
     """serve(args, workers=N) -> Server; stopped at teardown."""
     started = []
 
-    def start(args, workers=1, env=None, ready=True, cwd=None):
-        s = Server(args, cwd or tmp_path, env=env, workers=workers)
+    def start(args, workers=1, env=None, ready=True, cwd=None, **kw):
+        s = Server(args, cwd or tmp_path, env=env, workers=workers, **kw)
         started.append(s)
         if ready:
             s.wait_ready()

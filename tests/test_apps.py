@@ -1,7 +1,7 @@
 """Real apps, served end to end: a Flask app, a Django project created with
 `django-admin startproject`, and the deployment examples (examples/uwsgi.ini,
-examples/systemd/uwsgi-rs.service, examples/nginx/uwsgi-rs.conf) run
-together against Debian's nginx. Each app has a view that gets stuck, and
+examples/systemd/uwsgi-rs.{service,socket}, examples/nginx/uwsgi-rs.conf)
+run together against Debian's nginx, under a fake systemd. Each app has a view that gets stuck, and
 the tracebacker shows it."""
 
 import hashlib
@@ -22,6 +22,7 @@ import requests
 
 import conftest
 from conftest import APPS, NGINX, ROOT, free_port, nginx_running
+from fake_systemd import FakeSystemd
 from helpers import lineno_of
 
 EXAMPLES = ROOT / "examples"
@@ -286,16 +287,16 @@ def test_django_stuck_view_in_tracebacker(django_server):
 
 # ------------------------------------------------------------ the deployment examples
 
-def unit_settings(path):
-    """The [Service] keys of a systemd unit file."""
-    out, section = {}, None
+def unit_settings(path, section="Service"):
+    """The keys of one section of a systemd unit file."""
+    out, section, wanted = {}, None, section
     for line in Path(path).read_text().splitlines():
         line = line.strip()
         if not line or line.startswith(("#", ";")):
             continue
         if line.startswith("["):
             section = line.strip("[]")
-        elif section == "Service":
+        elif section == wanted:
             k, v = line.split("=", 1)
             out[k] = v
     return out
@@ -303,6 +304,8 @@ def unit_settings(path):
 
 def test_examples_behind_nginx(tmp_path, serve, django_project, monkeypatch):
     """examples/uwsgi.ini started as examples/systemd/uwsgi-rs.service says,
+    on the socket examples/systemd/uwsgi-rs.socket describes (made and
+    passed by a fake systemd, which also hears Type=notify's messages),
     behind examples/nginx/uwsgi-rs.conf run by Debian's nginx, serving the
     Django project: paths in the examples are replaced by temporary ones,
     nothing else is changed."""
@@ -324,17 +327,27 @@ def test_examples_behind_nginx(tmp_path, serve, django_project, monkeypatch):
     ini = tmp_path / "mysite.ini"
     ini.write_text(localize((EXAMPLES / "uwsgi.ini").read_text()))
 
-    # systemd: Type=simple, so ExecStart runs in the foreground until KillSignal
+    # systemd: Type=notify, so ExecStart runs in the foreground until KillSignal
+    # and says READY=1; the .socket unit's socket is passed to it
     unit = unit_settings(EXAMPLES / "systemd" / "uwsgi-rs.service")
-    assert unit["Type"] == "simple"
+    assert unit["Type"] == "notify"
+    socket_unit = unit_settings(EXAMPLES / "systemd" / "uwsgi-rs.socket", "Socket")
+    systemd = FakeSystemd()
+    app_sock = systemd.listen_unix(localize(socket_unit["ListenStream"]),
+                                   mode=int(socket_unit["SocketMode"], 8),
+                                   backlog=int(socket_unit["Backlog"]))
+    prefix, fds = systemd.activation([app_sock])
     exec_start = shlex.split(localize(unit["ExecStart"]))
     assert exec_start[0] == f"{srv_dir}/venv/bin/uwsgi-rs", exec_start
     assert localize(unit["WorkingDirectory"]) == str(srv_dir)
     # the venv's uwsgi-rs: the binary under test (test_packaging.py installs it for real)
     os.symlink(os.path.abspath(conftest.BIN), exec_start[0])
     monkeypatch.setattr(conftest, "BIN", exec_start[0])
-    srv = serve(exec_start[1:] + ["--pythonpath", str(APPS)], workers=4, cwd=srv_dir)
+    srv = serve(exec_start[1:] + ["--pythonpath", str(APPS)], workers=4, cwd=srv_dir,
+                env=systemd.env, prefix=prefix, pass_fds=fds)
+    assert f"uwsgi-rs socket {run / 'app.sock'} (uwsgi) inherited from systemd (fd 3)" in srv.log
     assert oct(os.stat(run / "app.sock").st_mode & 0o777) == "0o660"
+    ready, _ = systemd.wait_for("READY")
 
     # nginx with the example server block, as Debian includes sites-enabled/*
     port = free_port()
@@ -392,6 +405,7 @@ def test_examples_behind_nginx(tmp_path, serve, django_project, monkeypatch):
         assert unit["ExecReload"] == "/bin/kill -HUP $MAINPID"
         os.kill(srv.proc.pid, signal.SIGHUP)
         srv.wait_log("SIGHUP received", timeout=5)
+        reloading, _ = systemd.wait_for("RELOADING", after=ready + 1)
         srv.wait_log(") ready", timeout=20, count=5)  # a first worker replaced
         r = requests.get(url + "/admin/login/", timeout=10)
         assert r.status_code == 200
@@ -402,4 +416,7 @@ def test_examples_behind_nginx(tmp_path, serve, django_project, monkeypatch):
     code = srv.proc.wait(int(unit["TimeoutStopSec"]))
     assert code == 0, srv.log
     assert time.monotonic() - t0 < int(unit["TimeoutStopSec"])
-    assert not (run / "app.sock").exists()  # vacuum
+    systemd.wait_for("STOPPING", after=reloading + 1)
+    # systemd's socket stays for the next start (vacuum leaves it alone)
+    assert (run / "app.sock").exists()
+    systemd.close()

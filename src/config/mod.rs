@@ -27,8 +27,8 @@ pub use collect::Env;
 pub use ini::Host;
 pub use report::{ConfigError, ConfigErrors, Problem, Report, UnusedKey};
 pub use values::{
-    CheaperAlgo, CronJob, Daemon, Header, Hook, HttpsListener, ListenAddr, LogDate, LogRoute,
-    LoggerSpec, Mount, Owner, Protocol, Route, StaticExpires, StaticMap,
+    CheaperAlgo, CronJob, Daemon, Header, Hook, HookAction, HttpsListener, ListenAddr, LogDate,
+    LogRoute, LoggerSpec, Mount, Owner, Protocol, Route, StaticExpires, StaticMap,
 };
 
 use collect::{Early, Entry};
@@ -281,8 +281,38 @@ pub enum HookPhase {
     PostApp,
     PostFork,
     Accepting,
+    Accepting1,
+    AcceptingOnce,
+    Accepting1Once,
     AsRoot,
     AsUser,
+}
+
+impl HookPhase {
+    /// Phases run by the master itself (the others by the loader or a worker).
+    pub fn in_master(self) -> bool {
+        matches!(
+            self,
+            HookPhase::Asap | HookPhase::AsRoot | HookPhase::MasterStart
+        )
+    }
+
+    /// As uWSGI's log names the phase (`running "..." (pre app)...`).
+    pub fn label(self) -> &'static str {
+        match self {
+            HookPhase::Asap => "asap",
+            HookPhase::MasterStart => "master-start",
+            HookPhase::PreApp => "pre app",
+            HookPhase::PostApp => "post app",
+            HookPhase::PostFork => "post-fork",
+            HookPhase::Accepting => "accepting",
+            HookPhase::Accepting1 => "accepting1",
+            HookPhase::AcceptingOnce => "accepting-once",
+            HookPhase::Accepting1Once => "accepting1-once",
+            HookPhase::AsRoot => "as root",
+            HookPhase::AsUser => "as user",
+        }
+    }
 }
 
 /// Cheaper mode (adaptive worker count); `min == 0` means off.
@@ -386,6 +416,14 @@ impl Default for LifecycleOptions {
             idle: 0,
             die_on_idle: false,
         }
+    }
+}
+
+impl Config {
+    /// The protocol of `--socket` listeners (`--protocol`, default uwsgi),
+    /// also that of sockets systemd passes that no address names.
+    pub fn default_protocol(&self) -> Protocol {
+        self.protocol.unwrap_or(Protocol::Uwsgi)
     }
 }
 
@@ -634,7 +672,12 @@ pub fn parse_with(args: &[String], env: &Env, host: &Host) -> Result<Command, Co
         // A client command whose own value was wrong: that is the problem.
         return Err(errors(problems, cfg.report.unused_line()));
     }
-    let listener_given = given(LISTENER_KEYS) || unreadable;
+    // Sockets systemd passes (LISTEN_FDS) are listeners too.
+    let activated = crate::systemd::activation_pending(
+        env.get("LISTEN_PID").map(String::as_str),
+        env.get("LISTEN_FDS").map(String::as_str),
+    );
+    let listener_given = given(LISTENER_KEYS) || unreadable || activated;
     validate(&mut cfg, listener_given, &mut warnings, &mut problems);
     if cfg.show_config {
         cfg.report.show_config = show_config(&entries);

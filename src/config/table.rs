@@ -205,6 +205,13 @@ fn listener(c: &mut Ctx<'_>, v: Option<&str>, proto: Option<Protocol>) -> Result
 }
 fn hook_row(c: &mut Ctx<'_>, v: Option<&str>, phase: HookPhase) -> Result<(), ConfigError> {
     let h = hook(c.name, t(v))?;
+    if h.action == HookAction::UnixSignal && !phase.in_master() {
+        return Err(invalid(
+            c.name,
+            t(v),
+            "unix_signal in a hook the master runs: hook-asap, hook-as-root or hook-master-start",
+        ));
+    }
     c.cfg.lifecycle.hooks.push((phase, h));
     Ok(())
 }
@@ -212,8 +219,9 @@ fn exec_row(c: &mut Ctx<'_>, v: Option<&str>, phase: HookPhase) -> Result<(), Co
     c.cfg.lifecycle.hooks.push((
         phase,
         Hook {
-            action: "exec".into(),
+            action: HookAction::Exec,
             arg: t(v).to_string(),
+            private: false,
         },
     ));
     Ok(())
@@ -340,7 +348,7 @@ pub static OPTIONS: &[OptSpec] = &[
 
     // ---- app loading, not honoured yet
     opt(&["import", "shared-import", "pyimport", "python-import"], None, Value("MODULE"), NotYet, App, "import a Python module in every worker before the app", "", |c, v| { c.cfg.app.imports.push(t(v).to_string()); Ok(()) }),
-    opt(&["py-call-osafterfork"], None, Switch, NotYet, App, "run os.register_at_fork hooks (and Python signal handling) in the workers", "", |c, v| { c.cfg.app.py_call_osafterfork = flag(c.name, v)?; Ok(()) }),
+    opt(&["py-call-osafterfork"], None, Switch, Same, App, "run os.register_at_fork hooks (and Python signal handling) in the workers", "always on in uwsgi-rs: every worker is forked as os.fork() forks", |c, v| { c.cfg.app.py_call_osafterfork = flag(c.name, v)?; Ok(()) }),
     opt(&["pyargv"], None, Value("ARGS"), NotYet, App, "set sys.argv", "", |c, v| { c.cfg.app.pyargv = Some(t(v).to_string()); Ok(()) }),
     opt(&["optimize"], Some('O'), Value("LEVEL"), Different, App, "Python optimization level (-O)", "the Python interpreter runs before uwsgi-rs reads its options: set PYTHONOPTIMIZE=LEVEL in the service's environment (or run python -O -m uwsgi_rs); a worker logs a line when the level differs", |c, v| { c.cfg.app.optimize = int(c.name, v, 0, 2)? as u8; Ok(()) }),
     opt(&["no-site"], None, Switch, NoEffect, App, "do not import the site module", "the interpreter imported site before uwsgi-rs started (site is what puts the virtualenv's packages, uwsgi-rs included, on sys.path)", |c, v| { c.cfg.app.no_site = flag(c.name, v)?; Ok(()) }),
@@ -429,23 +437,28 @@ pub static OPTIONS: &[OptSpec] = &[
     opt(&["harakiri-graceful-signal"], None, Value("SIGNAL"), NotYet, Lifecycle, "signal of a graceful harakiri (default SIGTERM)", "", |c, v| { c.cfg.lifecycle.harakiri_graceful_signal = signal(c.name, v)?; Ok(()) }),
     opt(&["touch-reload"], None, Value("FILE"), NotYet, Lifecycle, "graceful reload when FILE is touched", "", |c, v| { c.cfg.lifecycle.touch_reload.push(p(v)); Ok(()) }),
     opt(&["touch-chain-reload", "touch-workers-reload"], None, Value("FILE"), NotYet, Lifecycle, "reload the workers one at a time when FILE is touched", "", |c, v| { c.cfg.lifecycle.touch_workers_reload.push(p(v)); Ok(()) }),
-    opt(&["master-fifo"], None, Value("FILE"), NotYet, Lifecycle, "control FIFO: r/R reload, q/Q stop, c/C workers, w/f/l, 0-9 select", "", |c, v| { c.cfg.lifecycle.master_fifo.push(p(v)); Ok(()) }),
-    opt(&["attach-daemon", "attach-control-daemon"], None, Value("COMMAND"), NotYet, Lifecycle, "run COMMAND beside the workers, restart it when it dies, stop it at exit", "", |c, v| { c.cfg.lifecycle.daemons.push(Daemon { command: t(v).to_string(), pidfile: None }); Ok(()) }),
-    opt(&["smart-attach-daemon", "smart-attach-daemon2"], None, Value("PIDFILE COMMAND"), NotYet, Lifecycle, "like --attach-daemon for a COMMAND that writes PIDFILE", "", |c, v| { let d = smart_daemon(c.name, t(v))?; c.cfg.lifecycle.daemons.push(d); Ok(()) }),
-    opt(&["cron", "unique-cron"], None, Value("M H D MON WDAY CMD"), NotYet, Lifecycle, "run CMD at uWSGI cron times (-1 = any, -N = every N)", "", |c, v| { let unique = c.name.contains("unique"); let j = values::cron(c.name, t(v), unique)?; c.cfg.lifecycle.crons.push(j); Ok(()) }),
-    opt(&["hook-asap"], None, Value("ACTION:ARGS"), NotYet, Lifecycle, "run a hook as soon as possible", "", |c, v| hook_row(c, v, HookPhase::Asap)),
-    opt(&["hook-master-start"], None, Value("ACTION:ARGS"), NotYet, Lifecycle, "run a hook when the master starts (e.g. unix_signal:15 gracefully_kill_them_all)", "", |c, v| hook_row(c, v, HookPhase::MasterStart)),
-    opt(&["hook-pre-app"], None, Value("ACTION:ARGS"), NotYet, Lifecycle, "run a hook before the app is loaded", "", |c, v| hook_row(c, v, HookPhase::PreApp)),
-    opt(&["hook-post-app"], None, Value("ACTION:ARGS"), NotYet, Lifecycle, "run a hook after the app is loaded", "", |c, v| hook_row(c, v, HookPhase::PostApp)),
-    opt(&["hook-post-fork"], None, Value("ACTION:ARGS"), NotYet, Lifecycle, "run a hook in every worker after fork", "", |c, v| hook_row(c, v, HookPhase::PostFork)),
-    opt(&["hook-accepting"], None, Value("ACTION:ARGS"), NotYet, Lifecycle, "run a hook when a worker starts accepting", "", |c, v| hook_row(c, v, HookPhase::Accepting)),
-    opt(&["hook-as-user"], None, Value("ACTION:ARGS"), NotYet, Lifecycle, "run a hook after dropping privileges", "", |c, v| hook_row(c, v, HookPhase::AsUser)),
-    opt(&["exec-asap"], None, Value("COMMAND"), NotYet, Lifecycle, "run COMMAND as soon as possible", "", |c, v| exec_row(c, v, HookPhase::Asap)),
-    opt(&["exec-pre-app"], None, Value("COMMAND"), NotYet, Lifecycle, "run COMMAND before the app is loaded", "", |c, v| exec_row(c, v, HookPhase::PreApp)),
-    opt(&["exec-post-app"], None, Value("COMMAND"), NotYet, Lifecycle, "run COMMAND after the app is loaded", "", |c, v| exec_row(c, v, HookPhase::PostApp)),
-    opt(&["exec-as-root"], None, Value("COMMAND"), NotYet, Lifecycle, "run COMMAND before dropping privileges", "", |c, v| exec_row(c, v, HookPhase::AsRoot)),
-    opt(&["exec-as-user"], None, Value("COMMAND"), NotYet, Lifecycle, "run COMMAND after dropping privileges", "", |c, v| exec_row(c, v, HookPhase::AsUser)),
-    opt(&["exit-on-reload"], None, Switch, NotYet, Lifecycle, "exit instead of reloading (on SIGHUP)", "", |c, v| { c.cfg.lifecycle.exit_on_reload = flag(c.name, v)?; Ok(()) }),
+    opt(&["master-fifo"], None, Value("FILE"), Different, Lifecycle, "control FIFO: r/R reload, q/Q stop, c/C workers, w/f/l, 0-9 select", "C, + and - need cheaper mode and are ignored without it; L reopens the log files like l (--log-maxsize rotates)", |c, v| { c.cfg.lifecycle.master_fifo.push(p(v)); Ok(()) }),
+    opt(&["attach-daemon", "attach-control-daemon"], None, Value("COMMAND"), Same, Lifecycle, "run COMMAND beside the workers, restart it when it dies, stop it at exit (a control daemon's death stops the server)", "", |c, v| { let mut d = Daemon::new(t(v)); d.control = c.name.contains("control"); c.cfg.lifecycle.daemons.push(d); Ok(()) }),
+    opt(&["smart-attach-daemon", "smart-attach-daemon2"], None, Value("PIDFILE COMMAND"), Same, Lifecycle, "like --attach-daemon for a COMMAND that writes PIDFILE (smart-attach-daemon2: the master writes it); it outlives reloads and the server", "", |c, v| { let d = smart_daemon(c.name, t(v))?; c.cfg.lifecycle.daemons.push(d); Ok(()) }),
+    opt(&["attach-daemon2"], None, Value("KEY=VALUE,..."), Same, Lifecycle, "--attach-daemon with options: cmd, pidfile, daemonize, freq, control, touch, stopsignal, reloadsignal, stdin, uid, gid, chdir, max_throttle, notifypid", "", |c, v| { let d = daemon2(c.name, t(v))?; c.cfg.lifecycle.daemons.push(d); Ok(()) }),
+    opt(&["cron", "unique-cron"], None, Value("M H D MON WDAY CMD"), Same, Lifecycle, "run CMD at uWSGI cron times (-1 = any, -N = every N)", "", |c, v| { let unique = c.name.contains("unique"); let j = values::cron(c.name, t(v), unique)?; c.cfg.lifecycle.crons.push(j); Ok(()) }),
+    opt(&["hook-asap"], None, Value("ACTION:ARGS"), Same, Lifecycle, "run a hook as soon as possible", "", |c, v| hook_row(c, v, HookPhase::Asap)),
+    opt(&["hook-master-start"], None, Value("ACTION:ARGS"), Same, Lifecycle, "run a hook when the master starts (e.g. unix_signal:15 gracefully_kill_them_all)", "", |c, v| hook_row(c, v, HookPhase::MasterStart)),
+    opt(&["hook-pre-app"], None, Value("ACTION:ARGS"), Same, Lifecycle, "run a hook before the app is loaded", "", |c, v| hook_row(c, v, HookPhase::PreApp)),
+    opt(&["hook-post-app"], None, Value("ACTION:ARGS"), Same, Lifecycle, "run a hook after the app is loaded", "", |c, v| hook_row(c, v, HookPhase::PostApp)),
+    opt(&["hook-post-fork"], None, Value("ACTION:ARGS"), Same, Lifecycle, "run a hook in every worker after fork", "", |c, v| hook_row(c, v, HookPhase::PostFork)),
+    opt(&["hook-accepting"], None, Value("ACTION:ARGS"), Same, Lifecycle, "run a hook when a worker starts accepting", "", |c, v| hook_row(c, v, HookPhase::Accepting)),
+    opt(&["hook-accepting1"], None, Value("ACTION:ARGS"), Same, Lifecycle, "run a hook when worker 1 starts accepting", "", |c, v| hook_row(c, v, HookPhase::Accepting1)),
+    opt(&["hook-accepting-once"], None, Value("ACTION:ARGS"), Same, Lifecycle, "run a hook when a worker starts accepting for the first time", "", |c, v| hook_row(c, v, HookPhase::AcceptingOnce)),
+    opt(&["hook-accepting1-once"], None, Value("ACTION:ARGS"), Same, Lifecycle, "run a hook when worker 1 starts accepting for the first time", "", |c, v| hook_row(c, v, HookPhase::Accepting1Once)),
+    opt(&["hook-as-root"], None, Value("ACTION:ARGS"), Same, Lifecycle, "run a hook in the master before anything drops privileges", "", |c, v| hook_row(c, v, HookPhase::AsRoot)),
+    opt(&["hook-as-user"], None, Value("ACTION:ARGS"), Same, Lifecycle, "run a hook after dropping privileges", "", |c, v| hook_row(c, v, HookPhase::AsUser)),
+    opt(&["exec-asap"], None, Value("COMMAND"), Same, Lifecycle, "run COMMAND as soon as possible", "", |c, v| exec_row(c, v, HookPhase::Asap)),
+    opt(&["exec-pre-app"], None, Value("COMMAND"), Same, Lifecycle, "run COMMAND before the app is loaded", "", |c, v| exec_row(c, v, HookPhase::PreApp)),
+    opt(&["exec-post-app"], None, Value("COMMAND"), Same, Lifecycle, "run COMMAND after the app is loaded", "", |c, v| exec_row(c, v, HookPhase::PostApp)),
+    opt(&["exec-as-root"], None, Value("COMMAND"), Same, Lifecycle, "run COMMAND before dropping privileges", "", |c, v| exec_row(c, v, HookPhase::AsRoot)),
+    opt(&["exec-as-user"], None, Value("COMMAND"), Same, Lifecycle, "run COMMAND after dropping privileges", "", |c, v| exec_row(c, v, HookPhase::AsUser)),
+    opt(&["exit-on-reload"], None, Switch, Same, Lifecycle, "exit instead of reloading (on SIGHUP)", "", |c, v| { c.cfg.lifecycle.exit_on_reload = flag(c.name, v)?; Ok(()) }),
     opt(&["idle"], None, Value("SECONDS"), NotYet, Lifecycle, "stop the workers after SECONDS without requests (cheap mode); bare --idle with --profile/--top: sample idle cores too", "", idle_option),
     opt(&["die-on-idle"], None, Switch, NotYet, Lifecycle, "with --idle: exit instead", "", |c, v| { c.cfg.lifecycle.die_on_idle = flag(c.name, v)?; Ok(()) }),
 

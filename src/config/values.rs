@@ -911,16 +911,167 @@ pub fn cheaper_algo(option: &str, s: &str) -> Result<CheaperAlgo, ConfigError> {
 /// `hook-pre-app = exec:./manage.py migrate`): action and argument.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hook {
-    pub action: String,
+    pub action: HookAction,
     pub arg: String,
+    /// `!action:`: uWSGI's private hook, run without echoing its argument.
+    pub private: bool,
+}
+
+/// The hook actions uWSGI's core registers (core/hooks.c) that uwsgi-rs
+/// runs; `mount`, `call*`, `rpc`, `alarm`, `hostname` are not among them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookAction {
+    /// `exec:CMD`: run CMD with /bin/sh and wait; failing is fatal.
+    Exec,
+    /// `safeexec:CMD`: the same, its failure only logged.
+    SafeExec,
+    /// `print:` / `log:` TEXT: a log line.
+    Print,
+    /// `write:FILE TEXT`, `writen:` (adds a newline), `append:`, `appendn:`.
+    Write,
+    Writen,
+    Append,
+    Appendn,
+    /// `writefifo:FIFO TEXT`: write TEXT to a fifo that has a reader
+    /// (another master's `--master-fifo`); nobody reading is not an error.
+    WriteFifo,
+    /// `spinningfifo:FIFO TEXT`: wait until the fifo has a reader, then write.
+    SpinningFifo,
+    /// `create:` / `creat:` FILE: create (truncate) it.
+    Create,
+    Unlink,
+    Mkdir,
+    /// `cd:` / `chdir:` DIR.
+    Chdir,
+    /// `putenv:NAME=VALUE`.
+    Putenv,
+    /// `chmod:FILE MODE` (octal).
+    Chmod,
+    Sticky,
+    /// `chown:FILE USER GROUP`, `chown2:FILE UID GID`.
+    Chown,
+    Chown2,
+    /// `exit:[CODE]`.
+    Exit,
+    /// `unix_signal:N FUNCTION`: signal N asks the master for what the uWSGI
+    /// function FUNCTION does (gracefully_kill_them_all, grace_them_all...).
+    UnixSignal,
+    /// `wait_for_file:`, `wait_for_dir:`, `wait_for_fs:` PATH and
+    /// `wait_for_socket:ADDR`: wait until it exists (accepts).
+    WaitForFile,
+    WaitForDir,
+    WaitForFs,
+    WaitForSocket,
+}
+
+impl HookAction {
+    const NAMES: &'static [(&'static str, HookAction)] = &[
+        ("exec", HookAction::Exec),
+        ("safeexec", HookAction::SafeExec),
+        ("print", HookAction::Print),
+        ("log", HookAction::Print),
+        ("write", HookAction::Write),
+        ("writen", HookAction::Writen),
+        ("append", HookAction::Append),
+        ("appendn", HookAction::Appendn),
+        ("writefifo", HookAction::WriteFifo),
+        ("spinningfifo", HookAction::SpinningFifo),
+        ("create", HookAction::Create),
+        ("creat", HookAction::Create),
+        ("unlink", HookAction::Unlink),
+        ("mkdir", HookAction::Mkdir),
+        ("cd", HookAction::Chdir),
+        ("chdir", HookAction::Chdir),
+        ("putenv", HookAction::Putenv),
+        ("chmod", HookAction::Chmod),
+        ("sticky", HookAction::Sticky),
+        ("chown", HookAction::Chown),
+        ("chown2", HookAction::Chown2),
+        ("exit", HookAction::Exit),
+        ("unix_signal", HookAction::UnixSignal),
+        ("wait_for_file", HookAction::WaitForFile),
+        ("wait_for_dir", HookAction::WaitForDir),
+        ("wait_for_fs", HookAction::WaitForFs),
+        ("wait_for_socket", HookAction::WaitForSocket),
+    ];
+
+    pub fn parse(name: &str) -> Option<HookAction> {
+        Self::NAMES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, a)| *a)
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(_, a)| *a == self)
+            .map_or("?", |(n, _)| n)
+    }
+}
+
+/// `unix_signal:N FUNCTION` -> (N, FUNCTION), FUNCTION one the master knows.
+pub fn unix_signal_arg(option: &str, arg: &str) -> Result<(i32, String), ConfigError> {
+    let known = || {
+        crate::actions::SIGNAL_FUNCTIONS
+            .iter()
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let bad = || {
+        invalid(
+            option,
+            &format!("unix_signal:{arg}"),
+            format!(
+                "unix_signal:SIGNAL FUNCTION with FUNCTION one of {}",
+                known()
+            ),
+        )
+    };
+    let (sig, func) = arg.trim().split_once(char::is_whitespace).ok_or_else(bad)?;
+    let sig: i32 = sig.parse().map_err(|_| bad())?;
+    let func = func.trim();
+    if crate::actions::signal_function(func).is_none() {
+        return Err(bad());
+    }
+    if crate::actions::signal_reserved(sig) {
+        return Err(invalid(
+            option,
+            &format!("unix_signal:{arg}"),
+            "a signal the master can handle (not KILL, STOP or CHLD)",
+        ));
+    }
+    Ok((sig, func.to_string()))
 }
 
 pub fn hook(option: &str, s: &str) -> Result<Hook, ConfigError> {
+    let names = || {
+        HookAction::NAMES
+            .iter()
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     match s.trim().split_once(':') {
         Some((action, arg)) if !action.is_empty() && !action.contains(char::is_whitespace) => {
+            // `!action` is uWSGI's private hook (not echoed in the log).
+            let private = action.starts_with('!');
+            let action = action.strip_prefix('!').unwrap_or(action);
+            let Some(action) = HookAction::parse(action) else {
+                return Err(invalid(
+                    option,
+                    s,
+                    format!("a hook action uwsgi-rs runs: {}", names()),
+                ));
+            };
+            if action == HookAction::UnixSignal {
+                unix_signal_arg(option, arg)?;
+            }
             Ok(Hook {
-                action: action.to_string(),
+                action,
                 arg: arg.to_string(),
+                private,
             })
         }
         _ => Err(invalid(option, s, "ACTION:ARGS, e.g. exec:COMMAND")),
@@ -964,22 +1115,142 @@ pub fn cron(option: &str, s: &str, unique: bool) -> Result<CronJob, ConfigError>
 }
 
 /// A command the master starts and supervises (`attach-daemon`,
-/// `smart-attach-daemon PIDFILE COMMAND`).
+/// `smart-attach-daemon PIDFILE COMMAND`, `attach-daemon2 KEY=VALUE,...`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Daemon {
     pub command: String,
-    /// `smart-attach-daemon`: the pidfile the command writes when it daemonizes.
+    /// Smart daemons: the pidfile the command (or, with `daemonize`, the
+    /// master) writes; the daemon outlives reloads and the master's exit.
     pub pidfile: Option<PathBuf>,
+    /// `smart-attach-daemon2`, `daemonize=1`: the master writes the pidfile.
+    pub daemonize: bool,
+    /// Pidfile checks (one a second) before a smart daemon that has not
+    /// written its pidfile is said not to have daemonized (default 10).
+    pub freq: u32,
+    /// `attach-control-daemon`, `control=1`: its death stops the server.
+    pub control: bool,
+    pub stop_signal: i32,
+    /// Signal that stops it on a reload (default: `stop_signal`).
+    pub reload_signal: Option<i32>,
+    /// `stdin=1`: keep the server's stdin (default /dev/null).
+    pub honour_stdin: bool,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub chdir: Option<PathBuf>,
+    /// Seconds: the longest respawn delay (default 300).
+    pub max_throttle: Option<u64>,
+    /// `notifypid=1`: a smart daemon is signalled on reload and stop too.
+    pub notifypid: bool,
+    /// `touch=FILE;FILE`: restart it when one of them is touched.
+    pub touch: Vec<PathBuf>,
 }
 
+impl Daemon {
+    pub fn new(command: &str) -> Daemon {
+        Daemon {
+            command: command.trim().to_string(),
+            pidfile: None,
+            daemonize: false,
+            freq: 10,
+            control: false,
+            stop_signal: 15,
+            reload_signal: None,
+            honour_stdin: false,
+            uid: None,
+            gid: None,
+            chdir: None,
+            max_throttle: None,
+            notifypid: false,
+            touch: Vec::new(),
+        }
+    }
+}
+
+/// `smart-attach-daemon[2] PIDFILE[,FREQ] COMMAND`.
 pub fn smart_daemon(option: &str, s: &str) -> Result<Daemon, ConfigError> {
     match s.trim().split_once(char::is_whitespace) {
-        Some((pidfile, cmd)) if !cmd.trim().is_empty() => Ok(Daemon {
-            command: cmd.trim().to_string(),
-            pidfile: Some(PathBuf::from(pidfile)),
-        }),
+        Some((pidfile, cmd)) if !cmd.trim().is_empty() => {
+            let mut d = Daemon::new(cmd);
+            let (pidfile, freq) = match pidfile.split_once(',') {
+                Some((p, f)) => (
+                    p,
+                    Some(
+                        f.parse::<u32>()
+                            .map_err(|_| invalid(option, s, "PIDFILE[,FREQ] COMMAND"))?,
+                    ),
+                ),
+                None => (pidfile, None),
+            };
+            d.pidfile = Some(PathBuf::from(pidfile));
+            d.freq = freq.unwrap_or(10);
+            d.daemonize = option.ends_with('2');
+            Ok(d)
+        }
         _ => Err(invalid(option, s, "PIDFILE COMMAND")),
     }
+}
+
+/// `attach-daemon2 cmd=COMMAND,pidfile=...,daemonize=1,...` (uWSGI's keys;
+/// a `\` escapes a comma or a backslash in a value).
+pub fn daemon2(option: &str, s: &str) -> Result<Daemon, ConfigError> {
+    let mut d = Daemon::new("");
+    let mut command = None;
+    for (key, value) in kv_list(s) {
+        let bad = |what: &str| invalid(option, s, format!("{key}={value}: {what}"));
+        let flag = || !matches!(value.as_str(), "" | "0" | "false" | "no" | "off");
+        let number = || value.parse::<u64>().map_err(|_| bad("a number"));
+        match key.as_str() {
+            "command" | "cmd" | "exec" => command = Some(value.clone()),
+            "freq" => d.freq = number()? as u32,
+            "pidfile" => d.pidfile = Some(PathBuf::from(&value)),
+            "control" => d.control = flag(),
+            "daemonize" | "daemon" => d.daemonize = flag(),
+            "touch" => d.touch = value.split(';').filter(|t| !t.is_empty()).map(PathBuf::from).collect(),
+            "stopsignal" | "stop_signal" => d.stop_signal = signal(option, Some(&value))?,
+            "reloadsignal" | "reload_signal" => d.reload_signal = Some(signal(option, Some(&value))?),
+            "stdin" => d.honour_stdin = flag(),
+            "uid" => d.uid = Some(number()? as u32),
+            "gid" => d.gid = Some(number()? as u32),
+            "chdir" => d.chdir = Some(PathBuf::from(&value)),
+            "max_throttle" => d.max_throttle = Some(number()?),
+            "notifypid" => d.notifypid = flag(),
+            "ns_pid" | "legion" => {
+                return Err(bad("not supported by uwsgi-rs"));
+            }
+            _ => return Err(bad("unknown key (cmd, pidfile, daemonize, freq, control, touch, stopsignal, reloadsignal, stdin, uid, gid, chdir, max_throttle, notifypid)")),
+        }
+    }
+    match command {
+        Some(c) if !c.trim().is_empty() => d.command = c.trim().to_string(),
+        _ => return Err(invalid(option, s, "a cmd= key: cmd=COMMAND,...")),
+    }
+    if d.daemonize && d.pidfile.is_none() {
+        return Err(invalid(option, s, "daemonize=1 needs a pidfile= key"));
+    }
+    Ok(d)
+}
+
+/// `k=v,k=v` with `\` escaping the next character.
+fn kv_list(s: &str) -> Vec<(String, String)> {
+    let mut items = Vec::new();
+    let mut cur = String::new();
+    let mut chars = s.trim().chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => cur.extend(chars.next()),
+            ',' => items.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    items.push(cur);
+    items
+        .into_iter()
+        .filter(|i| !i.trim().is_empty())
+        .map(|i| match i.split_once('=') {
+            Some((k, v)) => (k.trim().to_string(), v.to_string()),
+            None => (i.trim().to_string(), String::new()),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -1241,10 +1512,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (h.action.as_str(), h.arg.as_str()),
-            ("unix_signal", "15 gracefully_kill_them_all")
+            (h.action, h.arg.as_str()),
+            (HookAction::UnixSignal, "15 gracefully_kill_them_all")
         );
         assert!(hook("--hook-pre-app", "no action").is_err());
+        assert!(hook("--hook-pre-app", "mount:proc none /proc").is_err());
+        assert!(hook("--hook-master-start", "unix_signal:15 no_such_function").is_err());
+        assert!(hook(
+            "--hook-master-start",
+            "unix_signal:9 gracefully_kill_them_all"
+        )
+        .is_err());
+        assert_eq!(
+            hook("--hook-asap", "!print:x").unwrap().action,
+            HookAction::Print
+        );
         let c = cron(
             "--unique-cron",
             "-15 -1 -1 -1 -1 ./manage.py runjobs quarter_hourly",
@@ -1257,7 +1539,23 @@ mod tests {
         assert!(cron("--cron", "0 0 1 1 1", false).is_err());
         let d = smart_daemon("--smart-attach-daemon", "/tmp/x.pid memcached -d").unwrap();
         assert_eq!(d.pidfile, Some(PathBuf::from("/tmp/x.pid")));
+        assert!(!d.daemonize);
         assert!(smart_daemon("--smart-attach-daemon", "/tmp/x.pid").is_err());
+        let d = smart_daemon("smart-attach-daemon2", "/tmp/x.pid,3 sleep 9").unwrap();
+        assert!(d.daemonize);
+        assert_eq!((d.freq, d.command.as_str()), (3, "sleep 9"));
+        let d = daemon2(
+            "--attach-daemon2",
+            r"cmd=echo a\,b,pidfile=/tmp/p,daemonize=1,stopsignal=SIGINT,touch=/a;/b",
+        )
+        .unwrap();
+        assert_eq!(d.command, "echo a,b");
+        assert!(d.daemonize);
+        assert_eq!(d.stop_signal, 2);
+        assert_eq!(d.touch, [PathBuf::from("/a"), PathBuf::from("/b")]);
+        assert!(daemon2("--attach-daemon2", "pidfile=/x").is_err());
+        assert!(daemon2("--attach-daemon2", "cmd=x,daemonize=1").is_err());
+        assert!(daemon2("--attach-daemon2", "cmd=x,bogus=1").is_err());
         assert_eq!(
             protocol_value("--protocol", "http").unwrap(),
             Protocol::Http
