@@ -10,7 +10,9 @@ a temporary root (/srv/app -> ROOT/srv/app), TCP listeners get free loopback
 ports, uid/gid (and chown-socket) become the current user, the environment
 variables the project's image sets are set, a virtualenv is created where the
 config names one, and a stub WSGI app is written where it names its app
-(found with `uwsgi-rs --get`, i.e. after uwsgi-rs's own expansion).
+(found with `uwsgi-rs --get`, i.e. after uwsgi-rs's own expansion), and a
+stub script that exits 0 where its hooks, daemons or cron jobs run one of
+the project's (`./manage.py migrate`).
 
 Run as a script (`python3 tests/test_migration.py`) it prints, per config,
 what happens and what stops the ones that do not start: the work queue of the
@@ -48,6 +50,8 @@ LISTENER_KEYS = ("http", "http-socket", "http11-socket", "socket", "uwsgi-socket
 TCP_LINE = re.compile(r"^(\s*(?:" + "|".join(map(re.escape, LISTENER_KEYS))
                       + r")\s*=\s*)(\[[^\]]*\]|[\w.-]*):(\d+)\b", re.M)
 OWNER_LINE = re.compile(r"^(\s*)(uid|gid|chown-socket)(\s*=\s*).*$", re.M)
+# A project's own script run by a hook, a daemon or a cron job (./manage.py).
+PROJECT_SCRIPT = re.compile(r"(?<![\w/.])\./([\w-]+\.py)\b")
 STUB = '''import os
 
 
@@ -156,6 +160,11 @@ def sandbox(entry, root):
     mount = get(ini, args, env, root, "mount")
     if mount:
         write_stub(chdir / mount.partition("=")[2], callable_name)
+    for script in set(PROJECT_SCRIPT.findall(ini.read_text())):
+        stub = chdir / script
+        if not stub.exists():
+            stub.write_text("#!/bin/sh\nexit 0\n")
+            stub.chmod(0o755)
     return ini, args, env
 
 
