@@ -31,6 +31,7 @@ import argparse
 import glob
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
@@ -228,6 +229,8 @@ def callgrind_total(workload, proto, n, threads, keep=None):
         os.makedirs(keep, exist_ok=True)
         os.replace(os.path.join(tmp, "cg.%d" % worker[0]),
                    os.path.join(keep, "%s-%s.out" % (workload, proto)))
+    # the profiles of a long run are tens of MB: kept only on failure
+    shutil.rmtree(tmp, ignore_errors=True)
     return totals[worker[0]]
 
 
@@ -264,6 +267,7 @@ def syscalls(workload, proto, n):
             parts = line.split()
             if len(parts) >= 5 and parts[0][0].isdigit() and parts[-1] != "total":
                 calls[parts[-1]] = int(parts[3])
+    shutil.rmtree(tmp, ignore_errors=True)
     return calls
 
 
@@ -289,9 +293,11 @@ def peak_rss(workload, proto):
         c.run(1)
         c.close()
         time.sleep(0.2)
-        return before, status_kib(worker, "VmHWM"), status_kib(worker, "VmRSS")
+        result = before, status_kib(worker, "VmHWM"), status_kib(worker, "VmRSS")
     finally:
         stop(proc)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return result
 
 
 def main():
