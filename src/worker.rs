@@ -354,7 +354,7 @@ fn start(args: WorkerArgs<'_>) -> anyhow::Result<()> {
     let stop = Stop::new(&STOP, serve_cfg.mercy);
     let mut shared = Shared::new(serve_cfg, conns, stop, args.scoreboard, app, environs);
     shared.front = front;
-    shared.mounted = mounted;
+    shared.set_mounts(mounted, cfg.module.is_some() || cfg.wsgi_file.is_some());
     let shared = Arc::new(shared);
     let offload_threads = shared
         .front

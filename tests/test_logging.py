@@ -181,6 +181,32 @@ def test_the_default_request_line_matches_uwsgi_2_0_31(serve, port):
         assert int(m["headers"]) == head.count(b"\r\n") - 2, (line, head)
 
 
+@pytest.mark.parametrize("apps,requests,expected", [
+    # A --wsgi-file app is app 0, mounts follow; a static file is no app's.
+    (["--wsgi-file", APP, "--mount", f"/b={APP}", "--static-map", "/s={static}"],
+     ["/s/f.txt", "/x", "/b/y", "/s/f.txt", "/b/z"],
+     ["-1|req: -1/1", "0|req: 1/2", "1|req: 1/3", "-1|req: -1/4", "1|req: 2/5"]),
+    # Mounts only: the first is app 0 and the default.
+    (["--mount", f"/a={APP}", "--mount", f"/b={APP}"],
+     ["/a/x", "/b/y", "/c/z", "/b/w"],
+     ["0|req: 1/1", "1|req: 1/2", "0|req: 2/3", "1|req: 2/4"]),
+], ids=["wsgi-file-mount-static", "mounts-only"])
+def test_app_ids_and_per_app_counts_are_uwsgis(serve, port, tmp_path, apps, requests, expected):
+    """`[pid|app: ID|req: N/TOTAL]` as uWSGI 2.0.31 printed for the same
+    setups: the app's id in load order, N counted per app in the worker,
+    `app: -1|req: -1` for a static file."""
+    (tmp_path / "static").mkdir()
+    (tmp_path / "static" / "f.txt").write_text("hi\n")
+    args = [a.replace("{static}", str(tmp_path / "static")) for a in apps]
+    srv = serve(["--http-socket", f"127.0.0.1:{port}", *args, "--manage-script-name"])
+    for path in requests:
+        assert get(port, path).startswith(b"HTTP/1.0 200 OK"), path
+    srv.wait_log(f"GET {requests[-1]} =>")
+    got = [re.match(r"\[pid: \d+\|app: (.*?)\] ", l)[1]
+           for l in srv.log.splitlines() if l.startswith("[pid: ")]
+    assert got == expected, srv.log
+
+
 def test_request_data_cannot_forge_log_lines(serve, port):
     srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP])
     get(port, "/a%0d%0aFORGED", extra=b"User-Agent: x\r\n")

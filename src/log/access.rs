@@ -25,9 +25,11 @@ pub struct Record<'a> {
     pub pid: u32,
     pub worker: usize,
     pub core: usize,
-    /// Requests this worker has served, this one included (uWSGI counts
-    /// per app and process: one app per worker here).
-    pub worker_requests: u64,
+    /// uWSGI's app id (the default app 0, `--mount` apps in order) and the
+    /// requests that app has served in this worker, this one included;
+    /// None for a request no app answered (a static file, a route's
+    /// answer): uWSGI prints `app: -1|req: -1` then.
+    pub app: Option<(usize, u64)>,
     /// Requests served by all workers (uWSGI's `req: N/TOTAL`).
     pub total_requests: u64,
     /// The client (`REMOTE_ADDR`, or X-Forwarded-For with that option).
@@ -300,11 +302,11 @@ pub fn render(style: &Style, r: &Record<'_>, out: &mut Vec<u8>) {
 /// %s %s => generated %llu bytes in %llu %s%s(%s %d) %d headers in %llu
 /// bytes (%d switches on core %d)`.
 fn default_line(micros: bool, r: &Record<'_>, out: &mut Vec<u8>) {
-    let _ = write!(
-        out,
-        "[pid: {}|app: 0|req: {}/{}] ",
-        r.pid, r.worker_requests, r.total_requests
-    );
+    let _ = match r.app {
+        Some((app, n)) => write!(out, "[pid: {}|app: {app}|req: {n}/", r.pid),
+        None => write!(out, "[pid: {}|app: -1|req: -1/", r.pid),
+    };
+    let _ = write!(out, "{}] ", r.total_requests);
     escape_into(out, r.addr);
     out.extend_from_slice(b" (");
     escape_into(out, r.user);
@@ -586,7 +588,7 @@ mod tests {
             pid: 4242,
             worker: 2,
             core: 3,
-            worker_requests: 7,
+            app: Some((0, 7)),
             total_requests: 19,
             addr: b"127.0.0.1",
             user: b"",
@@ -640,10 +642,12 @@ mod tests {
         };
         let sendfile = Record {
             via_sendfile: true,
+            app: None,
             ..record(&NoVars)
         };
-        assert!(line(&micros, &sendfile)
-            .contains("=> generated 12 bytes in 2345 micros via sendfile() (HTTP/1.1 200)"));
+        let l = line(&micros, &sendfile);
+        assert!(l.contains("=> generated 12 bytes in 2345 micros via sendfile() (HTTP/1.1 200)"));
+        assert!(l.starts_with("[pid: 4242|app: -1|req: -1/19] "), "{l}");
     }
 
     #[test]

@@ -30,8 +30,8 @@ impl Began {
     }
 }
 
-/// Log `req` if the configuration wants it. `worker_requests` is this
-/// worker's count including this request.
+/// Log `req` if the configuration wants it. `app`: the uWSGI app id that
+/// answered and its request count in this worker (None: no app did).
 pub fn log_request(
     shared: &Shared,
     conn: &Conn,
@@ -39,7 +39,7 @@ pub fn log_request(
     outcome: &Outcome,
     core: usize,
     began: Began,
-    worker_requests: u64,
+    app: Option<(usize, u64)>,
 ) {
     let cfg = crate::log::access_config();
     if !cfg.when.any() {
@@ -93,7 +93,7 @@ pub fn log_request(
         pid: std::process::id(),
         worker: shared.cfg.worker_id,
         core,
-        worker_requests,
+        app,
         total_requests: crate::log::count_request(),
         addr,
         user: var(b"REMOTE_USER"),

@@ -279,7 +279,15 @@ pub fn handle<'a>(shared: &'a Shared, front: &Front, taken: Taken<'a>, core: usi
         ..outcome
     };
     let conn = &taken.conn;
-    finish_request(shared, conn, req, &outcome, core, began, !plan.no_log);
+    finish_request(
+        shared,
+        conn,
+        req,
+        &outcome,
+        (core, None),
+        began,
+        !plan.no_log,
+    );
     let Taken {
         conn, in_flight, ..
     } = taken;
@@ -424,7 +432,15 @@ fn answer<'a>(
         } => (*status, headers.as_slice(), body.as_slice()),
         Answer::Close | Answer::File(_) => {
             let outcome = answered(0, 0, b"", 0, (false, Unread::Nothing));
-            finish_request(shared, conn, req, &outcome, core, began, !plan.no_log);
+            finish_request(
+                shared,
+                conn,
+                req,
+                &outcome,
+                (core, None),
+                began,
+                !plan.no_log,
+            );
             return Next::Answered(None);
         }
     };
@@ -452,7 +468,15 @@ fn answer<'a>(
         head.len() as u64,
         (keep, unread),
     );
-    finish_request(shared, conn, req, &outcome, core, began, !plan.no_log);
+    finish_request(
+        shared,
+        conn,
+        req,
+        &outcome,
+        (core, None),
+        began,
+        !plan.no_log,
+    );
     let Taken {
         conn, in_flight, ..
     } = taken;

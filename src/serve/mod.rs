@@ -15,7 +15,7 @@ mod front;
 mod panics;
 mod stop;
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
@@ -56,8 +56,15 @@ pub struct Shared {
     /// What runs before the app (mounts, routes, static files, added
     /// headers); None when nothing is configured.
     pub front: Option<Front>,
-    /// The `--mount` apps, in the order of their mountpoints.
-    pub mounted: Vec<Py<PyAny>>,
+    /// The `--mount` apps, in the order of their mountpoints (see
+    /// [`Shared::set_mounts`]).
+    mounted: Vec<Py<PyAny>>,
+    /// uWSGI's id of the first mounted app: 1 after a --module or
+    /// --wsgi-file app (id 0), 0 when the first mount is the default app.
+    first_mount_id: usize,
+    /// Requests each app (by uWSGI id) has answered in this worker, for
+    /// the request log's `app: ID|req: N`.
+    app_requests: Vec<AtomicU64>,
     /// Requests that panicked; the second one stops the worker.
     panics: AtomicU32,
 }
@@ -81,8 +88,23 @@ impl Shared {
             environs,
             front: None,
             mounted: Vec::new(),
+            first_mount_id: 0,
+            app_requests: vec![AtomicU64::new(0)],
             panics: AtomicU32::new(0),
         }
+    }
+
+    /// The `--mount` apps; `own_default`: the default app is not one of
+    /// them (--module or --wsgi-file), so it is app 0 and they follow.
+    pub fn set_mounts(&mut self, mounted: Vec<Py<PyAny>>, own_default: bool) {
+        self.first_mount_id = own_default as usize;
+        self.app_requests = (0..mounted.len() + 1).map(|_| AtomicU64::new(0)).collect();
+        self.mounted = mounted;
+    }
+
+    /// uWSGI's app id of the app the front chose (None: the default app).
+    fn app_id(&self, mount: Option<usize>) -> usize {
+        mount.map_or(0, |i| i + self.first_mount_id)
     }
 
     /// Responses being sent by offload threads.
@@ -550,7 +572,8 @@ fn serve_request(
     };
     drop(in_request);
     let log = !plan.is_some_and(|p| p.no_log);
-    finish_request(shared, conn, req, &outcome, core, began, log);
+    let app = Some(shared.app_id(plan.and_then(|p| p.app)));
+    finish_request(shared, conn, req, &outcome, (core, app), began, log);
     conn.buf = std::mem::take(&mut outcome.leftover);
     // A response that promised keep-alive keeps it even if the stop began
     // meanwhile: the client may already be sending its next request, which
@@ -608,24 +631,24 @@ fn after_panic(shared: &Shared, core: usize, req: &Request, report: &str) -> Ser
 
 /// Stats and the access log line (unless a route said `donotlog`), after
 /// every request, whoever answered it (`--max-requests` is counted when a
-/// request is admitted, in `parse_buffered`).
+/// request is admitted, in `parse_buffered`). `app`: the uWSGI id of the
+/// app that answered, None when the front did.
 fn finish_request(
     shared: &Shared,
     conn: &Conn,
     req: &Request,
     outcome: &wsgi::Outcome,
-    core: usize,
+    (core, app): (usize, Option<usize>),
     began: Began,
     log: bool,
 ) {
-    let cfg = &shared.cfg;
-    let w = shared.scoreboard.worker(cfg.worker_id);
-    let total = w.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    let w = shared.scoreboard.worker(shared.cfg.worker_id);
+    w.requests.fetch_add(1, Ordering::Relaxed);
     w.tx.fetch_add(outcome.wire_bytes, Ordering::Relaxed);
     let micros = began.at.elapsed().as_micros() as u64;
     w.record_latency(micros);
     // The dashboard's per-route figures: a few stores, no lock.
-    shared.scoreboard.ring(cfg.worker_id).push(
+    shared.scoreboard.ring(shared.cfg.worker_id).push(
         req.method(),
         req.uri(),
         outcome.status,
@@ -635,7 +658,11 @@ fn finish_request(
     if outcome.raised {
         w.exceptions.fetch_add(1, Ordering::Relaxed);
     }
+    let app = app.and_then(|id| {
+        let n = shared.app_requests.get(id)?.fetch_add(1, Ordering::Relaxed) + 1;
+        Some((id, n))
+    });
     if log {
-        access::log_request(shared, conn, req, outcome, core, began, total);
+        access::log_request(shared, conn, req, outcome, core, began, app);
     }
 }
