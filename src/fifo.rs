@@ -53,6 +53,14 @@ impl MasterFifo {
         self.fd.as_raw_fd()
     }
 
+    /// Every descriptor this holds (the one read, and those that keep the
+    /// fifos it made allocated): a child of the master closes them all.
+    pub fn all_fds(&self) -> Vec<RawFd> {
+        std::iter::once(self.fd())
+            .chain(self.created.iter().map(|(_, id)| id.2.as_raw_fd()))
+            .collect()
+    }
+
     /// The path commands are read from now.
     pub fn path(&self) -> &Path {
         &self.paths[self.slot]

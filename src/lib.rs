@@ -33,9 +33,9 @@ mod control_server;
 #[cfg(test)]
 mod corpus;
 mod cpu_share;
-mod dashboard;
 mod cron;
 mod daemons;
+mod dashboard;
 mod deadlines;
 mod fifo;
 mod forked;

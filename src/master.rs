@@ -737,7 +737,11 @@ impl Master {
             .into_iter()
             .flatten()
             .map(|l| l.fd());
-        let fifo = self.fifo.as_ref().map(MasterFifo::fd);
+        let fifo = self
+            .fifo
+            .as_ref()
+            .map(MasterFifo::all_fds)
+            .unwrap_or_default();
         for fd in [self.signal_rd, self.signal_wr]
             .into_iter()
             .chain(loaders)

@@ -127,8 +127,12 @@ def test_fifo_reloads_and_slots(serve, port, tmp_path):
     srv.wait_log("master fifo: unknown command x: ignored")
     fifo_send(fifo1, "0w")
     srv.wait_log(f"active master fifo is now {fifo0}")
-    new_pids(srv, before)
+    workers = new_pids(srv, before)
     assert http_get(port)[0] == 200
+    # Only the master holds the fifos: no worker could read a command.
+    for pid in workers.values():
+        held = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        assert not {str(fifo0), str(fifo1)} & set(held), held
 
     # q: graceful; the request in flight is answered, then the master exits 0.
     answer = in_background(lambda: http_get_query(port, "/sleep", "s=1"))
