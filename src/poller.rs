@@ -6,8 +6,9 @@
 //! idle keep-alive connections wait here without pinning a thread, and lets
 //! the thread that saw a request serve it without a hand-off. Usually only
 //! the worker's leading core waits here (see `leader`), but any number may.
-//! Stopping wakes every waiting core through an eventfd. No parsing and no
-//! Python here.
+//! A wake-up (stopping, a recycle) is an eventfd that the core woken by it
+//! drains, so a core that waits again sleeps (the state it must look at is
+//! kept in `Stop`). No parsing and no Python here.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -48,7 +49,7 @@ impl Poller {
             epoll: epoll::create(epoll::CreateFlags::CLOEXEC)?,
             wake: eventfd(0, EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC)?,
         };
-        // Level-triggered and never drained: once woken, every core sees it.
+        // Level-triggered: drained by the core it wakes (see `wait`).
         epoll::add(
             &p.epoll,
             &p.wake,
@@ -116,7 +117,16 @@ impl Poller {
             Err(e) => return Err(e.into()),
         };
         let token = events[0].data.u64();
-        if n == 0 || token == WAKE_TOKEN {
+        if n == 0 {
+            return Ok(Event::Wake);
+        }
+        if token == WAKE_TOKEN {
+            // Drain it: a wake-up is news once. Left readable, every later
+            // wait returns at once and a core waiting for a request to end
+            // spins (issue 12, item 2). Whoever is woken looks at the state
+            // (kept in `Stop`); followers are woken by `Leader::wake_all`.
+            let mut buf = [0u8; 8];
+            let _ = rustix::io::read(&self.wake, &mut buf);
             return Ok(Event::Wake);
         }
         if token & 1 == 1 {
@@ -146,4 +156,31 @@ pub fn wake_fd(fd: RawFd) {
 fn wake(fd: BorrowedFd<'_>) {
     // One raw write(2): async-signal-safe.
     let _ = rustix::io::write(fd, &1u64.to_ne_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn a_wake_up_is_seen_once_then_waits_sleep() {
+        let p = Poller::new().unwrap();
+        p.wake_all();
+        p.wake_all();
+        assert!(matches!(
+            p.wait(Duration::from_secs(5)).unwrap(),
+            Event::Wake
+        ));
+        let t = Instant::now();
+        assert!(matches!(
+            p.wait(Duration::from_millis(100)).unwrap(),
+            Event::Wake
+        ));
+        assert!(
+            t.elapsed() >= Duration::from_millis(90),
+            "the wake-up was drained, so this wait slept: {:?}",
+            t.elapsed()
+        );
+    }
 }
