@@ -1011,7 +1011,10 @@ impl Master {
                 ));
             }
             let slot = &mut self.slots[idx];
-            let delay = if was_ready || expected {
+            // A worker exits with status 0 only after serving (max-requests,
+            // a second panic): recycling, never a crash to back off from,
+            // even when it came and went between two ticks (issue 12, item 1).
+            let delay = if was_ready || expected || exit_code == Some(0) {
                 slot.quick_failures = 0;
                 Duration::ZERO
             } else {
