@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the peers bench/bench.py compares uwsgi-rs with, into their own
 # virtualenv bench/.venv (never into .venv, never by the test suite):
-#   granian, gunicorn, uWSGI, bjoern, fastwsgi and Django from PyPI (uWSGI,
+#   granian, gunicorn, uWSGI, bjoern, fastwsgi, py-spy (bench/profiler.py) and
+#   Django from PyPI (uWSGI,
 #   bjoern and fastwsgi are compiled: gcc and the interpreter's headers),
 #   and from Debian: libev-dev (bjoern builds against it), nginx and wrk.
 # The venv uses .venv's interpreter, so every server runs the apps on the
@@ -26,7 +27,7 @@ VENV="$ROOT/bench/.venv"
 BASE="$("$PY" -c 'import sys; print(sys._base_executable)')"
 [ -x "$VENV/bin/python" ] || "$BASE" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-  granian gunicorn uwsgi bjoern fastwsgi "django>=4.2"
+  granian gunicorn uwsgi bjoern fastwsgi py-spy "django>=4.2"
 "$VENV/bin/python" - <<'PY'
 import importlib.metadata as m
 print("bench peers: " + ", ".join("%s %s" % (n, m.version(n)) for n in
