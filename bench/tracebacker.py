@@ -5,7 +5,7 @@
    frames and then sleeping; 2 workers x 4 request threads. Connect to worker
    1's socket N times (default 50): median / p99 dump time and dump size; then
    the all-worker dump (socket 1 then socket 2, sequentially), N times.
-2. GIL-held dump latency: ../shared/spec/busy.py (copied to a temp dir);
+2. GIL-held dump latency: tests/apps/busy.py (the spec's; copied to a temp dir);
    GET /busy starts a C loop that never releases the GIL; then time
    connect-and-read of the worker's socket (median of 10), both with a plain
    socket client and with `uwsgi-rs --connect-and-read`.
@@ -40,7 +40,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402  (same directory)
 
-SPEC_BUSY = os.path.normpath(os.path.join(bench.REPO_DIR, "..", "shared", "spec", "busy.py"))
+# the spec's busy.py, as the tests keep it (a plain clone has no ../shared)
+SPEC_BUSY = os.path.join(bench.REPO_DIR, "tests", "apps", "busy.py")
 
 THREADS_APP = '''\
 import threading, time
@@ -187,7 +188,7 @@ def dump_latency(kind, n, tmp, uwsgi_rs):
 
 def busy_latency(kind, n, tmp, uwsgi_rs, timeout):
     app = os.path.join(tmp, "busy.py")
-    shutil.copyfile(SPEC_BUSY, app)  # the spec copy stays untouched
+    shutil.copyfile(SPEC_BUSY, app)  # the tests' copy stays untouched
     base = os.path.join(tmp, "tb-busy-%s-" % kind)
     port = bench.free_port()
     argv, sig = server_argv(kind, port, app, 1, 2, base, uwsgi_rs)
