@@ -7,7 +7,7 @@ first response served, for one or more uwsgi-rs commands, runs interleaved.
 
 CMD is a command line (split like a shell would), e.g. `.venv/bin/uwsgi-rs`
 (the default) or `.venv/bin/python -m uwsgi_rs`; give --uwsgi-rs several
-times to compare. Each run serves bench/hello.py on a free port; the time is
+times to compare. Each run serves bench/apps/hello.py on a free port; the time is
 taken when the log shows every worker ready and GET / has returned 200, then
 the server is stopped (SIGQUIT). Prints min / median / max per command.
 """
@@ -36,7 +36,7 @@ def free_port():
 def one_start(cmd, processes, threads, extra, timeout=30.0):
     port = free_port()
     argv = cmd + ["--http", f"127.0.0.1:{port}", "--wsgi-file",
-                  os.path.join(BENCH_DIR, "hello.py"), "--master", "--processes", str(processes),
+                  os.path.join(BENCH_DIR, "apps", "hello.py"), "--master", "--processes", str(processes),
                   "--threads", str(threads), "--disable-logging"] + extra
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
