@@ -135,10 +135,7 @@ def accuracy(uwsgi_rs, duration, tmp):
         a, b = shares(r.stdout.decode().splitlines())
         res["uwsgi_rs"] = {"hot_a": a, "hot_b": b, "share_pct": 100.0 * a / max(1, a + b),
                            "summary": r.stderr.decode().strip()}
-        # bench/setup.sh installs py-spy into bench/.venv with the peers
-        pyspy = os.path.join(bench.BENCH_DIR, ".venv", "bin", "py-spy")
-        if not os.access(pyspy, os.X_OK):
-            pyspy = shutil.which("py-spy")
+        pyspy = bench.peer_binary("py-spy")  # bench/setup.sh installs it
         if pyspy:
             out = os.path.join(tmp, "pyspy.txt")
             r = subprocess.run([pyspy, "record", "--format", "raw", "--rate", "100",
