@@ -288,6 +288,62 @@ def test_attach_control_daemon_death_stops_the_server(serve, port, tmp_path):
     assert "a control daemon died: shutting down gracefully" in srv.log
 
 
+DAEMON2 = """#!/bin/sh
+echo "$$ $(pwd)" >> {pids}
+trap 'echo usr1 $$ >> {pids}; exit 0' USR1
+trap 'echo term $$ >> {pids}; exit 0' TERM
+while :; do sleep 0.1; done
+"""
+
+
+def test_attach_daemon2_keys_are_honoured(serve, port, tmp_path):
+    """attach-daemon2's key=value form: cmd, chdir, stopsignal and touch
+    (restart when a file's mtime changes) all take effect."""
+    pids = tmp_path / "pids"
+    script = tmp_path / "daemon2.sh"
+    script.write_text(DAEMON2.format(pids=pids))
+    script.chmod(0o755)
+    work = tmp_path / "work"
+    work.mkdir()
+    touch = tmp_path / "restart-daemon"
+    touch.write_text("")
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP, "--master",
+                 "--attach-daemon2",
+                 f"cmd={script},chdir={work},stopsignal=10,touch={touch}"])
+    lines = lambda: [l.split() for l in pids.read_text().splitlines()] if pids.exists() else []
+    first = wait_for(lambda: [l for l in lines() if l[0].isdigit()], 10, "the daemon")[0]
+    assert first[1] == str(work), "chdir= is where the daemon runs"
+    # touch=: a newer mtime restarts it, stopped with stopsignal= (10, SIGUSR1).
+    later = time.time() + 5
+    os.utime(touch, (later, later))
+    started = wait_for(lambda: [l for l in lines() if l[0].isdigit()][1:], 15,
+                       "the daemon restarted after the touch")
+    assert ["usr1", first[0]] in lines(), "stopped with SIGUSR1, not SIGTERM"
+    srv.wait_log("touched: restarting it")
+    # The server stops: the daemon gets its stop signal too.
+    srv.proc.send_signal(signal.SIGTERM)
+    assert srv.proc.wait(15) == 0
+    assert ["usr1", started[0][0]] in lines()
+    assert not alive(int(started[0][0]))
+
+
+def test_exit_on_reload_stops_instead_of_reloading(serve, port, tmp_path):
+    """--exit-on-reload (glance-api.ini in the corpus has it): SIGHUP stops
+    the server gracefully, answering the request in flight, instead of
+    reloading the workers."""
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP, "--master",
+                 "--exit-on-reload"])
+    answer = in_background(lambda: http_get_query(port, "/sleep", "s=1"))
+    time.sleep(0.3)
+    os.kill(srv.proc.pid, signal.SIGHUP)
+    assert srv.proc.wait(15) == 0
+    status, _, _ = answer()
+    assert status == 200
+    assert "--exit-on-reload: exiting instead of reloading" in srv.log
+    assert "shutting down gracefully" in srv.log
+    assert srv.log.count(") ready:") == 1, "no worker was started again"
+
+
 # ------------------------------------------------------------ hooks
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
