@@ -20,12 +20,13 @@
 //! [`Daemons::check`] on every tick.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use crate::config::Daemon;
 use crate::log;
 use crate::privileges::Credentials;
 use crate::spawn;
+use crate::touch::TouchFiles;
 
 /// Respawns closer than this to the previous spawn are throttled (uWSGI's).
 const QUICK_RESPAWN: Duration = Duration::from_secs(3);
@@ -58,7 +59,7 @@ struct Attached {
     stopping: Option<(Instant, bool)>,
     /// False once the server stops: never started again.
     registered: bool,
-    touched: Vec<Option<SystemTime>>,
+    touched: TouchFiles,
 }
 
 /// What the death of a child meant.
@@ -77,7 +78,7 @@ impl Daemons {
             list: specs
                 .iter()
                 .map(|spec| Attached {
-                    touched: spec.touch.iter().map(mtime).collect(),
+                    touched: TouchFiles::new(&spec.touch),
                     spec: spec.clone(),
                     child: 0,
                     pid: 0,
@@ -150,7 +151,7 @@ impl Daemons {
             if !d.registered || d.stopping.is_some() {
                 continue;
             }
-            if d.touch_changed() {
+            if d.touched.touched().is_some() {
                 log::line(&format!(
                     "[uwsgi-daemons] \"{}\" touched: restarting it",
                     d.spec.command
@@ -391,22 +392,6 @@ impl Attached {
             None => {}
         }
     }
-
-    fn touch_changed(&mut self) -> bool {
-        let mut changed = false;
-        for (path, seen) in self.spec.touch.iter().zip(self.touched.iter_mut()) {
-            let now = mtime(path);
-            if now != *seen {
-                changed |= seen.is_some() || now.is_some();
-                *seen = now;
-            }
-        }
-        changed
-    }
-}
-
-fn mtime(p: &PathBuf) -> Option<SystemTime> {
-    std::fs::metadata(p).and_then(|m| m.modified()).ok()
 }
 
 /// The pid a pidfile names, if that process exists.

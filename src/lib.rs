@@ -68,6 +68,7 @@ mod static_files;
 mod stats;
 mod stats_process;
 mod systemd;
+mod touch;
 mod tracebacker;
 mod uwsgi_module;
 pub mod uwsgi_proto;

@@ -573,6 +573,44 @@ def test_workers_that_dropped_root_follow_a_reopen_through_the_master(serve, nob
     assert "GET /after" not in (tmp_path / "app.log.1").read_text()
 
 
+@pytest.mark.parametrize("log_master", [[], ["--log-master"]], ids=["direct", "log-master"])
+def test_touch_logreopen_and_touch_logrotate(serve, port, tmp_path, log_master):
+    """--touch-logreopen: logrotate renames the file and touches a file
+    instead of signalling. --touch-logrotate: the server renames it itself
+    (to --log-backupname). Either way no line is lost or written twice, and
+    the workers follow into the new file."""
+    log, backup = tmp_path / "app.log", tmp_path / "app.log.bak"
+    reopen_file, rotate_file = tmp_path / "reopen", tmp_path / "rotate"
+    reopen_file.write_text("")
+    serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP, "--logto", str(log),
+           "--processes", "2", "--touch-logreopen", str(reopen_file),
+           "--touch-logrotate", str(rotate_file), "--log-backupname", str(backup),
+           *log_master], ready=False)
+    wait_text(log, ") ready", count=2)
+    for i in range(20):
+        assert served(port, f"/n/{i}")
+    wait_text(log, "GET /n/19 =>")
+    os.rename(log, tmp_path / "app.log.1")
+    later = time.time() + 5
+    os.utime(reopen_file, (later, later))
+    wait_text(log, f"{reopen_file} touched (--touch-logreopen): log files reopened")
+    for i in range(20, 40):
+        assert served(port, f"/n/{i}")
+    wait_text(log, "GET /n/39 =>")
+    # Creating the rotate file is a touch too.
+    rotate_file.write_text("")
+    wait_text(log, f"{rotate_file} touched (--touch-logrotate): log files rotated")
+    for i in range(40, 60):
+        assert served(port, f"/n/{i}")
+    new = wait_text(log, "GET /n/59 =>")
+    first, second = (tmp_path / "app.log.1").read_text(), backup.read_text()
+    assert "triggering rotation to " + str(backup) in second
+    chunks = [first, second, new]
+    for lo, text in zip((0, 20, 40), chunks):
+        got = sorted(int(m["stem"].rsplit("/", 1)[1]) for m in access_lines(text))
+        assert got == list(range(lo, lo + 20)), (lo, got)
+
+
 def test_log_maxsize_rotates_to_the_backup_name(serve, port, tmp_path):
     log, backup = tmp_path / "app.log", tmp_path / "app.log.old"
     srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP, "--logto", str(log),

@@ -221,6 +221,10 @@ pub struct LoggingOptions {
     pub daemonize: Option<PathBuf>,
     pub daemonize2: Option<PathBuf>,
     pub reopen: bool,
+    /// `--touch-logreopen`: reopen the log files when one of these is touched.
+    pub touch_reopen: Vec<PathBuf>,
+    /// `--touch-logrotate`: rotate the log files when one of these is touched.
+    pub touch_rotate: Vec<PathBuf>,
     /// Bytes, 0 = no rotation.
     pub maxsize: u64,
     pub backupname: Option<PathBuf>,

@@ -362,6 +362,8 @@ pub static OPTIONS: &[OptSpec] = &[
     opt(&["daemonize"], Some('d'), Value("LOGFILE"), Different, Logging, "detach and log to LOGFILE", "the command returns once the sockets are bound, or exits 1 with the reason on the terminal; the umask is kept (uWSGI sets 0)", |c, v| { c.cfg.logging.daemonize = Some(p(v)); Ok(()) }),
     opt(&["daemonize2"], None, Value("LOGFILE"), Different, Logging, "detach after loading the app and log to LOGFILE", "the command returns once a worker has loaded the app, or exits 1 naming the log file; the umask is kept (uWSGI sets 0)", |c, v| { c.cfg.logging.daemonize2 = Some(p(v)); Ok(()) }),
     opt(&["log-reopen"], None, Switch, Different, Logging, "reopen the log file on reload (logrotate)", "a reload (SIGHUP, rolling) reopens the log files; SIGUSR1 reopens them without a reload, with or without this option (uWSGI: SIGUSR1 prints stats)", |c, v| { c.cfg.logging.reopen = flag(c.name, v)?; Ok(()) }),
+    opt(&["touch-logreopen"], None, Value("FILE"), Same, Logging, "reopen the log files when FILE is touched", "", |c, v| { c.cfg.logging.touch_reopen.push(p(v)); Ok(()) }),
+    opt(&["touch-logrotate"], None, Value("FILE"), Same, Logging, "rotate the log files when FILE is touched", "", |c, v| { c.cfg.logging.touch_rotate.push(p(v)); Ok(()) }),
     opt(&["log-maxsize"], None, Value("BYTES"), Same, Logging, "rotate the log file at BYTES", "", |c, v| { c.cfg.logging.maxsize = bytes(c.name, v)?; Ok(()) }),
     opt(&["log-backupname"], None, Value("FILE"), Same, Logging, "name of the rotated log file", "", |c, v| { c.cfg.logging.backupname = Some(p(v)); Ok(()) }),
     opt(&["log-master"], None, Switch, Same, Logging, "the master writes every log line", "", |c, v| { c.cfg.logging.master = flag(c.name, v)?; Ok(()) }),

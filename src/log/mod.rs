@@ -36,13 +36,16 @@ mod shared;
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 #[allow(unused_imports)] // used by tests and the request path
 pub use clock::{ctime, unix_micros};
 pub use clock::{ctime_now, unix_millis, unix_secs};
 use relay::Pipes;
 use router::{Kind, Router};
+
+use crate::touch::TouchFiles;
 
 /// What the request log does (from the options, fixed at start).
 #[derive(Debug, Default)]
@@ -65,7 +68,20 @@ pub struct State {
     access: AccessConfig,
     /// `--log-reopen`: a reload (SIGHUP) also reopens the log files.
     reopen_on_reload: bool,
+    /// `--touch-logreopen` / `--touch-logrotate`, looked at by the master's tick.
+    touch: Mutex<Touch>,
 }
+
+/// The touch files of the log and when they were last looked at.
+#[derive(Debug, Default)]
+struct Touch {
+    reopen: TouchFiles,
+    rotate: TouchFiles,
+    looked: Option<Instant>,
+}
+
+/// Touch files are looked at once a second (a stat each), not every tick.
+const TOUCH_EVERY: Duration = Duration::from_secs(1);
 
 /// Set once by [`start`]; until then (and in commands that never start a
 /// server) lines go to stderr as they are.
@@ -93,6 +109,7 @@ fn unconfigured() -> &'static State {
             ..Default::default()
         },
         reopen_on_reload: false,
+        touch: Mutex::default(),
     })
 }
 
@@ -183,7 +200,42 @@ pub fn request(rec: &access::Record<'_>) {
 /// The master's tick: lines were dropped and the log takes lines again:
 /// say how many, even if nothing else is logged.
 pub fn tick() {
-    state().router.report_drops();
+    let st = state();
+    st.router.report_drops();
+    check_touched(st);
+}
+
+/// `--touch-logreopen` / `--touch-logrotate`: a touched file reopens or
+/// rotates the log files (the master; workers follow on their next line).
+fn check_touched(st: &State) {
+    let Ok(mut t) = st.touch.try_lock() else {
+        return;
+    };
+    if t.reopen.is_empty() && t.rotate.is_empty() {
+        return;
+    }
+    let now = Instant::now();
+    if t.looked
+        .is_some_and(|l| now.duration_since(l) < TOUCH_EVERY)
+    {
+        return;
+    }
+    t.looked = Some(now);
+    if let Some(path) = t.rotate.touched() {
+        let why = format!("{} touched (--touch-logrotate)", path.display());
+        drop(t);
+        let problems = st.router.rotate();
+        for p in &problems {
+            stamped(p);
+        }
+        if problems.is_empty() {
+            stamped(&format!("{why}: log files rotated"));
+        }
+    } else if let Some(path) = t.reopen.touched() {
+        let why = format!("{} touched (--touch-logreopen)", path.display());
+        drop(t);
+        reopen(&why);
+    }
 }
 
 /// Reopen the log files (logrotate renamed them): the master, on SIGUSR1,

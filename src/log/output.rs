@@ -324,6 +324,16 @@ impl Output {
         if f.maxsize == 0 || size <= f.maxsize {
             return None;
         }
+        self.rotate()
+    }
+
+    /// Rename the file to its backup name (`--log-backupname`, else
+    /// `PATH.UNIXTIME`) and start a new one; a line for what failed. A
+    /// worker writing the file follows only when the caller bumps the
+    /// generation (see `Router::rotate`).
+    pub fn rotate(&self) -> Option<String> {
+        let f = self.file.as_ref()?;
+        let size = f.size.load(Ordering::Relaxed);
         let _g = f.reopening.lock().unwrap_or_else(|e| e.into_inner());
         let to = match &f.backup {
             Some(b) => b.clone(),

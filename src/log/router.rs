@@ -160,6 +160,14 @@ impl Router {
         problems
     }
 
+    /// Rotate every log file now (`--touch-logrotate`), then tell the other
+    /// processes as a reopen does; returns a line for each problem.
+    pub fn rotate(&self) -> Vec<String> {
+        let mut problems: Vec<String> = self.outputs.iter().filter_map(|o| o.rotate()).collect();
+        problems.extend(self.reopen());
+        problems
+    }
+
     /// The log files that are due for rotation, rotated.
     fn rotate_due(&self) {
         for o in &self.outputs {

@@ -19,9 +19,10 @@ use super::encode::Encoder;
 use super::output::{How, LogFile, Output};
 use super::relay::Pipes;
 use super::router::{Route, Router};
-use super::{daemon, fds, shared, AccessConfig, State};
+use super::{daemon, fds, shared, AccessConfig, State, Touch};
 use crate::config::{Config, LogDate, LoggerSpec};
 use crate::privileges::Credentials;
+use crate::touch::TouchFiles;
 
 /// What the master decided; returns the warnings for the start-up report.
 pub fn start(cfg: &Config) -> Result<(State, Vec<String>)> {
@@ -181,6 +182,11 @@ pub fn start(cfg: &Config) -> Result<(State, Vec<String>)> {
         date,
         access,
         reopen_on_reload: lo.reopen,
+        touch: std::sync::Mutex::new(Touch {
+            reopen: TouchFiles::new(&lo.touch_reopen),
+            rotate: TouchFiles::new(&lo.touch_rotate),
+            looked: None,
+        }),
     };
     Ok((state, warnings))
 }
