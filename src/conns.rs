@@ -53,6 +53,9 @@ pub struct Conns {
     listeners: Vec<ListenerInfo>,
     /// Cleared once the worker stops listening.
     listening: AtomicBool,
+    /// Per listener: its last accept took a connection, so more may be
+    /// queued in the kernel (cleared when one finds none).
+    maybe_queued: Vec<AtomicBool>,
     /// The worker's open connections, on the scoreboard.
     open: &'static AtomicU64,
     bounds: Bounds,
@@ -77,6 +80,7 @@ impl Conns {
             worker_id,
             poller,
             deadlines: Deadlines::default(),
+            maybe_queued: listeners.iter().map(|_| AtomicBool::new(false)).collect(),
             listeners,
             listening: AtomicBool::new(true),
             open,
@@ -130,31 +134,33 @@ impl Conns {
         let l = &self.listeners[idx];
         // SAFETY: the listener stays open for the worker's life.
         let fd = unsafe { BorrowedFd::borrow_raw(l.fd) };
-        let (socket, addr) =
-            match rustix::net::acceptfrom_with(fd, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC) {
-                // A number the app freed by closing 0-2 is never a client's.
-                Ok((socket, addr)) => (crate::log::fds::off_std(socket), addr),
-                Err(Errno::AGAIN | Errno::CONNABORTED | Errno::INTR) => return None,
-                Err(e @ (Errno::MFILE | Errno::NFILE)) => {
-                    // Out of descriptors: leave the connection in the backlog
-                    // and give in-flight requests time to release some.
-                    crate::log::line(&format!(
-                        "worker {}: accept: {}; shedding load for 100 ms",
-                        self.worker_id,
-                        io::Error::from(e)
-                    ));
-                    std::thread::sleep(Duration::from_millis(100));
-                    return None;
-                }
-                Err(e) => {
-                    crate::log::line(&format!(
-                        "worker {}: accept: {}",
-                        self.worker_id,
-                        io::Error::from(e)
-                    ));
-                    return None;
-                }
-            };
+        let accepted =
+            rustix::net::acceptfrom_with(fd, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC);
+        self.maybe_queued[idx].store(accepted.is_ok(), Ordering::Relaxed);
+        let (socket, addr) = match accepted {
+            // A number the app freed by closing 0-2 is never a client's.
+            Ok((socket, addr)) => (crate::log::fds::off_std(socket), addr),
+            Err(Errno::AGAIN | Errno::CONNABORTED | Errno::INTR) => return None,
+            Err(e @ (Errno::MFILE | Errno::NFILE)) => {
+                // Out of descriptors: leave the connection in the backlog
+                // and give in-flight requests time to release some.
+                crate::log::line(&format!(
+                    "worker {}: accept: {}; shedding load for 100 ms",
+                    self.worker_id,
+                    io::Error::from(e)
+                ));
+                std::thread::sleep(Duration::from_millis(100));
+                return None;
+            }
+            Err(e) => {
+                crate::log::line(&format!(
+                    "worker {}: accept: {}",
+                    self.worker_id,
+                    io::Error::from(e)
+                ));
+                return None;
+            }
+        };
         let (ip, port) = match addr.and_then(|a| SocketAddr::try_from(a).ok()) {
             Some(peer) if !l.is_unix => {
                 let _ = rustix::net::sockopt::set_tcp_nodelay(&socket, true);
@@ -169,6 +175,17 @@ impl Conns {
             _ => (String::new(), String::new()),
         };
         Some(Box::new(Conn::new(socket, self.open, idx, ip, port)))
+    }
+
+    /// A listener of `protocol` whose last accept took a connection (more
+    /// may be waiting in the kernel queue), while the worker listens.
+    pub fn maybe_queued(&self, protocol: Protocol) -> Option<usize> {
+        if !self.listening.load(Ordering::Acquire) {
+            return None;
+        }
+        (0..self.listeners.len()).find(|&i| {
+            self.listeners[i].protocol == protocol && self.maybe_queued[i].load(Ordering::Relaxed)
+        })
     }
 
     /// Watch listener `idx` again after an event (one-shot), unless the
@@ -315,6 +332,35 @@ mod tests {
         assert_eq!(c.open(), 0, "dropping closes and uncounts");
         let mut buf = [0u8; 1];
         assert_eq!(client.read(&mut buf).unwrap(), 0, "the client sees EOF");
+    }
+
+    #[test]
+    fn a_listener_may_have_more_queued_after_an_accept_took_one() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = conns(&l, counter(), Duration::from_secs(5));
+        assert_eq!(c.maybe_queued(Protocol::Http), None, "nothing taken yet");
+        let _a = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let _b = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let first = c.accept(0).expect("a queued connection");
+        assert_eq!(c.maybe_queued(Protocol::Http), Some(0));
+        assert_eq!(
+            c.maybe_queued(Protocol::Uwsgi),
+            None,
+            "only of that protocol"
+        );
+        let second = c.accept(0).expect("the second one");
+        assert_eq!(
+            c.maybe_queued(Protocol::Http),
+            Some(0),
+            "not known empty yet"
+        );
+        assert!(c.accept(0).is_none());
+        assert_eq!(c.maybe_queued(Protocol::Http), None, "found empty");
+        let _c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let third = c.accept(0).expect("a third");
+        c.stop_listening(false);
+        assert_eq!(c.maybe_queued(Protocol::Http), None, "not listening");
+        drop((first, second, third));
     }
 
     #[test]

@@ -311,6 +311,16 @@ impl Scoreboard {
         })
     }
 
+    /// Whether another accepting worker holds fewer connections than `me`,
+    /// busy or not: `me` leaves a queued connection to it.
+    pub fn has_fewer_conns_elsewhere(&self, me: usize) -> bool {
+        let mine = self.worker(me).open_conns.load(Ordering::Relaxed);
+        (1..=self.workers).filter(|&id| id != me).any(|id| {
+            let w = self.worker(id);
+            w.accepting.load(Ordering::Relaxed) == 1 && w.open_conns.load(Ordering::Relaxed) < mine
+        })
+    }
+
     /// Reset a worker's slots before a new process takes them over.
     pub fn reset_worker(&self, id: usize) {
         let w = self.worker(id);

@@ -80,3 +80,56 @@ def test_one_thread_serves_everything(serve, port):
     assert status == 200 and body == b"uWSGIWorker1Core0"
     assert time.monotonic() - t > 0.5, "with one core the quick request waits"
     assert slow.join(5)[0] == 200
+
+
+def test_new_connections_are_not_kept_waiting_by_busy_keep_alive_ones(serve, port):
+    """Eight keep-alive clients keep both cores busy (20 ms requests, one
+    after the other on each connection); then eight clients connect at once.
+    A core that finishes a request takes a queued connection before it
+    polls again, so the newcomers wait about one request each. Taken only
+    through the poller (one accept per turn of the listener, behind every
+    ready keep-alive connection), the last of them waited ~0.9 s."""
+    import http.client
+    import threading
+
+    start(serve, port, threads=2)
+    stop = threading.Event()
+    errors = []
+
+    def keep_busy():
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            while not stop.is_set():
+                c.request("GET", "/sleep?s=0.02")
+                r = c.getresponse()
+                r.read()
+                assert r.status == 200
+            c.close()
+        except Exception as e:  # noqa: BLE001 - reported by the main thread
+            errors.append(e)
+
+    busy = [threading.Thread(target=keep_busy) for _ in range(8)]
+    for t in busy:
+        t.start()
+    try:
+        time.sleep(0.5)
+        firsts = []
+
+        def newcomer():
+            t0 = time.monotonic()
+            status, _, _ = http_get(port, "/sleep?s=0.02", timeout=10)
+            firsts.append((status, time.monotonic() - t0))
+
+        new = [threading.Thread(target=newcomer) for _ in range(8)]
+        for t in new:
+            t.start()
+        for t in new:
+            t.join(15)
+    finally:
+        stop.set()
+        for t in busy:
+            t.join(15)
+    assert not errors, errors
+    assert [s for s, _ in firsts] == [200] * 8, firsts
+    slowest = max(d for _, d in firsts)
+    assert slowest < 0.45, sorted(round(d, 3) for _, d in firsts)

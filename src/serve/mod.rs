@@ -257,6 +257,10 @@ fn next_parsed<'a>(
         } else if ok {
             shared.conns.close_after_response(conn, served.unread);
         }
+        if let Some(found) = accept_queued(shared) {
+            shared.leader.working(core);
+            return Some(found);
+        }
     }
     loop {
         if shared.stop.requested() {
@@ -360,6 +364,30 @@ fn accept(shared: &Shared, idx: usize) -> Option<Taken<'_>> {
     }
     shared.conns.rearm_listener(idx);
     found
+}
+
+/// A core just free takes a new HTTP connection the kernel may have
+/// queued, before it polls. Through the poller, a listener's turn comes
+/// after every keep-alive connection that was ready before it, and each
+/// turn takes one connection (a busy worker has no other idle core): 32
+/// clients connecting at once to a worker busy with Django waited up to
+/// ~0.5 s for their first response (bench/README.md). uwsgi listeners get
+/// a connection per request and nothing ahead of them: unchanged. The
+/// connection is left to a worker holding fewer (it takes it when one of
+/// its cores is free, or through its poller).
+fn accept_queued(shared: &Shared) -> Option<Taken<'_>> {
+    if shared.stop.requested() {
+        return None;
+    }
+    let idx = shared.conns.maybe_queued(Protocol::Http)?;
+    if shared
+        .scoreboard
+        .has_fewer_conns_elsewhere(shared.cfg.worker_id)
+    {
+        return None;
+    }
+    let conn = shared.conns.accept(idx)?;
+    read_head(shared, conn)
 }
 
 /// Read what the connection has for us and parse it; a connection that
