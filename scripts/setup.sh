@@ -4,7 +4,8 @@
 #   - nginx, curl, wrk, tmux, chromium (the dashboard's browser test) and
 #     python3.X-venv from Debian;
 #   - .venv: a virtualenv of python3 with the test and example dependencies
-#     (pytest, requests, Flask, Django, uwsgitop, prometheus_client), and
+#     (pytest, pytest-xdist, requests, Flask, Django, uwsgitop,
+#     prometheus_client), and
 #     what builds the wheel (maturin, ziglang, auditwheel);
 #   - uwsgi-rs itself, built from this checkout and installed into .venv
 #     (scripts/develop.sh), so .venv/bin/uwsgi-rs is the server.
@@ -33,6 +34,6 @@ if [ ! -x "$ROOT/.venv/bin/python" ]; then
   "$PY" -m venv "$ROOT/.venv"
 fi
 "$ROOT/.venv/bin/python" -m pip install -q --disable-pip-version-check \
-  "pytest>=7" "requests>=2.28" "flask>=2.2" "django>=4.2" uwsgitop prometheus_client \
+  "pytest>=7" "pytest-xdist>=3.5" "requests>=2.28" "flask>=2.2" "django>=4.2" uwsgitop prometheus_client \
   "maturin>=1.9.4,<2" "ziglang>=0.13" auditwheel
 bash "$ROOT/scripts/develop.sh"

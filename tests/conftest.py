@@ -7,9 +7,11 @@ conftest). Tests that build the project are marked `slow`:
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,6 +23,15 @@ from helpers import (  # noqa: F401 - re-exported for the test modules
 ROOT = Path(__file__).resolve().parent.parent
 # the console script scripts/develop.sh installs (tests/run.sh runs it first)
 BIN = os.environ.get("UWSGI_RS_BIN", str(ROOT / ".venv" / "bin" / "uwsgi-rs"))
+# The tests' `python3` (and pip, venv) is the server's interpreter, also when
+# pytest is started as `.venv/bin/python -m pytest` without tests/run.sh's PATH.
+if (Path(BIN).parent / "python3").exists() and \
+        os.environ.get("PATH", "").split(os.pathsep)[0] != str(Path(BIN).parent):
+    os.environ["PATH"] = str(Path(BIN).parent) + os.pathsep + os.environ.get("PATH", "")
+# pytest-xdist's workers inherit COLUMNS=80 and LINES=24, which curses
+# programs run in a tmux pane (uwsgitop, --top) would take over the pane's size.
+for _var in ("COLUMNS", "LINES"):
+    os.environ.pop(_var, None)
 
 
 WHEELS = ROOT / "target" / "wheels"
@@ -111,14 +122,37 @@ class Server:
 SLOW_MODULES = {"test_pythons.py", "test_packaging.py"}
 
 
+# Under pytest-xdist (tests/run.sh: -n 4 --dist loadgroup) the tests that
+# assert latencies or CPU time, and those that load both cores (wrk, hundreds
+# of clients, a profiler's load, a browser), run one after another in one
+# worker: one of them never shares the machine with another, only with the
+# light tests (requests and waits) the other workers run. These modules
+# entirely, and the slow ones (a build takes both cores for minutes);
+# single tests elsewhere say @pytest.mark.serial.
+SERIAL_MODULES = {"test_cores.py", "test_control_pressure.py", "test_harakiri.py",
+                  "test_observability.py", "test_profiler.py", "test_tracebacker.py",
+                  "test_lifecycle.py", "test_dashboard.py"}
+# Modules whose tests share a module-scoped server: kept in one worker, so
+# it starts once.
+MODULE_SERVER_MODULES = {"test_http.py", "test_hostile.py", "test_apps.py"}
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: builds the project; minutes (-m 'not slow' skips)")
+    config.addinivalue_line("markers", "serial: timing-sensitive or loads the machine; under "
+                            "xdist runs in the one worker that runs no other such test")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the groups
 def pytest_collection_modifyitems(items):
     for item in items:
-        if item.path.name in SLOW_MODULES:
+        name = item.path.name
+        if name in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
+        if name in SERIAL_MODULES or name in SLOW_MODULES or item.get_closest_marker("serial"):
+            item.add_marker(pytest.mark.xdist_group("serial"))
+        elif name in MODULE_SERVER_MODULES:
+            item.add_marker(pytest.mark.xdist_group(name))
 
 
 @contextlib.contextmanager
@@ -153,6 +187,30 @@ def serve(tmp_path):
 @pytest.fixture
 def port():
     return free_port()
+
+
+@pytest.fixture(scope="session")
+def nobody_venv_bin():
+    """uwsgi-rs installed into a venv of Debian's python3.X (this X.Y), in a
+    directory user nobody can read all of, while this interpreter (and
+    .venv's, based on it) may live under /root, which nobody cannot enter.
+    Built once per session (per xdist worker): installing the wheel takes
+    seconds, and the tests that run as nobody only run it."""
+    deb = "/usr/bin/python%d.%d" % sys.version_info[:2]
+    assert os.access(deb, os.X_OK), f"{deb} is missing (Debian's python3 provides it)"
+    d = tempfile.mkdtemp(prefix="uwsgi-rs-nobody-venv-")
+    try:
+        os.chmod(d, 0o755)
+        yield venv_with_uwsgi_rs(os.path.join(d, "venv"), deb)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def nobody_bin(nobody_venv_bin, monkeypatch):
+    """The servers this test starts run nobody_venv_bin's uwsgi-rs."""
+    monkeypatch.setattr(sys.modules[__name__], "BIN", str(nobody_venv_bin))
+    return nobody_venv_bin
 
 
 

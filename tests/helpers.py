@@ -4,6 +4,7 @@ and processes. Fixtures and the Server class are in conftest.py, which
 also re-exports the helpers it has always offered."""
 
 import os
+import random
 import re
 import shutil
 import signal
@@ -17,10 +18,59 @@ APPS = Path(__file__).resolve().parent / "apps"
 
 # ---------------------------------------------------------------- clients
 
-def free_port():
+# Ports for the servers tests start come from below the kernel's ephemeral
+# range (where bind(0) and every client connection take theirs, so a client
+# of a test running alongside cannot take a port between free_port() and
+# the server's bind) and, under pytest-xdist, from a block of their own per
+# worker: two workers never hand out the same port. A random start within
+# the block keeps two test sessions on one machine apart too.
+_PORTS_LOW, _PORTS_HIGH = 20000, 32000
+_PORTS_BLOCK = 1500  # 8 workers' blocks
+
+
+def _worker_index():
+    """pytest-xdist's worker number (PYTEST_XDIST_WORKER=gwN), else 0."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(name[2:]) if name[2:].isdigit() else 0
+
+
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_block = _worker_index() % ((_PORTS_HIGH - _PORTS_LOW) // _PORTS_BLOCK)
+_next_port = [_PORTS_LOW + _block * _PORTS_BLOCK + random.randrange(_PORTS_BLOCK)]
+
+
+def _bindable(port):
+    """Nothing is bound to 127.0.0.1:port, nor any connection of a server
+    that used it lingers (no SO_REUSEADDR: TIME_WAIT counts as in use)."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 nothing uses now, for a server to bind."""
+    low = _PORTS_LOW + _block * _PORTS_BLOCK
+    if low + _PORTS_BLOCK > _ephemeral_low():
+        # an unusual ip_local_port_range: take the kernel's pick
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    for _ in range(_PORTS_BLOCK):
+        port = _next_port[0]
+        _next_port[0] = low + (port + 1 - low) % _PORTS_BLOCK
+        if _bindable(port):
+            return port
+    raise AssertionError(f"no free port in {low}..{low + _PORTS_BLOCK - 1}")
 
 
 def http_get(port, path="/", host="127.0.0.1", timeout=10, headers=None):

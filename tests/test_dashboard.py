@@ -13,7 +13,7 @@ import subprocess
 import time
 
 from conftest import Bg
-from helpers import copy_app, free_port, lineno_of, read_socket, wait_for
+from helpers import copy_app, free_port, lineno_of, quick_stop, read_socket, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -45,9 +45,9 @@ def http(addr, path, accept=None, timeout=10):
 def test_dashboard_in_a_real_browser(serve, port, tmp_path):
     app = copy_app("slow.py", tmp_path, os.path.join(ROOT, "examples"))
     sport = free_port()
-    serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(app), "--master",
-           "--processes", "2", "--threads", "2", "--stats", f"127.0.0.1:{sport}",
-           "--stats-http", "--stats-dashboard", "--py-tracebacker-slow", "1"], workers=2)
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(app), "--master",
+                 "--processes", "2", "--threads", "2", "--stats", f"127.0.0.1:{sport}",
+                 "--stats-http", "--stats-dashboard", "--py-tracebacker-slow", "1"], workers=2)
     addr = ("127.0.0.1", sport)
     Bg(port, "/report?id=42&x=<b>", timeout=120)
     # Someone has been looking (the page polls this); the first traceback
@@ -76,6 +76,8 @@ def test_dashboard_in_a_real_browser(serve, port, tmp_path):
     assert status == 200 and b"<svg" in svg
     wait_for(lambda: b"dormi" in http(addr, "/dashboard/flamegraph.svg?seconds=30")[1], 10,
              "the profile in the flame graph")
+    # The request sleeps 60 s: SIGTERM would wait out the stop's 15 s.
+    quick_stop(srv)
 
 
 def test_json_for_everyone_else_and_no_dashboard_on_tcp_without_opt_in(serve, port, tmp_path):

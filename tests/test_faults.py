@@ -13,7 +13,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -333,6 +332,7 @@ def parse_wrk(out):
     return reqs, errors, int(non2xx.group(1)) if non2xx else 0
 
 
+@pytest.mark.serial  # loads the machine, or asserts a latency
 def test_sighup_three_times_during_wrk_no_failed_requests(serve, port):
     """wrk for 8 s with 32 keep-alive connections; three rolling reloads
     (SIGHUP) in the middle: no socket error, no non-2xx response."""
@@ -425,6 +425,7 @@ def test_sigterm_waits_no_longer_than_reload_mercy(serve, port):
 
 # ---------------------------------------------------------------- resource pressure
 
+@pytest.mark.serial  # loads the machine, or asserts a latency
 def test_emfile_logs_sheds_load_and_recovers(serve, port):
     """The worker runs out of file descriptors: it logs, does not spin, keeps
     serving the connections it has, and accepts again once clients go."""
@@ -464,6 +465,7 @@ def test_emfile_logs_sheds_load_and_recovers(serve, port):
     assert srv.worker_pids()[1] == wpid and "DAMN" not in srv.log
 
 
+@pytest.mark.serial  # loads the machine, or asserts a latency
 def test_full_listen_backlog_logs_and_recovers(serve, port):
     """--listen 4, the only core busy for 2.5 s, 40 clients arrive: the
     master logs that the listen queue is full, and once the core is free
@@ -488,18 +490,6 @@ def test_full_listen_backlog_logs_and_recovers(serve, port):
 
 
 # ---------------------------------------------------------------- privileges
-
-@pytest.fixture
-def nobody_bin(nobody_dir, monkeypatch):
-    """uwsgi-rs installed into a venv of Debian's python3.X (this X.Y), in
-    nobody_dir: user nobody can read all of it, while this interpreter (and
-    .venv's, based on it) may live under /root, which nobody cannot enter."""
-    deb = "/usr/bin/python%d.%d" % sys.version_info[:2]
-    assert os.access(deb, os.X_OK), f"{deb} is missing (Debian's python3 provides it)"
-    binary = conftest.venv_with_uwsgi_rs(os.path.join(nobody_dir, "venv"), deb)
-    monkeypatch.setattr(conftest, "BIN", str(binary))
-    return binary
-
 
 def _privileged_port():
     for p in range(700, 1000):

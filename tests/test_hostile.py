@@ -542,6 +542,7 @@ def timed_get(port, path="/say/fresh", timeout=30):
     return status, body, time.monotonic() - t0
 
 
+@pytest.mark.serial  # loads the machine, or asserts a latency
 def test_slowloris_500_clients_do_not_stop_a_normal_client(slow_srv):
     """500 clients each trickle a request head at one byte a second, and 500
     more connected and said nothing; normal clients are served at once the
@@ -627,6 +628,7 @@ def test_client_that_never_reads_holds_a_thread_no_longer_than_socket_timeout(sl
     assert "DAMN" not in srv.log
 
 
+@pytest.mark.serial  # loads the machine, or asserts a latency
 def test_500_clients_that_never_read_do_not_stop_a_normal_client(slow_srv):
     """500 clients ask for 64 KiB and never read it (the kernel buffers take
     it: no core is held), and 4 more ask for 8 MB and never read (more than

@@ -433,6 +433,7 @@ def test_unix_socket_listener_with_curl(serve, tmp_path):
 
 # ---------------------------------------------------------------- idle connections
 
+@pytest.mark.serial  # loads the machine, or asserts a latency
 def test_1000_idle_keepalive_connections_do_not_block_new_clients(serve, port):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = 4096

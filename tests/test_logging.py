@@ -21,7 +21,6 @@ import pytest
 
 from conftest import BIN, free_port, http_get
 from helpers import APPS, wait_for, wait_port
-from test_faults import nobody_bin  # noqa: F401  (a fixture: uwsgi-rs user nobody can run)
 
 APP = str(APPS / "logapp.py")
 

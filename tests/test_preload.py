@@ -204,6 +204,7 @@ def django_site(tmp_path):
     return proj
 
 
+@pytest.mark.serial  # loads the machine, or asserts a latency
 def test_django_memory_preload_vs_lazy(serve, django_site):
     """4 workers of a Django project: preloading shares the imported code
     between them, so their proportional set size (PSS: shared pages split

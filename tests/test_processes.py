@@ -169,6 +169,7 @@ class Load:
             c.close()
 
 
+@pytest.mark.serial  # loads the machine, or asserts a latency
 def test_sighup_rolling_reload_under_load_loses_no_request(serve, port):
     srv = start(serve, port, workers=2, threads=4)
     first_pids = set(srv.worker_pids().values())

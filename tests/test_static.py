@@ -212,6 +212,7 @@ def make_big(site, mb=50):
     return big
 
 
+@pytest.mark.serial  # loads the machine, or asserts a latency
 def test_big_file_is_offloaded(serve, site):
     """A 50 MB file to a client that reads slowly does not hold the only
     request thread: quick requests on the same worker are served at once,
@@ -252,6 +253,7 @@ def test_big_file_is_offloaded(serve, site):
     assert f"GET /static/big.bin => generated {big.stat().st_size} bytes" in srv.log
 
 
+@pytest.mark.serial  # loads the machine, or asserts a latency
 def test_many_big_transfers_and_quick_requests(serve, site):
     """Four concurrent 50 MB downloads (curl) while the app serves quick
     requests on a single-threaded worker: all complete, byte-exact."""
