@@ -137,6 +137,12 @@ SERIAL_MODULES = {"test_cores.py", "test_control_pressure.py", "test_harakiri.py
 MODULE_SERVER_MODULES = {"test_http.py", "test_hostile.py", "test_apps.py"}
 
 
+def pytest_addoption(parser):
+    parser.addoption("--serial-tests", choices=("with", "skip", "only"), default="with",
+                     help="with (default), skip or only the serial tests (tests/run.sh runs "
+                          "the others in parallel, then these alone)")
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: builds the project; minutes (-m 'not slow' skips)")
     config.addinivalue_line("markers", "serial: timing-sensitive or loads the machine; under "
@@ -144,15 +150,22 @@ def pytest_configure(config):
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the groups
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
+    which = config.getoption("--serial-tests")
+    kept, dropped = [], []
     for item in items:
         name = item.path.name
         if name in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
-        if name in SERIAL_MODULES or name in SLOW_MODULES or item.get_closest_marker("serial"):
+        serial = name in SERIAL_MODULES or name in SLOW_MODULES or item.get_closest_marker("serial")
+        if serial:
             item.add_marker(pytest.mark.xdist_group("serial"))
         elif name in MODULE_SERVER_MODULES:
             item.add_marker(pytest.mark.xdist_group(name))
+        (dropped if which == {True: "skip", False: "only"}[bool(serial)] else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @contextlib.contextmanager

@@ -12,16 +12,24 @@ if [ ! -x .venv/bin/python ]; then
 fi
 cargo test --release
 bash scripts/develop.sh >/dev/null
-# The end-to-end tests run in 4 pytest-xdist workers (most of a test is
-# waiting on the server; TEST_WORKERS=1 runs them one by one); the tests
-# that assert latencies or load the machine run one after another in one
-# of them (the xdist_group "serial", see tests/conftest.py). The 20 slowest
-# tests are listed at the end. While developing, the fast set skips the
-# tests that build the project: add -m "not slow".
+# The end-to-end tests run in two rounds. First the tests that mostly wait
+# on the server, in 4 pytest-xdist workers (they leave the cores idle most
+# of the time); then, alone and one after another as before, the tests that
+# assert latencies or load the machine ("serial" in tests/conftest.py), and
+# those that build the project. TEST_WORKERS=1 runs the first round one by
+# one too. The 20 slowest tests of each round are listed at its end. While
+# developing, the fast set skips the tests that build the project: add
+# -m "not slow" (or see the README for the one-round fast set).
+export PATH="$PWD/.venv/bin:$PATH"
 workers="${TEST_WORKERS:-4}"
 parallel=()
 if [ "$workers" != 1 ]; then
   parallel=(-n "$workers" --dist loadgroup)
 fi
-PATH="$PWD/.venv/bin:$PATH" python3 -m pytest -q -p no:cacheprovider --durations=20 \
-  "${parallel[@]}" tests/ "$@"
+status=0
+# (exit status 5: the arguments left no test in that round)
+python3 -m pytest -q -p no:cacheprovider --durations=20 --serial-tests=skip \
+  "${parallel[@]}" tests/ "$@" || { rc=$?; [ "$rc" = 5 ] || status=$rc; }
+python3 -m pytest -q -p no:cacheprovider --durations=20 --serial-tests=only \
+  tests/ "$@" || { rc=$?; [ "$rc" = 5 ] || status=$rc; }
+exit "$status"
