@@ -24,7 +24,11 @@ export PATH="$PWD/.venv/bin:$PATH"
 workers="${TEST_WORKERS:-4}"
 parallel=()
 if [ "$workers" != 1 ]; then
-  parallel=(-n "$workers" --dist loadgroup)
+  if python3 -c "import xdist" 2>/dev/null; then
+    parallel=(-n "$workers" --dist loadgroup)
+  else
+    echo "tests/run.sh: no pytest-xdist in .venv (scripts/setup.sh installs it): one by one" >&2
+  fi
 fi
 status=0
 # (exit status 5: the arguments left no test in that round)
