@@ -122,9 +122,20 @@ impl Conns {
         self.deadlines.sweep(now, every);
     }
 
-    /// Wake every core waiting in [`Conns::wait`].
+    /// Wake the core waiting in [`Conns::wait`].
     pub fn wake_all(&self) {
         self.poller.wake_all();
+    }
+
+    /// Have [`Conns::wait`] report the worker's control channel
+    /// ([`Event::Control`]).
+    pub fn watch_control(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        self.poller.add_control(fd)
+    }
+
+    /// Report the control channel again (after reading it).
+    pub fn rearm_control(&self, fd: BorrowedFd<'_>) {
+        let _ = self.poller.rearm_control(fd);
     }
 
     /// Accept one connection from listener `idx` (non-blocking), counted
@@ -242,12 +253,12 @@ impl Conns {
         self.park_until(conn, until.min(Instant::now() + self.bounds.socket_timeout));
     }
 
-    /// Stop listening (the other workers take new connections). With
-    /// `take_queued` (the server stops: nobody else will accept), also take
-    /// the connections the kernel already queued on the shared listeners,
-    /// so they are served (with `Connection: close`) rather than reset when
-    /// the master exits; a retiring worker leaves them to the other workers
-    /// and its replacement. Only the first call does anything.
+    /// Stop listening: the other workers take new connections. With
+    /// `take_queued` (the server is shutting down, nobody else will accept),
+    /// also take the connections the kernel already queued on the shared
+    /// listeners, so they are served (with `Connection: close`) rather than
+    /// reset when the master exits; a worker that retires leaves them to
+    /// the others and its replacement. Only the first call does anything.
     pub fn stop_listening(&self, take_queued: bool) {
         if !self.listening.swap(false, Ordering::AcqRel) {
             return;
@@ -256,6 +267,14 @@ impl Conns {
             self.poller.remove_listener(l.fd);
         }
         if take_queued {
+            self.drain_backlog();
+        }
+    }
+
+    /// Take what is queued now (a retiring worker told, while stopping,
+    /// that the server shuts down). Listening must have stopped.
+    pub fn take_queued(&self) {
+        if !self.listening.load(Ordering::Acquire) {
             self.drain_backlog();
         }
     }
@@ -398,10 +417,14 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let open = counter();
         let c = conns(&l, open, Duration::from_secs(5));
-        let _client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let _clients: Vec<TcpStream> = (0..2)
+            .map(|_| TcpStream::connect(l.local_addr().unwrap()).unwrap())
+            .collect();
         c.stop_listening(false);
         assert_eq!(c.open(), 0, "nothing taken from the shared queue");
         assert!(l.accept().is_ok(), "still queued for another worker");
+        c.take_queued();
+        assert_eq!(c.open(), 1, "told the server stops: takes the rest");
     }
 
     #[test]

@@ -22,20 +22,33 @@ pub fn overdue_core(cores: &[CoreSnapshot], now_ms: u64) -> Option<usize> {
 }
 
 /// The log lines after the dump: the status of every busy core.
+#[cfg(test)]
 pub fn status_lines(
     worker: usize,
     cores: &[CoreSnapshot],
     now_ms: u64,
     verbose: bool,
 ) -> Vec<String> {
-    let mut lines = vec![format!("HARAKIRI !!! worker {worker} status !!!")];
+    status_lines_as("HARAKIRI", worker, cores, now_ms, verbose)
+}
+
+/// The status of every busy core, each line starting with `label`
+/// (`HARAKIRI`, or `MERCY` when a stopping worker is killed).
+pub fn status_lines_as(
+    label: &str,
+    worker: usize,
+    cores: &[CoreSnapshot],
+    now_ms: u64,
+    verbose: bool,
+) -> Vec<String> {
+    let mut lines = vec![format!("{label} !!! worker {worker} status !!!")];
     let esc = |s: &str| crate::log::escape(s.as_bytes());
     for c in cores {
         let r = match &c.state {
             CoreState::Idle => continue,
             CoreState::Busy(r) => r,
             CoreState::BusyUnread => {
-                lines.push(format!("HARAKIRI [core {}] - (switching requests)", c.core));
+                lines.push(format!("{label} [core {}] - (switching requests)", c.core));
                 continue;
             }
         };
@@ -45,7 +58,7 @@ pub fn status_lines(
             esc(&r.remote)
         };
         lines.push(format!(
-            "HARAKIRI [core {}] {} - {} {} since {}",
+            "{label} [core {}] {} - {} {} since {}",
             c.core,
             remote,
             esc(&r.method),
@@ -54,16 +67,16 @@ pub fn status_lines(
         ));
         if verbose {
             for h in &r.headers {
-                lines.push(format!("HARAKIRI [core {}]   {}", c.core, esc(h)));
+                lines.push(format!("{label} [core {}]   {}", c.core, esc(h)));
             }
             lines.push(format!(
-                "HARAKIRI [core {}]   running for {:.1} s",
+                "{label} [core {}]   running for {:.1} s",
                 c.core,
                 r.running_ms(now_ms) as f64 / 1000.0
             ));
         }
     }
-    lines.push(format!("HARAKIRI !!! end of worker {worker} status !!!"));
+    lines.push(format!("{label} !!! end of worker {worker} status !!!"));
     lines
 }
 

@@ -26,6 +26,9 @@
 //! to [`run`]. The master forks every other process from that interpreter.
 
 mod actions;
+mod autoreload;
+mod channel;
+mod cheaper;
 mod config;
 mod conn;
 mod conns;

@@ -25,7 +25,9 @@
 //! Protocol, over a SOCK_SEQPACKET socketpair (one message per send):
 //! - loader -> master: `R` once the app is imported (if it cannot be, the
 //!   loader exits with [`crate::worker::EXIT_LOAD_FAILED`] instead);
-//! - master -> loader: a worker id (u32, native endian);
+//! - master -> loader: a [`Spawn`] (worker id, scoreboard entry, takeover
+//!   flag: three u32, native endian) with the worker's end of its control
+//!   channel attached (SCM_RIGHTS, see `channel`);
 //! - loader -> master: that worker's pid (i32), or `-errno`.
 //!
 //! The loader leaves when its socket closes (the master retired it or died).
@@ -36,8 +38,40 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
+use crate::channel::WorkerEnd;
 use crate::python::Forked;
 use crate::worker::{self, Preloaded, WorkerArgs};
+
+/// What the master asks a loader (or itself, with --lazy-apps) to start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spawn {
+    /// Worker id, from 1.
+    pub id: usize,
+    /// The scoreboard slot the new process writes.
+    pub entry: usize,
+    /// An older process of this worker id may still hold the tracebacker
+    /// path: the new one takes it over.
+    pub takeover: bool,
+}
+
+impl Spawn {
+    fn encode(self) -> [u8; 12] {
+        let mut b = [0u8; 12];
+        b[..4].copy_from_slice(&(self.id as u32).to_ne_bytes());
+        b[4..8].copy_from_slice(&(self.entry as u32).to_ne_bytes());
+        b[8..].copy_from_slice(&(self.takeover as u32).to_ne_bytes());
+        b
+    }
+
+    fn decode(b: &[u8; 12]) -> Spawn {
+        let word = |i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        Spawn {
+            id: word(0) as usize,
+            entry: word(4) as usize,
+            takeover: word(8) != 0,
+        }
+    }
+}
 
 /// How long the master waits for the loader to fork one worker.
 const SPAWN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -63,7 +97,7 @@ impl Loader {
         child_setup: impl FnOnce(),
         credentials: crate::privileges::Credentials,
         cfg: &crate::config::Config,
-        make_args: impl Fn(usize) -> WorkerArgs<'a>,
+        make_args: impl Fn(Spawn) -> WorkerArgs<'a>,
     ) -> io::Result<Loader> {
         let (mine, theirs) = seqpacket_pair()?;
         match crate::python::fork()? {
@@ -114,13 +148,11 @@ impl Loader {
         self.ready
     }
 
-    /// Have the loader fork worker `id`; returns its pid.
-    pub fn spawn_worker(&self, id: usize) -> io::Result<i32> {
-        let msg = (id as u32).to_ne_bytes();
-        // SAFETY: send of a live 4-byte buffer on our socket.
-        if unsafe { libc::send(self.fd(), msg.as_ptr().cast(), 4, libc::MSG_NOSIGNAL) } != 4 {
-            return Err(io::Error::last_os_error());
-        }
+    /// Have the loader fork a worker with its end of its control channel;
+    /// returns its pid.
+    pub fn spawn_worker(&self, spawn: Spawn, channel: &WorkerEnd) -> io::Result<i32> {
+        use std::os::fd::AsFd;
+        crate::channel::send_with_end(self.sock.as_fd(), &spawn.encode(), channel)?;
         let mut reply = [0u8; 4];
         recv_exact(self.fd(), &mut reply, Some(SPAWN_TIMEOUT))?;
         let pid = i32::from_ne_bytes(reply);
@@ -137,7 +169,7 @@ fn loader_main<'a>(
     master_pid: i32,
     credentials: crate::privileges::Credentials,
     cfg: &crate::config::Config,
-    make_args: impl Fn(usize) -> WorkerArgs<'a>,
+    make_args: impl Fn(Spawn) -> WorkerArgs<'a>,
 ) -> i32 {
     // The master decides what Ctrl-C means.
     // SAFETY: setting a signal disposition.
@@ -174,11 +206,12 @@ fn loader_main<'a>(
         return 0; // the master is gone
     }
     loop {
-        let mut msg = [0u8; 4];
-        if recv_exact(sock.as_raw_fd(), &mut msg, None).is_err() {
-            return 0; // EOF: retired
-        }
-        let id = u32::from_ne_bytes(msg) as usize;
+        use std::os::fd::AsFd;
+        let mut msg = [0u8; 12];
+        let (spawn, channel) = match crate::channel::recv_with_end(sock.as_fd(), &mut msg) {
+            Ok((12, channel)) => (Spawn::decode(&msg), channel),
+            _ => return 0, // EOF: retired
+        };
         let reply = match crate::python::fork_orphan() {
             Ok(Forked::Child) => {
                 drop(sock);
@@ -187,11 +220,13 @@ fn loader_main<'a>(
                     // a worker takes the app, and it never comes back here).
                     unsafe { libc::_exit(1) }
                 };
-                become_worker(id, master_pid, app, &make_args);
+                become_worker(spawn, channel, master_pid, app, &make_args);
             }
             Ok(Forked::Parent(pid)) => pid,
             Err(e) => -e.raw_os_error().unwrap_or(libc::EIO),
         };
+        // The worker has its copy; the loader keeps none.
+        drop(channel);
         let out = reply.to_ne_bytes();
         // SAFETY: send of a live 4-byte buffer on our socket.
         if unsafe { libc::send(sock.as_raw_fd(), out.as_ptr().cast(), 4, libc::MSG_NOSIGNAL) } != 4
@@ -204,11 +239,13 @@ fn loader_main<'a>(
 /// In the new worker: wait to be re-parented to the master (the
 /// intermediate process exits right after forking us), then serve.
 fn become_worker<'a>(
-    id: usize,
+    spawn: Spawn,
+    channel: Option<WorkerEnd>,
     master_pid: i32,
     app: Preloaded,
-    make_args: &impl Fn(usize) -> WorkerArgs<'a>,
+    make_args: &impl Fn(Spawn) -> WorkerArgs<'a>,
 ) -> ! {
+    let id = spawn.id;
     let t0 = Instant::now();
     // SAFETY: getppid has no preconditions.
     while unsafe { libc::getppid() } != master_pid {
@@ -221,10 +258,11 @@ fn become_worker<'a>(
         }
         std::thread::sleep(Duration::from_micros(100));
     }
-    let mut args = make_args(id);
+    let mut args = make_args(spawn);
     // The loader already dropped privileges; a second drop would fail.
     args.credentials = Default::default();
     args.preloaded = Some(app);
+    args.channel = channel;
     let code = worker::run(args);
     // SAFETY: as for every worker, no destructors of the master's state.
     unsafe { libc::_exit(code) }
@@ -283,5 +321,20 @@ fn recv_exact(fd: RawFd, buf: &mut [u8], timeout: Option<Duration>) -> io::Resul
             return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
         }
         return Ok(());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spawn_request_round_trips() {
+        let s = Spawn {
+            id: 7,
+            entry: 19,
+            takeover: true,
+        };
+        assert_eq!(Spawn::decode(&s.encode()), s);
     }
 }

@@ -8,7 +8,8 @@
 //! the worker's leading core waits here (see `leader`), but any number may.
 //! A wake-up (stopping, a recycle) is an eventfd that the core woken by it
 //! drains, so a core that waits again sleeps (the state it must look at is
-//! kept in `Stop`). No parsing and no Python here.
+//! kept elsewhere, in `Stop`). The worker's control channel (`channel`) is
+//! watched here too. No parsing and no Python here.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -20,10 +21,11 @@ use rustix::io::Errno;
 use crate::conn::Conn;
 
 const WAKE_TOKEN: u64 = 1;
-/// Listener tokens are odd (`idx << 1 | 1`, idx from 1); connection tokens
+const CONTROL_TOKEN: u64 = 3;
+/// Listener tokens are odd (`idx << 1 | 1`, idx from 2); connection tokens
 /// are `Box<Conn>` pointers, which are 8-aligned and so even.
 fn listener_token(idx: usize) -> u64 {
-    (((idx + 1) as u64) << 1) | 1
+    (((idx + 2) as u64) << 1) | 1
 }
 
 pub enum Event {
@@ -31,7 +33,9 @@ pub enum Event {
     Listener(usize),
     /// A connection has bytes (or hung up); the caller owns it now.
     Conn(Box<Conn>),
-    /// The worker is stopping (or a timeout passed): check the state.
+    /// The control channel has a message (or closed); it must be re-armed.
+    Control,
+    /// Woken (or a timeout passed): check the state.
     Wake,
 }
 
@@ -70,6 +74,18 @@ impl Poller {
         // SAFETY: as in add_listener.
         let fd = unsafe { BorrowedFd::borrow_raw(fd) };
         let data = epoll::EventData::new_u64(listener_token(idx));
+        Ok(epoll::modify(&self.epoll, fd, data, LISTENER_EVENTS)?)
+    }
+
+    /// Watch the worker's control channel (one-shot, like a listener).
+    pub fn add_control(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        let data = epoll::EventData::new_u64(CONTROL_TOKEN);
+        Ok(epoll::add(&self.epoll, fd, data, LISTENER_EVENTS)?)
+    }
+
+    /// Watch the control channel again after an event.
+    pub fn rearm_control(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        let data = epoll::EventData::new_u64(CONTROL_TOKEN);
         Ok(epoll::modify(&self.epoll, fd, data, LISTENER_EVENTS)?)
     }
 
@@ -123,21 +139,25 @@ impl Poller {
         if token == WAKE_TOKEN {
             // Drain it: a wake-up is news once. Left readable, every later
             // wait returns at once and a core waiting for a request to end
-            // spins (issue 12, item 2). Whoever is woken looks at the state
-            // (kept in `Stop`); followers are woken by `Leader::wake_all`.
+            // spins (issue 12, item 2). Whoever is woken looks at the state.
             let mut buf = [0u8; 8];
             let _ = rustix::io::read(&self.wake, &mut buf);
             return Ok(Event::Wake);
         }
+        if token == CONTROL_TOKEN {
+            return Ok(Event::Control);
+        }
         if token & 1 == 1 {
-            return Ok(Event::Listener(((token >> 1) - 1) as usize));
+            return Ok(Event::Listener(((token >> 1) - 2) as usize));
         }
         // SAFETY: even tokens are only ever made by `arm` from Box::into_raw,
         // and one-shot delivery gives each to exactly one waiter.
         Ok(Event::Conn(unsafe { Box::from_raw(token as *mut Conn) }))
     }
 
-    /// Wake every core (signal-safe: one write to an eventfd).
+    /// Wake the core waiting here, if any (signal-safe: one write to an
+    /// eventfd). Followers sleep on the leader's condition variables, not
+    /// here: `Leader::wake_all` wakes them.
     pub fn wake_all(&self) {
         wake(self.wake.as_fd());
     }
@@ -182,5 +202,34 @@ mod tests {
             "the wake-up was drained, so this wait slept: {:?}",
             t.elapsed()
         );
+    }
+
+    #[test]
+    fn the_control_channel_is_an_event_of_its_own() {
+        let p = Poller::new().unwrap();
+        let (master, worker) = crate::channel::pair().unwrap();
+        p.add_control(worker.as_fd()).unwrap();
+        master.send(crate::channel::ToWorker::Retire).unwrap();
+        assert!(matches!(
+            p.wait(Duration::from_secs(5)).unwrap(),
+            Event::Control
+        ));
+        assert_eq!(
+            worker.recv(),
+            crate::channel::Received::Message(crate::channel::ToWorker::Retire)
+        );
+        master.send(crate::channel::ToWorker::Shutdown).unwrap();
+        // One-shot: nothing until re-armed.
+        let t = Instant::now();
+        assert!(matches!(
+            p.wait(Duration::from_millis(50)).unwrap(),
+            Event::Wake
+        ));
+        assert!(t.elapsed() >= Duration::from_millis(40));
+        p.rearm_control(worker.as_fd()).unwrap();
+        assert!(matches!(
+            p.wait(Duration::from_secs(5)).unwrap(),
+            Event::Control
+        ));
     }
 }

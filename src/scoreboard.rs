@@ -1,6 +1,14 @@
-//! The shared-memory scoreboard: one slot per worker and per core (request
-//! thread), created by the master before it forks so every worker inherits
-//! the same mapping.
+//! The shared-memory scoreboard: a slot per worker process and per core
+//! (request thread), created by the master before it forks so every worker
+//! inherits the same mapping.
+//!
+//! Process slots are not worker ids: a worker id (1..=processes, uWSGI's
+//! numbering) is served by one process at a time, but while a retiring
+//! process finishes its requests its replacement already runs, and each
+//! writes its own slot. So there is a pool of process slots (entries,
+//! [`ENTRIES_PER_WORKER`] per worker id), which the master hands out and
+//! takes back, and per worker id the counters that outlive its processes
+//! (harakiri, respawns) and which entry is its current process.
 //!
 //! Workers write only their own slots (request start, deadline, what the
 //! request is); everyone else reads them through one read model,
@@ -20,8 +28,26 @@ use crate::request_ring::RequestRing;
 /// (`remote\0method\0uri\0headers...`), enough for harakiri's status lines.
 pub const INFO_BYTES: usize = 2048;
 
+/// Process slots per worker id: the current process, its successor (a
+/// reload starts it before the current one retires) and retiring ones.
+pub const ENTRIES_PER_WORKER: usize = 3;
+
+/// What outlives a worker id's processes.
+#[repr(C)]
+pub struct IdSlot {
+    /// Entry + 1 of the process that serves as this worker now; 0 = none.
+    current: AtomicU32,
+    /// Times the master killed this worker's process for harakiri.
+    pub harakiri_count: AtomicU64,
+    /// Times the master started a process for this worker after the first.
+    pub respawn_count: AtomicU64,
+}
+
+/// One worker process (an entry of the pool).
 #[repr(C)]
 pub struct WorkerSlot {
+    /// The worker id this process serves as; 0 while the entry is free.
+    pub id: AtomicU32,
     /// 0 while no process runs in this slot.
     pub pid: AtomicI32,
     /// 1 once the app is loaded and the worker accepts connections.
@@ -32,10 +58,6 @@ pub struct WorkerSlot {
     pub exceptions: AtomicU64,
     /// Response bytes written.
     pub tx: AtomicU64,
-    /// Times the master killed this slot's process for harakiri.
-    pub harakiri_count: AtomicU64,
-    /// Times the master started a process in this slot after the first.
-    pub respawn_count: AtomicU64,
     /// Unix seconds of the last spawn.
     pub last_spawn: AtomicU64,
     /// Sum of request durations in microseconds (for the average).
@@ -195,7 +217,10 @@ impl RequestSnapshot {
 pub struct Scoreboard {
     base: *mut u8,
     len: usize,
+    /// Worker ids (1..=workers).
     workers: usize,
+    /// Process slots.
+    entries: usize,
     threads: usize,
 }
 
@@ -205,12 +230,15 @@ unsafe impl Send for Scoreboard {}
 unsafe impl Sync for Scoreboard {}
 
 impl Scoreboard {
-    /// Map zeroed shared memory for `workers` x `threads` cores.
+    /// Map zeroed shared memory for `workers` ids and their process slots
+    /// of `threads` cores each.
     pub fn new(workers: usize, threads: usize) -> std::io::Result<Scoreboard> {
-        let len = workers
-            * (std::mem::size_of::<WorkerSlot>()
-                + threads * std::mem::size_of::<CoreSlot>()
-                + std::mem::size_of::<RequestRing>());
+        let entries = workers * ENTRIES_PER_WORKER;
+        let len = workers * std::mem::size_of::<IdSlot>()
+            + entries
+                * (std::mem::size_of::<WorkerSlot>()
+                    + threads * std::mem::size_of::<CoreSlot>()
+                    + std::mem::size_of::<RequestRing>());
         // SAFETY: a new anonymous shared mapping, no file, aliasing nothing.
         let base = unsafe {
             rustix::mm::mmap_anonymous(
@@ -224,6 +252,7 @@ impl Scoreboard {
             base: base.cast(),
             len,
             workers,
+            entries,
             threads,
         })
     }
@@ -233,112 +262,179 @@ impl Scoreboard {
         self.threads
     }
 
-    fn worker_offset(&self, id: usize) -> usize {
-        (id - 1) * std::mem::size_of::<WorkerSlot>()
+    /// Process slots run from 0 to this (exclusive).
+    pub fn entries(&self) -> usize {
+        self.entries
     }
 
-    /// Worker `id` counts from 1, as in uWSGI.
-    pub fn worker(&self, id: usize) -> &WorkerSlot {
+    /// What outlives the processes of worker `id` (from 1, as in uWSGI).
+    pub fn worker_id(&self, id: usize) -> &IdSlot {
         assert!(id >= 1 && id <= self.workers, "worker id {id} out of range");
         // SAFETY: in bounds (asserted), aligned (repr(C) slots of 8-byte
         // fields laid end to end), zero is a valid bit pattern for atomics.
-        unsafe { &*(self.base.add(self.worker_offset(id)) as *const WorkerSlot) }
+        unsafe { &*(self.base.add((id - 1) * std::mem::size_of::<IdSlot>()) as *const IdSlot) }
     }
 
-    /// Core `core` (from 0) of worker `id` (from 1).
-    pub fn core(&self, id: usize, core: usize) -> &CoreSlot {
+    /// Process slot `entry` (from 0).
+    pub fn process(&self, entry: usize) -> &WorkerSlot {
+        assert!(entry < self.entries, "entry {entry} out of range");
+        let off = self.workers * std::mem::size_of::<IdSlot>()
+            + entry * std::mem::size_of::<WorkerSlot>();
+        // SAFETY: in bounds (asserted) and aligned as above.
+        unsafe { &*(self.base.add(off) as *const WorkerSlot) }
+    }
+
+    /// Core `core` (from 0) of process slot `entry`.
+    pub fn core(&self, entry: usize, core: usize) -> &CoreSlot {
         assert!(
-            id >= 1 && id <= self.workers && core < self.threads,
-            "core {id}/{core} out of range"
+            entry < self.entries && core < self.threads,
+            "core {entry}/{core} out of range"
         );
-        let off = self.workers * std::mem::size_of::<WorkerSlot>()
-            + ((id - 1) * self.threads + core) * std::mem::size_of::<CoreSlot>();
+        let off = self.workers * std::mem::size_of::<IdSlot>()
+            + self.entries * std::mem::size_of::<WorkerSlot>()
+            + (entry * self.threads + core) * std::mem::size_of::<CoreSlot>();
         // SAFETY: in bounds (asserted) and aligned as above.
         unsafe { &*(self.base.add(off) as *const CoreSlot) }
     }
 
-    /// Worker `id`'s ring of recent requests (after every core slot).
-    pub fn ring(&self, id: usize) -> &RequestRing {
-        assert!(id >= 1 && id <= self.workers, "worker id {id} out of range");
-        let off = self.workers
-            * (std::mem::size_of::<WorkerSlot>() + self.threads * std::mem::size_of::<CoreSlot>())
-            + (id - 1) * std::mem::size_of::<RequestRing>();
+    /// The ring of recent requests of process slot `entry` (after every
+    /// core slot): each process writes its own, as it does its slot.
+    pub fn ring(&self, entry: usize) -> &RequestRing {
+        assert!(entry < self.entries, "entry {entry} out of range");
+        let off = self.workers * std::mem::size_of::<IdSlot>()
+            + self.entries
+                * (std::mem::size_of::<WorkerSlot>()
+                    + self.threads * std::mem::size_of::<CoreSlot>())
+            + entry * std::mem::size_of::<RequestRing>();
         // SAFETY: in bounds (asserted; `new` sized the mapping for it),
         // aligned (8-byte fields throughout), zero is valid for atomics.
         unsafe { &*(self.base.add(off) as *const RequestRing) }
     }
 
-    /// Worker `id` (from 1) and its cores as they are now.
-    pub fn snapshot(&self, id: usize) -> WorkerSnapshot {
-        let w = self.worker(id);
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        WorkerSnapshot {
-            id,
-            pid: w.pid.load(Ordering::Relaxed),
-            accepting: w.accepting.load(Ordering::Acquire) == 1,
-            requests: load(&w.requests),
-            exceptions: load(&w.exceptions),
-            tx: load(&w.tx),
-            harakiri_count: load(&w.harakiri_count),
-            respawn_count: load(&w.respawn_count),
-            last_spawn: load(&w.last_spawn),
-            busy_micros: load(&w.busy_micros),
-            open_conns: load(&w.open_conns),
-            latency: std::array::from_fn(|i| load(&w.latency[i])),
-            cores: (0..self.threads)
-                .map(|c| self.core(id, c).snapshot(c))
-                .collect(),
+    /// The entry of worker `id`'s current process, if one runs.
+    pub fn current(&self, id: usize) -> Option<usize> {
+        match self.worker_id(id).current.load(Ordering::Acquire) {
+            0 => None,
+            e => Some(e as usize - 1),
         }
     }
 
-    /// Every worker, in id order.
-    pub fn snapshot_all(&self) -> Vec<WorkerSnapshot> {
-        (1..=self.workers).map(|id| self.snapshot(id)).collect()
+    /// Make `entry` (or nothing) worker `id`'s current process: the one
+    /// stats and dumps by worker id show.
+    pub fn set_current(&self, id: usize, entry: Option<usize>) {
+        let v = entry.map_or(0, |e| e as u32 + 1);
+        self.worker_id(id).current.store(v, Ordering::Release);
     }
 
-    /// Whether a worker other than `me` that can take a connection now
-    /// (accepting, with an idle core) holds fewer connections than `me`.
-    /// On the hot path (accept), so it reads the atomics directly rather
-    /// than through a snapshot.
-    pub fn has_lighter_worker(&self, me: usize) -> bool {
-        let mine = self.worker(me).open_conns.load(Ordering::Relaxed);
-        (1..=self.workers).filter(|&id| id != me).any(|id| {
-            let w = self.worker(id);
-            w.accepting.load(Ordering::Relaxed) == 1
-                && w.open_conns.load(Ordering::Relaxed) < mine
-                && (0..self.threads)
-                    .any(|c| self.core(id, c).in_request.load(Ordering::Relaxed) == 0)
-        })
-    }
-
-    /// Whether another accepting worker holds fewer connections than `me`,
-    /// busy or not: `me` leaves a queued connection to it.
-    pub fn has_fewer_conns_elsewhere(&self, me: usize) -> bool {
-        let mine = self.worker(me).open_conns.load(Ordering::Relaxed);
-        (1..=self.workers).filter(|&id| id != me).any(|id| {
-            let w = self.worker(id);
-            w.accepting.load(Ordering::Relaxed) == 1 && w.open_conns.load(Ordering::Relaxed) < mine
-        })
-    }
-
-    /// Reset a worker's slots before a new process takes them over.
-    pub fn reset_worker(&self, id: usize) {
-        let w = self.worker(id);
-        w.pid.store(0, Ordering::Relaxed);
+    /// Hand `entry` to a new process of worker `id` (`pid` may be 0 and set
+    /// once known): everything the last one left is cleared. Call it
+    /// before the process starts, which writes the entry from then on.
+    pub fn assign(&self, entry: usize, id: usize, pid: i32, now_secs: u64) {
+        let w = self.process(entry);
         w.accepting.store(0, Ordering::Relaxed);
         w.requests.store(0, Ordering::Relaxed);
+        w.exceptions.store(0, Ordering::Relaxed);
+        w.tx.store(0, Ordering::Relaxed);
         w.busy_micros.store(0, Ordering::Relaxed);
         w.open_conns.store(0, Ordering::Relaxed);
         for b in &w.latency {
             b.store(0, Ordering::Relaxed);
         }
-        self.ring(id).reset();
+        self.ring(entry).reset();
         for c in 0..self.threads {
-            let core = self.core(id, c);
+            let core = self.core(entry, c);
             core.in_request.store(0, Ordering::Relaxed);
             core.deadline_ms.store(0, Ordering::Relaxed);
             core.started_ms.store(0, Ordering::Relaxed);
+            core.requests.store(0, Ordering::Relaxed);
         }
+        w.last_spawn.store(now_secs, Ordering::Relaxed);
+        w.pid.store(pid, Ordering::Relaxed);
+        w.id.store(id as u32, Ordering::Release);
+    }
+
+    /// The process in `entry` is gone: the entry is free again.
+    pub fn release(&self, entry: usize) {
+        let w = self.process(entry);
+        w.accepting.store(0, Ordering::Relaxed);
+        w.pid.store(0, Ordering::Relaxed);
+        w.id.store(0, Ordering::Release);
+    }
+
+    /// Worker `id`'s current process (none: pid 0) and its cores as they
+    /// are now, with the counters of the id.
+    pub fn snapshot(&self, id: usize) -> WorkerSnapshot {
+        let mut s = match self.current(id) {
+            Some(e) => self.snapshot_entry(e),
+            None => WorkerSnapshot {
+                cores: (0..self.threads)
+                    .map(|core| CoreSnapshot {
+                        core,
+                        ..CoreSnapshot::default()
+                    })
+                    .collect(),
+                ..WorkerSnapshot::default()
+            },
+        };
+        let counters = self.worker_id(id);
+        s.id = id;
+        s.harakiri_count = counters.harakiri_count.load(Ordering::Relaxed);
+        s.respawn_count = counters.respawn_count.load(Ordering::Relaxed);
+        s
+    }
+
+    /// The process in `entry` and its cores as they are now.
+    pub fn snapshot_entry(&self, entry: usize) -> WorkerSnapshot {
+        let w = self.process(entry);
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        WorkerSnapshot {
+            id: w.id.load(Ordering::Acquire) as usize,
+            pid: w.pid.load(Ordering::Relaxed),
+            accepting: w.accepting.load(Ordering::Acquire) == 1,
+            requests: load(&w.requests),
+            exceptions: load(&w.exceptions),
+            tx: load(&w.tx),
+            harakiri_count: 0,
+            respawn_count: 0,
+            last_spawn: load(&w.last_spawn),
+            busy_micros: load(&w.busy_micros),
+            open_conns: load(&w.open_conns),
+            latency: std::array::from_fn(|i| load(&w.latency[i])),
+            cores: (0..self.threads)
+                .map(|c| self.core(entry, c).snapshot(c))
+                .collect(),
+        }
+    }
+
+    /// Every worker id's current process, in id order.
+    pub fn snapshot_all(&self) -> Vec<WorkerSnapshot> {
+        (1..=self.workers).map(|id| self.snapshot(id)).collect()
+    }
+
+    /// Whether a process other than the one in `me` that can take a
+    /// connection now (accepting, with an idle core) holds fewer
+    /// connections. A retiring process does not accept. On the hot path
+    /// (accept), so it reads the atomics directly rather than through a
+    /// snapshot.
+    pub fn has_lighter_worker(&self, me: usize) -> bool {
+        let mine = self.process(me).open_conns.load(Ordering::Relaxed);
+        (0..self.entries).filter(|&e| e != me).any(|e| {
+            let w = self.process(e);
+            w.accepting.load(Ordering::Relaxed) == 1
+                && w.open_conns.load(Ordering::Relaxed) < mine
+                && (0..self.threads)
+                    .any(|c| self.core(e, c).in_request.load(Ordering::Relaxed) == 0)
+        })
+    }
+
+    /// Whether another accepting process holds fewer connections than the
+    /// one in `me`, busy or not: `me` leaves a queued connection to it.
+    pub fn has_fewer_conns_elsewhere(&self, me: usize) -> bool {
+        let mine = self.process(me).open_conns.load(Ordering::Relaxed);
+        (0..self.entries).filter(|&e| e != me).any(|e| {
+            let w = self.process(e);
+            w.accepting.load(Ordering::Relaxed) == 1 && w.open_conns.load(Ordering::Relaxed) < mine
+        })
     }
 }
 
@@ -480,11 +576,21 @@ mod tests {
         }
     }
 
+    /// A scoreboard whose worker `id` runs in entry `id - 1`.
+    fn board(workers: usize, threads: usize) -> Scoreboard {
+        let sb = Scoreboard::new(workers, threads).unwrap();
+        for id in 1..=workers {
+            sb.assign(id - 1, id, 100 + id as i32, 0);
+            sb.set_current(id, Some(id - 1));
+        }
+        sb
+    }
+
     #[test]
     fn slots_are_independent_and_requests_round_trip() {
-        let sb = Scoreboard::new(2, 3).unwrap();
+        let sb = board(2, 3);
         let req = sb
-            .core(2, 1)
+            .core(1, 1)
             .begin(1000, 42, &[b"127.0.0.1", b"GET", b"/x", b"Host: a"]);
         let r = busy(&sb, 2, 1);
         assert_eq!(
@@ -510,79 +616,107 @@ mod tests {
 
     #[test]
     fn one_core_ending_keeps_the_others_deadline() {
-        let sb = Scoreboard::new(1, 2).unwrap();
-        let _first = sb.core(1, 0).begin(0, 100, &[]);
-        drop(sb.core(1, 1).begin(0, 200, &[]));
+        let sb = board(1, 2);
+        let _first = sb.core(0, 0).begin(0, 100, &[]);
+        drop(sb.core(0, 1).begin(0, 200, &[]));
         assert_eq!(busy(&sb, 1, 0).deadline_ms, Some(100));
     }
 
     #[test]
     fn no_deadline_reads_as_none() {
-        let sb = Scoreboard::new(1, 1).unwrap();
-        let _req = sb.core(1, 0).begin(0, 0, &[]);
+        let sb = board(1, 1);
+        let _req = sb.core(0, 0).begin(0, 0, &[]);
         assert_eq!(busy(&sb, 1, 0).deadline_ms, None);
-        sb.core(1, 0).set_deadline_ms(7);
+        sb.core(0, 0).set_deadline_ms(7);
         assert_eq!(busy(&sb, 1, 0).deadline_ms, Some(7));
     }
 
     #[test]
     fn oversized_info_is_truncated_not_overflowed() {
-        let sb = Scoreboard::new(1, 1).unwrap();
+        let sb = board(1, 1);
         let big = vec![b'a'; INFO_BYTES * 2];
-        let _req = sb.core(1, 0).begin(0, 0, &[b"r", b"GET", &big]);
+        let _req = sb.core(0, 0).begin(0, 0, &[b"r", b"GET", &big]);
         assert!(busy(&sb, 1, 0).uri.len() < INFO_BYTES);
     }
 
     #[test]
     fn worker_counters_and_latency_are_in_the_snapshot() {
         let sb = Scoreboard::new(2, 1).unwrap();
-        let w = sb.worker(2);
-        w.pid.store(77, Ordering::Relaxed);
+        sb.assign(4, 2, 77, 9);
+        sb.set_current(2, Some(4));
+        let w = sb.process(4);
         w.requests.store(4, Ordering::Relaxed);
         w.record_latency(500); // first bucket (<= 1 ms)
         w.record_latency(20_000_000); // +Inf
+        sb.worker_id(2).respawn_count.store(3, Ordering::Relaxed);
         let s = sb.snapshot(2);
         assert!(s.running() && !sb.snapshot(1).running());
-        assert_eq!((s.id, s.pid, s.requests), (2, 77, 4));
+        assert_eq!((s.id, s.pid, s.requests, s.last_spawn), (2, 77, 4, 9));
+        assert_eq!(s.respawn_count, 3, "the id's counters");
         assert_eq!(s.latency[0], 1);
         assert_eq!(s.latency[LATENCY_BUCKETS - 1], 1);
         assert_eq!(s.avg_rt_micros(), 20_000_500 / 4);
         assert_eq!(sb.snapshot_all().len(), 2);
+        assert_eq!(sb.snapshot(1).cores.len(), 1, "no process: idle cores");
+    }
+
+    #[test]
+    fn a_new_process_starts_clean_and_the_old_keeps_its_own_slot() {
+        let sb = board(1, 1);
+        let old = sb.current(1).unwrap();
+        let _in_request = sb.core(old, 0).begin(5, 0, &[b"r", b"GET", b"/slow"]);
+        sb.process(old).requests.store(9, Ordering::Relaxed);
+        // The successor takes another entry; the old one keeps writing its own.
+        sb.assign(2, 1, 555, 0);
+        sb.set_current(1, Some(2));
+        let now = sb.snapshot(1);
+        assert_eq!((now.pid, now.requests, now.busy_cores()), (555, 0, 0));
+        let retiring = sb.snapshot_entry(old);
+        assert_eq!(
+            (retiring.id, retiring.requests, retiring.busy_cores()),
+            (1, 9, 1)
+        );
+        sb.release(old);
+        assert_eq!(sb.snapshot_entry(old).pid, 0);
     }
 
     #[test]
     fn a_lighter_worker_needs_an_idle_core_and_fewer_connections() {
-        let sb = Scoreboard::new(2, 1).unwrap();
-        let (me, other) = (sb.worker(1), sb.worker(2));
+        let sb = board(2, 1);
+        let (me, other) = (sb.process(0), sb.process(1));
         me.open_conns.store(3, Ordering::Relaxed);
         other.open_conns.store(1, Ordering::Relaxed);
-        assert!(!sb.has_lighter_worker(1), "the other is not accepting");
+        assert!(!sb.has_lighter_worker(0), "the other is not accepting");
         other.accepting.store(1, Ordering::Relaxed);
-        assert!(sb.has_lighter_worker(1));
-        assert!(!sb.has_lighter_worker(2), "worker 1 holds more");
-        let _busy = sb.core(2, 0).begin(0, 0, &[]);
-        assert!(!sb.has_lighter_worker(1), "no idle core there");
+        assert!(sb.has_lighter_worker(0));
+        assert!(!sb.has_lighter_worker(1), "worker 1 holds more");
+        let _busy = sb.core(1, 0).begin(0, 0, &[]);
+        assert!(!sb.has_lighter_worker(0), "no idle core there");
     }
 
     #[test]
-    fn rings_are_per_worker_and_do_not_overlap_the_slots() {
+    fn rings_are_per_process_and_do_not_overlap_the_slots() {
         let sb = Scoreboard::new(2, 3).unwrap();
-        let _busy = sb.core(2, 2).begin(5, 0, &[b"r", b"GET", b"/x"]);
-        sb.ring(1).push(b"GET", b"/one", 200, 1, 1);
-        sb.ring(2).push(b"GET", b"/two", 200, 2, 2);
-        assert_eq!(sb.ring(1).read_since(0).0[0].route, "GET /one");
-        assert_eq!(sb.ring(2).read_since(0).0[0].route, "GET /two");
-        assert_eq!(busy(&sb, 2, 2).uri, "/x");
-        sb.reset_worker(2);
-        assert_eq!(sb.ring(2).head(), 0);
-        assert_eq!(sb.ring(1).head(), 1);
+        let last = sb.entries() - 1;
+        let _busy = sb.core(last, 2).begin(5, 0, &[b"r", b"GET", b"/x"]);
+        sb.ring(0).push(b"GET", b"/one", 200, 1, 1);
+        sb.ring(last).push(b"GET", b"/two", 200, 2, 2);
+        assert_eq!(sb.ring(0).read_since(0).0[0].route, "GET /one");
+        assert_eq!(sb.ring(last).read_since(0).0[0].route, "GET /two");
+        assert!(
+            sb.core(last, 2).snapshot(2).state.is_busy(),
+            "the slots are intact"
+        );
+        sb.assign(last, 2, 0, 0);
+        assert_eq!(sb.ring(last).head(), 0, "a new process starts a new ring");
+        assert_eq!(sb.ring(0).head(), 1);
     }
 
     #[test]
     fn a_reader_never_sees_a_torn_request() {
         // One thread rewrites the slot as fast as it can; every snapshot
         // must pair a start time with the description written with it.
-        let sb: &'static Scoreboard = Box::leak(Box::new(Scoreboard::new(1, 1).unwrap()));
+        let sb: &'static Scoreboard = Box::leak(Box::new(board(1, 1)));
         let stop: &'static std::sync::atomic::AtomicBool =
             Box::leak(Box::new(std::sync::atomic::AtomicBool::new(false)));
         let writer = std::thread::spawn(move || {
@@ -591,7 +725,7 @@ mod tests {
                 i += 1;
                 let uri = format!("/{i}");
                 // Never ended: the core stays busy with ever new requests.
-                std::mem::forget(sb.core(1, 0).begin(i, 0, &[b"r", b"GET", uri.as_bytes()]));
+                std::mem::forget(sb.core(0, 0).begin(i, 0, &[b"r", b"GET", uri.as_bytes()]));
             }
         });
         let mut checked = 0;

@@ -262,7 +262,7 @@ pub fn render(
         .unwrap_or_else(|_| "{}".into())
 }
 
-/// (rss, vsz) in bytes from /proc/PID/statm.
+/// (rss, vsz) in bytes from /proc/PID/statm; (0, 0) for a process gone.
 pub fn memory(pid: i32) -> (u64, u64) {
     let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/statm")) else {
         return (0, 0);
@@ -417,11 +417,10 @@ mod tests {
 
     fn two_workers() -> Vec<WorkerSnapshot> {
         let sb = Scoreboard::new(2, 2).unwrap();
-        sb.worker(1)
-            .pid
-            .store(1, std::sync::atomic::Ordering::Relaxed);
+        sb.assign(0, 1, 1, 0);
+        sb.set_current(1, Some(0));
         let _busy = sb
-            .core(1, 1)
+            .core(0, 1)
             .begin(1_000, 0, &[b"127.0.0.1", b"GET", b"/x\"y"]);
         sb.snapshot_all()
     }
@@ -477,8 +476,10 @@ mod tests {
     #[test]
     fn metrics_histogram_is_cumulative() {
         let sb = Scoreboard::new(1, 1).unwrap();
-        sb.worker(1).record_latency(2_000);
-        sb.worker(1).record_latency(60_000_000);
+        sb.assign(0, 1, 1, 0);
+        sb.set_current(1, Some(0));
+        sb.process(0).record_latency(2_000);
+        sb.process(0).record_latency(60_000_000);
         let m = render_metrics(&sb.snapshot_all());
         assert!(
             m.contains("uwsgi_rs_request_duration_seconds_bucket{worker=\"1\",le=\"0.001\"} 0\n"),

@@ -8,7 +8,7 @@
 //! The request path itself lives in `serve`; this file is lifecycle only.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -20,18 +20,25 @@ use crate::conns::{Conns, ListenerInfo};
 use crate::listen::Listener;
 use crate::poller::Poller;
 use crate::scoreboard::Scoreboard;
-use crate::serve::{core_loop, ServeConfig, Shared, Stop};
+use crate::serve::{core_loop, ServeConfig, Shared, Stop, StopKind, RUNNING};
 use crate::tracebacker::{hook, names};
 
 /// Exit status of a worker whose app (or tracebacker socket) could not be
 /// set up: the master treats it as a start-up failure, not a crash.
 pub const EXIT_LOAD_FAILED: i32 = 22;
 
-static STOP: AtomicBool = AtomicBool::new(false);
+/// How the worker stops (`serve::Stop`'s state), raised by the fallback
+/// signals too: the master asks through the control channel (`channel`),
+/// which an app cannot take away as it can a signal's handler.
+static STOP: AtomicU8 = AtomicU8::new(RUNNING);
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
 
+/// SIGTERM or SIGHUP from anyone (the master's fallback, an operator,
+/// --harakiri-graceful-signal): retire, and the master replaces this
+/// worker. Only the master's Shutdown message (or the master gone) makes
+/// a worker take what is queued as the server stops.
 extern "C" fn on_stop(_sig: libc::c_int) {
-    STOP.store(true, Ordering::Release);
+    STOP.fetch_max(StopKind::Retire as u8, Ordering::AcqRel);
     let fd = WAKE_FD.load(Ordering::Acquire);
     if fd >= 0 {
         crate::poller::wake_fd(fd);
@@ -43,10 +50,11 @@ extern "C" fn on_quit(_sig: libc::c_int) {
     unsafe { libc::_exit(0) };
 }
 
-/// libc's sigaction rather than signal-hook: a worker replaces the
+/// libc's sigaction rather than signal-hook (the master installs its own
+/// handlers with it too): a worker replaces the
 /// master's handlers wholesale after fork (signal-hook's registry would
 /// carry the master's actions into it) and needs SIG_IGN and SIG_DFL too.
-fn set_handler(sig: i32, handler: libc::sighandler_t) {
+pub(crate) fn set_handler(sig: i32, handler: libc::sighandler_t) {
     // SAFETY: sigaction is plain data; the handlers only touch atomics and
     // call async-signal-safe functions.
     unsafe {
@@ -55,6 +63,16 @@ fn set_handler(sig: i32, handler: libc::sighandler_t) {
         sa.sa_flags = libc::SA_RESTART;
         libc::sigemptyset(&mut sa.sa_mask);
         libc::sigaction(sig, &sa, std::ptr::null_mut());
+    }
+}
+
+/// The current disposition of `sig`.
+fn handler_of(sig: i32) -> libc::sighandler_t {
+    // SAFETY: sigaction only reads into a zeroed, live struct.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(sig, std::ptr::null(), &mut old);
+        old.sa_sigaction
     }
 }
 
@@ -193,22 +211,31 @@ fn import_apps(py: Python<'_>, cfg: &Config) -> anyhow::Result<(Py<PyAny>, Vec<P
 pub struct WorkerArgs<'a> {
     pub cfg: &'a Config,
     pub id: usize,
+    /// This process's slot on the scoreboard.
+    pub entry: usize,
     pub listeners: &'a [Listener],
     pub scoreboard: &'static Scoreboard,
-    /// The worker's tracebacker socket in the master's private directory.
+    /// The worker's tracebacker socket in the master's private directory
+    /// (one per scoreboard entry: a retiring process keeps its own).
     pub tb_private: PathBuf,
     /// `--py-tracebacker BASE` + id.
     pub tb_public: Option<PathBuf>,
+    /// An older process of this worker id may still hold the public path
+    /// (it retires while this one starts): take the path over.
+    pub tracebacker_takeover: bool,
     pub master_pid: i32,
     pub credentials: crate::privileges::Credentials,
     /// The app, when a loader imported it before forking this worker.
     pub preloaded: Option<Preloaded>,
+    /// This process's end of its control channel, made by the master.
+    pub channel: Option<crate::channel::WorkerEnd>,
 }
 
 /// Run the worker; returns its exit status.
 pub fn run(args: WorkerArgs<'_>) -> i32 {
     // Before anything is logged: with --log-master, lines go to the master.
     crate::log::worker_started();
+    let born = std::time::Instant::now();
     // Credentials first: changing them clears the parent-death signal.
     if let Err(e) = crate::privileges::drop_to(args.credentials) {
         crate::log::line(&format!("worker {}: {e:#}", args.id));
@@ -226,8 +253,11 @@ pub fn run(args: WorkerArgs<'_>) -> i32 {
     set_handler(libc::SIGINT, libc::SIG_IGN); // Ctrl-C reaches the master, which decides
     set_handler(libc::SIGPIPE, libc::SIG_IGN);
     // The master's log-reopen signal; a `kill -USR1` to the whole group
-    // must not kill the workers.
-    set_handler(libc::SIGUSR1, libc::SIG_IGN);
+    // must not kill the workers. A handler the preloaded app installed
+    // stays (--harakiri-graceful-signal SIGUSR1 is for it).
+    if handler_of(libc::SIGUSR1) == libc::SIG_DFL {
+        set_handler(libc::SIGUSR1, libc::SIG_IGN);
+    }
     set_handler(libc::SIGCHLD, libc::SIG_DFL);
     if !args.cfg.requests.honour_stdin {
         stdin_from_dev_null();
@@ -247,7 +277,7 @@ pub fn run(args: WorkerArgs<'_>) -> i32 {
     }
 
     let id = args.id;
-    match start(args) {
+    match start(args, born) {
         Ok(()) => 0,
         Err(e) => hook_exit(id, &e),
     }
@@ -266,10 +296,11 @@ fn stdin_from_dev_null() {
 /// Set up and serve until told to stop. An error is a start-up failure:
 /// the app, the interpreter, the tracebacker socket or a core could not be
 /// set up (the master then stops retrying if no worker ever came up).
-fn start(args: WorkerArgs<'_>) -> anyhow::Result<()> {
+fn start(args: WorkerArgs<'_>, born: std::time::Instant) -> anyhow::Result<()> {
     let cfg = args.cfg;
     let loaded_at = std::time::Instant::now();
     let preloaded = args.preloaded;
+    let channel = args.channel;
     let how = match preloaded {
         Some(_) => "app preloaded, started",
         None => "app loaded",
@@ -318,14 +349,16 @@ fn start(args: WorkerArgs<'_>) -> anyhow::Result<()> {
     crate::log::fds::ensure_std_open();
 
     let serve_cfg = ServeConfig::new(cfg, args.id);
-    crate::tracebacker::start(
+    let public_tb = crate::tracebacker::start(
         crate::tracebacker::Sockets {
             private: &args.tb_private,
             public: args.tb_public.as_deref().map(|p| (p, cfg.chmod_socket)),
+            takeover: args.tracebacker_takeover,
         },
         serve_cfg.socket_timeout,
         crate::tracebacker::Context {
             worker_id: args.id,
+            entry: args.entry,
             scoreboard: args.scoreboard,
             locals: cfg.py_tracebacker_locals,
         },
@@ -347,14 +380,28 @@ fn start(args: WorkerArgs<'_>) -> anyhow::Result<()> {
         args.id,
         poller,
         listeners,
-        &args.scoreboard.worker(args.id).open_conns,
+        &args.scoreboard.process(args.entry).open_conns,
         serve_cfg.conn_bounds(),
     )
     .context("cannot watch listener")?;
-    let stop = Stop::new(&STOP, serve_cfg.mercy);
-    let mut shared = Shared::new(serve_cfg, conns, stop, args.scoreboard, app, environs);
+    if let Some(c) = &channel {
+        conns
+            .watch_control(c.as_fd())
+            .context("cannot watch the control channel")?;
+    }
+    let stop = Stop::new(&STOP, serve_cfg.mercy, serve_cfg.quota(born));
+    let mut shared = Shared::new(
+        serve_cfg,
+        conns,
+        stop,
+        args.scoreboard,
+        args.entry,
+        app,
+        environs,
+    );
     shared.front = front;
     shared.set_mounts(mounted, cfg.module.is_some() || cfg.wsgi_file.is_some());
+    shared.channel = channel;
     let shared = Arc::new(shared);
     let offload_threads = shared
         .front
@@ -392,7 +439,7 @@ fn start(args: WorkerArgs<'_>) -> anyhow::Result<()> {
     // so, so that a failing one is a start-up failure (with back-off).
     let first = args
         .scoreboard
-        .worker(args.id)
+        .worker_id(args.id)
         .respawn_count
         .load(Ordering::Relaxed)
         == 0;
@@ -408,7 +455,7 @@ fn start(args: WorkerArgs<'_>) -> anyhow::Result<()> {
         }
     }
     args.scoreboard
-        .worker(args.id)
+        .process(args.entry)
         .accepting
         .store(1, Ordering::Release);
     crate::log::line(&format!(
@@ -418,15 +465,25 @@ fn start(args: WorkerArgs<'_>) -> anyhow::Result<()> {
         loaded_at.elapsed().as_millis(),
         cfg.threads
     ));
+    if let Some(c) = &shared.channel {
+        let _ = c.send(crate::channel::ToMaster::Ready);
+    }
+    if cfg.app.py_autoreload > 0 {
+        let shared = Arc::clone(&shared);
+        crate::autoreload::start(
+            std::time::Duration::from_secs(cfg.app.py_autoreload),
+            move |_| shared.tell_master(crate::channel::ToMaster::Reload),
+        );
+    }
     // GIL: core 0 attaches on the main thread, like the others.
     Python::attach(|py| core_loop(py, &shared, 0));
     args.scoreboard
-        .worker(args.id)
+        .process(args.entry)
         .accepting
         .store(0, Ordering::Release);
     let _ = std::fs::remove_file(&args.tb_private);
-    if let Some(p) = &args.tb_public {
-        let _ = std::fs::remove_file(p);
+    if let Some(p) = &public_tb {
+        p.remove_if_ours();
     }
     Ok(())
 }

@@ -120,8 +120,15 @@ def test_fifo_reloads_and_slots(serve, port, tmp_path):
     fifo_send(fifo0, "1")
     srv.wait_log(f"active master fifo is now {fifo1}")
     assert fifo1.is_fifo()
+    # C: every worker goes (after its requests); the next connection
+    # brings them back.
     fifo_send(fifo1, "C")
-    srv.wait_log("master fifo: cheap mode")
+    srv.wait_log("master fifo: cheap mode: going cheap...")
+    srv.wait_log("cheap mode enabled: waiting for socket connection...")
+    wait_for(lambda: srv.log.count("cheaped.") == 2, 15, "both workers cheaped")
+    assert http_get(port)[0] == 200
+    assert "a connection came in cheap mode: spawning 2 worker(s)" in srv.log
+    before = new_pids(srv, before)
     # An unknown byte is named and ignored; the server keeps serving.
     fifo_send(fifo1, "x")
     srv.wait_log("master fifo: unknown command x: ignored")

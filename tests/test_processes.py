@@ -341,7 +341,8 @@ def test_address_already_in_use(tmp_path):
 # ---------------------------------------------------------------- recycling
 
 def test_max_requests_recycles_worker(serve, port):
-    srv = start(serve, port, "--max-requests", "5", workers=1, threads=1)
+    srv = start(serve, port, "--max-requests", "5", "--min-worker-lifetime", "0",
+                workers=1, threads=1)
     first = srv.worker_pids()[1]
     pids = []
     for _ in range(13):

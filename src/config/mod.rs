@@ -801,12 +801,67 @@ fn validate(
             },
         });
     }
+    lifecycle_rules(cfg, warnings, problems);
     if let (Some(m), Some(f)) = (&cfg.module, &cfg.wsgi_file) {
         warnings.push(format!(
             "--module {m} and --wsgi-file {} are both given: as uWSGI does, the module is loaded, \
              and the file only if the module cannot be imported",
             f.display()
         ));
+    }
+}
+
+/// uWSGI's start-up rules for the worker lifecycle options (core/init.c):
+/// what it refuses to start with, and what it corrects with a warning.
+fn lifecycle_rules(cfg: &mut Config, warnings: &mut Vec<String>, problems: &mut Vec<Problem>) {
+    let mut refuse = |why: String| {
+        problems.push(Problem {
+            at: None,
+            error: ConfigError::Logic(why),
+        })
+    };
+    let lc = &mut cfg.lifecycle;
+    if lc.max_worker_lifetime > 0 && lc.min_worker_lifetime >= lc.max_worker_lifetime {
+        refuse(format!(
+            "invalid min-worker-lifetime value ({}), must be lower than max-worker-lifetime ({}) (min-worker-lifetime defaults to 10)",
+            lc.min_worker_lifetime, lc.max_worker_lifetime
+        ));
+    }
+    let c = &mut lc.cheaper;
+    if c.min == 0 {
+        return;
+    }
+    if c.min >= cfg.processes {
+        refuse(format!(
+            "invalid cheaper value ({}): must be lower than processes ({})",
+            c.min, cfg.processes
+        ));
+    }
+    if c.rss_limit_hard > 0 && c.rss_limit_soft == 0 {
+        refuse(
+            "enabling cheaper-rss-limit-hard requires setting also cheaper-rss-limit-soft".into(),
+        );
+    } else if c.rss_limit_hard > 0 && c.rss_limit_hard <= c.rss_limit_soft {
+        refuse(
+            "cheaper-rss-limit-hard value must be higher than cheaper-rss-limit-soft value".into(),
+        );
+    }
+    match c.initial {
+        Some(n) if n < c.min => {
+            warnings.push(format!(
+                "invalid cheaper-initial value ({n}), must be equal or higher than cheaper ({}), using {} as initial number of workers",
+                c.min, c.min
+            ));
+            c.initial = Some(c.min);
+        }
+        Some(n) if n > cfg.processes => {
+            warnings.push(format!(
+                "invalid cheaper-initial value ({n}), must be lower or equal than worker count ({}), using {} as initial number of workers",
+                cfg.processes, cfg.processes
+            ));
+            c.initial = Some(cfg.processes);
+        }
+        _ => {}
     }
 }
 

@@ -1229,16 +1229,16 @@ fn placeholders_in_ini_files() {
 fn report_names_what_is_not_honoured() {
     let ini = TempIni::new(
         "report",
-        "[uwsgi]\nhttp-socket = :1\nmodule = app\nvacuum = true\ntouch-reload = /tmp/a\ntouch-reload = /tmp/b\nreload-on-rss = 512\nprint = hello %(module)\n",
+        "[uwsgi]\nhttp-socket = :1\nmodule = app\nvacuum = true\nchdir2 = /tmp\ntouch-reload = /tmp/a\ntouch-reload = /tmp/b\nreload-on-rss = 512\nprint = hello %(module)\n",
     );
     let c = serve(&["--ini", &ini.p()]);
     assert_eq!(
         c.report.lines(),
         [
             "hello app".to_string(),
-            "uwsgi-rs start-up report (2 note(s)):".to_string(),
-            "  NOT HONOURED YET (the server runs without them): --touch-reload x2, --reload-on-rss"
-                .to_string(),
+            "uwsgi-rs start-up report (3 note(s)):".to_string(),
+            "  NOT HONOURED YET (the server runs without them): --chdir2".to_string(),
+            "  different in uwsgi-rs: --touch-reload x2 (reloads the workers one at a time (as SIGHUP does here), not all at once); --reload-on-rss (checked by the master every 200 ms, not by the worker after each request; the replacement starts before the worker retires)".to_string(),
             "  accepted, no effect (uwsgi-rs --help says why): --vacuum".to_string(),
         ]
     );
@@ -1268,6 +1268,8 @@ fn values_of_options_not_honoured_yet_are_typed() {
         "4",
         "--reload-on-rss",
         "512",
+        "--processes",
+        "4",
         "--cheaper",
         "2",
         "--cheaper-algo",

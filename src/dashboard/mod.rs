@@ -372,11 +372,11 @@ mod tests {
     #[test]
     fn a_core_shows_the_traceback_of_its_own_request_only() {
         let sb = Scoreboard::new(1, 2).unwrap();
-        sb.worker(1)
-            .pid
-            .store(77, std::sync::atomic::Ordering::Relaxed);
+        // Worker 1's current process in entry 0.
+        sb.assign(0, 1, 77, 0);
+        sb.set_current(1, Some(0));
         let _busy = sb
-            .core(1, 1)
+            .core(0, 1)
             .begin(10_000, 0, &[b"127.0.0.1", b"GET", b"/slow"]);
         let d = Dashboard::new(2, 0);
         d.set_dump(1, Ok(dump_for(77, "/slow", 10)));

@@ -54,10 +54,15 @@ impl Observer {
             let now = crate::log::unix_millis();
             let mut done = 0u64;
             for id in 1..=workers {
-                let w = self.scoreboard.worker(id);
+                // The worker's current process (a retiring one's last
+                // requests are not followed).
+                let Some(entry) = self.scoreboard.current(id) else {
+                    continue;
+                };
+                let w = self.scoreboard.process(entry);
                 let pid = w.pid.load(Ordering::Relaxed);
                 let requests = w.requests.load(Ordering::Relaxed);
-                let ring = self.scoreboard.ring(id);
+                let ring = self.scoreboard.ring(entry);
                 let (prev_pid, prev_req, prev_head) =
                     last.get(&id)
                         .copied()
@@ -103,7 +108,10 @@ impl Observer {
                 continue;
             }
             for id in 1..=workers {
-                let pid = self.scoreboard.worker(id).pid.load(Ordering::Relaxed);
+                let Some(entry) = self.scoreboard.current(id) else {
+                    continue;
+                };
+                let pid = self.scoreboard.process(entry).pid.load(Ordering::Relaxed);
                 if pid <= 0 {
                     continue;
                 }
@@ -112,7 +120,7 @@ impl Observer {
                     let flags = Arc::clone(&fetching);
                     std::thread::spawn(move || {
                         let dump = crate::tracebacker::client::fetch_json(
-                            &format!("{}{id}", me.tb_base),
+                            &crate::tracebacker::private_socket(&me.tb_base, entry),
                             me.timeout,
                         );
                         me.dashboard.set_dump(id, dump);
@@ -128,7 +136,7 @@ impl Observer {
                         old.store(true, Ordering::Relaxed);
                     }
                     let me = Arc::clone(&self);
-                    std::thread::spawn(move || me.profile_stream(id, stop));
+                    std::thread::spawn(move || me.profile_stream(id, entry, stop));
                 }
             }
         }
@@ -136,13 +144,17 @@ impl Observer {
 
     /// Follow one worker's profile until told to stop or the stream ends;
     /// then mark the stream stopped so `watch` starts another if needed.
-    fn profile_stream(&self, id: usize, stop: Arc<AtomicBool>) {
+    fn profile_stream(&self, id: usize, entry: usize, stop: Arc<AtomicBool>) {
         let spec = Spec {
             hz: PROFILE_HZ,
             seconds: 0,
             idle: false,
         };
-        if let Ok(reader) = client::open(&format!("{}{id}", self.tb_base), spec, self.timeout) {
+        if let Ok(reader) = client::open(
+            &crate::tracebacker::private_socket(&self.tb_base, entry),
+            spec,
+            self.timeout,
+        ) {
             let mut second = Profile::default();
             client::read_stream(id, reader, |e| {
                 match e {

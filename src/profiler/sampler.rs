@@ -410,7 +410,7 @@ fn label(stacks: Vec<(u64, Vec<u32>)>, t: &mut Interner) -> Vec<Part> {
         let frames = names::core_ident(core)
             .and_then(|i| by_ident.remove(&i))
             .unwrap_or_default();
-        let snap = ctx.scoreboard.core(ctx.worker_id, core).snapshot(core);
+        let snap = ctx.scoreboard.core(ctx.entry, core).snapshot(core);
         let (text, idle) = match &snap.state {
             CoreState::Busy(r) => (route_label(&r.method, &r.uri), false),
             CoreState::BusyUnread => (STARTING.to_string(), false),

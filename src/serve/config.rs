@@ -31,8 +31,14 @@ pub struct ServeConfig {
     pub harakiri: Option<Duration>,
     /// Keep the request's headers on the scoreboard (`--harakiri-verbose`).
     pub keep_headers: bool,
-    /// Recycle the worker after this many requests; 0 = never.
+    /// Recycle the worker after this many requests (`--max-requests` plus
+    /// worker id - 1 times `--max-requests-delta`); 0 = never.
     pub max_requests: u64,
+    /// A worker younger than this is not recycled for its requests
+    /// (`--min-worker-lifetime`, uWSGI's default 10 s).
+    pub min_worker_lifetime: Duration,
+    /// Recycle the worker when the app raises (`--reload-on-exception`).
+    pub reload_on_exception: bool,
     /// How long a stopping worker waits for in-flight requests.
     pub mercy: Duration,
     /// Bounds of a lingering close (time, and bytes discarded).
@@ -66,13 +72,24 @@ impl ServeConfig {
             keepalive: KEEPALIVE_TIMEOUT,
             harakiri: (cfg.harakiri > 0).then(|| Duration::from_secs(cfg.harakiri)),
             keep_headers: cfg.harakiri_verbose,
-            max_requests: cfg.max_requests,
+            max_requests: max_requests(cfg, worker_id),
+            min_worker_lifetime: Duration::from_secs(cfg.lifecycle.min_worker_lifetime),
+            reload_on_exception: cfg.lifecycle.reload_on_exception,
             mercy: Duration::from_secs(cfg.reload_mercy.max(1)),
             linger_time: LINGER_TIME,
             linger_bytes: cfg.limit_post.max(LINGER_MIN_BYTES),
             proxy_protocol: cfg.requests.proxy_protocol,
             disable_write_exception: cfg.requests.disable_write_exception,
             ignore_write_errors: cfg.requests.ignore_write_errors,
+        }
+    }
+
+    /// The `--max-requests` quota of this worker, counted from `since`.
+    pub fn quota(&self, since: std::time::Instant) -> crate::serve::Quota {
+        crate::serve::Quota {
+            max: self.max_requests,
+            min_lifetime: self.min_worker_lifetime,
+            since,
         }
     }
 
@@ -92,6 +109,16 @@ impl ServeConfig {
         self.harakiri
             .map_or(0, |h| now_ms.saturating_add(h.as_millis() as u64))
     }
+}
+
+/// uWSGI's `max_requests + (worker id - 1) * max_requests_delta`: staggered,
+/// so the workers are not all recycled at once.
+fn max_requests(cfg: &Config, worker_id: usize) -> u64 {
+    if cfg.max_requests == 0 {
+        return 0;
+    }
+    let delta = (worker_id as u64 - 1).saturating_mul(cfg.lifecycle.max_requests_delta);
+    cfg.max_requests.saturating_add(delta)
 }
 
 #[cfg(test)]
@@ -120,5 +147,24 @@ mod tests {
         assert_eq!(small.limits.max_uri, Limits::default().max_uri);
         assert_eq!(small.harakiri, None);
         assert_eq!(small.deadline_ms(1_000), 0);
+    }
+
+    #[test]
+    fn max_requests_are_staggered_by_the_delta() {
+        let mut cfg = Config::default();
+        cfg.lifecycle.max_requests_delta = 10;
+        assert_eq!(
+            ServeConfig::new(&cfg, 3).max_requests,
+            0,
+            "no quota, no delta"
+        );
+        cfg.max_requests = 100;
+        assert_eq!(ServeConfig::new(&cfg, 1).max_requests, 100);
+        assert_eq!(ServeConfig::new(&cfg, 3).max_requests, 120);
+        assert_eq!(
+            ServeConfig::new(&cfg, 1).min_worker_lifetime,
+            Duration::from_secs(10),
+            "uWSGI's default"
+        );
     }
 }

@@ -15,7 +15,7 @@ mod front;
 mod panics;
 mod stop;
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
@@ -25,8 +25,9 @@ use access::Began;
 pub use config::ServeConfig;
 pub use front::Front;
 pub use panics::install_hook as install_panic_hook;
-pub use stop::{InFlight, Stop};
+pub use stop::{InFlight, Quota, Stop, StopKind, RUNNING};
 
+use crate::channel::{Received, ToMaster, ToWorker, WorkerEnd};
 use crate::config::Protocol;
 use crate::conn::{write_all_timeout, Conn, Unread};
 use crate::conns::Conns;
@@ -50,6 +51,9 @@ pub struct Shared {
     /// Which core polls (the others sleep until it is stuck in a request).
     pub leader: Leader,
     pub scoreboard: &'static Scoreboard,
+    /// This process's slot on the scoreboard (not its worker id: a
+    /// retiring process and its replacement each write their own).
+    pub entry: usize,
     pub app: Py<PyAny>,
     /// The environ template of each listener (indexed like the listeners).
     pub environs: Vec<Py<PyDict>>,
@@ -65,8 +69,19 @@ pub struct Shared {
     /// Requests each app (by uWSGI id) has answered in this worker, for
     /// the request log's `app: ID|req: N`.
     app_requests: Vec<AtomicU64>,
+    /// The worker's end of its control channel to the master (None when
+    /// the master gave it none, as in unit tests).
+    pub channel: Option<WorkerEnd>,
     /// Requests that panicked; the second one stops the worker.
     panics: AtomicU32,
+    /// A stopping worker took what was queued on the listeners (shutdown).
+    took_queue: AtomicBool,
+    /// Since when (us of the worker's clock) accepting has been left to a
+    /// lighter worker, and when it last was; 0 when it is not.
+    deferring_since: AtomicU64,
+    deferred_last: AtomicU64,
+    /// The worker's clock for `deferring_since`.
+    epoch: Instant,
 }
 
 impl Shared {
@@ -75,6 +90,7 @@ impl Shared {
         conns: Conns,
         stop: Stop,
         scoreboard: &'static Scoreboard,
+        entry: usize,
         app: Py<PyAny>,
         environs: Vec<Py<PyDict>>,
     ) -> Shared {
@@ -84,13 +100,26 @@ impl Shared {
             stop,
             leader: Leader::default(),
             scoreboard,
+            entry,
             app,
             environs,
             front: None,
             mounted: Vec::new(),
             first_mount_id: 0,
             app_requests: vec![AtomicU64::new(0)],
+            channel: None,
             panics: AtomicU32::new(0),
+            took_queue: AtomicBool::new(false),
+            deferring_since: AtomicU64::new(0),
+            deferred_last: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Tell the master something; a master that is gone cannot listen.
+    pub fn tell_master(&self, m: ToMaster) {
+        if let Some(c) = &self.channel {
+            let _ = c.send(m);
         }
     }
 
@@ -264,7 +293,7 @@ fn next_parsed<'a>(
     }
     loop {
         if shared.stop.requested() {
-            begin_stop(shared);
+            on_stop(shared);
             if core == 0
                 && shared
                     .stop
@@ -291,11 +320,12 @@ fn next_parsed<'a>(
         }
         let event = shared.conns.wait(wait);
         share.polled(polled, Instant::now());
-        if !matches!(event, Ok(Event::Wake)) {
+        if !matches!(event, Ok(Event::Wake | Event::Control)) {
             shared.leader.working(core);
         }
         match event {
             Ok(Event::Wake) => {}
+            Ok(Event::Control) => read_control(shared),
             Ok(Event::Listener(idx)) => {
                 if let Some(found) = accept(shared, idx) {
                     return Some(found);
@@ -318,20 +348,79 @@ fn next_parsed<'a>(
 }
 
 /// The first core to see the stop stops listening, so new connections go
-/// to the other workers, and wakes every core to look at the state. A
-/// retiring worker leaves what is queued to the others and its replacement.
-fn begin_stop(shared: &Shared) {
+/// to the other workers (it no longer counts as one that accepts, so none
+/// leaves a connection to it), and wakes every core to look at the state.
+/// A retiring worker tells the master, which starts its replacement now
+/// (if the master asked, it knows already). A shutdown also takes what is
+/// queued on the listeners: no other worker will (a retiring worker leaves
+/// it to them and to its replacement).
+fn on_stop(shared: &Shared) {
+    let shutdown = shared.stop.kind() == Some(StopKind::Shutdown);
     if shared.stop.begin() {
-        shared.conns.stop_listening(!shared.stop.retiring());
+        if !shutdown {
+            shared.tell_master(ToMaster::Retiring);
+        }
+        shared
+            .scoreboard
+            .process(shared.entry)
+            .accepting
+            .store(0, Ordering::Release);
+        shared.conns.stop_listening(shutdown);
+        shared.took_queue.store(shutdown, Ordering::Release);
         shared.leader.wake_all();
+    } else if shutdown && !shared.took_queue.swap(true, Ordering::AcqRel) {
+        // Retiring, and then the server began to shut down.
+        shared.conns.take_queued();
     }
 }
+
+/// Read what the master sent on the control channel: a retirement or a
+/// shutdown. A closed channel means the master is gone: stop too.
+fn read_control(shared: &Shared) {
+    let Some(channel) = &shared.channel else {
+        return;
+    };
+    loop {
+        match channel.recv() {
+            Received::Message(ToWorker::Retire) => {
+                shared.stop.request(StopKind::Retire);
+            }
+            Received::Message(ToWorker::Shutdown) => {
+                shared.stop.request(StopKind::Shutdown);
+            }
+            Received::Empty => {
+                shared.conns.rearm_control(channel.as_fd());
+                return;
+            }
+            Received::Closed => {
+                shared.stop.request(StopKind::Shutdown);
+                return;
+            }
+        }
+    }
+}
+
+/// The worker retires by itself (it already requested its stop): say why,
+/// and wake the poller, so a core sees the stop (and tells the master)
+/// now.
+fn announce_retirement(shared: &Shared, why: &str) {
+    crate::log::line(&format!(
+        "...The work of process {} is done ({why}). Seeya!",
+        std::process::id()
+    ));
+    shared.conns.wake_all();
+}
+
+/// How long a worker leaves new connections to a lighter one at most: the
+/// lighter one is woken for them too, but if it does not take them (it
+/// just stopped, or is stuck), this one does.
+const DEFER_AT_MOST: Duration = Duration::from_millis(3);
 
 /// Accept what is pending on a listener (at most one per idle core); the
 /// first connection that already carries a whole request is returned to be
 /// served now, the others are parked.
 fn accept(shared: &Shared, idx: usize) -> Option<Taken<'_>> {
-    if shared.scoreboard.has_lighter_worker(shared.cfg.worker_id) {
+    if shared.scoreboard.has_lighter_worker(shared.entry) && deferring(shared) {
         // Keep-alive clients stay with the worker that accepted them, so
         // without this one worker can end up with most of them while the
         // other idles. Leave the connection to the lighter worker (it is
@@ -340,6 +429,7 @@ fn accept(shared: &Shared, idx: usize) -> Option<Taken<'_>> {
         shared.conns.rearm_listener(idx);
         return None;
     }
+    shared.deferring_since.store(0, Ordering::Relaxed);
     // Take only as many connections as this worker has idle cores (this one
     // included): the rest stay in the kernel queue for an idle worker,
     // instead of waiting here behind a slow request.
@@ -380,14 +470,26 @@ fn accept_queued(shared: &Shared) -> Option<Taken<'_>> {
         return None;
     }
     let idx = shared.conns.maybe_queued(Protocol::Http)?;
-    if shared
-        .scoreboard
-        .has_fewer_conns_elsewhere(shared.cfg.worker_id)
-    {
+    if shared.scoreboard.has_fewer_conns_elsewhere(shared.entry) {
         return None;
     }
     let conn = shared.conns.accept(idx)?;
     read_head(shared, conn)
+}
+
+/// Whether to go on leaving connections to a lighter worker: yes for at
+/// most [`DEFER_AT_MOST`] in a row (deferrals closer together than that
+/// are one episode).
+fn deferring(shared: &Shared) -> bool {
+    let now = (shared.epoch.elapsed().as_micros() as u64).max(1);
+    let limit = DEFER_AT_MOST.as_micros() as u64;
+    let last = shared.deferred_last.swap(now, Ordering::Relaxed);
+    let mut since = shared.deferring_since.load(Ordering::Relaxed);
+    if since == 0 || now.saturating_sub(last) > limit {
+        since = now;
+        shared.deferring_since.store(now, Ordering::Relaxed);
+    }
+    now.saturating_sub(since) < limit
 }
 
 /// Read what the connection has for us and parse it; a connection that
@@ -424,15 +526,14 @@ fn parse_buffered(shared: &Shared, mut conn: Box<Conn>) -> Option<Taken<'_>> {
         Parse::Complete { request, consumed } => {
             conn.buf.drain(..consumed);
             let in_flight = shared.stop.enter();
-            if shared.stop.admit_is_last(shared.cfg.max_requests) && shared.stop.retire() {
-                // Decided before the request is served: its response closes
-                // the connection, and no connection is accepted after it.
-                crate::log::line(&format!(
-                    "...The work of process {} is done (max requests {} reached). Seeya!",
-                    std::process::id(),
-                    shared.cfg.max_requests
-                ));
-                begin_stop(shared);
+            if in_flight.is_last() {
+                announce_retirement(
+                    shared,
+                    &format!("max requests {} reached", shared.cfg.max_requests),
+                );
+                // Now, not after this last request: the master starts the
+                // replacement while it is served.
+                on_stop(shared);
             }
             Some(Taken {
                 conn,
@@ -518,7 +619,7 @@ fn serve_request(
     plan: Option<&front::Plan>,
     objects: &mut wsgi::reuse::CoreObjects,
 ) -> Served {
-    let slot = shared.scoreboard.core(shared.cfg.worker_id, core);
+    let slot = shared.scoreboard.core(shared.entry, core);
     let began = Began::now();
     let now_ms = began.unix_us / 1000;
     let cfg = &shared.cfg;
@@ -633,11 +734,11 @@ impl Served {
 fn after_panic(shared: &Shared, core: usize, req: &Request, report: &str) -> Served {
     // Counted as a request that raised, so the stats add up (the core's
     // own count was kept by its slot guard).
-    let w = shared.scoreboard.worker(shared.cfg.worker_id);
+    let w = shared.scoreboard.process(shared.entry);
     w.requests.fetch_add(1, Ordering::Relaxed);
     w.exceptions.fetch_add(1, Ordering::Relaxed);
     let n = shared.panics.fetch_add(1, Ordering::AcqRel) + 1;
-    let exiting = n == 2 && shared.stop.retire();
+    let exiting = n == 2 && shared.stop.request(StopKind::Retire);
     crate::log::line(&format!(
         "[pid: {}|worker: {}|core: {core}] panic serving {} {}: {}; answered 500{}",
         std::process::id(),
@@ -652,15 +753,16 @@ fn after_panic(shared: &Shared, core: usize, req: &Request, report: &str) -> Ser
         }
     ));
     if exiting {
-        shared.conns.wake_all();
+        announce_retirement(shared, "second panic");
     }
     Served::error(500)
 }
 
-/// Stats and the access log line (unless a route said `donotlog`), after
-/// every request, whoever answered it (`--max-requests` is counted when a
-/// request is admitted, in `parse_buffered`). `app`: the uWSGI id of the
-/// app that answered, None when the front did.
+/// Stats, the access log line (unless a route said `donotlog`) and
+/// `--reload-on-exception`, after every request, whoever answered it
+/// (`--max-requests` is counted when a request is admitted, in
+/// `parse_buffered`). `app`: the uWSGI id of the app that answered, None
+/// when the front did.
 fn finish_request(
     shared: &Shared,
     conn: &Conn,
@@ -670,13 +772,14 @@ fn finish_request(
     began: Began,
     log: bool,
 ) {
-    let w = shared.scoreboard.worker(shared.cfg.worker_id);
+    let cfg = &shared.cfg;
+    let w = shared.scoreboard.process(shared.entry);
     w.requests.fetch_add(1, Ordering::Relaxed);
     w.tx.fetch_add(outcome.wire_bytes, Ordering::Relaxed);
     let micros = began.at.elapsed().as_micros() as u64;
     w.record_latency(micros);
     // The dashboard's per-route figures: a few stores, no lock.
-    shared.scoreboard.ring(shared.cfg.worker_id).push(
+    shared.scoreboard.ring(shared.entry).push(
         req.method(),
         req.uri(),
         outcome.status,
@@ -692,5 +795,8 @@ fn finish_request(
     });
     if log {
         access::log_request(shared, conn, req, outcome, core, began, app);
+    }
+    if outcome.raised && cfg.reload_on_exception && shared.stop.request(StopKind::Retire) {
+        announce_retirement(shared, "the app raised, --reload-on-exception");
     }
 }

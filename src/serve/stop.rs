@@ -1,40 +1,86 @@
-//! Stopping a worker: the stop flag (set by SIGTERM/SIGHUP, max-requests or
-//! a second panic), whether the worker retires (another process takes its
-//! place) rather than the server stopping, when the stop began, the mercy
-//! bound, the count of requests in flight, which an [`InFlight`] guard holds
-//! for as long as a request is being served (so no path can forget to give
-//! it back), and the count of requests admitted, for `--max-requests`.
+//! Stopping a worker: whether it was told to stop and how (retire: another
+//! process takes its place; shut down: the server stops), when the stop
+//! began, the mercy bound, the count of requests in flight, which an
+//! [`InFlight`] guard holds for as long as a request is being served (so no
+//! path can forget to give it back), and the `--max-requests` quota, which
+//! is counted when a request is admitted so that the last one is known
+//! before it is served.
 //!
 //! Owns no sockets and no Python; `serve` asks it whether to stop
 //! listening and whether the worker may exit.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+/// How a worker stops. A shutdown outranks a retirement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum StopKind {
+    /// Another process takes (or took) this one's place: leave what the
+    /// kernel queued on the shared listeners to it.
+    Retire = 1,
+    /// The server stops: serve what is queued too.
+    Shutdown = 2,
+}
+
+/// The value of the stop state while the worker runs.
+pub const RUNNING: u8 = 0;
+
+/// `--max-requests` for one worker: the quota (`--max-requests-delta`
+/// already added) and `--min-worker-lifetime`, measured from `since`.
+#[derive(Debug, Clone, Copy)]
+pub struct Quota {
+    /// 0 = no quota.
+    pub max: u64,
+    pub min_lifetime: Duration,
+    pub since: Instant,
+}
+
+impl Quota {
+    #[cfg(test)]
+    pub fn none() -> Quota {
+        Quota {
+            max: 0,
+            min_lifetime: Duration::ZERO,
+            since: Instant::now(),
+        }
+    }
+}
+
 pub struct Stop {
-    /// Shared with the signal handler, which may set it at any time.
-    flag: &'static AtomicBool,
+    /// RUNNING or a [`StopKind`]; shared with the signal handlers, which
+    /// may raise it at any time (`fetch_max`, async-signal-safe).
+    state: &'static AtomicU8,
     /// When the first core saw the stop; set once.
     began: OnceLock<Instant>,
     mercy: Duration,
     in_flight: AtomicUsize,
-    /// Set before the flag when the worker retires by itself
-    /// (`--max-requests`, a second panic): its replacement takes what the
-    /// kernel queued on the shared listeners.
-    retiring: AtomicBool,
     /// Requests admitted by this process.
     admitted: AtomicU64,
+    quota: Quota,
 }
 
 /// One request being served, from its parsed head to the last byte of its
 /// response. Dropping it gives the request back.
 #[must_use]
-pub struct InFlight<'a>(&'a AtomicUsize);
+pub struct InFlight<'a> {
+    count: &'a AtomicUsize,
+    /// The request that used up the `--max-requests` quota.
+    last: bool,
+}
+
+impl InFlight<'_> {
+    /// Whether this is the last request of the worker's quota: it is
+    /// answered with `Connection: close` and the worker retires.
+    pub fn is_last(&self) -> bool {
+        self.last
+    }
+}
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.count.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -43,47 +89,35 @@ impl Drop for InFlight<'_> {
 const IDLE_GRACE: Duration = Duration::from_secs(1);
 
 impl Stop {
-    pub fn new(flag: &'static AtomicBool, mercy: Duration) -> Stop {
+    pub fn new(state: &'static AtomicU8, mercy: Duration, quota: Quota) -> Stop {
         Stop {
-            flag,
+            state,
             began: OnceLock::new(),
             mercy,
             in_flight: AtomicUsize::new(0),
-            retiring: AtomicBool::new(false),
             admitted: AtomicU64::new(0),
+            quota,
         }
-    }
-
-    /// The worker retires by itself; true for the caller that set the stop
-    /// first.
-    pub fn retire(&self) -> bool {
-        self.retiring.store(true, Ordering::Release);
-        self.request()
-    }
-
-    /// Whether the worker retires (rather than the server stopping): it
-    /// leaves what is queued on the listeners to the other workers and its
-    /// replacement.
-    pub fn retiring(&self) -> bool {
-        self.retiring.load(Ordering::Acquire)
-    }
-
-    /// Count a request admitted for serving; true for the one that uses up
-    /// a quota of `max` (0 = none), decided before it is served so its
-    /// response closes the connection and no later one is accepted.
-    pub fn admit_is_last(&self, max: u64) -> bool {
-        let n = self.admitted.fetch_add(1, Ordering::AcqRel) + 1;
-        max > 0 && n == max
     }
 
     /// Whether the worker was told to stop.
     pub fn requested(&self) -> bool {
-        self.flag.load(Ordering::Relaxed)
+        self.state.load(Ordering::Relaxed) != RUNNING
     }
 
-    /// Tell the worker to stop; true for the caller that set it first.
-    pub fn request(&self) -> bool {
-        !self.flag.swap(true, Ordering::AcqRel)
+    /// How the worker stops, if it was told to.
+    pub fn kind(&self) -> Option<StopKind> {
+        match self.state.load(Ordering::Acquire) {
+            RUNNING => None,
+            1 => Some(StopKind::Retire),
+            _ => Some(StopKind::Shutdown),
+        }
+    }
+
+    /// Tell the worker to stop (or to stop as `kind` if that outranks how
+    /// it stops already); true for the call that stopped a running worker.
+    pub fn request(&self, kind: StopKind) -> bool {
+        self.state.fetch_max(kind as u8, Ordering::AcqRel) == RUNNING
     }
 
     /// Note that a core saw the stop; true for the first one only, which
@@ -97,10 +131,23 @@ impl Stop {
         first
     }
 
-    /// A request starts being served.
+    /// A request starts being served; it is counted against the quota.
     pub fn enter(&self) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        InFlight(&self.in_flight)
+        let n = self.admitted.fetch_add(1, Ordering::AcqRel) + 1;
+        let q = &self.quota;
+        // Exactly one request is the last: the first admitted at or over
+        // the quota once the worker is old enough (uWSGI's
+        // --min-worker-lifetime); the stop it triggers admits no more.
+        let last = q.max > 0
+            && n >= q.max
+            && !self.requested()
+            && q.since.elapsed() >= q.min_lifetime
+            && self.request(StopKind::Retire);
+        InFlight {
+            count: &self.in_flight,
+            last,
+        }
     }
 
     /// Requests being served now.
@@ -125,8 +172,12 @@ impl Stop {
 mod tests {
     use super::*;
 
+    fn state() -> &'static AtomicU8 {
+        Box::leak(Box::new(AtomicU8::new(RUNNING)))
+    }
+
     fn stop(mercy: Duration) -> Stop {
-        Stop::new(Box::leak(Box::new(AtomicBool::new(false))), mercy)
+        Stop::new(state(), mercy, Quota::none())
     }
 
     #[test]
@@ -152,22 +203,22 @@ mod tests {
     fn first_to_request_and_first_to_begin() {
         let s = stop(Duration::from_secs(60));
         assert!(!s.requested());
-        assert!(s.request());
-        assert!(!s.request());
+        assert_eq!(s.kind(), None);
+        assert!(s.request(StopKind::Retire));
+        assert!(!s.request(StopKind::Retire));
         assert!(s.requested());
         assert!(s.begin());
         assert!(!s.begin());
-        assert!(!s.retiring(), "a signal's stop is not a retirement");
     }
 
     #[test]
-    fn the_quota_is_used_up_by_exactly_one_request() {
+    fn a_shutdown_outranks_a_retirement_never_the_reverse() {
         let s = stop(Duration::from_secs(60));
-        let lasts: Vec<bool> = (0..7).map(|_| s.admit_is_last(5)).collect();
-        assert_eq!(lasts, [false, false, false, false, true, false, false]);
-        assert!(!stop(Duration::from_secs(60)).admit_is_last(0), "no quota");
-        assert!(s.retire());
-        assert!(s.retiring() && s.requested());
+        assert!(s.request(StopKind::Retire));
+        assert!(!s.request(StopKind::Shutdown), "already stopping");
+        assert_eq!(s.kind(), Some(StopKind::Shutdown));
+        s.request(StopKind::Retire);
+        assert_eq!(s.kind(), Some(StopKind::Shutdown));
     }
 
     #[test]
@@ -184,5 +235,43 @@ mod tests {
         impatient.begin();
         let _r = impatient.enter();
         assert!(impatient.may_exit(3, 1), "mercy is over");
+    }
+
+    #[test]
+    fn exactly_the_quota_th_request_is_the_last() {
+        let quota = Quota {
+            max: 3,
+            min_lifetime: Duration::ZERO,
+            since: Instant::now(),
+        };
+        let s = Stop::new(state(), Duration::from_secs(60), quota);
+        let lasts: Vec<bool> = (0..5).map(|_| s.enter().is_last()).collect();
+        assert_eq!(lasts, [false, false, true, false, false]);
+        assert_eq!(s.kind(), Some(StopKind::Retire));
+    }
+
+    #[test]
+    fn the_quota_waits_for_the_minimum_lifetime() {
+        let quota = Quota {
+            max: 1,
+            min_lifetime: Duration::from_secs(3600),
+            since: Instant::now(),
+        };
+        let s = Stop::new(state(), Duration::from_secs(60), quota);
+        assert!(!s.enter().is_last());
+        assert!(!s.enter().is_last());
+        assert!(!s.requested(), "too young to be recycled");
+    }
+
+    #[test]
+    fn no_request_is_the_last_of_a_stopping_worker() {
+        let quota = Quota {
+            max: 1,
+            min_lifetime: Duration::ZERO,
+            since: Instant::now(),
+        };
+        let s = Stop::new(state(), Duration::from_secs(60), quota);
+        s.request(StopKind::Shutdown);
+        assert!(!s.enter().is_last());
     }
 }

@@ -57,6 +57,8 @@ const REQUEST_WAIT: Duration = Duration::from_millis(10);
 /// What the worker tells its tracebacker once, at start.
 pub struct Context {
     pub worker_id: usize,
+    /// This process's slot on the scoreboard.
+    pub entry: usize,
     pub scoreboard: &'static Scoreboard,
     pub locals: bool,
 }
@@ -165,7 +167,7 @@ fn render_json(snap: &Snapshot) -> Vec<u8> {
         return b"{}".to_vec();
     };
     let dump = rich::build(
-        &ctx.scoreboard.snapshot(ctx.worker_id),
+        &ctx.scoreboard.snapshot_entry(ctx.entry),
         &snap.stacks,
         names::core_ident,
         snap.collected_by,
@@ -175,6 +177,13 @@ fn render_json(snap: &Snapshot) -> Vec<u8> {
     serde_json::to_vec(&dump).unwrap_or_else(|_| b"{}".to_vec())
 }
 
+/// The private socket of the process in scoreboard entry `entry`, under
+/// the master's private base (a retiring process and its successor, both of
+/// one worker id, each keep their own).
+pub fn private_socket(base: &str, entry: usize) -> String {
+    format!("{base}.{entry}")
+}
+
 /// Where a worker's sockets go.
 pub struct Sockets<'a> {
     /// In the master's private directory: the master's and the stats
@@ -182,6 +191,25 @@ pub struct Sockets<'a> {
     pub private: &'a Path,
     /// `--py-tracebacker BASE` + id, with `--chmod-socket`'s mode.
     pub public: Option<(&'a Path, Option<u32>)>,
+    /// An older process of this worker id may still hold the public path
+    /// (it retires while this one starts): bind beside it and rename over.
+    pub takeover: bool,
+}
+
+/// The public socket file this process made: removed at exit only if it is
+/// still this one (a successor may have taken the path over).
+pub struct PublicSocket {
+    path: PathBuf,
+    ino: u64,
+}
+
+impl PublicSocket {
+    pub fn remove_if_ours(&self) {
+        use std::os::unix::fs::MetadataExt;
+        if std::fs::symlink_metadata(&self.path).is_ok_and(|m| m.ino() == self.ino) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 /// Which listener a client came through.
@@ -190,7 +218,12 @@ const PUBLIC: usize = 1;
 
 /// Bind the worker's tracebacker sockets and serve them on a thread of
 /// their own. Owner-only (0600) unless `--chmod-socket` says otherwise.
-pub fn start(sockets: Sockets<'_>, timeout: Duration, ctx: Context) -> Result<(), UnixPathError> {
+pub fn start(
+    sockets: Sockets<'_>,
+    timeout: Duration,
+    ctx: Context,
+) -> Result<Option<PublicSocket>, UnixPathError> {
+    use std::os::unix::fs::MetadataExt;
     let _ = CONTEXT.set(ctx);
     let limits = |max_clients| Limits {
         request_wait: REQUEST_WAIT,
@@ -205,16 +238,33 @@ pub fn start(sockets: Sockets<'_>, timeout: Duration, ctx: Context) -> Result<()
         limits: limits(64),
         same_uid_only: true,
     }];
+    let mut public = None;
     if let Some((path, chmod)) = sockets.public {
-        let l = bind_unix(path, Some(0o600))?;
+        let path_err = |source| UnixPathError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let bind_at = if sockets.takeover {
+            let mut tmp = path.as_os_str().to_owned();
+            tmp.push(format!(".{}.new", std::process::id()));
+            PathBuf::from(tmp)
+        } else {
+            path.to_path_buf()
+        };
+        let l = bind_unix(&bind_at, Some(0o600))?;
         if let Some(mode) = chmod {
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(
-                |source| UnixPathError::Io {
-                    path: path.to_path_buf(),
-                    source,
-                },
-            )?;
+            std::fs::set_permissions(&bind_at, std::fs::Permissions::from_mode(mode))
+                .map_err(path_err)?;
         }
+        if bind_at != path {
+            // Atomic: clients see the old socket or this one, never none.
+            std::fs::rename(&bind_at, path).map_err(path_err)?;
+        }
+        let ino = std::fs::symlink_metadata(path).map_err(path_err)?.ino();
+        public = Some(PublicSocket {
+            path: path.to_path_buf(),
+            ino,
+        });
         listeners.push(ListenerSpec {
             socket: ListenSocket::Unix(l),
             tag: PUBLIC,
@@ -242,7 +292,7 @@ pub fn start(sockets: Sockets<'_>, timeout: Duration, ctx: Context) -> Result<()
         .spawn(move || dumps.run(responder))
         .map_err(io_err)?;
     server.spawn("uwsgi-rs-tracebacker").map_err(io_err)?;
-    Ok(())
+    Ok(public)
 }
 
 /// What a client may ask for in its first line.

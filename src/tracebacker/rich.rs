@@ -263,8 +263,11 @@ mod tests {
     #[test]
     fn cores_idle_and_busy_and_app_threads() {
         let sb = crate::scoreboard::Scoreboard::new(1, 2).unwrap();
+        // Worker 1's current process in entry 0.
+        sb.assign(0, 1, 0, 0);
+        sb.set_current(1, Some(0));
         let _busy = sb
-            .core(1, 1)
+            .core(0, 1)
             .begin(10_000, 0, &[b"127.0.0.1", b"GET", b"/slow"]);
         let frame = Frame {
             filename: "a.py".into(),

@@ -1,12 +1,19 @@
-//! The master process: holds the listening sockets, forks the workers,
-//! reaps and respawns them, turns signals into reloads and shutdowns, and
-//! runs the checks (harakiri, start-up failures) on a short tick.
+//! The master process: holds the listening sockets, starts the workers,
+//! turns signals into reloads and shutdowns, and runs the checks on a
+//! short tick. The workers' books and their transitions (spawn, ready,
+//! retire, reap, rolling reload) are in `workers`; each periodic check
+//! (harakiri, mercy, memory, lifetime, touched files, cheaper mode, slow
+//! requests, listen queues) is one small function in `checks`, as uWSGI's
+//! master_checks.c has them.
 //!
 //! It runs in the user's interpreter (the `uwsgi-rs` console script) but
 //! never imports the app: by default a loader process imports it and forks
 //! the workers (`loader.rs`); with `--lazy-apps` the master forks bare
 //! workers that import it. The master stays single-threaded, which keeps
 //! `fork` safe, and holds the GIL only to fork.
+
+mod checks;
+mod workers;
 
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
@@ -20,15 +27,14 @@ use crate::config::{Config, HookPhase};
 use crate::cron::Crons;
 use crate::daemons::{Daemons, Reaped};
 use crate::fifo::MasterFifo;
-use crate::harakiri;
 use crate::hooks;
 use crate::listen::{self, Listener};
-use crate::loader::Loader;
+use crate::loader::{Loader, Spawn};
 use crate::log;
-use crate::python::Forked;
 use crate::scoreboard::Scoreboard;
 use crate::systemd::Notifier;
-use crate::worker::{self, WorkerArgs, EXIT_LOAD_FAILED};
+use crate::worker::{WorkerArgs, EXIT_LOAD_FAILED};
+use workers::{Proc, Slot};
 
 /// How often the master checks deadlines when no signal wakes it.
 const TICK: Duration = Duration::from_millis(200);
@@ -45,46 +51,28 @@ extern "C" fn on_signal(sig: libc::c_int) {
 /// Install `handler` for SIGCHLD and every signal in `actions`.
 fn install_signals(handler: libc::sighandler_t, actions: &SignalActions) {
     for sig in actions.signals().chain([libc::SIGCHLD]) {
-        // SAFETY: sigaction is plain data; the handler only writes a byte.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = handler;
-            sa.sa_flags = libc::SA_RESTART;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
+        // The master's handler only writes a byte.
+        crate::worker::set_handler(sig, handler);
     }
 }
 
-/// One worker slot (id = index + 1).
-#[derive(Default)]
-struct Slot {
-    pid: i32,
-    spawned: Option<Instant>,
-    /// When to start a process in this empty slot.
-    respawn_at: Option<Instant>,
-    /// Deaths in a row before the app was up: drives the back-off.
-    quick_failures: u32,
-    /// We asked this process to stop (reload or recycle): its exit is expected.
-    stop_requested: bool,
-    /// Harakiri already fired for this process.
-    harakiri_fired: bool,
-    /// The current process reported ready at least once.
-    was_ready: bool,
-}
-
-#[derive(PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Running,
-    Stopping { kill_at: Instant },
+    /// Shutting down: every process was told, with its mercy deadline.
+    Stopping,
 }
 
 pub struct Master {
     cfg: Config,
     listeners: Vec<Listener>,
     scoreboard: &'static Scoreboard,
+    /// One per worker id (id = index + 1).
     slots: Vec<Slot>,
+    /// Processes told to stop, which no longer own a slot.
+    retiring: Vec<Proc>,
     phase: Phase,
+    /// Worker ids a reload has still to replace (popped from the end).
     reload_queue: Vec<usize>,
     signal_rd: i32,
     signal_wr: i32,
@@ -101,8 +89,8 @@ pub struct Master {
     /// Who the master is, as the stats document says (taken at start).
     facts: crate::stats::MasterFacts,
     credentials: crate::privileges::Credentials,
-    /// Requests whose slow-request traceback was logged: (worker, core, start ms).
-    slow_reported: std::collections::HashSet<(usize, usize, u64)>,
+    /// Requests whose slow-request traceback was logged: (pid, core, start ms).
+    slow_reported: std::collections::HashSet<(i32, usize, u64)>,
     /// When the last full-listen-queue warning was logged (once a second).
     queue_warned: Option<Instant>,
     /// Preload: the loader workers are forked from (None with --lazy-apps,
@@ -116,6 +104,8 @@ pub struct Master {
     loader_restart_at: Option<Instant>,
     /// Loader deaths in a row: drives its back-off.
     loader_failures: u32,
+    /// State of the periodic checks (`checks`).
+    checks: checks::State,
     /// What each signal asks for (README's table; `unix_signal` hooks).
     signal_actions: SignalActions,
     /// `--master-fifo`.
@@ -132,6 +122,13 @@ pub struct Master {
     /// A brutal reload (fifo `R`) waits for the new loader, then replaces
     /// every worker at once.
     brutal_reload: bool,
+    /// Shutting down: when attached daemons still running are killed.
+    daemons_kill_at: Option<Instant>,
+    /// When the last reload started: processes started before it are
+    /// replaced by it.
+    reload_from: Instant,
+    /// fifo `C`: no workers until a connection comes.
+    gone_cheap: bool,
     /// How to start this master again (fifo `f`): argv and directory.
     reexec: Option<Reexec>,
     /// A new master was forked onto our sockets: leave their files alone.
@@ -283,11 +280,13 @@ impl Master {
         );
         let crons = Crons::new(&cfg.lifecycle.crons, credentials);
         let slots = (0..cfg.processes).map(|_| Slot::default()).collect();
+        let cfg_for_checks = cfg.clone();
         Ok(Master {
             cfg,
             listeners,
             scoreboard,
             slots,
+            retiring: Vec::new(),
             phase: Phase::Running,
             reload_queue: Vec::new(),
             signal_rd: fds[0],
@@ -317,8 +316,12 @@ impl Master {
             crons,
             master_start: None,
             brutal_reload: false,
+            daemons_kill_at: None,
+            reload_from: Instant::now(),
+            gone_cheap: false,
             reexec: None,
             reforked: false,
+            checks: checks::State::new(&cfg_for_checks),
         })
     }
 
@@ -332,9 +335,10 @@ impl Master {
         &self.cfg
     }
 
-    /// Worker `id`'s private tracebacker socket.
-    fn tb_path(&self, id: usize) -> PathBuf {
-        PathBuf::from(format!("{}{id}", self.tb_base))
+    /// The private tracebacker socket of the process in scoreboard entry
+    /// `entry` (a retiring process and its successor each have their own).
+    fn tb_private(&self, entry: usize) -> PathBuf {
+        PathBuf::from(crate::tracebacker::private_socket(&self.tb_base, entry))
     }
 
     /// Worker `id`'s public tracebacker socket (`--py-tracebacker`).
@@ -370,9 +374,17 @@ impl Master {
         if self.stats.is_some() {
             self.spawn_stats();
         }
+        for line in self.checks.start_lines() {
+            log::line(&line);
+        }
+        let first = self.checks.initial_workers(self.slots.len());
+        for (i, s) in self.slots.iter_mut().enumerate() {
+            s.cheaped = i >= first;
+        }
         if self.cfg.lazy_apps {
-            for id in 1..=self.slots.len() {
-                self.spawn(id);
+            self.generation = 1;
+            for id in 1..=first {
+                self.spawn(id, None);
             }
         } else {
             // Workers are forked from the loader once it has the app; as
@@ -381,7 +393,7 @@ impl Master {
             unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
             self.generation = 1;
             self.loader = self.start_loader(1);
-            for s in &mut self.slots {
+            for s in self.slots.iter_mut().take(first) {
                 s.respawn_at = Some(Instant::now());
             }
         }
@@ -398,6 +410,7 @@ impl Master {
             if let Some(code) = self.check_fifo() {
                 break code;
             }
+            self.read_channels();
             if let Some(code) = self.reap() {
                 break code;
             }
@@ -408,11 +421,10 @@ impl Master {
             self.check_cron();
             self.check_loaders();
             self.check_ready();
-            self.check_harakiri();
-            self.check_slow();
-            self.check_listen_queues();
+            self.run_checks();
             self.advance_reload();
             self.respawn_due();
+            self.wake_from_cheap();
             if self.any_ready {
                 log::daemon::app_loaded();
             }
@@ -423,13 +435,15 @@ impl Master {
                 self.spawn_stats();
             }
             self.check_systemd();
-            if let Phase::Stopping { kill_at } = self.phase {
-                if self.slots.iter().all(|s| s.pid == 0) && self.daemons.all_stopped() {
+            if self.phase == Phase::Stopping {
+                // Workers are killed at the end of their own mercy
+                // (check_mercy); daemons a second later.
+                if self.procs().next().is_none() && self.daemons.all_stopped() {
                     break 0;
                 }
-                if Instant::now() >= kill_at {
-                    log::line("workers did not stop within the mercy period: killing them");
-                    self.signal_all(libc::SIGKILL);
+                if self.daemons_kill_at.is_some_and(|t| Instant::now() >= t) {
+                    self.daemons_kill_at = None;
+                    log::line("daemons did not stop within the mercy period: killing them");
                     self.daemons.kill_all();
                 }
             }
@@ -448,20 +462,29 @@ impl Master {
             Some(l) if !l.ready => l.fd(),
             _ => -1,
         };
-        let mut pfds: Vec<libc::pollfd> = [
+        let mut fds = vec![
             self.signal_rd,
             waiting(&self.loader),
             waiting(&self.next_loader),
             self.fifo.as_ref().map_or(-1, |f| f.fd()),
-        ]
-        .into_iter()
-        .chain(log::relay_fds())
-        .map(|fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
+        ];
+        // A worker's channel: ready, retiring, a reload asked for.
+        fds.extend(self.channel_fds());
+        if self.gone_cheap {
+            // fifo `C`: the first connection brings the workers back.
+            fds.extend(self.listeners.iter().map(Listener::fd));
+        }
+        // Past these, the lines the workers hand over (--log-master).
+        let relayed = fds.len();
+        let mut pfds: Vec<libc::pollfd> = fds
+            .into_iter()
+            .chain(log::relay_fds())
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
         let deadline = Instant::now() + TICK;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -474,11 +497,10 @@ impl Master {
                     left.as_millis() as i32,
                 )
             };
-            // [0..4]: signals, loaders, the master fifo; then relays.
-            if pfds[4..].iter().any(|p| p.revents != 0) {
+            if pfds[relayed..].iter().any(|p| p.revents != 0) {
                 log::relay();
             }
-            if n <= 0 || pfds[..4].iter().any(|p| p.revents != 0) {
+            if n <= 0 || pfds[..relayed].iter().any(|p| p.revents != 0) {
                 return;
             }
         }
@@ -523,7 +545,7 @@ impl Master {
     /// else after a second, so a crash at start cannot make us spin).
     fn stats_died(&mut self, how: &str) {
         let pid = std::mem::replace(&mut self.stats_pid, 0);
-        if matches!(self.phase, Phase::Stopping { .. }) {
+        if self.phase == Phase::Stopping {
             return;
         }
         let quick = self
@@ -590,41 +612,48 @@ impl Master {
                 if action == Action::BrutalReload {
                     return Some(0);
                 }
-                self.graceful_stop(source);
+                self.shutdown(source);
             }
-            Action::GracefulReload if running => self.graceful_reload(source),
+            Action::GracefulReload if running => self.reload(source),
             Action::BrutalReload if running => self.brutal_reload(source),
             Action::ChainReload if running => {
                 log::line(&format!("{source}: chain reload starting..."));
                 self.reloading_notice("chain reload");
-                self.rolling_reload();
+                self.start_reload();
             }
-            Action::ReloadWorkers | Action::BrutalReloadWorkers if running => {
-                let brutal = action == Action::BrutalReloadWorkers;
+            Action::ReloadWorkers if running => {
                 log::line(&format!(
-                    "{source}: {} every worker at once",
-                    if brutal {
-                        "killing and replacing"
-                    } else {
-                        "gracefully replacing"
-                    }
+                    "{source}: gracefully replacing every worker at once"
                 ));
                 self.reloading_notice("reloading the workers");
-                self.reload_queue.clear();
-                self.signal_all(if brutal { libc::SIGKILL } else { libc::SIGTERM });
+                self.replace_all_now();
             }
-            Action::GracefulStop if running => self.graceful_stop(source),
+            Action::BrutalReloadWorkers if running => {
+                log::line(&format!(
+                    "{source}: killing and replacing every worker at once"
+                ));
+                self.reloading_notice("reloading the workers");
+                self.kill_workers();
+            }
+            Action::GracefulStop if running => self.shutdown(source),
             Action::GracefulStop | Action::ImmediateStop => {
                 log::line(&format!(
                     "{source}: immediate shutdown requested: killing workers"
                 ));
                 return Some(0);
             }
-            // Seams: cheaper mode belongs to the worker lifecycle work.
-            Action::GoCheap | Action::CheaperIncrease | Action::CheaperDecrease => {
-                log::line(&format!(
-                    "{source}: not available (needs --cheaper mode): ignored"
-                ));
+            Action::GoCheap if running => self.go_cheap(source),
+            Action::CheaperIncrease | Action::CheaperDecrease if running => {
+                let delta = if action == Action::CheaperIncrease {
+                    1
+                } else {
+                    -1
+                };
+                if !self.checks.nudge_cheaper(delta) {
+                    log::line(&format!(
+                        "{source}: not available (needs --cheaper mode): ignored"
+                    ));
+                }
             }
             Action::Refork if running => self.refork(source),
             // (--log-maxsize rotates by size; L reopens like l.)
@@ -642,17 +671,27 @@ impl Master {
         None
     }
 
-    /// SIGHUP, fifo `r`: the new code in a new loader, then the workers one
-    /// at a time (with --lazy-apps, a fresh worker imports it); plain
-    /// daemons restart.
-    fn graceful_reload(&mut self, source: &str) {
+    /// A graceful reload (SIGHUP, fifo `r`, a touched file,
+    /// --py-autoreload): the workers are replaced one at a time by
+    /// processes running the app anew (with preloading, once a new loader
+    /// has imported it); plain daemons restart. With --exit-on-reload, a
+    /// graceful shutdown instead.
+    fn reload(&mut self, cause: &str) {
+        if self.cfg.lifecycle.exit_on_reload {
+            log::line(&format!(
+                "{cause}: --exit-on-reload: exiting instead of reloading"
+            ));
+            self.shutdown(cause);
+            return;
+        }
         log::reopen_for_reload();
         self.reloading_notice("graceful reload");
         if self.cfg.lazy_apps {
-            log::line(&format!("{source}: gracefully reloading workers..."));
-            self.rolling_reload();
+            log::line(&format!("{cause}: gracefully reloading workers..."));
+            self.generation += 1;
+            self.start_reload();
         } else {
-            self.reload_preloaded(source);
+            self.reload_preloaded(cause);
         }
         self.daemons.reload();
     }
@@ -663,8 +702,8 @@ impl Master {
         self.reloading_notice("brutal reload");
         if self.cfg.lazy_apps {
             log::line(&format!("{source}: ...brutally killing workers..."));
-            self.reload_queue.clear();
-            self.signal_all(libc::SIGKILL);
+            self.generation += 1;
+            self.kill_workers();
         } else {
             self.brutal_reload = true;
             self.reload_preloaded(source);
@@ -672,28 +711,25 @@ impl Master {
         self.daemons.reload();
     }
 
-    /// Replace the workers one at a time (advance_reload).
-    fn rolling_reload(&mut self) {
-        self.reload_queue = (1..=self.slots.len()).rev().collect();
-    }
-
-    /// SIGTERM, SIGINT, fifo `q`: stop once in-flight requests are done.
-    fn graceful_stop(&mut self, source: &str) {
+    /// Graceful shutdown (SIGTERM, SIGINT, fifo `q`): every worker finishes
+    /// what it has (and what is queued), for up to --reload-mercy; daemons
+    /// are stopped too.
+    fn shutdown(&mut self, source: &str) {
         log::line(&format!(
             "{source}: shutting down gracefully (up to {} s for in-flight requests)...",
             self.cfg.reload_mercy
         ));
-        self.phase = Phase::Stopping {
-            kill_at: Instant::now() + Duration::from_secs(self.cfg.reload_mercy + 1),
-        };
+        self.phase = Phase::Stopping;
         self.readiness = Readiness::Stopping;
         if let Some(n) = &mut self.notifier {
             n.stopping("shutting down gracefully");
         }
         self.reload_queue.clear();
         self.stop_loaders();
-        self.signal_all(libc::SIGTERM);
+        self.stop_all();
         self.daemons.stop_all();
+        self.daemons_kill_at =
+            Some(Instant::now() + Duration::from_secs(self.cfg.reload_mercy + 1));
     }
 
     /// Tell systemd a reload started (READY=1 follows once it is done).
@@ -704,39 +740,34 @@ impl Master {
         }
     }
 
-    fn signal_all(&mut self, sig: i32) {
-        for s in &mut self.slots {
-            if s.pid > 0 {
-                s.stop_requested = true;
-                // SAFETY: kill on a child we spawned and have not reaped.
-                unsafe { libc::kill(s.pid, sig) };
-            }
-        }
-    }
-
     /// What a worker gets, whether the master or a loader forks it.
-    fn worker_args(&self, id: usize) -> WorkerArgs<'_> {
+    fn worker_args(&self, spawn: Spawn) -> WorkerArgs<'_> {
         WorkerArgs {
             cfg: &self.cfg,
-            id,
+            id: spawn.id,
+            entry: spawn.entry,
             listeners: &self.listeners,
             scoreboard: self.scoreboard,
-            tb_private: self.tb_path(id),
-            tb_public: self.tb_public(id),
+            tb_private: self.tb_private(spawn.entry),
+            tb_public: self.tb_public(spawn.id),
+            tracebacker_takeover: spawn.takeover,
             master_pid: self.pid,
             credentials: self.credentials,
             preloaded: None,
+            channel: None,
         }
     }
 
     /// In a process forked from the master: drop what is only the master's.
     /// Its ends of the loaders' sockets too: a loader leaves when its
-    /// socket closes, which a copy held elsewhere would prevent.
+    /// socket closes, which a copy held elsewhere would prevent; and of the
+    /// workers' channels, whose EOF tells a worker the master is gone.
     fn leave_master(&self) {
         let loaders = [&self.loader, &self.next_loader]
             .into_iter()
             .flatten()
             .map(|l| l.fd());
+        let channels = self.channel_fds();
         let fifo = self
             .fifo
             .as_ref()
@@ -745,6 +776,7 @@ impl Master {
         for fd in [self.signal_rd, self.signal_wr]
             .into_iter()
             .chain(loaders)
+            .chain(channels)
             .chain(fifo)
         {
             // SAFETY: the master's fds; this process never uses them (and
@@ -766,7 +798,7 @@ impl Master {
             || self.leave_master(),
             self.credentials,
             &self.cfg,
-            |id| self.worker_args(id),
+            |spawn| self.worker_args(spawn),
         );
         match started {
             Ok(l) => Some(l),
@@ -780,14 +812,14 @@ impl Master {
 
     /// A reload with preloading: import the new code in a new loader; the
     /// workers are replaced only once it has (check_loaders).
-    fn reload_preloaded(&mut self, source: &str) {
+    fn reload_preloaded(&mut self, cause: &str) {
         if let Some(pending) = self.next_loader.take() {
             // A reload while one loads: the newer code wins.
             // SAFETY: kill on our unreaped child.
             unsafe { libc::kill(pending.pid, libc::SIGKILL) };
         }
         log::line(&format!(
-            "{source}: loading the app anew (generation {}); the workers are replaced once it is loaded...",
+            "{cause}: loading the app anew (generation {}); the workers are replaced once it is loaded...",
             self.generation + 1
         ));
         self.next_loader = self.start_loader(self.generation + 1);
@@ -819,10 +851,9 @@ impl Master {
                     .unwrap_or_default()
             ));
             if brutal {
-                self.reload_queue.clear();
-                self.signal_all(libc::SIGKILL);
+                self.kill_workers();
             } else {
-                self.rolling_reload();
+                self.start_reload();
             }
         }
         let due = self.loader_restart_at.is_some_and(|t| t <= Instant::now());
@@ -880,338 +911,13 @@ impl Master {
         pids
     }
 
-    fn spawn(&mut self, id: usize) {
-        self.scoreboard.reset_worker(id);
-        if !self.cfg.lazy_apps && !self.loader.as_ref().is_some_and(|l| l.ready) {
-            // not yet: spawned once the loader has the app
-            self.slots[id - 1].respawn_at = Some(Instant::now());
-            return;
-        }
-        // Counted before the fork: the worker reads it (accepting-once hooks).
-        let first = self.slots[id - 1].spawned.is_none();
-        if !first {
-            self.scoreboard
-                .worker(id)
-                .respawn_count
-                .fetch_add(1, Ordering::Relaxed);
-        }
-        let pid = match &self.loader {
-            _ if self.cfg.lazy_apps => self.fork_worker(id),
-            Some(l) => l.spawn_worker(id).map_err(|e| {
-                log::line(&format!("cannot fork worker {id} from the loader: {e}"));
-            }),
-            None => Err(()),
-        };
-        let Ok(pid) = pid else {
-            if !first {
-                self.scoreboard
-                    .worker(id)
-                    .respawn_count
-                    .fetch_sub(1, Ordering::Relaxed);
-            }
-            self.slots[id - 1].respawn_at = Some(Instant::now() + Duration::from_secs(1));
-            return;
-        };
-        let w = self.scoreboard.worker(id);
-        w.pid.store(pid, Ordering::Relaxed);
-        w.last_spawn.store(log::unix_secs(), Ordering::Relaxed);
-        let slot = &mut self.slots[id - 1];
-        *slot = Slot {
-            pid,
-            spawned: Some(Instant::now()),
-            quick_failures: slot.quick_failures,
-            ..Slot::default()
-        };
-        if first {
-            log::line(&format!(
-                "spawned uwsgi-rs worker {id} (pid: {pid}, cores: {})",
-                self.cfg.threads
-            ));
-        } else {
-            log::line(&format!("Respawned uwsgi-rs worker {id} (new pid: {pid})"));
-        }
-    }
-
-    /// --lazy-apps: fork a bare worker, which imports the app itself.
-    fn fork_worker(&self, id: usize) -> Result<i32, ()> {
-        // The master is single-threaded, so the child inherits a consistent
-        // address space; it runs the worker and never returns.
-        match crate::python::fork() {
-            Ok(Forked::Parent(pid)) => Ok(pid),
-            Ok(Forked::Child) => {
-                self.leave_master();
-                let code = worker::run(self.worker_args(id));
-                // SAFETY: leave without running the master's destructors
-                // (which would unlink sockets the master still serves).
-                unsafe { libc::_exit(code) }
-            }
-            Err(e) => {
-                log::line(&format!("cannot fork worker {id}: {e}"));
-                Err(())
-            }
-        }
-    }
-
-    fn reap(&mut self) -> Option<i32> {
-        loop {
-            let mut status = 0;
-            // SAFETY: waitpid on our children with a live status int.
-            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-            if pid <= 0 {
-                return None;
-            }
-            if pid == self.stats_pid {
-                self.stats_died(&describe_exit(status).0);
-                continue;
-            }
-            let Some(idx) = self.slots.iter().position(|s| s.pid == pid) else {
-                if let Some(code) = self.other_child_exited(pid, status) {
-                    return Some(code);
-                }
-                continue;
-            };
-            let id = idx + 1;
-            let stopping = matches!(self.phase, Phase::Stopping { .. });
-            let slot = &mut self.slots[idx];
-            let expected = slot.stop_requested;
-            let was_ready =
-                slot.was_ready || self.scoreboard.worker(id).accepting.load(Ordering::Acquire) == 1;
-            // Seen ready, even if between two ticks: start-up is over.
-            self.any_ready |= was_ready;
-            slot.pid = 0;
-            self.scoreboard.worker(id).pid.store(0, Ordering::Relaxed);
-            self.scoreboard
-                .worker(id)
-                .accepting
-                .store(0, Ordering::Relaxed);
-            remove_socket_file(&self.tb_path(id));
-            if let Some(p) = self.tb_public(id) {
-                remove_socket_file(&p);
-            }
-            let (how, exit_code) = describe_exit(status);
-            if stopping {
-                log::line(&format!("worker {id} (pid: {pid}) stopped ({how})"));
-                continue;
-            }
-            if exit_code == Some(EXIT_LOAD_FAILED) && !self.any_ready {
-                log::line(&format!(
-                    "uwsgi-rs: worker {id} could not load the app (see above): exiting"
-                ));
-                return Some(1);
-            }
-            if expected && exit_code == Some(0) {
-                log::line(&format!("worker {id} killed successfully (pid: {pid})"));
-            } else if exit_code == Some(0) {
-                log::line(&format!(
-                    "worker {id} (pid: {pid}) finished its work: respawning"
-                ));
-            } else {
-                log::line(&format!(
-                    "DAMN ! worker {id} (pid: {pid}) died, {how} :( trying respawn ..."
-                ));
-            }
-            let slot = &mut self.slots[idx];
-            // A worker exits with status 0 only after serving (max-requests,
-            // a second panic): recycling, never a crash to back off from,
-            // even when it came and went between two ticks (issue 12, item 1).
-            let delay = if was_ready || expected || exit_code == Some(0) {
-                slot.quick_failures = 0;
-                Duration::ZERO
-            } else {
-                slot.quick_failures += 1;
-                let d = back_off(slot.quick_failures);
-                if !d.is_zero() {
-                    log::line(&format!(
-                        "worker {id} died {} times in a row before serving: respawning in {} ms",
-                        slot.quick_failures,
-                        d.as_millis()
-                    ));
-                }
-                d
-            };
-            slot.respawn_at = Some(Instant::now() + delay);
-        }
-    }
-
-    fn check_ready(&mut self) {
-        for (idx, s) in self.slots.iter_mut().enumerate() {
-            if s.pid > 0
-                && !s.was_ready
-                && self
-                    .scoreboard
-                    .worker(idx + 1)
-                    .accepting
-                    .load(Ordering::Acquire)
-                    == 1
-            {
-                s.was_ready = true;
-                self.any_ready = true;
-            }
-        }
-    }
-
-    fn respawn_due(&mut self) {
-        if self.phase != Phase::Running {
-            return;
-        }
-        if !self.cfg.lazy_apps && !self.loader.as_ref().is_some_and(|l| l.ready) {
-            return; // workers come from the loader once it has the app
-        }
-        let now = Instant::now();
-        for id in 1..=self.slots.len() {
-            let s = &self.slots[id - 1];
-            if s.pid == 0 && s.respawn_at.is_some_and(|t| t <= now) {
-                self.spawn(id);
-            }
-        }
-    }
-
-    /// Rolling reload: stop one worker at a time, the next once its
-    /// replacement is accepting, so the others keep serving throughout.
-    fn advance_reload(&mut self) {
-        if self.phase != Phase::Running || self.reload_queue.is_empty() {
-            return;
-        }
-        let in_transition = self.slots.iter().any(|s| {
-            (s.pid > 0 && (s.stop_requested || !s.was_ready))
-                || (s.pid == 0 && s.respawn_at.is_some())
-        });
-        if in_transition {
-            return;
-        }
-        if let Some(id) = self.reload_queue.pop() {
-            let s = &mut self.slots[id - 1];
-            if s.pid > 0 {
-                s.stop_requested = true;
-                // SAFETY: kill on our unreaped child.
-                unsafe { libc::kill(s.pid, libc::SIGTERM) };
-            }
-        }
-    }
-
-    fn check_harakiri(&mut self) {
-        let now = log::unix_millis();
-        for id in 1..=self.slots.len() {
-            let (pid, fired) = (self.slots[id - 1].pid, self.slots[id - 1].harakiri_fired);
-            if pid <= 0 || fired {
-                continue;
-            }
-            let cores = self.scoreboard.snapshot(id).cores;
-            if let Some(core) = harakiri::overdue_core(&cores, now) {
-                self.harakiri(id, pid, core);
-            }
-        }
-    }
-
-    /// Warn (at most once a second) while a listen queue is full: clients
-    /// are waiting for a worker, and the kernel will soon refuse new ones.
-    fn check_listen_queues(&mut self) {
-        if self
-            .queue_warned
-            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
-        {
-            return;
-        }
-        for l in &self.listeners {
-            let queued = l.queue_len();
-            if queued > 0 && queued as i64 >= self.cfg.listen as i64 {
-                log::stamped(&format!(
-                    "*** listen queue of socket {} full ({queued}/{}): all workers busy, requests are waiting ***",
-                    l.name, self.cfg.listen
-                ));
-                self.queue_warned = Some(Instant::now());
-            }
-        }
-    }
-
-    /// `--py-tracebacker-slow`: log once the traceback of every request
-    /// running longer than the threshold, without touching it.
-    fn check_slow(&mut self) {
-        let limit_ms = self.cfg.py_tracebacker_slow * 1000;
-        if limit_ms == 0 {
-            return;
-        }
-        let now = log::unix_millis();
-        let mut current = std::collections::HashSet::new();
-        for id in 1..=self.slots.len() {
-            let pid = self.slots[id - 1].pid;
-            if pid <= 0 {
-                continue;
-            }
-            for c in self.scoreboard.snapshot(id).cores {
-                let Some(r) = c.state.request() else { continue };
-                let key = (id, c.core, r.started_ms);
-                current.insert(key);
-                if r.running_ms(now) < limit_ms || self.slow_reported.contains(&key) {
-                    continue;
-                }
-                self.slow_reported.insert(key);
-                log::stamped(&format!(
-                    "SLOW REQUEST on worker {id} core {} (pid: {pid}): {} {} from {} running for {:.1} s",
-                    c.core,
-                    log::escape(r.method.as_bytes()),
-                    log::escape(r.uri.as_bytes()),
-                    if r.remote.is_empty() { "-" } else { r.remote.as_str() },
-                    r.running_ms(now) as f64 / 1000.0
-                ));
-                let path = self.tb_path(id);
-                let ask = format!("core {}\n", c.core);
-                match crate::tracebacker::client::ask(
-                    &path.to_string_lossy(),
-                    ask.as_bytes(),
-                    Duration::from_secs(2),
-                ) {
-                    Ok(dump) if !dump.is_empty() => log::block(&dump),
-                    Ok(_) => log::line("(the worker's tracebacker returned nothing)"),
-                    Err(e) => log::line(&format!("(cannot read the worker's traceback: {e})")),
-                }
-            }
-        }
-        // Forget requests that ended, so the set stays small.
-        self.slow_reported.retain(|k| current.contains(k));
-    }
-
-    /// Log the worker's dump and the status of its busy cores, then kill it.
-    fn harakiri(&mut self, id: usize, pid: i32, core: usize) {
-        log::stamped(&format!(
-            "*** HARAKIRI ON WORKER {id} (pid: {pid}, try: 1, graceful: no) ***"
-        ));
-        let path = self.tb_path(id);
-        match crate::tracebacker::client::ask(
-            &path.to_string_lossy(),
-            b"plain\n",
-            Duration::from_secs(2),
-        ) {
-            Ok(dump) if !dump.is_empty() => log::block(&dump),
-            Ok(_) => log::line("(the worker's tracebacker returned nothing)"),
-            Err(e) => log::line(&format!("(cannot read the worker's traceback: {e})")),
-        }
-        // Re-read: the status should describe the moment of the kill.
-        let cores = self.scoreboard.snapshot(id).cores;
-        for line in
-            harakiri::status_lines(id, &cores, log::unix_millis(), self.cfg.harakiri_verbose)
-        {
-            log::stamped(&line);
-        }
-        log::stamped(&format!(
-            "HARAKIRI triggered by worker {id} core {core} !!!"
-        ));
-        // SAFETY: kill on our unreaped child.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-        self.scoreboard
-            .worker(id)
-            .harakiri_count
-            .fetch_add(1, Ordering::Relaxed);
-        self.slots[id - 1].harakiri_fired = true;
-    }
-
     /// A child that is no worker: a daemon, a cron job, a hook's command,
     /// a loader. Returns an exit status when the master must stop now.
     fn other_child_exited(&mut self, pid: i32, status: i32) -> Option<i32> {
         match self.daemons.reaped(pid, status) {
             Reaped::ControlDied => {
                 if self.phase == Phase::Running {
-                    self.graceful_stop("a control daemon died");
+                    self.shutdown("a control daemon died");
                 }
                 return None;
             }
@@ -1284,19 +990,24 @@ impl Master {
     /// systemd: READY=1 once every worker accepts (after a start or a
     /// reload), the watchdog fed.
     fn check_systemd(&mut self) {
+        if self.notifier.is_none() {
+            return;
+        }
+        // Every slot has a ready process that is not being replaced, or is
+        // empty on purpose (cheaper mode), or waits for nothing.
+        let settled = self.any_ready
+            && !self.reloading()
+            && self.next_loader.is_none()
+            && self.slots.iter().all(|s| match &s.current {
+                Some(p) => p.ready && p.stopping.is_none(),
+                None => s.respawn_at.is_none(),
+            });
+        let up = self.slots.iter().filter(|s| s.current.is_some()).count();
         let Some(n) = &mut self.notifier else {
             return;
         };
         n.tick(Instant::now());
-        let settled = self.any_ready
-            && self.reload_queue.is_empty()
-            && self.next_loader.is_none()
-            && self.slots.iter().all(|s| {
-                (s.pid > 0 && s.was_ready && !s.stop_requested)
-                    || (s.pid == 0 && s.respawn_at.is_none())
-            });
         if settled && matches!(self.readiness, Readiness::Starting | Readiness::Reloading) {
-            let up = self.slots.iter().filter(|s| s.pid > 0).count();
             let status = format!(
                 "uwsgi-rs is ready: {up} worker(s) x {} thread(s){}",
                 self.cfg.threads,
@@ -1343,7 +1054,6 @@ impl Master {
             // SAFETY: waiting for our own child.
             unsafe { libc::waitpid(pid, &mut status, 0) };
         }
-        self.signal_all(libc::SIGKILL);
         if self.stats_pid > 0 {
             // SAFETY: kill and wait on our own unreaped child.
             unsafe {
@@ -1352,14 +1062,7 @@ impl Master {
             }
             self.stats_pid = 0;
         }
-        for s in &mut self.slots {
-            if s.pid > 0 {
-                let mut status = 0;
-                // SAFETY: waiting for our own child.
-                unsafe { libc::waitpid(s.pid, &mut status, 0) };
-                s.pid = 0;
-            }
-        }
+        self.kill_all_and_wait();
     }
 
     fn cleanup(&self) {
@@ -1373,11 +1076,11 @@ impl Master {
             f.remove();
         }
         for id in 1..=self.slots.len() {
-            remove_socket_file(&self.tb_path(id));
             if let Some(p) = self.tb_public(id) {
                 remove_socket_file(&p);
             }
         }
+        // The private sockets go with their directory.
         let _ = std::fs::remove_dir_all(&self.private_dir);
         if let Some(p) = &self.cfg.pidfile {
             // Unless a new master (fifo `f`) has written its own pid there.
@@ -1435,8 +1138,8 @@ fn describe_exit(status: i32) -> (String, Option<i32>) {
 /// space; the caller makes the child run its part and never return.
 fn fork_child() -> std::io::Result<i32> {
     match crate::python::fork()? {
-        Forked::Parent(pid) => Ok(pid),
-        Forked::Child => Ok(0),
+        crate::python::Forked::Parent(pid) => Ok(pid),
+        crate::python::Forked::Child => Ok(0),
     }
 }
 
