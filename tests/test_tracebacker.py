@@ -5,6 +5,7 @@ Apps that start threads when imported run with --lazy-apps: preloaded, those
 threads would live in the loader only.
 """
 
+import json
 import os
 import re
 import shutil
@@ -320,6 +321,63 @@ def test_dump_while_gil_held_in_c(serve, port, tmp_path):
         os.kill(pid_before, 0)
         with open(f"/proc/{pid_before}/stat") as f:
             assert f.read().split(") ")[1][0] in "RS", "worker must still run"
+    finally:
+        quick_stop(srv)
+
+
+def _rich_dump(path):
+    """The JSON dump; asked again if this client was descheduled past the
+    server's 10 ms request wait (it then got the plain dump)."""
+    for _ in range(5):
+        data = read_socket(path, send=b"json\n", timeout=10)
+        if not data.startswith(HEADER.encode()):
+            return json.loads(data)
+    raise AssertionError(f"no JSON dump from {path} in 5 tries")
+
+
+def _cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(") ", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_gil_stuck_before_first_dump_later_dumps_skip_the_wait(serve, port, tmp_path):
+    """The dump's GIL collector is started by the first dump. When the app
+    already holds the GIL in C by then (the usual case: one dumps a stuck
+    worker), the collector never gets the GIL, not even to attach: the
+    first dump waits the full GIL bound (60 ms) and goes GIL-free, and
+    every later one must see the GIL stuck and go GIL-free at once
+    (gil_wait_ms 0). Before the fix each of them waited the 60 ms again
+    (collect_ms ~62, ~112 ms per back-to-back dump)."""
+    busy = copy_app("busy.py", tmp_path, APPS)
+    base = f"{tmp_path}/tb."
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(busy), "--master",
+                 "--threads", "2", "--py-tracebacker", base])
+    try:
+        pid = srv.worker_pids()[1]
+        deadline = time.time() + 10
+        while not os.path.exists(base + "1"):
+            assert time.time() < deadline, f"no tracebacker socket:\n{srv.log}"
+            time.sleep(0.02)
+        # No dump before crunch() holds the GIL: its CPU time says it runs.
+        cpu0 = _cpu_seconds(pid)
+        Bg(port, "/busy", timeout=30)
+        deadline = time.time() + 20
+        while _cpu_seconds(pid) - cpu0 < 0.3:
+            assert time.time() < deadline, "crunch() never ran"
+            time.sleep(0.05)
+        first, took = read_tb(base + "1", timeout=10)
+        assert [funcs(f)[-1] for _, f in parse_dump(first)] == ["crunch"], first
+        for _ in range(3):
+            w = _rich_dump(base + "1")
+            assert w["collected_by"] == "signal", w
+            assert w["gil_wait_ms"] == 0, (
+                f"a dump waited {w['gil_wait_ms']:.1f} ms for a GIL known stuck "
+                f"(first dump {took * 1000:.1f} ms); collect_ms {w['collect_ms']:.1f}")
+            assert w["collect_ms"] < 60, w["collect_ms"]
+            core = [t for t in w["threads"] if t["state"] == "busy"]
+            assert len(core) == 1 and core[0]["holds_gil"] is True, w["threads"]
+            assert core[0]["frames"][-1]["function"] == "crunch", core[0]
     finally:
         quick_stop(srv)
 

@@ -344,6 +344,7 @@ mod tests {
             pid,
             collected_by: CollectedBy::Gil,
             collect_ms: 1.0,
+            gil_wait_ms: 0.5,
             threads: vec![ThreadDump {
                 name: "uWSGIWorker1Core1".into(),
                 ident: 1,

@@ -14,7 +14,7 @@
 //! number), no Python code run, tens of microseconds with the GIL. Only
 //! frame locals (`--py-tracebacker-locals`) need Python code (collect.py).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -32,9 +32,11 @@ type Job = Box<dyn FnOnce(Python<'_>) + Send>;
 
 struct Collector {
     jobs: Mutex<Sender<Job>>,
-    /// Microseconds since [`epoch`] at which the running job started waiting
-    /// for the GIL; 0 while the collector is idle or holds the GIL.
-    waiting_since_us: AtomicU64,
+    /// Jobs queued and not yet finished.
+    unfinished: AtomicUsize,
+    /// Microseconds since [`epoch`] of the collector's last progress: when
+    /// it last finished a job, or when work came while it had none.
+    progress_us: AtomicU64,
 }
 
 fn epoch() -> Instant {
@@ -55,31 +57,65 @@ fn collector() -> &'static Collector {
             .spawn(move || run(rx));
         Collector {
             jobs: Mutex::new(tx),
-            waiting_since_us: AtomicU64::new(0),
+            unfinished: AtomicUsize::new(0),
+            progress_us: AtomicU64::new(now_us()),
         }
     })
 }
 
+impl Collector {
+    /// Whether work has waited longer than [`STUCK`] with no job finished.
+    ///
+    /// Kept by the callers' side (queued, finished), not around any one
+    /// wait of the collector's: it waits for the GIL in more places than
+    /// one (its first attach, which a thread started while the app holds
+    /// the GIL never gets past; taking the GIL back for a job; a job's
+    /// Python code giving the GIL up midway), and any of them can be the
+    /// one that hangs.
+    fn stuck(&self) -> bool {
+        self.unfinished.load(Ordering::Acquire) != 0
+            && now_us().saturating_sub(self.progress_us.load(Ordering::Acquire))
+                > STUCK.as_micros() as u64
+    }
+
+    fn queue(&self, job: Job) -> bool {
+        if self.unfinished.load(Ordering::Acquire) == 0 {
+            // Idle until now: the wait starts with this job.
+            self.progress_us.store(now_us(), Ordering::Release);
+        }
+        self.unfinished.fetch_add(1, Ordering::AcqRel);
+        let sent = self
+            .jobs
+            .lock()
+            .map(|jobs| jobs.send(job).is_ok())
+            .unwrap_or(false);
+        if !sent {
+            self.unfinished.fetch_sub(1, Ordering::AcqRel);
+        }
+        sent
+    }
+
+    fn finished(&self) {
+        self.progress_us.store(now_us(), Ordering::Release);
+        self.unfinished.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 fn run(rx: Receiver<Job>) {
     let mut rx = Some(rx);
-    // GIL: this thread attaches once; it releases the GIL while it waits
-    // for a job and takes it back (possibly after a long wait) to run one.
+    // GIL: this thread attaches once (a wait as long as the app holds the
+    // GIL); it releases the GIL while it waits for a job and takes it back
+    // (possibly after a long wait) to run one.
     Python::attach(|py| loop {
         let Some(r) = rx.take() else { return };
-        let (next, r) = py.detach(move || {
-            let job = r.recv().ok();
-            if job.is_some() {
-                collector()
-                    .waiting_since_us
-                    .store(now_us(), Ordering::Release);
-            }
-            (job, r)
-        });
+        let (next, r) = py.detach(move || (r.recv().ok(), r));
         // Attached again here: we hold the GIL.
-        collector().waiting_since_us.store(0, Ordering::Release);
         rx = Some(r);
         match next {
-            Some(job) => job(py),
+            Some(job) => {
+                job(py);
+                collector().finished();
+            }
             None => return,
         }
     });
@@ -89,13 +125,19 @@ fn run(rx: Receiver<Job>) {
 pub struct Pending<T>(Option<Receiver<T>>);
 
 impl<T> Pending<T> {
+    /// Whether the job was queued at all (not when the GIL was already
+    /// known stuck, or the collector is gone).
+    pub fn queued(&self) -> bool {
+        self.0.is_some()
+    }
+
     /// Wait up to `d` more for the result.
     pub fn wait(self, d: Duration) -> Option<T> {
         self.0?.recv_timeout(d).ok()
     }
 }
 
-/// How long the collector may have waited for the GIL before we call the
+/// How long queued work may wait with no job finished before we call the
 /// GIL stuck and do not even queue behind it.
 const STUCK: Duration = Duration::from_millis(20);
 
@@ -106,20 +148,13 @@ pub fn run_with_gil<T: Send + 'static>(
     job: impl FnOnce(Python<'_>) -> T + Send + 'static,
 ) -> Result<T, Pending<T>> {
     let c = collector();
-    let since = c.waiting_since_us.load(Ordering::Acquire);
-    if since != 0 && now_us().saturating_sub(since) > STUCK.as_micros() as u64 {
+    if c.stuck() {
         return Err(Pending(None));
     }
     let (tx, rx) = mpsc::channel();
-    let boxed: Job = Box::new(move |py| {
+    if !c.queue(Box::new(move |py| {
         let _ = tx.send(job(py));
-    });
-    let sent = c
-        .jobs
-        .lock()
-        .map(|jobs| jobs.send(boxed).is_ok())
-        .unwrap_or(false);
-    if !sent {
+    })) {
         return Err(Pending(None));
     }
     match rx.recv_timeout(wait) {
@@ -130,9 +165,7 @@ pub fn run_with_gil<T: Send + 'static>(
 
 /// Queue `job` to run with the GIL whenever it comes; do not wait for it.
 pub fn send_with_gil(job: impl FnOnce(Python<'_>) + Send + 'static) {
-    if let Ok(jobs) = collector().jobs.lock() {
-        let _ = jobs.send(Box::new(job));
-    }
+    collector().queue(Box::new(job));
 }
 
 /// One frame as the walk sees it: the code object and the line.
@@ -291,4 +324,43 @@ pub fn collect(
         }
         collect_plain(py).unwrap_or_default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn idle_collector() -> (Collector, Receiver<Job>) {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let c = Collector {
+            jobs: Mutex::new(tx),
+            unfinished: AtomicUsize::new(0),
+            progress_us: AtomicU64::new(now_us()),
+        };
+        (c, rx)
+    }
+
+    #[test]
+    fn stuck_is_work_waiting_with_nothing_finished() {
+        let (c, rx) = idle_collector();
+        std::thread::sleep(STUCK * 2);
+        assert!(!c.stuck(), "idle, however long, is not stuck");
+        assert!(c.queue(Box::new(|_| {})));
+        assert!(!c.stuck(), "the wait starts with the job");
+        std::thread::sleep(STUCK + Duration::from_millis(5));
+        // The job was never taken: whatever the collector waits on (its
+        // first attach, the GIL back after a job) counts.
+        assert!(c.stuck());
+        assert!(c.queue(Box::new(|_| {})));
+        assert!(c.stuck(), "more work does not restart the clock");
+        let _first = rx.recv();
+        c.finished();
+        assert!(!c.stuck(), "a finished job is progress");
+        let _second = rx.recv();
+        c.finished();
+        drop(rx);
+        assert!(!c.queue(Box::new(|_| {})), "no collector: not queued");
+        assert_eq!(c.unfinished.load(Ordering::Acquire), 0);
+        assert!(!c.stuck());
+    }
 }

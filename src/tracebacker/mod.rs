@@ -109,18 +109,25 @@ pub struct Snapshot {
     pub stacks: Vec<format::ThreadStack>,
     pub collected_by: rich::CollectedBy,
     pub elapsed: Duration,
+    /// How long it waited for the GIL (zero when it did not queue).
+    pub gil_wait: Duration,
 }
 
 /// Take a snapshot: the GIL path if the GIL comes quickly, else the
 /// GIL-free path (whose cut stacks are completed or marked).
 pub fn snapshot(with_locals: bool) -> Snapshot {
     let t0 = Instant::now();
+    let mut gil_wait = Duration::ZERO;
     let (mut stacks, collected_by) = match gil_path::collect(GIL_WAIT, with_locals) {
         Ok(mut s) => {
+            gil_wait = t0.elapsed();
             strip_launcher(&mut s);
             (s, rich::CollectedBy::Gil)
         }
         Err(pending) => {
+            if pending.queued() {
+                gil_wait = t0.elapsed();
+            }
             let mut s = signal_path::collect().unwrap_or_default();
             strip_launcher(&mut s);
             let cut = s.iter().any(|t| t.cut.is_some());
@@ -145,6 +152,7 @@ pub fn snapshot(with_locals: bool) -> Snapshot {
         stacks,
         collected_by,
         elapsed: t0.elapsed(),
+        gil_wait,
     }
 }
 
@@ -172,6 +180,7 @@ fn render_json(snap: &Snapshot) -> Vec<u8> {
         names::core_ident,
         snap.collected_by,
         snap.elapsed.as_secs_f64() * 1000.0,
+        snap.gil_wait.as_secs_f64() * 1000.0,
         crate::log::unix_millis(),
     );
     serde_json::to_vec(&dump).unwrap_or_else(|_| b"{}".to_vec())

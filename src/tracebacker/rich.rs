@@ -42,6 +42,11 @@ pub struct WorkerDump {
     pub pid: u32,
     pub collected_by: CollectedBy,
     pub collect_ms: f64,
+    /// How long the dump waited for the GIL before it had the exact stacks
+    /// or turned to the GIL-free dumper: 0 when it did not wait at all
+    /// (the GIL already known stuck: no queueing behind it).
+    #[serde(default)]
+    pub gil_wait_ms: f64,
     pub threads: Vec<ThreadDump>,
 }
 
@@ -113,6 +118,7 @@ pub fn build(
     core_ident: impl Fn(usize) -> Option<u64>,
     collected_by: CollectedBy,
     collect_ms: f64,
+    gil_wait_ms: f64,
     now_ms: u64,
 ) -> WorkerDump {
     let mut threads = Vec::new();
@@ -166,6 +172,7 @@ pub fn build(
         pid: std::process::id(),
         collected_by,
         collect_ms,
+        gil_wait_ms,
         threads,
     }
 }
@@ -298,6 +305,7 @@ mod tests {
             |c| Some(10 + c as u64),
             CollectedBy::Signal,
             1.5,
+            0.0,
             12_500,
         );
         assert_eq!(d.threads.len(), 3);
