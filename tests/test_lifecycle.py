@@ -596,6 +596,33 @@ def test_master_fifo_plus_and_minus_in_cheaper_mode(serve, port, tmp_path):
     assert "DAMN" not in srv.log
 
 
+def test_idle_goes_cheap_and_the_next_connection_brings_the_workers_back(serve, port):
+    """uWSGI's --idle N: N seconds without a request, every worker goes; the
+    next connection waits in the listen queue until they are back."""
+    srv = start(serve, port, "--idle", "2", workers=2, threads=1)
+    first = set(srv.worker_pids().values())
+    get(port)
+    srv.wait_log("workers have been inactive for more than 2 seconds", timeout=10)
+    srv.wait_log("cheap mode enabled: waiting for socket connection...", timeout=5)
+    wait_for(lambda: srv.log.count("cheaped.") == 2, timeout=10, what="both workers cheaped")
+    assert not any(alive(p) for p in first)
+    assert get(port, timeout=15)["pid"] not in first
+    assert "a connection came in cheap mode: spawning 2 worker(s)" in srv.log
+    # Requests keep it awake: no second idle period while they come.
+    for _ in range(8):
+        get(port)
+        time.sleep(0.4)
+    assert srv.log.count("have been inactive") == 1, srv.log
+    assert "DAMN" not in srv.log
+
+
+def test_die_on_idle_shuts_down(serve, port):
+    srv = start(serve, port, "--idle", "1", "--die-on-idle")
+    assert srv.proc.wait(15) == 0
+    assert "workers have been inactive for more than 1 seconds" in srv.log
+    assert "--die-on-idle: shutting down gracefully" in srv.log
+
+
 def test_cheaper_must_be_lower_than_processes(tmp_path):
     from conftest import BIN
     r = subprocess.run([BIN, "--http", "127.0.0.1:1", "--wsgi-file", LIFE, "--processes", "2",

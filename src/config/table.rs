@@ -461,8 +461,8 @@ pub static OPTIONS: &[OptSpec] = &[
     opt(&["exec-as-root"], None, Value("COMMAND"), Same, Lifecycle, "run COMMAND before dropping privileges", "", |c, v| exec_row(c, v, HookPhase::AsRoot)),
     opt(&["exec-as-user"], None, Value("COMMAND"), Same, Lifecycle, "run COMMAND after dropping privileges", "", |c, v| exec_row(c, v, HookPhase::AsUser)),
     opt(&["exit-on-reload"], None, Switch, Same, Lifecycle, "exit instead of reloading (on SIGHUP)", "", |c, v| { c.cfg.lifecycle.exit_on_reload = flag(c.name, v)?; Ok(()) }),
-    opt(&["idle"], None, Value("SECONDS"), NotYet, Lifecycle, "stop the workers after SECONDS without requests (cheap mode); bare --idle with --profile/--top: sample idle cores too", "", idle_option),
-    opt(&["die-on-idle"], None, Switch, NotYet, Lifecycle, "with --idle: exit instead", "", |c, v| { c.cfg.lifecycle.die_on_idle = flag(c.name, v)?; Ok(()) }),
+    opt(&["idle"], None, Value("SECONDS"), Same, Lifecycle, "stop the workers after SECONDS without requests (cheap mode); bare --idle with --profile/--top: sample idle cores too", "", idle_option),
+    opt(&["die-on-idle"], None, Switch, Same, Lifecycle, "with --idle: exit instead", "", |c, v| { c.cfg.lifecycle.die_on_idle = flag(c.name, v)?; Ok(()) }),
 
     // ---- sockets and requests, not honoured yet
     opt(&["https", "https-socket"], None, Value("ADDR,CERT,KEY"), NotYet, Sockets, "add an HTTPS listener (TLS in the workers)", "meanwhile terminate TLS in the reverse proxy", |c, v| { let h = https(c.name, t(v))?; c.cfg.requests.https.push(h); Ok(()) }),

@@ -30,6 +30,10 @@ pub(super) struct State {
     /// `--touch-reload` files, and `--touch-chain-reload` ones.
     touch_reload: TouchFiles,
     touch_chain_reload: TouchFiles,
+    /// `--idle`: requests served by the processes at the last check, and
+    /// since when nothing changed.
+    idle_served: u64,
+    idle_since: Instant,
 }
 
 impl State {
@@ -40,6 +44,8 @@ impl State {
             cheaper_next: Instant::now() + cheaper::INTERVAL,
             touch_reload: TouchFiles::new(&lc.touch_reload),
             touch_chain_reload: TouchFiles::new(&lc.touch_workers_reload),
+            idle_served: 0,
+            idle_since: Instant::now(),
         }
     }
 
@@ -75,6 +81,7 @@ impl Master {
         self.check_lifetime();
         self.check_touched();
         self.check_cheaper();
+        self.check_idle();
         self.check_slow();
         self.check_listen_queues();
     }
@@ -439,6 +446,41 @@ impl Master {
                     self.retire(p, Why::Cheaped);
                 }
             }
+        }
+    }
+
+    /// `--idle N`: after N seconds without a request, go cheap (every
+    /// worker retires until a connection comes), or with `--die-on-idle`
+    /// shut down, as uWSGI's master does.
+    fn check_idle(&mut self) {
+        let idle = self.cfg.lifecycle.idle;
+        let now = Instant::now();
+        if idle == 0 || self.phase != Phase::Running || self.gone_cheap {
+            self.checks.idle_since = now;
+            return;
+        }
+        let (mut served, mut busy) = (0, false);
+        for p in self.procs() {
+            let snap = self.scoreboard.snapshot_entry(p.entry);
+            served += snap.requests;
+            busy |= snap.busy_cores() > 0;
+        }
+        if busy || served != self.checks.idle_served {
+            self.checks.idle_served = served;
+            self.checks.idle_since = now;
+            return;
+        }
+        if now.duration_since(self.checks.idle_since) < Duration::from_secs(idle) {
+            return;
+        }
+        self.checks.idle_since = now;
+        log::line(&format!(
+            "workers have been inactive for more than {idle} seconds"
+        ));
+        if self.cfg.lifecycle.die_on_idle {
+            self.shutdown("--die-on-idle");
+        } else {
+            self.go_cheap(&format!("--idle {idle}"));
         }
     }
 
