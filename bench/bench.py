@@ -753,6 +753,21 @@ def wait_upstream(srv, port=None, sock=None, timeout=30.0):
     raise RuntimeError("not listening after %.0f s" % timeout)
 
 
+def start_nginx(run_dir, port, sock=None, upstream_port=None, log_dir=None):
+    """nginx on 127.0.0.1:`port` in front of the server (its files in `run_dir`),
+    once it answers. The caller stops it."""
+    for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        os.mkdir(os.path.join(run_dir, d))
+    conf = os.path.join(run_dir, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(nginx_conf(run_dir, port, sock, upstream_port))
+    front = Server("nginx", [NGINX, "-p", run_dir, "-e",
+                             os.path.join(run_dir, "nginx-error.log"), "-c", conf],
+                   run_dir, signal.SIGQUIT, log_dir).start()
+    wait_ready(front, port)
+    return front
+
+
 def measure(name, duration, uwsgi_rs_path, log_dir, extra_args=(), label=None,
             workload="hello", mode="direct"):
     """Start one server (and nginx in front in mode "nginx"), verify it, warm it
@@ -789,15 +804,7 @@ def measure(name, duration, uwsgi_rs_path, log_dir, extra_args=(), label=None,
     try:
         if mode == "nginx":
             wait_upstream(srv, upstream_port, sock)
-            for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-                os.mkdir(os.path.join(run_dir, d))
-            conf = os.path.join(run_dir, "nginx.conf")
-            with open(conf, "w") as f:
-                f.write(nginx_conf(run_dir, port, sock, upstream_port))
-            front = Server("nginx", [NGINX, "-p", run_dir, "-e",
-                                     os.path.join(run_dir, "nginx-error.log"), "-c", conf],
-                           run_dir, signal.SIGQUIT, log_dir).start()
-            wait_ready(front, port)
+            front = start_nginx(run_dir, port, sock, upstream_port, log_dir)
         else:
             wait_ready(srv, port)
         check_workload(workload, port)

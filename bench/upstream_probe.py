@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""Where the time goes behind nginx: uwsgi-rs and uWSGI, each behind
+Debian's nginx with uwsgi_pass over a UNIX socket (bench.py's nginx mode,
+same config), rounds alternating. Per request, under `wrk -t2 -c32`:
+CPU of the server's workers and of nginx (us), their context switches,
+and with `perf` their system calls by name (tracepoint counts, cheap
+enough not to change the picture the way strace does), plus how idle the
+machine was. bench.py gives req/s; this says which side spent what.
+
+    python3 bench/upstream_probe.py [--workloads big,hello] [--rounds 3]
+        [--duration 4] [--uwsgi-rs PATH] [--same-session] [--no-perf]
+"""
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402
+
+SERVERS = ["uwsgi-rs", "uWSGI"]
+SYSCALLS = ["accept4", "read", "readv", "recvfrom", "sendmsg", "writev", "close", "connect",
+            "epoll_wait", "epoll_pwait", "epoll_ctl", "poll", "futex", "sched_yield"]
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid):
+    """utime + stime of a process (all its threads), seconds."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICK
+    except OSError:
+        return 0.0
+
+
+def switches(pid):
+    """Voluntary and involuntary context switches of all of a process's threads."""
+    vol = inv = 0
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return 0, 0
+    for tid in tids:
+        try:
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                status = f.read()
+        except OSError:
+            continue
+        vol += int(re.search(r"^voluntary_ctxt_switches:\s+(\d+)", status, re.M).group(1))
+        inv += int(re.search(r"^nonvoluntary_ctxt_switches:\s+(\d+)", status, re.M).group(1))
+    return vol, inv
+
+
+def snapshot(pids):
+    sw = [switches(p) for p in pids]
+    return sum(cpu_s(p) for p in pids), sum(v for v, _ in sw), sum(i for _, i in sw)
+
+
+def cpu_jiffies():
+    with open("/proc/stat") as f:
+        vals = [int(x) for x in f.readline().split()[1:]]
+    return sum(vals), vals[3] + vals[4]
+
+
+def perf_stat(pids, out):
+    """perf stat counting syscall tracepoints of `pids` until SIGINT, or None."""
+    events = ",".join(["raw_syscalls:sys_enter"] +
+                      ["syscalls:sys_enter_" + s for s in SYSCALLS])
+    return subprocess.Popen(["perf", "stat", "-x,", "-e", events, "-o", out,
+                             "-p", ",".join(map(str, pids))],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def read_perf(path):
+    counts = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.strip().split(",")
+                if len(parts) > 2 and parts[0].isdigit():
+                    name = parts[2].replace("syscalls:sys_enter_", "")
+                    counts["all" if name == "raw_syscalls:sys_enter" else name] = int(parts[0])
+    except OSError:
+        pass
+    return counts
+
+
+def probe(name, workload, duration, uwsgi_rs, use_perf, log_dir):
+    run_dir = tempfile.mkdtemp(prefix="probe-", dir=log_dir)
+    port = bench.free_port()
+    sock = os.path.join(run_dir, "app.sock")
+    argv, cwd, stop_sig, binary = bench.server_spec(name, port, uwsgi_rs, workload, sock)
+    if binary is None:
+        return {"server": name, "error": "not installed"}
+    srv = bench.Server(name, argv, cwd, stop_sig, log_dir).start()
+    front = None
+    try:
+        bench.wait_upstream(srv, None, sock)
+        front = bench.start_nginx(run_dir, port, sock, None, log_dir)
+        bench.check_workload(workload, port)
+        bench.run_wrk(port, bench.WARMUP_S, latency=False)
+        workers = srv.workers()
+        stats = []
+        if use_perf:
+            stats = [perf_stat(workers, os.path.join(run_dir, "srv.perf")),
+                     perf_stat([front.pid], os.path.join(run_dir, "nginx.perf"))]
+            time.sleep(0.5)
+        s0, n0, m0 = snapshot(workers), snapshot([front.pid]), cpu_jiffies()
+        out = subprocess.run(["wrk", "-t2", "-c32", "-d%ds" % duration,
+                              "http://127.0.0.1:%d/" % port],
+                             capture_output=True, text=True).stdout
+        s1, n1, m1 = snapshot(workers), snapshot([front.pid]), cpu_jiffies()
+        for p in stats:
+            p.send_signal(signal.SIGINT)
+            p.wait(timeout=10)
+        bench.check_workload(workload, port)
+        n = int(re.search(r"(\d+) requests in", out).group(1))
+        res = {"server": name, "workload": workload, "requests": n,
+               "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+               "idle_pct": 100.0 * (m1[1] - m0[1]) / max(1, m1[0] - m0[0])}
+        for side, a, b in (("srv", s0, s1), ("nginx", n0, n1)):
+            res[side + "_us"] = (b[0] - a[0]) / n * 1e6
+            res[side + "_cs_vol"] = (b[1] - a[1]) / n
+            res[side + "_cs_inv"] = (b[2] - a[2]) / n
+        if use_perf:
+            for side in ("srv", "nginx"):
+                counts = read_perf(os.path.join(run_dir, side + ".perf"))
+                res[side + "_sys"] = {k: v / n for k, v in counts.items() if v}
+        return res
+    except Exception as exc:
+        return {"server": name, "workload": workload, "error": str(exc)}
+    finally:
+        if front:
+            front.stop()
+        srv.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def show(r):
+    if "error" in r:
+        print("%-8s %s" % (r["server"], r["error"]))
+        return
+    print("%-8s %7.0f req/s  server %5.1f us %4.2f+%4.2f cs  nginx %5.1f us %4.2f+%4.2f cs"
+          "  (machine idle %.0f%%)"
+          % (r["server"], r["rps"], r["srv_us"], r["srv_cs_vol"], r["srv_cs_inv"],
+             r["nginx_us"], r["nginx_cs_vol"], r["nginx_cs_inv"], r["idle_pct"]))
+    for side in ("srv", "nginx"):
+        sys_ = r.get(side + "_sys")
+        if sys_:
+            calls = " ".join("%s %.2f" % (k, v) for k, v in sorted(sys_.items(),
+                                                                  key=lambda kv: -kv[1]))
+            print("         %-6s syscalls/request: %s" % (side, calls))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--workloads", default="big")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=4)
+    ap.add_argument("--uwsgi-rs", default=bench.DEFAULT_UWSGI_RS)
+    ap.add_argument("--same-session", action="store_true",
+                    help="start the servers and nginx in this script's session")
+    ap.add_argument("--no-perf", action="store_true", help="no syscall counts")
+    args = ap.parse_args()
+    bench.SESSION["own"] = not args.same_session
+    use_perf = not args.no_perf and shutil.which("perf") is not None
+    log_dir = tempfile.mkdtemp(prefix="upstream-probe-")
+    try:
+        print("# wrk -t2 -c32 -d%ds behind nginx (uwsgi_pass, UNIX socket); per request: "
+              "CPU in us, context switches voluntary+involuntary" % args.duration)
+        for workload in args.workloads.split(","):
+            for rnd in range(args.rounds):
+                print("## %s, round %d" % (workload, rnd + 1), flush=True)
+                order = SERVERS if rnd % 2 == 0 else SERVERS[::-1]
+                for name in order:
+                    show(probe(name, workload, args.duration, args.uwsgi_rs, use_perf, log_dir))
+                    sys.stdout.flush()
+    finally:
+        shutil.rmtree(log_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
