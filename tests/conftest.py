@@ -134,7 +134,7 @@ SERIAL_MODULES = {"test_cores.py", "test_control_pressure.py", "test_harakiri.py
                   "test_lifecycle.py", "test_dashboard.py"}
 # Modules whose tests share a module-scoped server: kept in one worker, so
 # it starts once.
-MODULE_SERVER_MODULES = {"test_http.py", "test_hostile.py", "test_apps.py"}
+MODULE_SERVER_MODULES = {"test_http.py", "test_hostile.py", "test_apps.py", "test_wsgi.py"}
 
 
 def pytest_addoption(parser):

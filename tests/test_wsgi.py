@@ -12,7 +12,7 @@ import time
 import pytest
 import requests
 
-from conftest import APPS, http_get
+from conftest import APPS, free_port, http_get, running
 from helpers import raw_request, start_app, wait_for
 
 ECHO = str(APPS / "core_echo.py")
@@ -20,6 +20,37 @@ ECHO = str(APPS / "core_echo.py")
 
 def start(serve, port, app=ECHO, *extra, workers=1, threads=2):
     return start_app(serve, port, app, *extra, workers=workers, threads=threads)
+
+
+@pytest.fixture(scope="module")
+def echo_server(tmp_path_factory):
+    """One echo server (1 worker x 2 threads, what start() starts by
+    default) for the tests that only send it requests."""
+    port = free_port()
+    with running(["--http", f"127.0.0.1:{port}", "--wsgi-file", ECHO, "--master",
+                  "--processes", "1", "--threads", "2"],
+                 tmp_path_factory.mktemp("wsgi_echo")) as srv:
+        srv.port = port
+        yield srv
+
+
+class EchoView:
+    """The shared echo server as one test sees it: its port, its master,
+    and only what it logged since the test began."""
+
+    def __init__(self, srv):
+        self.srv, self.port, self.proc = srv, srv.port, srv.proc
+        self.mark = len(srv.log)
+
+    @property
+    def log(self):
+        return self.srv.log[self.mark:]
+
+
+@pytest.fixture
+def echo(echo_server):
+    yield EchoView(echo_server)
+    assert echo_server.proc.poll() is None, f"the shared echo server exited:\n{echo_server.log}"
 
 
 def post(port, path, body, headers=None, timeout=10):
@@ -83,8 +114,8 @@ def test_environ_single_process_single_thread_flags(serve, port):
     assert v["QUERY_STRING"] == ""
 
 
-def test_environ_http10_protocol_and_repeated_headers(serve, port):
-    start(serve, port)
+def test_environ_http10_protocol_and_repeated_headers(echo):
+    port = echo.port
     data = raw_request(port, b"GET /env HTTP/1.0\r\nX-Multi: a\r\nX-Multi: b\r\n\r\n")
     v = json.loads(data.partition(b"\r\n\r\n")[2])["values"]
     assert v["SERVER_PROTOCOL"] == "HTTP/1.0"
@@ -101,15 +132,15 @@ def test_environ_http10_protocol_and_repeated_headers(serve, port):
     ("readlines", ["line one\n", "line two\n", "three"]),
     ("iter", ["line one\n", "line two\n", "three"]),
 ])
-def test_wsgi_input_methods(serve, port, mode, expected):
-    start(serve, port)
+def test_wsgi_input_methods(echo, mode, expected):
+    port = echo.port
     status, _, body = post(port, f"/input?mode={mode}", b"line one\nline two\nthree")
     assert status == 200
     assert json.loads(body)["result"] == expected
 
 
-def test_wsgi_input_chunked_readline(serve, port):
-    start(serve, port)
+def test_wsgi_input_chunked_readline(echo):
+    port = echo.port
     data = raw_request(port, b"POST /input?mode=readline HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
               b"Transfer-Encoding: chunked\r\n\r\n"
               b"4\r\nab\nc\r\n3\r\nd\ne\r\n0\r\n\r\n")
@@ -117,11 +148,11 @@ def test_wsgi_input_chunked_readline(serve, port):
 
 
 @pytest.mark.parametrize("first", [0, 10, 70000])
-def test_wsgi_input_read_in_one_allocation(serve, port, first):
+def test_wsgi_input_read_in_one_allocation(echo, first):
     """read(n) then read(): the rest of a 1 MB body arrives whole (read
     straight into the bytes object), exact to the byte, and read() at the
     end is empty."""
-    start(serve, port)
+    port = echo.port
     body = os.urandom(1 << 20)
     status, _, data = post(port, f"/readmix?first={first}", body)
     assert status == 200
@@ -130,10 +161,10 @@ def test_wsgi_input_read_in_one_allocation(serve, port, first):
     assert d["sha256"] == hashlib.sha256(body).hexdigest()
 
 
-def test_wsgi_input_read_after_100_continue(serve, port):
+def test_wsgi_input_read_after_100_continue(echo):
     """Expect: 100-continue, then read(): the server says 100 Continue and
     the body is read straight from the socket."""
-    start(serve, port)
+    port = echo.port
     body = b"z" * 300000
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     c.putrequest("POST", "/readmix?first=0")
@@ -156,11 +187,11 @@ def test_wsgi_input_read_after_100_continue(serve, port):
 
 
 @pytest.mark.parametrize("n,size", [(1, 5), (3, 3000), (200, 5000), (1500, 100), (1100, 4096)])
-def test_list_body_is_sent_whole_and_in_order(serve, port, n, size):
+def test_list_body_is_sent_whole_and_in_order(echo, n, size):
     """A list body is written from the app's own bytes objects (more of them
     than one sendmsg takes, short ones copied, long ones referenced): the
     client gets every byte in order, with a Content-Length."""
-    start(serve, port)
+    port = echo.port
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
     c.request("GET", f"/list?n={n}&size={size}")
     r = c.getresponse()
@@ -210,8 +241,8 @@ def test_big_list_body_is_not_copied(serve, port):
 
 # ---------------------------------------------------------------- start_response
 
-def test_write_callable(serve, port):
-    start(serve, port)
+def test_write_callable(echo):
+    port = echo.port
     status, _, body = http_get(port, "/write")
     assert status == 200
     assert body == b"written-1;written-2;returned"
@@ -244,16 +275,16 @@ def test_objects_kept_by_the_app_are_not_reused(serve, port):
         c.close()
 
 
-def test_exc_info_before_headers_sent_replaces_status(serve, port):
-    start(serve, port)
+def test_exc_info_before_headers_sent_replaces_status(echo):
+    port = echo.port
     status, headers, body = http_get(port, "/exc_before")
     assert status == 503
     assert headers.get("X-Replaced") == "yes"
     assert body == b"replaced"
 
 
-def test_exc_info_after_headers_sent_reraises(serve, port, tmp_path):
-    srv = start(serve, port)
+def test_exc_info_after_headers_sent_reraises(echo, tmp_path):
+    srv, port = echo, echo.port
     log = tmp_path / "exc_after.log"
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     c.request("GET", f"/exc_after?log={log}")
@@ -272,8 +303,8 @@ def test_exc_info_after_headers_sent_reraises(serve, port, tmp_path):
     assert http_get(port, "/say/next")[0] == 200
 
 
-def test_start_response_twice_without_exc_info_is_an_error(serve, port):
-    start(serve, port)
+def test_start_response_twice_without_exc_info_is_an_error(echo):
+    port = echo.port
     status, _, body = http_get(port, "/exc_no_info_twice")
     assert status == 200
     assert body.startswith(b"second call rejected")
@@ -281,8 +312,8 @@ def test_start_response_twice_without_exc_info_is_an_error(serve, port):
 
 # ---------------------------------------------------------------- close()
 
-def test_close_called_on_iterable(serve, port, tmp_path):
-    start(serve, port)
+def test_close_called_on_iterable(echo, tmp_path):
+    port = echo.port
     log = tmp_path / "close.log"
     for i in range(3):
         status, _, body = http_get(port, f"/close?log={log}")
@@ -292,8 +323,8 @@ def test_close_called_on_iterable(serve, port, tmp_path):
              what="3 close() calls")
 
 
-def test_close_called_when_iterator_raises(serve, port, tmp_path):
-    srv = start(serve, port)
+def test_close_called_when_iterator_raises(echo, tmp_path):
+    srv, port = echo, echo.port
     log = tmp_path / "close_raise.log"
     # Raises before the first chunk: a 500 can still be sent.
     status, _, _ = http_get(port, f"/close?log={log}&fail=0")
@@ -345,8 +376,8 @@ def test_wsgiref_validator_finds_no_violation(serve, port):
 
 # ---------------------------------------------------------------- errors
 
-def test_exception_in_app_gives_500_traceback_and_next_request_works(serve, port):
-    srv = start(serve, port)
+def test_exception_in_app_gives_500_traceback_and_next_request_works(echo):
+    srv, port = echo, echo.port
     status, headers, _ = http_get(port, "/raise")
     assert status == 500
     wait_for(lambda: "RuntimeError: boom from core_echo" in srv.log, what="traceback")
@@ -362,8 +393,8 @@ def test_exception_in_app_gives_500_traceback_and_next_request_works(serve, port
 # ---------------------------------------------------------------- file_wrapper
 
 @pytest.mark.parametrize("kind", ["file", "bytesio"])
-def test_file_wrapper_serves_real_file(serve, port, tmp_path, kind):
-    start(serve, port)
+def test_file_wrapper_serves_real_file(echo, tmp_path, kind):
+    port = echo.port
     data = os.urandom(3 * 1024 * 1024 + 123)
     f = tmp_path / "blob.bin"
     f.write_bytes(data)
@@ -417,9 +448,9 @@ def _python_facts(python="python3"):
     return json.loads(out.stdout)
 
 
-def test_embedded_python_is_the_one_built_for(serve, port):
+def test_embedded_python_is_the_one_built_for(echo):
     version, prefix, _ = _python_facts()
-    start(serve, port)
+    port = echo.port
     status, _, body = http_get(port, "/sys")
     assert status == 200
     d = json.loads(body)
