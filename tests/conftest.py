@@ -122,19 +122,16 @@ class Server:
 SLOW_MODULES = {"test_pythons.py", "test_packaging.py"}
 
 
-# Under pytest-xdist (tests/run.sh: -n 4 --dist loadgroup) the tests that
-# assert latencies or CPU time, and those that load both cores (wrk, hundreds
-# of clients, a profiler's load, a browser), run one after another in one
-# worker: one of them never shares the machine with another, only with the
-# light tests (requests and waits) the other workers run. These modules
-# entirely, and the slow ones (a build takes both cores for minutes);
-# single tests elsewhere say @pytest.mark.serial.
+# Tests that assert latencies or CPU time, and those that load both cores
+# (wrk, hundreds of clients, a profiler's load, a browser, the builds):
+# tests/run.sh runs them in a second round, alone and one after another,
+# after the others ran in parallel (pytest-xdist). These modules entirely;
+# single tests elsewhere say @pytest.mark.serial. (pytest-xdist's
+# --dist loadgroup cannot keep them in one worker instead: with pytest 9
+# its xdist_group marks have no effect.)
 SERIAL_MODULES = {"test_cores.py", "test_control_pressure.py", "test_harakiri.py",
                   "test_observability.py", "test_profiler.py", "test_tracebacker.py",
-                  "test_lifecycle.py", "test_dashboard.py"}
-# Modules whose tests share a module-scoped server: kept in one worker, so
-# it starts once.
-MODULE_SERVER_MODULES = {"test_http.py", "test_hostile.py", "test_apps.py", "test_wsgi.py"}
+                  "test_lifecycle.py", "test_dashboard.py"} | SLOW_MODULES
 
 
 def pytest_addoption(parser):
@@ -145,24 +142,18 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: builds the project; minutes (-m 'not slow' skips)")
-    config.addinivalue_line("markers", "serial: timing-sensitive or loads the machine; under "
-                            "xdist runs in the one worker that runs no other such test")
+    config.addinivalue_line("markers", "serial: asserts a latency or loads the machine: "
+                            "tests/run.sh runs it alone (--serial-tests)")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the groups
 def pytest_collection_modifyitems(config, items):
     which = config.getoption("--serial-tests")
     kept, dropped = [], []
     for item in items:
-        name = item.path.name
-        if name in SLOW_MODULES:
+        if item.path.name in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
-        serial = name in SERIAL_MODULES or name in SLOW_MODULES or item.get_closest_marker("serial")
-        if serial:
-            item.add_marker(pytest.mark.xdist_group("serial"))
-        elif name in MODULE_SERVER_MODULES:
-            item.add_marker(pytest.mark.xdist_group(name))
-        (dropped if which == {True: "skip", False: "only"}[bool(serial)] else kept).append(item)
+        serial = item.path.name in SERIAL_MODULES or item.get_closest_marker("serial")
+        (dropped if which == ("skip" if serial else "only") else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept

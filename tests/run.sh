@@ -25,7 +25,7 @@ workers="${TEST_WORKERS:-4}"
 parallel=()
 if [ "$workers" != 1 ]; then
   if python3 -c "import xdist" 2>/dev/null; then
-    parallel=(-n "$workers" --dist loadgroup)
+    parallel=(-n "$workers")
   else
     echo "tests/run.sh: no pytest-xdist in .venv (scripts/setup.sh installs it): one by one" >&2
   fi
