@@ -253,13 +253,15 @@ def _failed_start(args, tmp_path, env):
 
 
 @pytest.fixture
-def own_tmpdir(tmp_path):
-    """A TMPDIR of the server's own, so other tests cannot change its count."""
-    d = tmp_path / "tmpdir"
-    d.mkdir()
-    env = dict(os.environ, TMPDIR=str(d))
+def own_tmpdir():
+    """A TMPDIR of the server's own, so other tests cannot change its count.
+    Short (/tmp/utXXXXXXXX): the server makes UNIX sockets two levels below
+    it, and under pytest-xdist tmp_path is too deep for them (108 bytes)."""
+    d = tempfile.mkdtemp(prefix="ut", dir="/tmp")
+    env = dict(os.environ, TMPDIR=d)
     env.pop("VIRTUAL_ENV", None)
-    return d, env
+    yield d, env
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def test_failed_starts_leave_nothing_behind(tmp_path, port, own_tmpdir):
