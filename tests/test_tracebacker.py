@@ -382,6 +382,34 @@ def test_gil_stuck_before_first_dump_later_dumps_skip_the_wait(serve, port, tmp_
         quick_stop(srv)
 
 
+def test_lone_client_dumping_back_to_back_is_not_spaced(serve, port, tmp_path):
+    """Snapshots are spaced 50 ms apart only once clients overlap (the
+    storm guard, test_control_pressure.py): one client dumping again as soon
+    as it has its answer, as bench/tracebacker.py and a watch loop do, is
+    answered after the 10 ms request wait and the collection, with the GIL
+    held in C too. Spaced 50 ms, every such dump took 50 ms or more."""
+    busy = copy_app("busy.py", tmp_path, APPS)
+    base = f"{tmp_path}/tb."
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(busy), "--master",
+                 "--threads", "2", "--py-tracebacker", base])
+    try:
+        wait_socks(srv, [base + "1"])
+        Bg(port, "/busy", timeout=30)
+        wait_dump(base + "1", lambda d: any(funcs(f)[-1:] == ["crunch"] for _, f in d),
+                  what="a core in crunch()")
+        times = []
+        for _ in range(10):
+            data, took = read_tb(base + "1", timeout=10)
+            assert [funcs(f)[-1] for _, f in parse_dump(data)] == ["crunch"], data
+            times.append(took)
+        med = statistics.median(times)
+        print(f"\nlone client, back to back, GIL held: median {med * 1000:.1f} ms, "
+              f"max {max(times) * 1000:.1f} ms")
+        assert med < 0.045, times
+    finally:
+        quick_stop(srv)
+
+
 # ------------------------------------------------------------ non-ASCII
 
 def test_non_ascii_file_function_and_source(serve, port, tmp_path):

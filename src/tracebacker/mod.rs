@@ -14,8 +14,10 @@
 //! Dumps always answer within a bound: through the interpreter (exact and
 //! complete) if the GIL comes within [`GIL_WAIT`], else through CPython's
 //! signal-safe dumper, which needs no GIL. Concurrent clients share one
-//! snapshot, and snapshots start at most every [`MIN_GAP`]: twenty clients
-//! dumping in a loop cost the workers what one does. No socket thread ever
+//! snapshot, and once clients overlap snapshots start at most every
+//! [`MIN_GAP`]: twenty clients dumping in a loop cost a worker one snapshot
+//! per 50 ms. A lone client is only kept [`LONE_GAP`] apart, so one that
+//! dumps again right away is not made to wait. No socket thread ever
 //! attaches to Python, so a wedged interpreter cannot wedge them. Peers
 //! with another uid (except root) are refused.
 
@@ -46,9 +48,17 @@ pub const GIL_WAIT: Duration = Duration::from_millis(60);
 /// waited for until this long after the dump began.
 const CUT_WAIT: Duration = Duration::from_millis(250);
 
-/// Snapshots start at least this long after the previous one ended; the
-/// clients that arrive meanwhile share the next one.
+/// Snapshots start at least this long after the previous one ended when
+/// clients overlap (it served more than one, or another was already
+/// waiting when it ended); the clients that arrive meanwhile share the
+/// next one.
 pub const MIN_GAP: Duration = Duration::from_millis(50);
+
+/// The gap after a snapshot one client had to itself with nobody waiting:
+/// a lone client dumping back to back (a person, a script, the master's
+/// harakiri dump) pays no MIN_GAP, yet gets at most one snapshot per
+/// LONE_GAP. uWSGI's clients wait REQUEST_WAIT anyway, which covers it.
+pub const LONE_GAP: Duration = Duration::from_millis(10);
 
 /// How long the server waits for an optional request line after a client
 /// connects. uWSGI's clients send nothing and get the plain dump.
@@ -377,9 +387,10 @@ impl Dumps {
     }
 
     /// Take one snapshot per batch of waiting clients, no sooner than
-    /// MIN_GAP after the last, and answer each from it.
+    /// MIN_GAP (LONE_GAP after a lone client's) after the last, and answer
+    /// each from it.
     fn run(&self, responder: control_server::Responder) {
-        let mut last_end: Option<Instant> = None;
+        let mut next_start: Option<Instant> = None;
         loop {
             {
                 let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
@@ -387,14 +398,22 @@ impl Dumps {
                     p = self.cv.wait(p).unwrap_or_else(|e| e.into_inner());
                 }
             }
-            if let Some(t) = last_end {
-                std::thread::sleep((t + MIN_GAP).saturating_duration_since(Instant::now()));
+            if let Some(t) = next_start {
+                std::thread::sleep(t.saturating_duration_since(Instant::now()));
             }
             let batch =
                 std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+            let shared = batch.len() > 1;
             let locals = CONTEXT.get().is_some_and(|c| c.locals)
                 && batch.iter().any(|(_, a)| *a == Ask::Json);
             let snap = snapshot(locals);
+            // Before any answer goes out: a lone client cannot be back yet.
+            let waiting = !self
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty();
+            let gap = if shared || waiting { MIN_GAP } else { LONE_GAP };
             let mut rendered: Vec<(Ask, Arc<[u8]>)> = Vec::new();
             for (id, ask) in batch {
                 let body = match rendered.iter().find(|(a, _)| *a == ask) {
@@ -412,7 +431,7 @@ impl Dumps {
                 };
                 responder.reply(id, body);
             }
-            last_end = Some(Instant::now());
+            next_start = Some(Instant::now() + gap);
         }
     }
 }
