@@ -223,9 +223,11 @@ def test_fifo_f_starts_a_new_master_on_the_same_sockets(serve, port, tmp_path):
 
 # ------------------------------------------------------------ daemons
 
+# The daemons set their traps before writing their pid: a stop signal sent
+# as soon as the pid is seen must find them.
 DAEMON = """#!/bin/sh
-echo $$ >> {pids}
 trap 'echo stopped $$ >> {pids}; exit 0' TERM
+echo $$ >> {pids}
 while :; do sleep 0.1; done
 """
 
@@ -296,9 +298,9 @@ def test_attach_control_daemon_death_stops_the_server(serve, port, tmp_path):
 
 
 DAEMON2 = """#!/bin/sh
-echo "$$ $(pwd)" >> {pids}
 trap 'echo usr1 $$ >> {pids}; exit 0' USR1
 trap 'echo term $$ >> {pids}; exit 0' TERM
+echo "$$ $(pwd)" >> {pids}
 while :; do sleep 0.1; done
 """
 

@@ -264,6 +264,21 @@ def own_tmpdir():
     shutil.rmtree(d, ignore_errors=True)
 
 
+def test_a_long_tmpdir_keeps_the_private_sockets_in_tmp(serve, port, tmp_path):
+    """A TMPDIR too long for a socket address (107 bytes) stopped every
+    worker at start ("path must be shorter than SUN_LEN"): the private
+    directory goes to /tmp instead, and the server serves."""
+    long_dir = tmp_path / ("t" * 90)
+    long_dir.mkdir()
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP, "--processes", "2"],
+                workers=2, env={"TMPDIR": str(long_dir)})
+    private = f"/tmp/uwsgi-rs.{srv.proc.pid}"
+    assert os.path.isdir(private) and os.listdir(long_dir) == []
+    assert http_get(port, "/say/long")[2] == b"long"
+    signal_and_wait(srv.proc, signal.SIGTERM, 15)
+    assert not os.path.exists(private)
+
+
 def test_failed_starts_leave_nothing_behind(tmp_path, port, own_tmpdir):
     """A start that fails (bad pidfile or stats path, a second listener
     that cannot bind) removes what it created: the private tracebacker

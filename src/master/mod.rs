@@ -183,7 +183,8 @@ impl Master {
         )?;
         let notifier = Notifier::from_env();
         let passed = crate::systemd::take_listen_fds()?;
-        sweep_private_dirs(&std::env::temp_dir(), credentials.uid);
+        let private_base = private_base();
+        sweep_private_dirs(&private_base, credentials.uid);
         if let Some(mask) = cfg.requests.umask {
             // Before anything is created, as uWSGI applies it (sockets,
             // pidfile, and what the workers create).
@@ -227,7 +228,7 @@ impl Master {
         // Every worker gets a socket here, whether or not --py-tracebacker
         // names a public one: the harakiri and slow-request dumps (and the
         // stats process) never depend on a socket anyone else can reach.
-        let private_dir = std::env::temp_dir().join(format!("{PRIVATE_DIR_PREFIX}{pid}"));
+        let private_dir = private_base.join(format!("{PRIVATE_DIR_PREFIX}{pid}"));
         let _ = std::fs::remove_dir_all(&private_dir);
         std::fs::DirBuilder::new()
             .mode(0o700)
@@ -1178,6 +1179,26 @@ impl Drop for Created {
 /// directories owned by this user (or the `--uid` user they were handed
 /// to) whose pid no longer exists. A live master's directory is never
 /// touched; one whose pid was reused waits for a later start.
+/// Where the private directory goes: the temp dir ($TMPDIR), unless the
+/// sockets inside it would not fit in a UNIX socket address (107 bytes;
+/// a long TMPDIR would otherwise stop every worker at start), then /tmp.
+fn private_base() -> PathBuf {
+    let tmp = std::env::temp_dir();
+    if private_base_fits(&tmp) {
+        tmp
+    } else {
+        PathBuf::from("/tmp")
+    }
+}
+
+fn private_base_fits(dir: &Path) -> bool {
+    let longest = dir
+        .join(format!("{PRIVATE_DIR_PREFIX}{}", i32::MAX))
+        .join("tracebacker");
+    let longest = crate::tracebacker::private_socket(&longest.to_string_lossy(), u16::MAX.into());
+    longest.len() < 108
+}
+
 fn sweep_private_dirs(tmp: &Path, worker_uid: Option<u32>) {
     let Ok(entries) = std::fs::read_dir(tmp) else {
         return;
@@ -1217,3 +1238,17 @@ fn remove_socket_file(path: &Path) {
 }
 
 use std::os::unix::fs::DirBuilderExt;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_temp_dir_is_not_used_for_sockets() {
+        assert!(private_base_fits(Path::new("/tmp")));
+        assert!(private_base_fits(Path::new(
+            "/tmp/pytest-of-root/pytest-1/test_x0"
+        )));
+        assert!(!private_base_fits(&Path::new("/tmp").join("d".repeat(80))));
+    }
+}
