@@ -4,9 +4,10 @@
 //! Owns what the server changes in that interpreter before any process is
 //! forked, so every process inherits it: `--env` into `os.environ`,
 //! `--home`/`$VIRTUAL_ENV` naming another environment, `sys.path`,
-//! unbuffered stdio and the `uwsgi` module. And [`fork`], through which
-//! every process of the server is made: with the GIL held and CPython's
-//! fork hooks run, exactly as `os.fork()` does it. Never imports app code.
+//! `sys.argv` (`--pyargv`), unbuffered stdio and the `uwsgi` module. And
+//! [`fork`], through which every process of the server is made: with the
+//! GIL held and CPython's fork hooks run, exactly as `os.fork()` does it.
+//! Never imports app code.
 
 use std::path::{Path, PathBuf};
 
@@ -162,8 +163,9 @@ del _uwsgi_rs_unbuffered
 
 /// uWSGI's order: the working directory first, then `--pythonpath` entries,
 /// then the interpreter's own path. The app sees `sys.argv` as under the
-/// old embedded interpreter: the program name only, not uwsgi-rs's flags
-/// (an app parsing its argv at import would trip over them).
+/// old embedded interpreter: the program name, then `--pyargv`'s words,
+/// never uwsgi-rs's flags (an app parsing its argv at import would trip
+/// over them).
 fn set_sys_path(py: Python<'_>, cfg: &Config) -> PyResult<()> {
     let sys = py.import("sys")?;
     let path = sys.getattr("path")?.cast_into::<PyList>()?;
@@ -183,10 +185,19 @@ fn set_sys_path(py: Python<'_>, cfg: &Config) -> PyResult<()> {
     for (i, p) in front.iter().enumerate() {
         path.insert(i, p)?;
     }
-    let argv = sys.getattr("argv")?;
-    let argv0 = argv.get_item(0)?;
-    sys.setattr("argv", PyList::new(py, [argv0])?)?;
+    let argv0 = sys.getattr("argv")?.get_item(0)?;
+    let argv = PyList::new(py, [argv0])?;
+    for word in pyargv_words(cfg.app.pyargv.as_deref().unwrap_or("")) {
+        argv.append(word)?;
+    }
+    sys.setattr("argv", argv)?;
     Ok(())
+}
+
+/// `--pyargv` split as uWSGI splits it: at spaces and tabs, no quoting, no
+/// empty words.
+fn pyargv_words(value: &str) -> impl Iterator<Item = &str> {
+    value.split([' ', '\t']).filter(|w| !w.is_empty())
 }
 
 /// `--home`/`--virtualenv` (or `$VIRTUAL_ENV`) naming an environment other
@@ -487,6 +498,13 @@ pub fn format_exception(py: Python<'_>, err: &PyErr) -> String {
 #[cfg(test)]
 mod tests {
     use super::sanitize_traceback_piece as clean;
+
+    #[test]
+    fn pyargv_splits_at_blanks_without_quoting() {
+        let words: Vec<&str> = super::pyargv_words("  --db\tprod \"a b\"  -v ").collect();
+        assert_eq!(words, ["--db", "prod", "\"a", "b\"", "-v"]);
+        assert_eq!(super::pyargv_words("").count(), 0);
+    }
 
     #[test]
     fn exception_messages_cannot_forge_log_lines() {

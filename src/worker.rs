@@ -136,11 +136,14 @@ fn warn_about_import_threads(py: Python<'_>) -> PyResult<()> {
     Ok(())
 }
 
-/// Import the configured app and the `--mount` ones: (the default app,
-/// the mounted ones). On failure log Python's traceback and return the one
-/// line that names the problem.
+/// Import the `--import` modules, then the configured app and the
+/// `--mount` ones: (the default app, the mounted ones). On failure log
+/// Python's traceback and return the one line that names the problem.
 fn load_apps(py: Python<'_>, cfg: &Config) -> anyhow::Result<(Py<PyAny>, Vec<Py<PyAny>>)> {
     run_hooks(py, cfg, HookPhase::PreApp)?;
+    for spec in &cfg.app.imports {
+        crate::wsgi::app::import_before_app(py, spec).map_err(report_load_error)?;
+    }
     let loaded = import_apps(py, cfg)?;
     run_hooks(py, cfg, HookPhase::PostApp)?;
     Ok(loaded)
@@ -179,24 +182,26 @@ fn hook_exit(id: usize, e: &anyhow::Error) -> i32 {
     }
 }
 
+/// Log a load failure's traceback; the error is its one line.
+fn report_load_error(e: crate::wsgi::app::LoadError) -> anyhow::Error {
+    if let Some(tb) = &e.traceback {
+        crate::log::block(tb.as_bytes());
+    }
+    anyhow::anyhow!(e.line)
+}
+
 fn import_apps(py: Python<'_>, cfg: &Config) -> anyhow::Result<(Py<PyAny>, Vec<Py<PyAny>>)> {
-    let report = |e: crate::wsgi::app::LoadError| {
-        if let Some(tb) = &e.traceback {
-            crate::log::block(tb.as_bytes());
-        }
-        anyhow::anyhow!(e.line)
-    };
     let only_mounts = cfg.module.is_none() && cfg.wsgi_file.is_none();
     let main = if only_mounts && !cfg.requests.mounts.is_empty() {
         None
     } else {
-        Some(crate::wsgi::app::load(py, cfg).map_err(report)?)
+        Some(crate::wsgi::app::load(py, cfg).map_err(report_load_error)?)
     };
     let mounted = cfg
         .requests
         .mounts
         .iter()
-        .map(|m| crate::wsgi::app::load_mount(py, &m.app, cfg).map_err(report))
+        .map(|m| crate::wsgi::app::load_mount(py, &m.app, cfg).map_err(report_load_error))
         .collect::<anyhow::Result<Vec<_>>>()?;
     // Without --module/--wsgi-file the first mount is the default app,
     // as in uWSGI.
@@ -340,6 +345,12 @@ fn start(args: WorkerArgs<'_>, born: std::time::Instant) -> anyhow::Result<()> {
     // A process the app forked while loading goes no further.
     crate::forked::exit_if_child();
     let (app, mounted, environs) = loaded?;
+    // uWSGI's place for it: each worker, once the app is loaded (by its
+    // loader or by itself), before it serves.
+    if let Some(dir) = &cfg.app.chdir2 {
+        std::env::set_current_dir(dir)
+            .with_context(|| format!("--chdir2: cannot chdir to {}", dir.display()))?;
+    }
     let (front, notes) = crate::serve::Front::new(cfg)?;
     for note in notes {
         crate::log::line(&format!("worker {}: {note}", args.id));

@@ -7,6 +7,8 @@ a time; new code that does not import leaves the old workers serving.
 Lazy: every worker imports the app itself. In both, multiprocessing's spawn
 and forkserver work inside a request (the children run the venv's python
 and do not start a second server), and the master never imports the app.
+Around the import: --pyargv (sys.argv), --import (modules imported first,
+where the app is) and --chdir2 (each worker's directory once it is loaded).
 """
 
 import json
@@ -21,7 +23,7 @@ import time
 
 import pytest
 
-from conftest import APPS, http_get
+from conftest import APPS, free_port, http_get
 
 APP = APPS / "pre_app.py"
 
@@ -268,3 +270,115 @@ def test_loader_crashing_at_every_import_never_spins_the_master(serve, port, tmp
     cpu = sum(map(int, open(f"/proc/{srv.proc.pid}/stat").read().rsplit(")", 1)[1].split()[11:13]))
     assert (cpu - cpu0) / os.sysconf("SC_CLK_TCK") < 0.5 * (time.time() - t0), "the master spun"
     assert "spawned uwsgi-rs worker" not in log
+
+
+# ---------------------------------------------------- --pyargv, --import, --chdir2
+# The app-loading options uWSGI applies around the import of the app.
+
+FACTS_APP = '''import json, os, sys
+IMPORT_CWD = os.getcwd()
+ARGV_AT_IMPORT = list(sys.argv)
+BEFORE_ME = [m for m in ("first_import", "srv_second_import") if m in sys.modules]
+
+
+def application(environ, start_response):
+    first = sys.modules.get("first_import")
+    body = json.dumps({
+        "argv_at_import": ARGV_AT_IMPORT, "argv": sys.argv, "import_cwd": IMPORT_CWD,
+        "cwd": os.getcwd(), "before_me": BEFORE_ME, "pid": os.getpid(),
+        "first_import_pid": getattr(first, "PID", None),
+        "order": os.environ.get("IMPORT_ORDER", ""),
+    }).encode()
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [body]
+'''
+
+IMPORTED = '''import os
+PID = os.getpid()
+os.environ["IMPORT_ORDER"] = os.environ.get("IMPORT_ORDER", "") + "{name} "
+'''
+
+
+def facts_server(serve, port, tmp_path, *extra, workers=1, ready=True):
+    (tmp_path / "facts_app.py").write_text(FACTS_APP)
+    return serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(tmp_path / "facts_app.py"),
+                  "--processes", str(workers), *extra], workers=workers, cwd=tmp_path,
+                 ready=ready)
+
+
+def test_pyargv_sets_sys_argv_for_the_app(serve, port, tmp_path):
+    """The program's name, then the words of --pyargv split at blanks as
+    uWSGI splits them (no quoting), already when the app is imported;
+    without it, the program's name alone (never uwsgi-rs's flags)."""
+    srv = facts_server(serve, port, tmp_path, "--pyargv=--settings prod\t-v  'a b'")
+    d = get(port)
+    assert d["argv"][1:] == ["--settings", "prod", "-v", "'a", "b'"], d
+    assert d["argv_at_import"] == d["argv"]
+    assert "NOT HONOURED" not in srv.log
+    other, plain = free_port(), tmp_path / "plain"
+    plain.mkdir()
+    facts_server(serve, other, plain)
+    assert get(other)["argv"] == d["argv"][:1]
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["preload", "lazy-apps"])
+def test_import_runs_modules_before_the_app_where_it_is_loaded(serve, port, tmp_path, lazy):
+    """--import (a module) and --shared-import (a file): imported in order,
+    before the app, by the process that imports the app: the loader that
+    forks the workers, or each worker with --lazy-apps."""
+    (tmp_path / "first_import.py").write_text(IMPORTED.format(name="first"))
+    srv_dir = tmp_path / "srv"
+    srv_dir.mkdir()
+    (srv_dir / "second_import.py").write_text(IMPORTED.format(name="second"))
+    extra = ["--lazy-apps"] if lazy else []
+    srv = facts_server(serve, port, tmp_path, "--import", "first_import",
+                       "--shared-import", "srv/second_import.py", *extra, workers=2)
+    seen = {}
+    for _ in range(12):
+        d = get(port)
+        seen[d["pid"]] = d
+    for d in seen.values():
+        assert d["before_me"] == ["first_import", "srv_second_import"], d
+        assert d["order"] == "first second ", d
+        if lazy:
+            assert d["first_import_pid"] == d["pid"], d
+        else:
+            assert d["first_import_pid"] == loader_pids(srv.log)[0], (d, srv.log)
+    assert "NOT HONOURED" not in srv.log
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["preload", "lazy-apps"])
+def test_import_that_fails_stops_the_start_like_the_app(serve, port, tmp_path, lazy):
+    (tmp_path / "facts_app.py").write_text(FACTS_APP)
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(tmp_path / "facts_app.py"),
+                 "--import", "no_such_module_for_import_test",
+                 *(["--lazy-apps"] if lazy else [])], ready=False, cwd=tmp_path)
+    assert srv.proc.wait(15) == 1, srv.log
+    assert "\nModuleNotFoundError: No module named 'no_such_module_for_import_test'\n" in srv.log
+    assert ("unable to load app: --import no_such_module_for_import_test: ModuleNotFoundError: "
+            "No module named 'no_such_module_for_import_test'") in srv.log, srv.log
+    assert ") ready" not in srv.log
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["preload", "lazy-apps"])
+def test_chdir2_changes_directory_after_the_app_is_loaded(serve, port, tmp_path, lazy):
+    """The app is imported in the starting directory; the workers serve in
+    --chdir2's (a respawned one too)."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    srv = facts_server(serve, port, tmp_path, "--chdir2", str(elsewhere),
+                       *(["--lazy-apps"] if lazy else []))
+    d = get(port)
+    assert (d["import_cwd"], d["cwd"]) == (str(tmp_path), str(elsewhere)), d
+    os.kill(d["pid"], signal.SIGKILL)
+    srv.wait_log(") ready", count=2, timeout=10)
+    d2 = get(port)
+    assert d2["pid"] != d["pid"] and d2["cwd"] == str(elsewhere), d2
+    assert "NOT HONOURED" not in srv.log
+
+
+def test_chdir2_to_a_missing_directory_stops_the_start(serve, port, tmp_path):
+    missing = tmp_path / "missing"
+    srv = facts_server(serve, port, tmp_path, "--chdir2", str(missing), ready=False)
+    assert srv.proc.wait(15) == 1, srv.log
+    assert f"--chdir2: cannot chdir to {missing}" in srv.log, srv.log

@@ -200,7 +200,7 @@ pub struct Config {
 /// App loading options (family "app loading").
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AppOptions {
-    /// `--import`: modules imported in each worker before the app.
+    /// `--import` (and aliases): modules imported before the app, in order.
     pub imports: Vec<String>,
     pub py_call_osafterfork: bool,
     pub pyargv: Option<String>,

@@ -346,15 +346,15 @@ pub static OPTIONS: &[OptSpec] = &[
     opt(&["pcre-jit"], None, Switch, NoEffect, Core, "JIT-compile routing regexps", "no effect", check_flag),
     opt(&["reaper"], Some('r'), Switch, NoEffect, Process, "reap zombie children after each request", "no effect", check_flag),
 
-    // ---- app loading, not honoured yet
-    opt(&["import", "shared-import", "pyimport", "python-import"], None, Value("MODULE"), NotYet, App, "import a Python module in every worker before the app", "", |c, v| { c.cfg.app.imports.push(t(v).to_string()); Ok(()) }),
+    // ---- app loading
+    opt(&["import", "shared-import", "pyimport", "py-import", "python-import", "shared-pyimport", "shared-py-import", "shared-python-import"], None, Value("MODULE"), Different, App, "import a Python module (or run a .py file) before the app, where the app is imported", "a module that cannot be imported stops the start, as an app that cannot be (uWSGI logs it and goes on); imported by the loader before it forks the workers, or by each worker with --lazy-apps (also --shared-import: the master never imports app code)", |c, v| { c.cfg.app.imports.push(t(v).to_string()); Ok(()) }),
     opt(&["py-call-osafterfork"], None, Switch, Same, App, "run os.register_at_fork hooks (and Python signal handling) in the workers", "always on in uwsgi-rs: every worker is forked as os.fork() forks", |c, v| { c.cfg.app.py_call_osafterfork = flag(c.name, v)?; Ok(()) }),
-    opt(&["pyargv"], None, Value("ARGS"), NotYet, App, "set sys.argv", "", |c, v| { c.cfg.app.pyargv = Some(t(v).to_string()); Ok(()) }),
+    opt(&["pyargv"], None, Value("ARGS"), Same, App, "set sys.argv to the program's name and the words of ARGS", "split at spaces and tabs, without quoting, as uWSGI splits them; sys.argv[0] is the uwsgi-rs program (uWSGI's is 'uwsgi')", |c, v| { c.cfg.app.pyargv = Some(t(v).to_string()); Ok(()) }),
     opt(&["optimize"], Some('O'), Value("LEVEL"), Different, App, "Python optimization level (-O)", "the Python interpreter runs before uwsgi-rs reads its options: set PYTHONOPTIMIZE=LEVEL in the service's environment (or run python -O -m uwsgi_rs); a worker logs a line when the level differs", |c, v| { c.cfg.app.optimize = int(c.name, v, 0, 2)? as u8; Ok(()) }),
     opt(&["no-site"], None, Switch, NoEffect, App, "do not import the site module", "the interpreter imported site before uwsgi-rs started (site is what puts the virtualenv's packages, uwsgi-rs included, on sys.path)", |c, v| { c.cfg.app.no_site = flag(c.name, v)?; Ok(()) }),
     opt(&["wsgi-disable-file-wrapper"], None, Switch, Same, App, "no wsgi.file_wrapper in the environ", "", |c, v| { c.cfg.app.wsgi_disable_file_wrapper = flag(c.name, v)?; Ok(()) }),
     opt(&["py-autoreload", "python-autoreload"], None, Value("SECONDS"), Different, App, "reload when a Python module changes, checking every SECONDS (development)", "reloads the workers one at a time (as SIGHUP does here), not the whole instance", |c, v| { c.cfg.app.py_autoreload = int(c.name, v, 0, u64::MAX)?; Ok(()) }),
-    opt(&["chdir2"], None, Value("DIR"), NotYet, App, "chdir to DIR after loading the app", "", |c, v| { c.cfg.app.chdir2 = Some(p(v)); Ok(()) }),
+    opt(&["chdir2"], None, Value("DIR"), Same, App, "chdir to DIR after loading the app", "each worker changes directory once the app is loaded, before it serves; a worker that cannot stops the start", |c, v| { c.cfg.app.chdir2 = Some(p(v)); Ok(()) }),
 
     // ---- logging
     opt(&["logto"], None, Value("FILE"), Same, Logging, "log to FILE (opened before dropping privileges)", "", |c, v| { c.cfg.logging.logto = Some(p(v)); Ok(()) }),

@@ -1,5 +1,6 @@
 //! Finding the WSGI callable: `--module pkg.mod[:callable]` or
-//! `--wsgi-file FILE` (any name), with `--callable` naming the attribute.
+//! `--wsgi-file FILE` (any name), with `--callable` naming the attribute;
+//! and the `--import` modules imported before it.
 //!
 //! Load failures come back as [`LoadError`] carrying the one line to show and
 //! Python's traceback; the worker prints both and exits so the master can
@@ -136,17 +137,40 @@ fn import_module<'py>(
     Ok((module, c))
 }
 
+/// `--import` / `--shared-import`: a module imported before the app, in
+/// the process that loads it. A path (with a `/`, or ending in `.py`) is
+/// run as a module named as uWSGI names it (`lib/setup.py` is
+/// `lib_setup`). Unlike uWSGI, which logs the error and goes on, a module
+/// that does not import stops the start as an app that does not import.
+pub fn import_before_app(py: Python<'_>, spec: &str) -> Result<(), LoadError> {
+    let imported = if spec.contains('/') || spec.ends_with(".py") {
+        run_file(py, Path::new(spec), &pythonized(spec)).map(drop)
+    } else {
+        py.import(spec).map(drop).map_err(|e| LoadError {
+            line: one_line(py, &e),
+            traceback: Some(crate::python::format_exception(py, &e)),
+        })
+    };
+    imported.map_err(|mut e| {
+        e.line = format!("unable to load app: --import {spec}: {}", e.line);
+        e
+    })
+}
+
+/// uWSGI's module name for an imported file: dots and slashes become
+/// underscores, and a final `.py` goes.
+fn pythonized(path: &str) -> String {
+    let name = path.replace(['.', '/'], "_");
+    match name.strip_suffix("_py") {
+        Some(stem) if !stem.is_empty() => stem.to_string(),
+        _ => name,
+    }
+}
+
 /// Execute a file as a fresh module, as uWSGI's `--wsgi-file` does. Any file
 /// name works (`app.wsgi`, `keystone-wsgi-public`): the source loader is
 /// chosen explicitly, not from the file's suffix.
 fn import_file<'py>(py: Python<'py>, file: &Path) -> Result<Bound<'py, PyModule>, LoadError> {
-    let shown = file.display().to_string();
-    if let Some(why) = unreadable(file) {
-        return Err(LoadError {
-            line: format!("unable to load app: {shown}: {why}"),
-            traceback: None,
-        });
-    }
     let stem: String = file
         .file_stem()
         .map(|s| {
@@ -156,27 +180,43 @@ fn import_file<'py>(py: Python<'py>, file: &Path) -> Result<Bound<'py, PyModule>
                 .collect()
         })
         .unwrap_or_else(|| "app".into());
-    let modname = format!("uwsgi_file_{stem}");
+    run_file(py, file, &format!("uwsgi_file_{stem}")).map_err(|mut e| {
+        e.line = format!("unable to load app: {}", e.line);
+        e
+    })
+}
+
+/// Run `file` as the module `modname` (registered in `sys.modules`); the
+/// error line names the file, for the caller to prefix.
+fn run_file<'py>(
+    py: Python<'py>,
+    file: &Path,
+    modname: &str,
+) -> Result<Bound<'py, PyModule>, LoadError> {
+    let shown = file.display().to_string();
+    if let Some(why) = unreadable(file) {
+        return Err(LoadError {
+            line: format!("{shown}: {why}"),
+            traceback: None,
+        });
+    }
     let run = || -> PyResult<Bound<'py, PyModule>> {
         let util = py.import("importlib.util")?;
         let loader = py
             .import("importlib.machinery")?
             .getattr("SourceFileLoader")?
-            .call1((modname.as_str(), shown.as_str()))?;
-        let spec = util.call_method1("spec_from_loader", (modname.as_str(), &loader))?;
+            .call1((modname, shown.as_str()))?;
+        let spec = util.call_method1("spec_from_loader", (modname, &loader))?;
         let module = util.call_method1("module_from_spec", (&spec,))?;
         py.import("sys")?
             .getattr("modules")?
-            .set_item(modname.as_str(), &module)?;
+            .set_item(modname, &module)?;
         spec.getattr("loader")?
             .call_method1("exec_module", (&module,))?;
         Ok(module.cast_into::<PyModule>()?)
     };
     run().map_err(|e| LoadError {
-        line: format!(
-            "unable to load app: error running {shown}: {}",
-            one_line(py, &e)
-        ),
+        line: format!("error running {shown}: {}", one_line(py, &e)),
         traceback: Some(crate::python::format_exception(py, &e)),
     })
 }
@@ -208,4 +248,17 @@ fn one_line(py: Python<'_>, e: &PyErr) -> String {
         .map(|n| n.to_string())
         .unwrap_or_default();
     format!("{ty}: {}", s.lines().next().unwrap_or(""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pythonized;
+
+    #[test]
+    fn imported_files_are_named_as_uwsgi_names_them() {
+        assert_eq!(pythonized("lib/setup.py"), "lib_setup");
+        assert_eq!(pythonized("/srv/app/warm.up.py"), "_srv_app_warm_up");
+        assert_eq!(pythonized("scripts/boot"), "scripts_boot");
+        assert_eq!(pythonized(".py"), "_py");
+    }
 }
