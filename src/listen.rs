@@ -1,12 +1,14 @@
 //! Listening sockets: bind TCP and UNIX listeners in the master, apply the
-//! backlog and socket permissions, and replace stale UNIX socket files.
+//! backlog, the TCP socket options (`--reuse-port`, `--so-keepalive`) and
+//! socket permissions, and replace stale UNIX socket files.
 //!
 //! The master binds once; workers inherit the descriptors through `fork`, so
 //! a reload never closes a listener and never refuses a connection. Sockets
 //! systemd passed (`systemd::take_listen_fds`) are adopted instead of bound:
 //! each configured address takes the passed socket bound to it, as uWSGI
 //! matches them, and the passed sockets no address names are served too;
-//! their files and permissions stay systemd's. This
+//! their files, permissions and socket options stay systemd's (its
+//! `ReusePort=`, `KeepAlive=`). This
 //! module also owns the one safe way to create a private UNIX socket (used by
 //! the tracebacker): it never deletes or follows anything that is not a
 //! socket. It must not accept connections or speak any protocol.
@@ -23,6 +25,17 @@ use anyhow::{anyhow, Context, Result};
 
 use crate::config::{ListenAddr, Protocol};
 use crate::systemd::PassedFd;
+
+/// Socket options of the TCP listeners this server binds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpOptions {
+    /// `--reuse-port`: SO_REUSEPORT, so that another process of the same
+    /// user may bind the port too (a second server taking over).
+    pub reuse_port: bool,
+    /// `--so-keepalive`: SO_KEEPALIVE on the listener, which every accepted
+    /// connection inherits (as uWSGI sets it: no call per connection).
+    pub keepalive: bool,
+}
 
 pub enum Socket {
     Tcp(TcpListener),
@@ -112,6 +125,7 @@ pub fn bind_all(
     addrs: &[(Protocol, ListenAddr)],
     backlog: i32,
     chmod: Option<u32>,
+    tcp: TcpOptions,
     passed: Vec<PassedFd>,
     default_proto: Protocol,
 ) -> Result<Vec<Listener>> {
@@ -130,7 +144,7 @@ pub fn bind_all(
             .map(|i| passed.remove(i));
         let made = match taken {
             Some((p, local)) => adopt(*proto, p, &local, Some(addr.to_string())),
-            None => bind_one(*proto, addr, backlog, chmod),
+            None => bind_one(*proto, addr, backlog, chmod, tcp),
         };
         match made {
             Ok(l) => bound.push(l),
@@ -288,6 +302,7 @@ fn bind_one(
     addr: &ListenAddr,
     backlog: i32,
     chmod: Option<u32>,
+    tcp: TcpOptions,
 ) -> Result<Listener> {
     let name = addr.to_string();
     let (socket, server_name, server_port) = match addr {
@@ -297,7 +312,7 @@ fn bind_one(
                 .with_context(|| format!("cannot resolve {name}"))?
                 .next()
                 .ok_or_else(|| anyhow!("cannot resolve {name}"))?;
-            let l = TcpListener::bind(sa).map_err(|e| anyhow!("cannot bind {name}: {e}"))?;
+            let l = bind_tcp(sa, tcp).map_err(|e| anyhow!("cannot bind {name}: {e}"))?;
             // Hand connections to accept() only once their first bytes are
             // in (or after a second): a worker then takes a connection only
             // when it can serve it at once.
@@ -358,6 +373,30 @@ fn bind_one(
         return Err(e);
     }
     Ok(listener)
+}
+
+/// A TCP socket bound to `sa` and listening (its backlog is set again by
+/// the caller), with SO_REUSEADDR as std's `TcpListener::bind` sets it (a
+/// restart binds while old connections linger in TIME_WAIT) and the
+/// options asked for, which must be set before `bind`.
+fn bind_tcp(sa: std::net::SocketAddr, tcp: TcpOptions) -> io::Result<TcpListener> {
+    use rustix::net::{sockopt, AddressFamily, SocketFlags, SocketType};
+    let family = if sa.is_ipv4() {
+        AddressFamily::INET
+    } else {
+        AddressFamily::INET6
+    };
+    let fd = rustix::net::socket_with(family, SocketType::STREAM, SocketFlags::CLOEXEC, None)?;
+    sockopt::set_socket_reuseaddr(&fd, true)?;
+    if tcp.reuse_port {
+        sockopt::set_socket_reuseport(&fd, true)?;
+    }
+    if tcp.keepalive {
+        sockopt::set_socket_keepalive(&fd, true)?;
+    }
+    rustix::net::bind(&fd, &sa)?;
+    rustix::net::listen(&fd, 128)?;
+    Ok(TcpListener::from(fd))
 }
 
 pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
@@ -438,6 +477,29 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn tcp_options_are_set_on_the_listener_and_inherited_by_connections() {
+        use rustix::net::sockopt;
+        let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let plain = bind_tcp(any, TcpOptions::default()).unwrap();
+        assert!(!sockopt::socket_reuseport(&plain).unwrap());
+        assert!(!sockopt::socket_keepalive(&plain).unwrap());
+        let both = TcpOptions {
+            reuse_port: true,
+            keepalive: true,
+        };
+        let l = bind_tcp(any, both).unwrap();
+        assert!(sockopt::socket_reuseaddr(&l).unwrap());
+        assert!(sockopt::socket_reuseport(&l).unwrap());
+        // A second socket with SO_REUSEPORT binds the same port.
+        let twin = bind_tcp(l.local_addr().unwrap(), both).unwrap();
+        assert!(bind_tcp(plain.local_addr().unwrap(), both).is_err());
+        drop(twin);
+        let _client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (conn, _) = l.accept().unwrap();
+        assert!(sockopt::socket_keepalive(&conn).unwrap());
     }
 
     #[test]

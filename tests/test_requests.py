@@ -4,9 +4,11 @@ their actions), --add-header, --mount with --manage-script-name (several
 apps, longest prefix), and the rest of the family as each lands.
 """
 
+import errno
 import http.client
 import socket
 import subprocess
+import time
 
 from conftest import free_port, http_get, raw_request
 from test_hostile import uwsgi_packet
@@ -434,3 +436,76 @@ def test_del_header(serve, tmp_path):
     assert "x-powered-by" not in h and h["server"] == "app" and h["x-keep"] == "1"
     h = request(port, "GET", "/r")[1]
     assert "x-powered-by" not in h and "server" not in h and h["x-keep"] == "1"
+
+
+def bind_beside(port):
+    """Whether a socket with SO_REUSEPORT can bind and listen on `port`
+    while the server listens there (EADDRINUSE: it cannot)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        s.bind(("127.0.0.1", port))
+        s.listen(1)
+        return True
+    except OSError as e:
+        assert e.errno == errno.EADDRINUSE, e
+        return False
+    finally:
+        s.close()
+
+
+def test_reuse_port(serve, tmp_path):
+    """--reuse-port: another process of the same user can bind the port the
+    server listens on (SO_REUSEPORT on the listener); without it, it cannot."""
+    write_app(tmp_path / "app.py", "a")
+    for extra, shared in (([], False), (["--reuse-port"], True)):
+        port = free_port()
+        srv = serve(["--http-socket", f"127.0.0.1:{port}", "--wsgi-file", "app.py", *extra],
+                    cwd=tmp_path)
+        assert request(port, "GET", "/")[0] == 200
+        assert bind_beside(port) is shared, extra
+        assert "NOT HONOURED" not in srv.log
+        srv.stop()
+
+
+def server_side_timer(port, client_port):
+    """The kernel timer of the server's end of an established connection
+    (/proc/net/tcp's `tr`: 0 none, 1 retransmit, 2 keepalive)."""
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            local, remote, state = fields[1], fields[2], fields[3]
+            if (int(local.split(":")[1], 16), int(remote.split(":")[1], 16), state) == \
+                    (port, client_port, "01"):
+                return int(fields[5].split(":")[0], 16)
+    return None
+
+
+def test_so_keepalive(serve, tmp_path):
+    """--so-keepalive: the connections the workers accept have SO_KEEPALIVE
+    (the kernel's keepalive timer runs on an idle one); without it, none."""
+    write_app(tmp_path / "app.py", "a")
+    for extra, timer in (([], 0), (["--so-keepalive"], 2)):
+        port = free_port()
+        srv = serve(["--http-socket", f"127.0.0.1:{port}", "--wsgi-file", "app.py", *extra],
+                    cwd=tmp_path)
+        c = socket.create_connection(("127.0.0.1", port), timeout=5)
+        try:
+            c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            got = b""
+            while not got.endswith(b"0\r\n\r\n") and b"\r\n\r\na|" not in got:
+                chunk = c.recv(4096)
+                assert chunk, got
+                got += chunk
+            # The connection stays open (keep-alive), idle.
+            client_port = c.getsockname()[1]
+            deadline = time.time() + 5
+            seen = server_side_timer(port, client_port)
+            while seen not in (0, 2) and time.time() < deadline:  # 1: an ACK still due
+                time.sleep(0.05)
+                seen = server_side_timer(port, client_port)
+            assert seen == timer, (extra, seen)
+        finally:
+            c.close()
+        assert "NOT HONOURED" not in srv.log
+        srv.stop()

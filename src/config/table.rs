@@ -464,7 +464,7 @@ pub static OPTIONS: &[OptSpec] = &[
     opt(&["idle"], None, Value("SECONDS"), Same, Lifecycle, "stop the workers after SECONDS without requests (cheap mode); bare --idle with --profile/--top: sample idle cores too", "", idle_option),
     opt(&["die-on-idle"], None, Switch, Same, Lifecycle, "with --idle: exit instead", "", |c, v| { c.cfg.lifecycle.die_on_idle = flag(c.name, v)?; Ok(()) }),
 
-    // ---- sockets and requests, not honoured yet
+    // ---- sockets and requests
     opt(&["https", "https-socket"], None, Value("ADDR,CERT,KEY"), NotYet, Sockets, "add an HTTPS listener (TLS in the workers)", "meanwhile terminate TLS in the reverse proxy", |c, v| { let h = https(c.name, t(v))?; c.cfg.requests.https.push(h); Ok(()) }),
     opt(&["chown-socket"], None, Value("USER[:GROUP]"), Same, Sockets, "chown unix sockets", "", |c, v| { c.cfg.requests.chown_socket = Some(owner(c.name, t(v))?); Ok(()) }),
     opt(&["umask"], None, Value("MODE"), Same, Sockets, "set the umask (sockets and files created)", "", |c, v| { c.cfg.requests.umask = Some(values::umask(c.name, v)?); Ok(()) }),
@@ -487,8 +487,8 @@ pub static OPTIONS: &[OptSpec] = &[
     opt(&["ignore-sigpipe"], None, Switch, NoEffect, Sockets, "do not log SIGPIPE", "SIGPIPE is always ignored, and never logged", |c, v| { c.cfg.requests.ignore_sigpipe = flag(c.name, v)?; Ok(()) }),
     opt(&["ignore-write-errors"], None, Switch, Same, Sockets, "do not log write errors to clients that have gone", "no traceback is logged when the app's write fails because the client has gone", |c, v| { c.cfg.requests.ignore_write_errors = flag(c.name, v)?; Ok(()) }),
     opt(&["honour-stdin"], None, Switch, Same, Sockets, "keep stdin (instead of /dev/null)", "without it workers read stdin from /dev/null, as in uWSGI", |c, v| { c.cfg.requests.honour_stdin = flag(c.name, v)?; Ok(()) }),
-    opt(&["reuse-port"], None, Switch, NotYet, Sockets, "set SO_REUSEPORT on TCP listeners", "", |c, v| { c.cfg.requests.reuse_port = flag(c.name, v)?; Ok(()) }),
-    opt(&["so-keepalive"], None, Switch, NotYet, Sockets, "set SO_KEEPALIVE on connections", "", |c, v| { c.cfg.requests.so_keepalive = flag(c.name, v)?; Ok(()) }),
+    opt(&["reuse-port"], None, Switch, Same, Sockets, "set SO_REUSEPORT on TCP listeners", "on the listeners uwsgi-rs binds; a socket systemd passes has its unit's ReusePort=", |c, v| { c.cfg.requests.reuse_port = flag(c.name, v)?; Ok(()) }),
+    opt(&["so-keepalive"], None, Switch, Same, Sockets, "set SO_KEEPALIVE on connections", "set on the TCP listeners uwsgi-rs binds, whose connections inherit it; a socket systemd passes has its unit's KeepAlive=", |c, v| { c.cfg.requests.so_keepalive = flag(c.name, v)?; Ok(()) }),
     opt(&["max-fd"], None, Value("N"), Same, Process, "raise the open-files limit to N", "raises the soft and hard open-files limit at start; if refused, says so and goes on", |c, v| { c.cfg.requests.max_fd = Some(int(c.name, v, 1, u64::MAX)?); Ok(()) }),
     opt(&["pidfile2"], None, Value("FILE"), NotYet, Process, "write the master pid to FILE after dropping privileges", "", |c, v| { c.cfg.requests.pidfile2 = Some(p(v)); Ok(()) }),
 

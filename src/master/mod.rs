@@ -230,6 +230,10 @@ impl Master {
         // stats process) never depend on a socket anyone else can reach.
         let private_dir = private_base.join(format!("{PRIVATE_DIR_PREFIX}{pid}"));
         let _ = std::fs::remove_dir_all(&private_dir);
+            listen::TcpOptions {
+                reuse_port: cfg.requests.reuse_port,
+                keepalive: cfg.requests.so_keepalive,
+            },
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&private_dir)
