@@ -1,6 +1,8 @@
 //! Dropping root: `--uid` and `--gid` are resolved by the master at start
 //! (so a typo fails before anything is served) and applied in each worker
-//! right after `fork`, once the listening sockets are already bound.
+//! right after `fork`, once the listening sockets are already bound. The
+//! master, which keeps its ids, creates the files uWSGI creates after
+//! dropping them with the workers' file-system ids ([`with_fs_ids`]).
 //!
 //! Workers never keep root when these are given: the drop is checked, and
 //! a worker that cannot drop exits instead of serving.
@@ -58,6 +60,28 @@ fn group_id(option: &str, name: &str) -> Result<u32> {
     }
     // SAFETY: non-null, points to a valid group.
     Ok(unsafe { (*gr).gr_gid })
+}
+
+/// Run `f` with the file-system identity of the workers, for the files
+/// uWSGI creates after dropping privileges (`--logto2`, `--pidfile2`): the
+/// file is opened as the workers would open it, and is theirs. The master
+/// is single-threaded when it does this, and setfsuid only affects the
+/// calling thread anyway.
+pub fn with_fs_ids<T>(creds: Credentials, f: impl FnOnce() -> T) -> T {
+    // SAFETY: setfsuid/setfsgid change only this thread's file-system ids
+    // and return the previous ones, which are restored below.
+    unsafe {
+        let old_gid = creds.gid.map(|g| libc::setfsgid(g as libc::gid_t));
+        let old_uid = creds.uid.map(|u| libc::setfsuid(u as libc::uid_t));
+        let r = f();
+        if let Some(u) = old_uid {
+            libc::setfsuid(u as libc::uid_t);
+        }
+        if let Some(g) = old_gid {
+            libc::setfsgid(g as libc::gid_t);
+        }
+        r
+    }
 }
 
 /// Apply in the worker: supplementary groups, gid, then uid (in that order,

@@ -592,6 +592,36 @@ def test_uid_gid_with_default_options_serves(nobody_dir, nobody_bin, serve):
     _check_dropped(srv, port)
 
 
+def test_pidfile2_is_written_as_the_workers_user(nobody_dir, nobody_bin, serve):
+    """--pidfile is written by the master as root; --pidfile2, which uWSGI
+    writes after dropping privileges, as --uid's user (so not where only
+    root may write). Both hold the master's pid and go at a clean exit."""
+    run = os.path.join(nobody_dir, "run")
+    os.mkdir(run, 0o755)
+    os.chown(run, 65534, 65534)
+    first, second = os.path.join(run, "root.pid"), os.path.join(run, "user.pid")
+    port = free_port()
+    app = os.path.join(nobody_dir, "rel_whoami.py")
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", app,
+                 "--uid", "nobody", "--gid", "nogroup", "--pidfile", first, "--pidfile2", second],
+                cwd=nobody_dir)
+    for path, owner in ((first, 0), (second, 65534)):
+        assert open(path).read() == f"{srv.proc.pid}\n", path
+        assert os.stat(path).st_uid == owner, path
+    _check_dropped(srv, port)
+    assert "NOT HONOURED" not in srv.log
+    srv.stop()
+    assert not os.path.exists(first) and not os.path.exists(second)
+    # Where only root may write: no pidfile2, and no start.
+    root_only = os.path.join(nobody_dir, "root.pid")
+    srv = serve(["--http", f"127.0.0.1:{free_port()}", "--wsgi-file", app,
+                 "--uid", "nobody", "--gid", "nogroup", "--pidfile2", root_only],
+                cwd=nobody_dir, ready=False)
+    assert srv.proc.wait(15) == 1, srv.log
+    assert f"cannot write pidfile2 {root_only}" in srv.log, srv.log
+    assert not os.path.exists(root_only)
+
+
 def test_uid_unreadable_wsgi_file_says_permission_denied(nobody_dir, nobody_bin, serve):
     """A --wsgi-file that user nobody may not read (the file, or a directory
     on its path) is reported as such, not as a missing file."""

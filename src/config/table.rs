@@ -490,7 +490,7 @@ pub static OPTIONS: &[OptSpec] = &[
     opt(&["reuse-port"], None, Switch, Same, Sockets, "set SO_REUSEPORT on TCP listeners", "on the listeners uwsgi-rs binds; a socket systemd passes has its unit's ReusePort=", |c, v| { c.cfg.requests.reuse_port = flag(c.name, v)?; Ok(()) }),
     opt(&["so-keepalive"], None, Switch, Same, Sockets, "set SO_KEEPALIVE on connections", "set on the TCP listeners uwsgi-rs binds, whose connections inherit it; a socket systemd passes has its unit's KeepAlive=", |c, v| { c.cfg.requests.so_keepalive = flag(c.name, v)?; Ok(()) }),
     opt(&["max-fd"], None, Value("N"), Same, Process, "raise the open-files limit to N", "raises the soft and hard open-files limit at start; if refused, says so and goes on", |c, v| { c.cfg.requests.max_fd = Some(int(c.name, v, 1, u64::MAX)?); Ok(()) }),
-    opt(&["pidfile2"], None, Value("FILE"), NotYet, Process, "write the master pid to FILE after dropping privileges", "", |c, v| { c.cfg.requests.pidfile2 = Some(p(v)); Ok(()) }),
+    opt(&["pidfile2"], None, Value("FILE"), Same, Process, "write the master pid to FILE after dropping privileges", "written with the --uid/--gid user's file-system ids (the master keeps its own); removed at a clean exit, as --pidfile", |c, v| { c.cfg.requests.pidfile2 = Some(p(v)); Ok(()) }),
 
     // ---- rejected: exit 1 with what to do instead
     opt(&["emperor"], None, Value("DIR"), Rejected, Other, "run the Emperor", "run one uwsgi-rs (one systemd unit) per app", noop),

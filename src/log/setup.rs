@@ -62,7 +62,7 @@ pub fn start(cfg: &Config) -> Result<(State, Vec<String>)> {
             lf.maxsize = lo.maxsize;
             lf.backup = lo.backupname.clone();
             let out = if as_worker_user {
-                as_user(creds, || Output::open_file(lf))
+                crate::privileges::with_fs_ids(creds, || Output::open_file(lf))
             } else {
                 Output::open_file(lf)
             }
@@ -348,26 +348,6 @@ fn facility(name: &str) -> u8 {
         "ftp" => 11,
         l if l.starts_with("local") => 16 + l[5..].parse::<u8>().unwrap_or(0).min(7),
         _ => 3, // daemon
-    }
-}
-
-/// Run `f` with the file-system identity of the workers (`--logto2`: the
-/// file is opened as they would open it). The master is single-threaded
-/// here, and setfsuid only affects this thread anyway.
-fn as_user<T>(creds: Credentials, f: impl FnOnce() -> T) -> T {
-    // SAFETY: setfsuid/setfsgid change only this thread's file-system ids
-    // and return the previous ones, which are restored below.
-    unsafe {
-        let old_gid = creds.gid.map(|g| libc::setfsgid(g as libc::gid_t));
-        let old_uid = creds.uid.map(|u| libc::setfsuid(u as libc::uid_t));
-        let r = f();
-        if let Some(u) = old_uid {
-            libc::setfsuid(u as libc::uid_t);
-        }
-        if let Some(g) = old_gid {
-            libc::setfsgid(g as libc::gid_t);
-        }
-        r
     }
 }
 

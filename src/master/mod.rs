@@ -151,6 +151,32 @@ pub struct Reexec {
     pub cwd: PathBuf,
 }
 
+/// The pidfiles the master writes: (option, path, written as the workers'
+/// user). `--pidfile` is written as the master's user; `--pidfile2`, which
+/// uWSGI writes after dropping privileges, as the workers' (`--uid`).
+fn pidfiles(cfg: &Config) -> impl Iterator<Item = (&'static str, &Path, bool)> {
+    let first = cfg.pidfile.as_deref().map(|p| ("pidfile", p, false));
+    let second = cfg
+        .requests
+        .pidfile2
+        .as_deref()
+        .map(|p| ("pidfile2", p, true));
+    first.into_iter().chain(second)
+}
+
+/// Write the master's pid to `path`, with `creds`' file-system ids if given.
+fn write_pidfile(
+    path: &Path,
+    pid: i32,
+    creds: Option<crate::privileges::Credentials>,
+) -> std::io::Result<()> {
+    let write = || std::fs::write(path, format!("{pid}\n"));
+    match creds {
+        Some(c) => crate::privileges::with_fs_ids(c, write),
+        None => write(),
+    }
+}
+
 /// `--max-fd N`: raise the open-files limit (soft, and hard when allowed),
 /// as uWSGI does at start; a refusal is logged and the server goes on.
 fn raise_open_files(n: u64) {
@@ -204,6 +230,10 @@ impl Master {
             &cfg.listeners,
             cfg.listen,
             cfg.chmod_socket,
+            listen::TcpOptions {
+                reuse_port: cfg.requests.reuse_port,
+                keepalive: cfg.requests.so_keepalive,
+            },
             passed,
             cfg.default_protocol(),
         )?;
@@ -230,10 +260,6 @@ impl Master {
         // stats process) never depend on a socket anyone else can reach.
         let private_dir = private_base.join(format!("{PRIVATE_DIR_PREFIX}{pid}"));
         let _ = std::fs::remove_dir_all(&private_dir);
-            listen::TcpOptions {
-                reuse_port: cfg.requests.reuse_port,
-                keepalive: cfg.requests.so_keepalive,
-            },
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&private_dir)
@@ -253,10 +279,10 @@ impl Master {
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
             return Err(std::io::Error::last_os_error()).context("cannot create the signal pipe");
         }
-        if let Some(p) = &cfg.pidfile {
-            std::fs::write(p, format!("{pid}\n"))
-                .with_context(|| format!("cannot write pidfile {}", p.display()))?;
-            created.files.push(p.clone());
+        for (option, p, as_workers) in pidfiles(&cfg) {
+            write_pidfile(p, pid, as_workers.then_some(credentials))
+                .with_context(|| format!("cannot write {option} {}", p.display()))?;
+            created.files.push(p.to_path_buf());
         }
         let stats = match &cfg.stats {
             Some(addr) => Some(crate::stats::StatsListener::bind(addr)?),
@@ -664,8 +690,9 @@ impl Master {
             // (--log-maxsize rotates by size; L reopens like l.)
             Action::ReopenLogs | Action::RotateLogs => log::reopen(source),
             Action::UpdatePidfile => {
-                if let Some(p) = &self.cfg.pidfile {
-                    if let Err(e) = std::fs::write(p, format!("{}\n", self.pid)) {
+                for (_, p, as_workers) in pidfiles(&self.cfg) {
+                    let creds = as_workers.then_some(self.credentials);
+                    if let Err(e) = write_pidfile(p, self.pid, creds) {
                         log::line(&format!("{source}: cannot write {}: {e}", p.display()));
                     }
                 }
@@ -1087,7 +1114,7 @@ impl Master {
         }
         // The private sockets go with their directory.
         let _ = std::fs::remove_dir_all(&self.private_dir);
-        if let Some(p) = &self.cfg.pidfile {
+        for (_, p, _) in pidfiles(&self.cfg) {
             // Unless a new master (fifo `f`) has written its own pid there.
             let ours = std::fs::read_to_string(p).is_ok_and(|t| t.trim() == self.pid.to_string());
             if ours {
