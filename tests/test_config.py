@@ -196,7 +196,7 @@ def test_report_names_what_is_not_honoured(serve, tmp_path):
         wsgi-file = app.py
         master = true
         vacuum = true
-        chdir2 = /tmp
+        https = 127.0.0.1:{port},app.crt,app.key
         touch-reload = /tmp/never-touched-a
         touch-reload = /tmp/never-touched-b
         reload-on-rss = 512
@@ -205,7 +205,7 @@ def test_report_names_what_is_not_honoured(serve, tmp_path):
     assert http_get(port, "/")[0] == 200
     log = srv.log
     assert "hello from app" in log
-    assert "NOT HONOURED YET (the server runs without them): --chdir2\n" in log
+    assert "NOT HONOURED YET (the server runs without them): --https\n" in log
     assert ("different in uwsgi-rs: --touch-reload x2 (reloads the workers one at a time (as "
             "SIGHUP does here), not all at once); --reload-on-rss (") in log
     assert "accepted, no effect (uwsgi-rs --help says why): --master, --vacuum" in log

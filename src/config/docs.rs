@@ -226,6 +226,6 @@ mod tests {
             );
         }
         // Families of rows not honoured yet are named for the engineer who builds them.
-        assert!(md.contains("| `--pyargv` | app loading: "));
+        assert!(md.contains("| `--https`, `--https-socket` | sockets and requests: "));
     }
 }

@@ -1229,7 +1229,7 @@ fn placeholders_in_ini_files() {
 fn report_names_what_is_not_honoured() {
     let ini = TempIni::new(
         "report",
-        "[uwsgi]\nhttp-socket = :1\nmodule = app\nvacuum = true\nchdir2 = /tmp\ntouch-reload = /tmp/a\ntouch-reload = /tmp/b\nreload-on-rss = 512\nprint = hello %(module)\n",
+        "[uwsgi]\nhttp-socket = :1\nmodule = app\nvacuum = true\nhttps = :8443,app.crt,app.key\ntouch-reload = /tmp/a\ntouch-reload = /tmp/b\nreload-on-rss = 512\nprint = hello %(module)\n",
     );
     let c = serve(&["--ini", &ini.p()]);
     assert_eq!(
@@ -1237,7 +1237,7 @@ fn report_names_what_is_not_honoured() {
         [
             "hello app".to_string(),
             "uwsgi-rs start-up report (3 note(s)):".to_string(),
-            "  NOT HONOURED YET (the server runs without them): --chdir2".to_string(),
+            "  NOT HONOURED YET (the server runs without them): --https".to_string(),
             "  different in uwsgi-rs: --touch-reload x2 (reloads the workers one at a time (as SIGHUP does here), not all at once); --reload-on-rss (checked by the master every 200 ms, not by the worker after each request; the replacement starts before the worker retires)".to_string(),
             "  accepted, no effect (uwsgi-rs --help says why): --vacuum".to_string(),
         ]
