@@ -14,6 +14,8 @@ use std::time::{Duration, SystemTime};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use crate::touch::mtime;
+
 /// Watch every `every` and call `changed` once, for the first modified
 /// file; then the thread ends (the worker is about to be replaced).
 pub fn start(every: Duration, changed: impl FnOnce(&std::path::Path) + Send + 'static) {
@@ -50,10 +52,6 @@ pub fn start(every: Duration, changed: impl FnOnce(&std::path::Path) + Send + 's
     if let Err(e) = spawned {
         crate::log::line(&format!("cannot start the --py-autoreload thread: {e}"));
     }
-}
-
-fn mtime(p: &std::path::Path) -> Option<SystemTime> {
-    std::fs::metadata(p).and_then(|m| m.modified()).ok()
 }
 
 /// The source files of the loaded modules, if their number is not

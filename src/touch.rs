@@ -43,7 +43,8 @@ impl TouchFiles {
     }
 }
 
-fn mtime(p: &Path) -> Option<SystemTime> {
+/// A file's modification time, None when it cannot be read.
+pub fn mtime(p: &Path) -> Option<SystemTime> {
     std::fs::metadata(p).and_then(|m| m.modified()).ok()
 }
 

@@ -278,16 +278,7 @@ pub fn handle<'a>(shared: &'a Shared, front: &Front, taken: Taken<'a>, core: usi
         via_sendfile: reply.body.is_some(),
         ..outcome
     };
-    let conn = &taken.conn;
-    finish_request(
-        shared,
-        conn,
-        req,
-        &outcome,
-        (core, None),
-        began,
-        !plan.no_log,
-    );
+    finished(shared, &taken, &plan, &outcome, (core, began));
     let Taken {
         conn, in_flight, ..
     } = taken;
@@ -423,7 +414,6 @@ fn answer<'a>(
     (core, began): (usize, Began),
 ) -> Next<'a> {
     let req = &taken.request;
-    let conn = &taken.conn;
     let (status, headers, body) = match a {
         Answer::Respond {
             status,
@@ -432,15 +422,7 @@ fn answer<'a>(
         } => (*status, headers.as_slice(), body.as_slice()),
         Answer::Close | Answer::File(_) => {
             let outcome = answered(0, 0, b"", 0, (false, Unread::Nothing));
-            finish_request(
-                shared,
-                conn,
-                req,
-                &outcome,
-                (core, None),
-                began,
-                !plan.no_log,
-            );
+            finished(shared, &taken, plan, &outcome, (core, began));
             return Next::Answered(None);
         }
     };
@@ -468,15 +450,7 @@ fn answer<'a>(
         head.len() as u64,
         (keep, unread),
     );
-    finish_request(
-        shared,
-        conn,
-        req,
-        &outcome,
-        (core, None),
-        began,
-        !plan.no_log,
-    );
+    finished(shared, &taken, plan, &outcome, (core, began));
     let Taken {
         conn, in_flight, ..
     } = taken;
@@ -489,6 +463,25 @@ fn answer<'a>(
         },
         in_flight,
     }))
+}
+
+/// Count and log a request the front answered itself (no app ran).
+fn finished(
+    shared: &Shared,
+    taken: &Taken<'_>,
+    plan: &Plan,
+    outcome: &crate::wsgi::Outcome,
+    (core, began): (usize, Began),
+) {
+    finish_request(
+        shared,
+        &taken.conn,
+        &taken.request,
+        outcome,
+        (core, None),
+        began,
+        !plan.no_log,
+    );
 }
 
 /// The outcome of a response the front wrote (`head` is its head, for the
