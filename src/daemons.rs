@@ -57,10 +57,26 @@ struct Attached {
     respawn_at: Option<Instant>,
     /// Being stopped: SIGKILL at this time; start again once gone.
     stopping: Option<(Instant, bool)>,
+    /// A stopped daemon whose command has exited but whose process group
+    /// still has members (the script /bin/sh forked, still running its
+    /// TERM trap): it counts as stopped, and is started again, only once
+    /// the group is empty, so an old and a new instance never overlap.
+    lingering: Option<Lingering>,
     /// False once the server stops: never started again.
     registered: bool,
     touched: TouchFiles,
 }
+
+struct Lingering {
+    group: i32,
+    /// SIGKILL the group at this time; after `killed`, stop waiting.
+    deadline: Instant,
+    killed: bool,
+}
+
+/// After SIGKILL, how long a group may take to go before it is given up
+/// on (a member in uninterruptible sleep must not block the master).
+const AFTER_KILL: Duration = Duration::from_secs(1);
 
 /// What the death of a child meant.
 #[derive(Debug, PartialEq, Eq)]
@@ -89,6 +105,7 @@ impl Daemons {
                     last_spawn: None,
                     respawn_at: None,
                     stopping: None,
+                    lingering: None,
                     registered: true,
                 })
                 .collect(),
@@ -134,7 +151,26 @@ impl Daemons {
                     ));
                 }
             }
-            if d.registered && d.child == 0 && d.respawn_at.is_some_and(|t| now >= t) {
+            if let Some(l) = &mut d.lingering {
+                if group_is_empty(l.group) {
+                    d.lingering = None;
+                } else if now >= l.deadline && !l.killed {
+                    log::line(&format!(
+                        "[uwsgi-daemons] what \"{}\" started did not die in time, killing its group ({})",
+                        d.spec.command, l.group
+                    ));
+                    signal_group(l.group, libc::SIGKILL);
+                    l.killed = true;
+                    l.deadline = now + AFTER_KILL;
+                } else if now >= l.deadline {
+                    d.lingering = None;
+                }
+            }
+            if d.registered
+                && d.child == 0
+                && d.lingering.is_none()
+                && d.respawn_at.is_some_and(|t| now >= t)
+            {
                 d.respawn_at = None;
                 d.spawn(creds);
             }
@@ -167,11 +203,26 @@ impl Daemons {
 
     /// A child the master reaped.
     pub fn reaped(&mut self, pid: i32, status: i32) -> Reaped {
+        let mercy = self.mercy;
         let Some(d) = self.list.iter_mut().find(|d| d.child == pid && pid > 0) else {
             return Reaped::NotOurs;
         };
         d.child = 0;
-        let restart = d.stopping.take().map(|(_, restart)| restart);
+        let stopping = d.stopping.take();
+        let restart = stopping.map(|(_, restart)| restart);
+        if let (Some((deadline, _)), None) = (stopping, &d.spec.pidfile) {
+            // Stopped by us: the command's own children (a shell's script)
+            // may still be finishing; wait for the group (the daemon's own
+            // session, so its pgid is its pid).
+            if !group_is_empty(pid) {
+                d.lingering = Some(Lingering {
+                    group: pid,
+                    // (re-armed far ahead once the command was SIGKILLed)
+                    deadline: deadline.min(Instant::now() + mercy),
+                    killed: false,
+                });
+            }
+        }
         if d.spec.pidfile.is_some() {
             // A smart daemon's command exits when it daemonizes; its
             // pidfile tells whether it lives on (check_pidfile).
@@ -241,7 +292,7 @@ impl Daemons {
     pub fn all_stopped(&self) -> bool {
         self.list
             .iter()
-            .all(|d| d.child == 0 || d.spec.pidfile.is_some())
+            .all(|d| (d.child == 0 && d.lingering.is_none()) || d.spec.pidfile.is_some())
     }
 
     /// Immediate shutdown: SIGKILL what is left of the plain daemons.
@@ -253,6 +304,9 @@ impl Daemons {
             if d.child > 0 && d.spec.pidfile.is_none() {
                 signal_group(d.child, libc::SIGKILL);
                 pids.push(d.child);
+            }
+            if let Some(l) = d.lingering.take() {
+                signal_group(l.group, libc::SIGKILL);
             }
         }
         pids
@@ -409,6 +463,15 @@ fn live_pid(path: &PathBuf) -> Option<i32> {
     (alive && !zombie).then_some(pid)
 }
 
+/// Whether no process is left in a process group. The master is a
+/// subreaper, so a member orphaned by the command's exit is reaped by the
+/// master (and leaves the group) as soon as it dies.
+fn group_is_empty(group: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks existence.
+    let found = unsafe { libc::kill(-group, 0) } == 0;
+    !found && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
 /// To the daemon's process group (it has its own session), or to the
 /// process alone if that fails.
 fn signal_group(pid: i32, sig: i32) {
@@ -465,6 +528,45 @@ mod tests {
         assert!(ds.all_stopped());
         ds.check(Instant::now() + Duration::from_secs(10));
         assert_eq!(ds.list[0].child, 0);
+    }
+
+    #[test]
+    fn a_stopped_daemon_is_started_again_only_once_its_group_is_gone() {
+        // "; true" keeps /bin/sh from exec'ing the inner shell: the command
+        // exits at once on TERM while the inner shell runs its slow trap.
+        let cmd = "sh -c 'trap \"sleep 0.4; exit 0\" TERM; while :; do sleep 0.05; done'; true";
+        let mut ds = Daemons::new(
+            &[Daemon::new(cmd)],
+            Credentials::default(),
+            Duration::from_secs(5),
+        );
+        ds.start_all();
+        let first = ds.list[0].child;
+        // As the master is: the inner shell, orphaned, becomes our child.
+        // SAFETY: prctl on this process only.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
+        std::thread::sleep(Duration::from_millis(300)); // the trap is set
+        ds.reload();
+        assert_eq!(ds.reaped(first, reap(first)), Reaped::Handled);
+        assert!(
+            ds.list[0].lingering.is_some(),
+            "the inner shell is still there"
+        );
+        ds.check(Instant::now());
+        assert_eq!(ds.list[0].child, 0, "not started while the old group lives");
+        // Reap what the group leaves, as the master's loop does.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !group_is_empty(first) && Instant::now() < deadline {
+            let mut status = 0;
+            // SAFETY: reaping members of the daemon's group (or nothing).
+            unsafe { libc::waitpid(-first, &mut status, libc::WNOHANG) };
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        ds.check(Instant::now());
+        let second = ds.list[0].child;
+        assert!(second > 0 && second != first, "started again once gone");
+        assert!(ds.kill_all().contains(&second));
+        reap(second);
     }
 
     #[test]

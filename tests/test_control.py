@@ -224,9 +224,11 @@ def test_fifo_f_starts_a_new_master_on_the_same_sockets(serve, port, tmp_path):
 # ------------------------------------------------------------ daemons
 
 # The daemons set their traps before writing their pid: a stop signal sent
-# as soon as the pid is seen must find them.
+# as soon as the pid is seen must find them. /bin/sh -c runs the script in
+# a child shell; the trap's clean-up takes a while, and the master must wait
+# for it (the whole process group) before it counts the daemon as stopped.
 DAEMON = """#!/bin/sh
-trap 'echo stopped $$ >> {pids}; exit 0' TERM
+trap 'sleep 0.3; echo stopped $$ >> {pids}; exit 0' TERM
 echo $$ >> {pids}
 while :; do sleep 0.1; done
 """
@@ -257,6 +259,7 @@ def test_attach_daemon_started_restarted_and_stopped(serve, port, tmp_path):
     os.kill(srv.proc.pid, signal.SIGHUP)
     third = wait_for(lambda: daemon_pids(pids)[2:], 15, "the daemon after the reload")[0]
     assert f"stopped {second}" in pids.read_text()
+    assert not alive(second)
     assert alive(third)
     # The server stops: so does the daemon, before the master exits.
     srv.proc.send_signal(signal.SIGTERM)
