@@ -33,6 +33,20 @@ pub struct ListenerInfo {
     pub server_port: String,
 }
 
+impl ListenerInfo {
+    /// Whether the workers wait for this listener exclusively: the kernel
+    /// wakes one idle worker per connection, and the listener is never
+    /// re-armed (no `epoll_ctl` per connection). uwsgi listeners only:
+    /// nginx opens one connection per request there, so which worker
+    /// takes it does not matter past that request. An HTTP keep-alive
+    /// client stays with the worker that accepted it, and the workers
+    /// balance their connections on accept (a worker holding more leaves
+    /// a connection to a lighter one, which must have been woken too).
+    pub fn exclusive(&self) -> bool {
+        self.protocol == Protocol::Uwsgi
+    }
+}
+
 /// How long, and how much, a connection may take.
 #[derive(Debug, Clone, Copy)]
 pub struct Bounds {
@@ -74,7 +88,7 @@ impl Conns {
         bounds: Bounds,
     ) -> io::Result<Conns> {
         for (i, l) in listeners.iter().enumerate() {
-            poller.add_listener(i, l.fd)?;
+            poller.add_listener(i, l.fd, l.exclusive())?;
         }
         Ok(Conns {
             worker_id,
@@ -200,9 +214,9 @@ impl Conns {
     }
 
     /// Watch listener `idx` again after an event (one-shot), unless the
-    /// worker stopped listening.
+    /// worker stopped listening or the listener needs none (exclusive).
     pub fn rearm_listener(&self, idx: usize) {
-        if self.listening.load(Ordering::Acquire) {
+        if self.listening.load(Ordering::Acquire) && !self.listeners[idx].exclusive() {
             let _ = self.poller.rearm_listener(idx, self.listeners[idx].fd);
         }
     }
@@ -302,10 +316,19 @@ mod tests {
     }
 
     fn conns(listener: &TcpListener, open: &'static AtomicU64, timeout: Duration) -> Conns {
+        conns_of(Protocol::Http, listener, open, timeout)
+    }
+
+    fn conns_of(
+        protocol: Protocol,
+        listener: &TcpListener,
+        open: &'static AtomicU64,
+        timeout: Duration,
+    ) -> Conns {
         listener.set_nonblocking(true).unwrap();
         let info = ListenerInfo {
             fd: listener.as_raw_fd(),
-            protocol: Protocol::Http,
+            protocol,
             is_unix: false,
             server_name: "127.0.0.1".into(),
             server_port: "80".into(),
@@ -380,6 +403,48 @@ mod tests {
         c.stop_listening(false);
         assert_eq!(c.maybe_queued(Protocol::Http), None, "not listening");
         drop((first, second, third));
+    }
+
+    #[test]
+    fn an_exclusive_listener_wakes_one_waiting_worker_and_needs_no_rearm() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        // Two workers (each its own poller) sharing one uwsgi listener.
+        let workers: Vec<Conns> = (0..2)
+            .map(|_| conns_of(Protocol::Uwsgi, &l, counter(), Duration::from_secs(5)))
+            .collect();
+        assert!(workers[0].listener(0).exclusive());
+        // Each attempt: (workers woken, connections accepted). Never
+        // re-armed, the listener must report every connection; a worker
+        // not yet asleep in epoll_wait when the connection comes is
+        // notified too (nobody was waiting there), so one attempt in five
+        // with both asleep is enough to see that only one is woken.
+        let mut woken_alone = false;
+        for attempt in 0..5 {
+            let (woken, accepted) = std::thread::scope(|s| {
+                let waits: Vec<_> = workers
+                    .iter()
+                    .map(|c| {
+                        s.spawn(move || match c.wait(Duration::from_millis(500)) {
+                            Ok(Event::Listener(0)) => (1, c.accept(0).is_some() as usize),
+                            _ => (0, 0),
+                        })
+                    })
+                    .collect();
+                std::thread::sleep(Duration::from_millis(150));
+                let _client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+                waits
+                    .into_iter()
+                    .map(|w| w.join().unwrap_or((0, 0)))
+                    .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+            });
+            assert_eq!(accepted, 1, "attempt {attempt}: the connection was taken");
+            assert!(woken >= 1, "attempt {attempt}: not reported");
+            if woken == 1 {
+                woken_alone = true;
+                break;
+            }
+        }
+        assert!(woken_alone, "both workers woken for every connection");
     }
 
     #[test]

@@ -29,7 +29,8 @@ fn listener_token(idx: usize) -> u64 {
 }
 
 pub enum Event {
-    /// Listener `idx` has connections to accept (it must be re-armed).
+    /// Listener `idx` has connections to accept (it must be re-armed
+    /// unless it is exclusive).
     Listener(usize),
     /// A connection has bytes (or hung up); the caller owns it now.
     Conn(Box<Conn>),
@@ -47,6 +48,13 @@ pub struct Poller {
 /// What a listener waits for: one readiness, then re-armed by its core.
 const LISTENER_EVENTS: epoll::EventFlags = epoll::EventFlags::IN.union(epoll::EventFlags::ONESHOT);
 
+/// What a listener shared with other workers and never re-armed waits
+/// for: level-triggered, and the kernel wakes only one of the workers
+/// waiting for it (the first one asleep in `epoll_wait`) instead of every
+/// worker, all but one of whom would fail their `accept4`.
+const EXCLUSIVE_LISTENER_EVENTS: epoll::EventFlags =
+    epoll::EventFlags::IN.union(epoll::EventFlags::EXCLUSIVE);
+
 impl Poller {
     pub fn new() -> io::Result<Poller> {
         let p = Poller {
@@ -63,11 +71,20 @@ impl Poller {
         Ok(p)
     }
 
-    pub fn add_listener(&self, idx: usize, fd: RawFd) -> io::Result<()> {
+    /// Watch listener `idx`. One-shot (re-armed with [`Poller::rearm_listener`]
+    /// after each event), or with `exclusive` level-triggered, never
+    /// re-armed, and one worker woken per connection (see
+    /// [`EXCLUSIVE_LISTENER_EVENTS`]).
+    pub fn add_listener(&self, idx: usize, fd: RawFd, exclusive: bool) -> io::Result<()> {
         // SAFETY: listeners stay open for the worker's life.
         let fd = unsafe { BorrowedFd::borrow_raw(fd) };
         let data = epoll::EventData::new_u64(listener_token(idx));
-        Ok(epoll::add(&self.epoll, fd, data, LISTENER_EVENTS)?)
+        let events = if exclusive {
+            EXCLUSIVE_LISTENER_EVENTS
+        } else {
+            LISTENER_EVENTS
+        };
+        Ok(epoll::add(&self.epoll, fd, data, events)?)
     }
 
     pub fn rearm_listener(&self, idx: usize, fd: RawFd) -> io::Result<()> {

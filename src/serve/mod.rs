@@ -420,7 +420,12 @@ const DEFER_AT_MOST: Duration = Duration::from_millis(3);
 /// first connection that already carries a whole request is returned to be
 /// served now, the others are parked.
 fn accept(shared: &Shared, idx: usize) -> Option<Taken<'_>> {
-    if shared.scoreboard.has_lighter_worker(shared.entry) && deferring(shared) {
+    // An exclusive listener woke this worker only: nobody else will take
+    // the connection for now, so there is no one to leave it to.
+    if !shared.conns.listener(idx).exclusive()
+        && shared.scoreboard.has_lighter_worker(shared.entry)
+        && deferring(shared)
+    {
         // Keep-alive clients stay with the worker that accepted them, so
         // without this one worker can end up with most of them while the
         // other idles. Leave the connection to the lighter worker (it is
