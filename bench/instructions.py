@@ -5,6 +5,7 @@ worker RSS, for the bench workloads. Stdlib only; needs valgrind and strace.
 
     python3 bench/instructions.py [--workloads hello,big,post] [--proto http|uwsgi]
                                   [--n 2000] [--syscalls] [--rss] [--keep DIR]
+                                  [--venv DIR]
 
 Instructions: the server (1 worker x 1 thread, under callgrind) serves
 `--n` more requests in one run than in another; the difference of the
@@ -18,6 +19,9 @@ scripts/develop.sh to see the extension's own functions).
 
 Syscalls: strace -c -f on the worker while it serves `--n` requests
 (2 x 4 threads as in bench.py, one keep-alive client), per request.
+
+`--venv DIR` measures the uwsgi-rs installed in another venv (a build
+kept for before/after comparisons); default: the checkout's .venv.
 
 RSS: peak VmRSS of the worker for one request of the workload (the 50 MB
 list response is the interesting one: `--workloads stream50m --rss`).
@@ -309,7 +313,11 @@ def main():
     ap.add_argument("--syscalls", action="store_true", help="count syscalls instead")
     ap.add_argument("--rss", action="store_true", help="peak RSS of one request instead")
     ap.add_argument("--keep", help="keep the callgrind profiles in this directory")
+    ap.add_argument("--venv", help="the venv whose uwsgi-rs to measure (default: .venv)")
     args = ap.parse_args()
+    if args.venv:
+        global VENV
+        VENV = os.path.abspath(args.venv)
     for w in args.workloads.split(","):
         if args.rss:
             before, peak, after = peak_rss(w, args.proto)
