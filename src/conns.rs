@@ -126,6 +126,8 @@ impl Conns {
                 }
                 Ok(Event::Conn(conn))
             }
+            // Fetched before the worker stopped listening: not any more.
+            Event::Listener(_) if !self.listening.load(Ordering::Acquire) => Ok(Event::Wake),
             other => Ok(other),
         }
     }
