@@ -211,6 +211,19 @@ def wait_for(pred, timeout=5.0, what="condition", interval=0.05):
     raise AssertionError(f"{what} not seen within {timeout}s; last: {last!r}")
 
 
+def mark_query(mark):
+    """`mark=FILE` for the test apps' /sleep, which create FILE as the
+    request enters the app (see in_app)."""
+    from urllib.parse import quote
+    return "mark=" + quote(str(mark), safe="")
+
+
+def in_app(mark, timeout=15.0):
+    """Wait until a /sleep request sent with mark_query(mark) is in the app:
+    in flight, not still on its way to the server (a fixed sleep guesses)."""
+    wait_for(lambda: Path(mark).exists(), timeout, f"the request in the app ({mark})")
+
+
 # ---------------------------------------------------------------- the server
 
 def start_app(serve, port, app, *extra, workers=2, threads=4, **kw):

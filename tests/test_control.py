@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import APPS, http_get
-from helpers import wait_for
+from helpers import in_app, mark_query, wait_for
 
 APP = str(APPS / "ctl_app.py")
 
@@ -142,8 +142,9 @@ def test_fifo_reloads_and_slots(serve, port, tmp_path):
         assert not {str(fifo0), str(fifo1)} & set(held), held
 
     # q: graceful; the request in flight is answered, then the master exits 0.
-    answer = in_background(lambda: http_get_query(port, "/sleep", "s=1"))
-    time.sleep(0.3)
+    mark = tmp_path / "in-app"
+    answer = in_background(lambda: http_get_query(port, "/sleep", f"s=1&{mark_query(mark)}"))
+    in_app(mark)
     fifo_send(fifo0, "q")
     assert answer()[0] == 200
     assert srv.proc.wait(15) == 0
@@ -174,8 +175,9 @@ def http_get_query(port, path, query):
 
 def test_fifo_Q_stops_now(serve, port, tmp_path):
     srv = fifo_server(serve, port, tmp_path, workers=1)
-    answer = in_background(lambda: http_get_query(port, "/sleep", "s=10"))
-    time.sleep(0.3)
+    mark = tmp_path / "in-app"
+    answer = in_background(lambda: http_get_query(port, "/sleep", f"s=10&{mark_query(mark)}"))
+    in_app(mark)
     t0 = time.monotonic()
     fifo_send(tmp_path / "fifo0", "Q")
     assert srv.proc.wait(10) == 0
@@ -345,8 +347,9 @@ def test_exit_on_reload_stops_instead_of_reloading(serve, port, tmp_path):
     reloading the workers."""
     srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP, "--master",
                  "--exit-on-reload"])
-    answer = in_background(lambda: http_get_query(port, "/sleep", "s=1"))
-    time.sleep(0.3)
+    mark = tmp_path / "in-app"
+    answer = in_background(lambda: http_get_query(port, "/sleep", f"s=1&{mark_query(mark)}"))
+    in_app(mark)
     os.kill(srv.proc.pid, signal.SIGHUP)
     assert srv.proc.wait(15) == 0
     status, _, _ = answer()
@@ -369,8 +372,9 @@ def test_unix_signal_hook_binds_a_signal_to_a_graceful_stop(serve, port, tmp_pat
                  "--hook-master-start", hook])
     srv.wait_log(f'running "{hook}" (master-start)')
     time.sleep(0.2)
-    answer = in_background(lambda: http_get_query(port, "/sleep", "s=1"))
-    time.sleep(0.3)
+    mark = tmp_path / "in-app"
+    answer = in_background(lambda: http_get_query(port, "/sleep", f"s=1&{mark_query(mark)}"))
+    in_app(mark)
     srv.proc.send_signal(sig)
     assert answer()[0] == 200
     assert srv.proc.wait(15) == 0

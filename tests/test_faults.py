@@ -23,7 +23,7 @@ import pytest
 
 import conftest
 from conftest import APPS, Bg, free_port, http_get, signal_and_wait
-from helpers import group_members, poll, start_app
+from helpers import group_members, in_app, mark_query, poll, start_app
 
 APP = str(APPS / "rel_app.py")
 CRASHLOOP = str(APPS / "rel_crashloop.py")
@@ -219,14 +219,14 @@ def test_child_forked_by_the_app_never_serves(serve, port, how):
 
 # ---------------------------------------------------------------- the master dies
 
-def test_master_sigkill_leaves_no_orphans(serve, port):
+def test_master_sigkill_leaves_no_orphans(serve, port, tmp_path):
     srv = start(serve, port, workers=3, threads=2)
     pids = srv.worker_pids()
     # One worker is a respawned one, one is busy in a request.
     os.kill(pids[2], signal.SIGKILL)
     srv.wait_log(") ready", count=4, timeout=10)
-    busy = Bg(port, "/sleep?s=30", timeout=20)
-    time.sleep(0.5)
+    busy = Bg(port, f"/sleep?s=30&{mark_query(tmp_path / 'in-app')}", timeout=20)
+    in_app(tmp_path / "in-app")
     os.kill(srv.proc.pid, signal.SIGKILL)
     t0 = time.monotonic()
     srv.proc.wait(5)
@@ -397,7 +397,7 @@ def _read_response(sock, timeout=15):
     return int(status.split()[1]), f.read(length)
 
 
-def test_sigterm_serves_every_accepted_request(serve, port):
+def test_sigterm_serves_every_accepted_request(serve, port, tmp_path):
     """Both cores busy; a third client has connected (the handshake is done,
     so the server's kernel accepted it) and sent its whole request. SIGTERM
     lets the two finish and still answers the third: nothing the server had
@@ -405,9 +405,10 @@ def test_sigterm_serves_every_accepted_request(serve, port):
     srv = start(serve, port, "--reload-mercy", "10", workers=1, threads=2)
     a, b, c = (socket.create_connection(("127.0.0.1", port), timeout=15) for _ in range(3))
     try:
-        _send_request(a, "/sleep?s=1.5")
-        _send_request(b, "/sleep?s=1.5")
-        time.sleep(0.3)
+        _send_request(a, f"/sleep?s=1.5&{mark_query(tmp_path / 'a')}")
+        _send_request(b, f"/sleep?s=1.5&{mark_query(tmp_path / 'b')}")
+        in_app(tmp_path / "a")
+        in_app(tmp_path / "b")
         _send_request(c, "/say/accepted")
         time.sleep(0.1)
         t0 = time.monotonic()
@@ -429,10 +430,10 @@ def test_sigterm_serves_every_accepted_request(serve, port):
     assert poll(lambda: not group_members(srv.proc.pid), 3)
 
 
-def test_sigterm_waits_no_longer_than_reload_mercy(serve, port):
+def test_sigterm_waits_no_longer_than_reload_mercy(serve, port, tmp_path):
     srv = start(serve, port, "--reload-mercy", "2", workers=1, threads=2)
-    slow = Bg(port, "/sleep?s=30", timeout=20)
-    time.sleep(0.4)
+    slow = Bg(port, f"/sleep?s=30&{mark_query(tmp_path / 'in-app')}", timeout=20)
+    in_app(tmp_path / "in-app")
     took = signal_and_wait(srv.proc, signal.SIGTERM, 15)
     assert 1.5 <= took < 5.0, f"shutdown took {took:.1f}s with --reload-mercy 2"
     assert isinstance(slow.join(10), Exception)

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from conftest import APPS, BIN, Bg, free_port, http_get, signal_and_wait
-from helpers import group_members, start_app
+from helpers import group_members, in_app, mark_query, start_app
 
 ECHO = str(APPS / "core_echo.py")
 
@@ -214,8 +214,8 @@ def test_sigterm_graceful_shutdown(serve, port, tmp_path):
                  "--master", "--processes", "2", "--threads", "2"], workers=2)
     assert sock.exists()
     workers = list(srv.worker_pids().values())
-    slow = Bg(port, "/sleep?s=2", timeout=10)
-    time.sleep(0.5)
+    slow = Bg(port, f"/sleep?s=2&{mark_query(tmp_path / 'in-app')}", timeout=10)
+    in_app(tmp_path / "in-app")
     srv.proc.send_signal(signal.SIGTERM)
     rc = srv.proc.wait(10)
     resp = slow.join(10)
@@ -242,8 +242,8 @@ def test_sigquit_immediate_shutdown(serve, port, tmp_path):
     sock = tmp_path / "q.sock"
     srv = serve(["--http", f"127.0.0.1:{port}", "--http", str(sock), "--wsgi-file", ECHO,
                  "--master", "--processes", "2", "--threads", "2"], workers=2)
-    slow = Bg(port, "/sleep?s=5", timeout=10)
-    time.sleep(0.5)
+    slow = Bg(port, f"/sleep?s=5&{mark_query(tmp_path / 'in-app')}", timeout=10)
+    in_app(tmp_path / "in-app")
     took = signal_and_wait(srv.proc, signal.SIGQUIT, 5)
     assert took < 2.0, f"SIGQUIT took {took:.2f}s"
     assert isinstance(slow.join(10), Exception), \

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+from urllib.parse import unquote
 
 
 def _qs(environ):
@@ -165,6 +166,8 @@ def application(environ, start_response):
         return gen()
 
     if path == "/sleep":
+        if "mark" in q:  # tells a test the request is in the app
+            open(unquote(q["mark"]), "w").close()
         time.sleep(float(q.get("s", "1")))
         return _json(start_response, {"slept": q.get("s", "1"), "pid": os.getpid()})
 

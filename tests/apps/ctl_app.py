@@ -1,12 +1,14 @@
 """WSGI app for the control tests (master fifo, hooks, daemons, systemd,
 py-call-osafterfork): /env (os.environ as JSON), /pid, /forked (whether
 os.register_at_fork's after_in_child ran in this process), /signal (whether
-the SIGUSR2 handler set at import has run here), /sleep?s=N."""
+the SIGUSR2 handler set at import has run here), /sleep?s=N (with
+&mark=FILE: FILE is created once the request is in the app)."""
 
 import json
 import os
 import signal
 import time
+from urllib.parse import parse_qs
 
 _AT_IMPORT = os.getpid()
 _FORK_HOOK = {"ran_in": None}
@@ -42,8 +44,10 @@ def application(environ, start_response):
             time.sleep(0.01)
         body = json.dumps({"usr2": _SIGNALS["usr2"]}).encode()
     elif path == "/sleep":
-        secs = float(environ.get("QUERY_STRING", "s=1").split("=", 1)[1])
-        time.sleep(secs)
+        q = parse_qs(environ.get("QUERY_STRING", ""))
+        if "mark" in q:
+            open(q["mark"][0], "w").close()
+        time.sleep(float(q.get("s", ["1"])[0]))
         body = b"slept"
     else:
         body = str(os.getpid()).encode()

@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import time
+from urllib.parse import unquote
 
 
 def _qs(environ):
@@ -179,6 +180,8 @@ def application(environ, start_response):
         return _send(start_response, b"b" * n, ctype="application/octet-stream")
 
     if path == "/sleep":
+        if "mark" in q:  # tells a test the request is in the app
+            open(unquote(q["mark"]), "w").close()
         time.sleep(float(q.get("s", "1")))
         return _send(start_response, json.dumps({"slept": q.get("s", "1"),
                                                  "pid": os.getpid()}).encode())
