@@ -470,6 +470,17 @@ def wrk_counts(out):
     return r["requests"], r["errors"] - r["non2xx"], r["non2xx"]
 
 
+def wrk_script(workload, run_dir):
+    """The wrk Lua script the workload needs (the 64 KB POST), or None."""
+    if workload != "post":
+        return None
+    script = os.path.join(run_dir, "post.lua")
+    with open(script, "w") as f:
+        f.write('wrk.method = "POST"\nwrk.body = string.rep("x", %d)\n'
+                'wrk.headers["Content-Type"] = "application/octet-stream"\n' % POST_SIZE)
+    return script
+
+
 def run_wrk(port, duration, latency=True, sampler=None, server_pids=None, script=None,
             extra_pids=()):
     """Run wrk; if sampler is given, call it every 0.5 s while wrk runs.
@@ -795,12 +806,7 @@ def measure(name, duration, uwsgi_rs_path, log_dir, extra_args=(), label=None,
         res["idle_other_cpu_pct"] = wait_quiet(QUIET["pct"], QUIET["wait"])
     srv = Server(label or name, argv, cwd, stop_sig, log_dir).start()
     front = None
-    script = None
-    if workload == "post":
-        script = os.path.join(run_dir, "post.lua")
-        with open(script, "w") as f:
-            f.write('wrk.method = "POST"\nwrk.body = string.rep("x", %d)\n'
-                    'wrk.headers["Content-Type"] = "application/octet-stream"\n' % POST_SIZE)
+    script = wrk_script(workload, run_dir)
     try:
         if mode == "nginx":
             wait_upstream(srv, upstream_port, sock)

@@ -105,7 +105,8 @@ def probe(name, workload, duration, uwsgi_rs, use_perf, log_dir):
         bench.wait_upstream(srv, None, sock)
         front = bench.start_nginx(run_dir, port, sock, None, log_dir)
         bench.check_workload(workload, port)
-        bench.run_wrk(port, bench.WARMUP_S, latency=False)
+        script = bench.wrk_script(workload, run_dir)
+        bench.run_wrk(port, bench.WARMUP_S, latency=False, script=script)
         workers = srv.workers()
         stats = []
         if use_perf:
@@ -113,8 +114,9 @@ def probe(name, workload, duration, uwsgi_rs, use_perf, log_dir):
                      perf_stat([front.pid], os.path.join(run_dir, "nginx.perf"))]
             time.sleep(0.5)
         s0, n0, m0 = snapshot(workers), snapshot([front.pid]), cpu_jiffies()
-        out = subprocess.run(["wrk", "-t2", "-c32", "-d%ds" % duration,
-                              "http://127.0.0.1:%d/" % port],
+        out = subprocess.run(["wrk", "-t2", "-c32", "-d%ds" % duration] +
+                             (["-s", script] if script else []) +
+                             ["http://127.0.0.1:%d/" % port],
                              capture_output=True, text=True).stdout
         s1, n1, m1 = snapshot(workers), snapshot([front.pid]), cpu_jiffies()
         for p in stats:
