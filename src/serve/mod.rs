@@ -443,8 +443,17 @@ fn accept(shared: &Shared, idx: usize) -> Option<Taken<'_>> {
         .threads
         .saturating_sub(shared.stop.in_flight())
         .max(1);
+    // An exclusive listener is level-triggered: the poller reports it again
+    // while connections are queued, so take one per event. Going on after
+    // a connection whose request has not arrived yet (parked: nginx had
+    // not written it) mostly found the queue empty, an accept4 that failed.
+    let most = if shared.conns.listener(idx).exclusive() {
+        1
+    } else {
+        idle.min(64)
+    };
     let mut found = None;
-    for _ in 0..idle.min(64) {
+    for _ in 0..most {
         let Some(conn) = shared.conns.accept(idx) else {
             break;
         };
