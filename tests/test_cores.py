@@ -8,7 +8,7 @@ request never holds up the others while a core is free."""
 import time
 
 from conftest import APPS, Bg, http_get
-from helpers import start_app
+from helpers import in_app, mark_query, start_app
 
 APP = str(APPS / "cores_app.py")
 
@@ -44,11 +44,13 @@ def test_four_blocking_requests_run_on_four_cores_at_once(serve, port):
     assert max(s.done_at for s in sleepers) - t0 < 2.8
 
 
-def test_a_fifth_request_waits_for_a_free_core_and_is_served(serve, port):
+def test_a_fifth_request_waits_for_a_free_core_and_is_served(serve, port, tmp_path):
     start(serve, port)
     t0 = time.time()
-    sleepers = [Bg(port, "/sleep?s=1.5") for _ in range(4)]
-    time.sleep(0.3)
+    marks = [tmp_path / f"in-app-{i}" for i in range(4)]
+    sleepers = [Bg(port, f"/sleep?s=1.5&{mark_query(m)}") for m in marks]
+    for m in marks:
+        in_app(m)  # every core busy
     status, _, _ = http_get(port, "/", timeout=10)
     took = time.time() - t0
     assert status == 200
@@ -71,10 +73,10 @@ def test_a_request_computing_in_python_does_not_stop_the_others(serve, port):
     assert spinner.join(10)[0] == 200
 
 
-def test_one_thread_serves_everything(serve, port):
+def test_one_thread_serves_everything(serve, port, tmp_path):
     start(serve, port, threads=1)
-    slow = Bg(port, "/sleep?s=1")
-    time.sleep(0.2)
+    slow = Bg(port, f"/sleep?s=2&{mark_query(tmp_path / 'in-app')}")
+    in_app(tmp_path / "in-app")
     t = time.monotonic()
     status, _, body = http_get(port, "/", timeout=5)
     assert status == 200 and body == b"uWSGIWorker1Core0"
