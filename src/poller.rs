@@ -1,17 +1,19 @@
 //! The worker's readiness queue: one epoll instance shared by every core
 //! (request thread) of a worker.
 //!
-//! Every registration is one-shot, so exactly one core is woken for a ready
-//! socket and owns it until it re-arms it. That is what lets thousands of
-//! idle keep-alive connections wait here without pinning a thread, and lets
-//! the thread that saw a request serve it without a hand-off. Usually only
-//! the worker's leading core waits here (see `leader`), but any number may.
-//! A wake-up (stopping, a recycle) is an eventfd that the core woken by it
-//! drains, so a core that waits again sleeps (the state it must look at is
-//! kept elsewhere, in `Stop`). The worker's control channel (`channel`) is
-//! watched here too. One `epoll_wait` fetches up to [`BATCH`] events; the
-//! ones not handed out at once wait in a queue for the next `wait` of any
-//! core. No parsing and no Python here.
+//! Every connection's registration is one-shot, so exactly one core is
+//! woken for a ready socket and owns it until it re-arms it (listeners are
+//! one-shot too, except the exclusive ones: see `add_listener`). That is
+//! what lets thousands of idle keep-alive connections wait here without
+//! pinning a thread, and lets the thread that saw a request serve it
+//! without a hand-off. Usually only the worker's leading core waits here
+//! (see `leader`), but any number may. A wake-up (stopping, a recycle) is
+//! an eventfd that the core woken by it drains, so a core that waits again
+//! sleeps (the state it must look at is kept elsewhere, in `Stop`). The
+//! worker's control channel (`channel`) is watched here too. One
+//! `epoll_wait` fetches up to [`BATCH`] events; the ones not handed out at
+//! once wait in a queue for the next `wait` of any core. No parsing and no
+//! Python here.
 
 use std::collections::VecDeque;
 use std::io;
