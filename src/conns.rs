@@ -215,6 +215,12 @@ impl Conns {
         })
     }
 
+    /// The exclusive listeners, while the worker listens.
+    pub fn exclusive_listeners(&self) -> impl Iterator<Item = usize> + '_ {
+        let listening = self.listening.load(Ordering::Acquire);
+        (0..self.listeners.len()).filter(move |&i| listening && self.listeners[i].exclusive())
+    }
+
     /// Watch listener `idx` again after an event (one-shot), unless the
     /// worker stopped listening or the listener needs none (exclusive).
     pub fn rearm_listener(&self, idx: usize) {
@@ -274,7 +280,10 @@ impl Conns {
     /// also take the connections the kernel already queued on the shared
     /// listeners, so they are served (with `Connection: close`) rather than
     /// reset when the master exits; a worker that retires leaves them to
-    /// the others and its replacement. Only the first call does anything.
+    /// the others and its replacement, except on exclusive listeners: the
+    /// kernel may have woken only this worker for what is queued there, and
+    /// would wake no other until the next connection arrives. Only the
+    /// first call does anything.
     pub fn stop_listening(&self, take_queued: bool) {
         if !self.listening.swap(false, Ordering::AcqRel) {
             return;
@@ -282,8 +291,10 @@ impl Conns {
         for l in &self.listeners {
             self.poller.remove_listener(l.fd);
         }
-        if take_queued {
-            self.drain_backlog();
+        for (idx, l) in self.listeners.iter().enumerate() {
+            if take_queued || l.exclusive() {
+                self.drain_listener(idx);
+            }
         }
     }
 
@@ -298,10 +309,14 @@ impl Conns {
     /// Park what is queued on every listener, up to [`DRAIN_MAX`] each.
     fn drain_backlog(&self) {
         for idx in 0..self.listeners.len() {
-            for _ in 0..DRAIN_MAX {
-                let Some(conn) = self.accept(idx) else { break };
-                self.park(conn);
-            }
+            self.drain_listener(idx);
+        }
+    }
+
+    fn drain_listener(&self, idx: usize) {
+        for _ in 0..DRAIN_MAX {
+            let Some(conn) = self.accept(idx) else { break };
+            self.park(conn);
         }
     }
 }
@@ -492,6 +507,22 @@ mod tests {
         assert!(l.accept().is_ok(), "still queued for another worker");
         c.take_queued();
         assert_eq!(c.open(), 1, "told the server stops: takes the rest");
+    }
+
+    #[test]
+    fn a_retiring_worker_takes_what_is_queued_on_an_exclusive_listener() {
+        // The kernel wakes one worker per connection there: this one may
+        // have been woken for these, and no other would be until the next.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = counter();
+        let c = conns_of(Protocol::Uwsgi, &l, open, Duration::from_secs(5));
+        let _clients: Vec<TcpStream> = (0..2)
+            .map(|_| TcpStream::connect(l.local_addr().unwrap()).unwrap())
+            .collect();
+        c.stop_listening(false);
+        assert_eq!(c.open(), 2, "both queued connections taken, to be served");
+        l.set_nonblocking(true).unwrap();
+        assert!(l.accept().is_err(), "nothing left in the queue");
     }
 
     #[test]

@@ -324,7 +324,14 @@ fn next_parsed<'a>(
             shared.leader.working(core);
         }
         match event {
-            Ok(Event::Wake) => {}
+            Ok(Event::Wake) => {
+                if let Some(conn) = accept_missed(shared) {
+                    shared.leader.working(core);
+                    if let Some(found) = read_head(shared, conn) {
+                        return Some(found);
+                    }
+                }
+            }
             Ok(Event::Control) => read_control(shared),
             Ok(Event::Listener(idx)) => {
                 if let Some(found) = accept(shared, idx) {
@@ -489,6 +496,21 @@ fn accept_queued(shared: &Shared) -> Option<Taken<'_>> {
     }
     let conn = shared.conns.accept(idx)?;
     read_head(shared, conn)
+}
+
+/// On a quiet wake-up, a connection queued on an exclusive listener that
+/// no worker was told about: the kernel wakes one worker per connection
+/// there, and if that one died before accepting (killed, crashed), no
+/// other hears of it until the next connection arrives. This bounds the
+/// wait to the idle poll (1 s) for one failed accept4 a second.
+fn accept_missed(shared: &Shared) -> Option<Box<Conn>> {
+    if shared.stop.requested() {
+        return None;
+    }
+    shared
+        .conns
+        .exclusive_listeners()
+        .find_map(|idx| shared.conns.accept(idx))
 }
 
 /// Whether to go on leaving connections to a lighter worker: yes for at
