@@ -12,7 +12,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{BorrowedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
@@ -67,6 +67,10 @@ pub struct Conns {
     listeners: Vec<ListenerInfo>,
     /// Cleared once the worker stops listening.
     listening: AtomicBool,
+    /// Cores in the middle of an accept (or the drain when listening
+    /// stops): a stopping worker must not exit between a core's accept4
+    /// and the connection being counted open (the client would be reset).
+    accepting: AtomicUsize,
     /// Per listener: its last accept took a connection, so more may be
     /// queued in the kernel (cleared when one finds none).
     maybe_queued: Vec<AtomicBool>,
@@ -97,6 +101,7 @@ impl Conns {
             maybe_queued: listeners.iter().map(|_| AtomicBool::new(false)).collect(),
             listeners,
             listening: AtomicBool::new(true),
+            accepting: AtomicUsize::new(0),
             open,
             bounds,
         })
@@ -107,6 +112,7 @@ impl Conns {
     }
 
     /// Connections open now (accepted and not yet dropped).
+    #[cfg(test)]
     pub fn open(&self) -> u64 {
         self.open.load(Ordering::Acquire)
     }
@@ -158,6 +164,30 @@ impl Conns {
     /// as open until dropped. None when there is none, or on an error
     /// (logged; out of descriptors also waits 100 ms).
     pub fn accept(&self, idx: usize) -> Option<Box<Conn>> {
+        // Announced before looking at `listening`, which stopping clears
+        // before it looks at `accepting` (open_if_settled): either this
+        // accept is seen, or it sees the worker stopped listening.
+        self.accepting.fetch_add(1, Ordering::SeqCst);
+        let conn = if self.listening.load(Ordering::SeqCst) {
+            self.accept_one(idx)
+        } else {
+            None
+        };
+        self.accepting.fetch_sub(1, Ordering::SeqCst);
+        conn
+    }
+
+    /// The open-connection count, once no accept can still add to it: the
+    /// worker stopped listening (and took what it must from the queue) and
+    /// no core is inside `accept`. None until then.
+    pub fn open_if_settled(&self) -> Option<u64> {
+        if self.listening.load(Ordering::SeqCst) || self.accepting.load(Ordering::SeqCst) != 0 {
+            return None;
+        }
+        Some(self.open.load(Ordering::SeqCst))
+    }
+
+    fn accept_one(&self, idx: usize) -> Option<Box<Conn>> {
         let l = &self.listeners[idx];
         // SAFETY: the listener stays open for the worker's life.
         let fd = unsafe { BorrowedFd::borrow_raw(l.fd) };
@@ -285,25 +315,30 @@ impl Conns {
     /// would wake no other until the next connection arrives. Only the
     /// first call does anything.
     pub fn stop_listening(&self, take_queued: bool) {
-        if !self.listening.swap(false, Ordering::AcqRel) {
-            return;
-        }
-        for l in &self.listeners {
-            self.poller.remove_listener(l.fd);
-        }
-        for (idx, l) in self.listeners.iter().enumerate() {
-            if take_queued || l.exclusive() {
-                self.drain_listener(idx);
+        // Counted as accepting from before listening stops until the drain
+        // is done (see `open_if_settled`).
+        self.accepting.fetch_add(1, Ordering::SeqCst);
+        if self.listening.swap(false, Ordering::SeqCst) {
+            for l in &self.listeners {
+                self.poller.remove_listener(l.fd);
+            }
+            for (idx, l) in self.listeners.iter().enumerate() {
+                if take_queued || l.exclusive() {
+                    self.drain_listener(idx);
+                }
             }
         }
+        self.accepting.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Take what is queued now (a retiring worker told, while stopping,
     /// that the server shuts down). Listening must have stopped.
     pub fn take_queued(&self) {
-        if !self.listening.load(Ordering::Acquire) {
+        self.accepting.fetch_add(1, Ordering::SeqCst);
+        if !self.listening.load(Ordering::SeqCst) {
             self.drain_backlog();
         }
+        self.accepting.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Park what is queued on every listener, up to [`DRAIN_MAX`] each.
@@ -315,7 +350,9 @@ impl Conns {
 
     fn drain_listener(&self, idx: usize) {
         for _ in 0..DRAIN_MAX {
-            let Some(conn) = self.accept(idx) else { break };
+            let Some(conn) = self.accept_one(idx) else {
+                break;
+            };
             self.park(conn);
         }
     }
@@ -523,6 +560,23 @@ mod tests {
         assert_eq!(c.open(), 2, "both queued connections taken, to be served");
         l.set_nonblocking(true).unwrap();
         assert!(l.accept().is_err(), "nothing left in the queue");
+    }
+
+    #[test]
+    fn the_open_count_is_settled_only_once_no_accept_can_add_to_it() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = conns_of(Protocol::Uwsgi, &l, counter(), Duration::from_secs(5));
+        assert_eq!(
+            c.open_if_settled(),
+            None,
+            "listening: a connection may come"
+        );
+        let _client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        c.stop_listening(false);
+        assert_eq!(c.open_if_settled(), Some(1), "the queued one was taken");
+        let _late = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        assert!(c.accept(0).is_none(), "no accept once listening stopped");
+        assert_eq!(c.open_if_settled(), Some(1));
     }
 
     #[test]

@@ -5,8 +5,14 @@ import hashlib
 import http.client
 import json
 import os
+import signal
+import subprocess
+import time
+
+import pytest
 
 from conftest import APPS, http_get
+from test_faults import WRK, parse_wrk
 ECHO = str(APPS / "core_echo.py")
 
 
@@ -75,5 +81,37 @@ def test_app_error_through_nginx(serve, nginx):
     srv = start_app(serve, sock)
     status, _, _ = http_get(port, "/raise")
     assert status == 500
+    status, _, body = http_get(port, "/say/after")
+    assert status == 200 and body == b"after"
+
+
+@pytest.mark.serial  # loads the machine
+def test_recycling_and_reloads_behind_nginx_lose_no_request(serve, nginx):
+    """nginx opens a uwsgi connection per request, and the kernel wakes one
+    worker per connection on the shared socket (EPOLLEXCLUSIVE): workers
+    recycling every 50 requests and two rolling reloads under wrk must cost
+    no request (nginx answers 502 for any the server drops)."""
+    assert os.path.exists(WRK), f"{WRK} is missing (bash scripts/setup.sh installs it)"
+    port, sock = nginx
+    srv = serve(["--socket", str(sock), "--wsgi-file", ECHO, "--master",
+                 "--processes", "2", "--threads", "2", "--disable-logging",
+                 "--max-requests", "50", "--min-worker-lifetime", "0"], workers=2)
+    wrk = subprocess.Popen([WRK, "-t2", "-c16", "-d6s", f"http://127.0.0.1:{port}/say/x"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(2):
+            time.sleep(2)
+            os.kill(srv.proc.pid, signal.SIGHUP)
+        out, _ = wrk.communicate(timeout=30)
+    finally:
+        if wrk.poll() is None:
+            wrk.kill()
+            wrk.wait()
+    reqs, errors, non2xx = parse_wrk(out)
+    assert srv.log.count("SIGHUP received") == 2
+    assert errors == 0 and non2xx == 0, out
+    assert reqs > 500, out
+    # Workers did recycle all along (and every one was replaced).
+    assert srv.log.count("is done (max requests 50 reached)") >= 4, srv.log[-3000:]
     status, _, body = http_get(port, "/say/after")
     assert status == 200 and body == b"after"

@@ -295,9 +295,11 @@ fn next_parsed<'a>(
         if shared.stop.requested() {
             on_stop(shared);
             if core == 0
-                && shared
-                    .stop
-                    .may_exit(shared.conns.open(), shared.offloading())
+                && shared.stop.may_exit(
+                    // (an accept still under way counts as a connection)
+                    shared.conns.open_if_settled().unwrap_or(u64::MAX),
+                    shared.offloading(),
+                )
             {
                 shared.leader.resign(core);
                 return None;
