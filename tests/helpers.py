@@ -9,6 +9,7 @@ import re
 import shutil
 import signal
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -284,3 +285,34 @@ def lineno_of(path, needle):
         if needle in ln:
             return i
     raise AssertionError(f"{needle!r} not in {path}")
+
+
+# ---------------------------------------------------------------- load
+
+WRK = "/usr/bin/wrk"
+
+
+def parse_wrk(out):
+    """(requests, socket errors, non-2xx/3xx responses) from wrk's report."""
+    m = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out)
+    reqs = int(m.group(1)) if m else 0
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = sum(int(x) for x in sock.groups()) if sock else 0
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return reqs, errors, int(non2xx.group(1)) if non2xx else 0
+
+
+def wrk_during(url, connections, seconds, during):
+    """Run wrk -t2 on `url` for `seconds`, call `during()` meanwhile, and
+    return (requests, errors, non2xx, wrk's report); wrk never outlives it."""
+    assert os.path.exists(WRK), f"{WRK} is missing (bash scripts/setup.sh installs it)"
+    wrk = subprocess.Popen([WRK, "-t2", f"-c{connections}", f"-d{seconds}s", url],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        during()
+        out, _ = wrk.communicate(timeout=seconds + 25)
+    finally:
+        if wrk.poll() is None:
+            wrk.kill()
+            wrk.wait()
+    return (*parse_wrk(out), out)

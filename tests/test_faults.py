@@ -23,12 +23,11 @@ import pytest
 
 import conftest
 from conftest import APPS, Bg, free_port, http_get, signal_and_wait
-from helpers import group_members, in_app, mark_query, poll, start_app
+from helpers import group_members, in_app, mark_query, poll, start_app, wrk_during
 
 APP = str(APPS / "rel_app.py")
 CRASHLOOP = str(APPS / "rel_crashloop.py")
 WHOAMI = str(APPS / "rel_whoami.py")
-WRK = "/usr/bin/wrk"
 
 
 def start(serve, port, *extra, app=APP, **kw):
@@ -340,35 +339,20 @@ def test_sigkilled_master_leftovers_are_swept_by_the_next_start(serve, tmp_path,
 
 # ---------------------------------------------------------------- reload and shutdown
 
-def parse_wrk(out):
-    m = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out)
-    reqs = int(m.group(1)) if m else 0
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    errors = sum(int(x) for x in sock.groups()) if sock else 0
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return reqs, errors, int(non2xx.group(1)) if non2xx else 0
-
-
 @pytest.mark.serial  # loads the machine, or asserts a latency
 def test_sighup_three_times_during_wrk_no_failed_requests(serve, port):
     """wrk for 8 s with 32 keep-alive connections; three rolling reloads
     (SIGHUP) in the middle: no socket error, no non-2xx response."""
-    assert os.path.exists(WRK), f"{WRK} is missing (bash scripts/setup.sh installs it)"
     srv = start(serve, port, "--disable-logging", workers=2, threads=4)
     first = set(srv.worker_pids().values())
-    wrk = subprocess.Popen([WRK, "-t2", "-c32", "-d8s", f"http://127.0.0.1:{port}/say/x"],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
+
+    def reloads():
         for k in range(3):
             time.sleep(1.5)
             os.kill(srv.proc.pid, signal.SIGHUP)
             srv.wait_log(") ready", count=2 + 2 * (k + 1), timeout=10)
-        out, _ = wrk.communicate(timeout=30)
-    finally:
-        if wrk.poll() is None:
-            wrk.kill()
-            wrk.wait()
-    reqs, errors, non2xx = parse_wrk(out)
+
+    reqs, errors, non2xx, out = wrk_during(f"http://127.0.0.1:{port}/say/x", 32, 8, reloads)
     assert srv.log.count("SIGHUP received") == 3
     assert not (set(srv.worker_pids().values()) & first)
     assert errors == 0 and non2xx == 0, out

@@ -6,13 +6,12 @@ import http.client
 import json
 import os
 import signal
-import subprocess
 import time
 
 import pytest
 
 from conftest import APPS, http_get
-from test_faults import WRK, parse_wrk
+from helpers import wrk_during
 ECHO = str(APPS / "core_echo.py")
 
 
@@ -91,23 +90,17 @@ def test_recycling_and_reloads_behind_nginx_lose_no_request(serve, nginx):
     worker per connection on the shared socket (EPOLLEXCLUSIVE): workers
     recycling every 50 requests and two rolling reloads under wrk must cost
     no request (nginx answers 502 for any the server drops)."""
-    assert os.path.exists(WRK), f"{WRK} is missing (bash scripts/setup.sh installs it)"
     port, sock = nginx
     srv = serve(["--socket", str(sock), "--wsgi-file", ECHO, "--master",
                  "--processes", "2", "--threads", "2", "--disable-logging",
                  "--max-requests", "50", "--min-worker-lifetime", "0"], workers=2)
-    wrk = subprocess.Popen([WRK, "-t2", "-c16", "-d6s", f"http://127.0.0.1:{port}/say/x"],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
+
+    def reloads():
         for _ in range(2):
             time.sleep(2)
             os.kill(srv.proc.pid, signal.SIGHUP)
-        out, _ = wrk.communicate(timeout=30)
-    finally:
-        if wrk.poll() is None:
-            wrk.kill()
-            wrk.wait()
-    reqs, errors, non2xx = parse_wrk(out)
+
+    reqs, errors, non2xx, out = wrk_during(f"http://127.0.0.1:{port}/say/x", 16, 6, reloads)
     assert srv.log.count("SIGHUP received") == 2
     assert errors == 0 and non2xx == 0, out
     assert reqs > 500, out
