@@ -245,10 +245,10 @@ impl Conns {
         })
     }
 
-    /// The exclusive listeners, while the worker listens.
+    /// The exclusive listeners (`accept` on them finds nothing once the
+    /// worker stopped listening).
     pub fn exclusive_listeners(&self) -> impl Iterator<Item = usize> + '_ {
-        let listening = self.listening.load(Ordering::Acquire);
-        (0..self.listeners.len()).filter(move |&i| listening && self.listeners[i].exclusive())
+        (0..self.listeners.len()).filter(|&i| self.listeners[i].exclusive())
     }
 
     /// Watch listener `idx` again after an event (one-shot), unless the
