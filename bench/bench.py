@@ -526,6 +526,8 @@ def run_wrk(port, duration, latency=True, sampler=None, server_pids=None, script
     ours_s = (srv + extra) / CLK_TCK + (ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime) + \
         (me1.ru_utime + me1.ru_stime - me0.ru_utime - me0.ru_stime)
     cpu = {"server_cpu_pct": 100.0 * srv / CLK_TCK / elapsed,
+           # seconds, for the CPU per request (the front's, nginx, apart)
+           "server_cpu_s": srv / CLK_TCK, "front_cpu_s": extra / CLK_TCK,
            "other_cpu_pct": max(0.0, 100.0 * (busy / CLK_TCK - ours_s) / elapsed),
            # CPU time the hypervisor took from our vCPUs: it comes in ~100 ms
            # pauses that stall whatever thread is on the paused vCPU.
@@ -837,6 +839,7 @@ def measure(name, duration, uwsgi_rs_path, log_dir, extra_args=(), label=None,
             if len(pcts) == len(pids) else pcts
         res.update(parse_wrk(out))
         res.update(cpu)
+        res.update(cpu_per_request(res))
         res["worker_conns"] = conns[0] if conns else None
         res["wrk_output"] = out
         check_workload(workload, port)  # still healthy after the load
@@ -863,6 +866,27 @@ def measure(name, duration, uwsgi_rs_path, log_dir, extra_args=(), label=None,
 # reporting
 # --------------------------------------------------------------------------
 
+def cpu_per_request(r):
+    """CPU time per request in microseconds: the server's (master and workers)
+    and, behind nginx, nginx's. Throughput on this 2-core machine moves with
+    whatever else runs; the CPU a request costs moves much less, so this is
+    the column to compare servers by when req/s cells disagree between runs."""
+    n = r.get("requests")
+    if not n:
+        return {}
+    out = {"cpu_us_per_req": 1e6 * r["server_cpu_s"] / n}
+    if r.get("front_cpu_s"):
+        out["front_us_per_req"] = 1e6 * r["front_cpu_s"] / n
+    return out
+
+
+def cpu_ratio(s, ref):
+    """" (CPU/req 0.93x)": the server's CPU per request over the reference's
+    (below 1: it spends less per request), or "" without both figures."""
+    mine, theirs = s.get("cpu_us_per_req"), ref.get("cpu_us_per_req")
+    return " (CPU/req %.2fx)" % (mine / theirs) if mine and theirs else ""
+
+
 def cpu_split(r):
     """CPU per worker (% of a core) and, in brackets, client connections per worker."""
     cpu = "/".join("%.0f%%" % p for p in r.get("worker_cpu_pct") or []) or "-"
@@ -885,7 +909,8 @@ def summarize(names, rounds_results):
         s = {"server": name, "cmd": rows[0]["cmd"] if rows else "",
              "rounds_ok": len(ok), "rounds": len(rows)}
         for key in ("rps", "p50_ms", "p99_ms", "rss_worker_mib", "rss_sum_mib", "workers",
-                    "server_cpu_pct", "other_cpu_pct", "steal_ms"):
+                    "server_cpu_pct", "other_cpu_pct", "steal_ms", "cpu_us_per_req",
+                    "front_us_per_req"):
             s[key] = median_of(ok, key)
         s["errors"] = sum(r.get("errors", 0) for r in ok)
         s["error_detail"] = {k: sum(r.get(k, 0) for r in ok) for k in
@@ -960,13 +985,20 @@ def print_workload_table(summary, out=sys.stdout):
             return "-"
         return "%.2fx" % (s["rps"] / ref["rps"])
 
-    hdr = ["workload", "mode", "server", "req/s", "p50 ms", "p99 ms", "vs granian",
-           "vs nginx+uWSGI", "RSS/worker MiB", "other CPU", "errors"]
+    def cpu_us(s):
+        """Server CPU per request, plus nginx's behind nginx."""
+        own = fmt(s.get("cpu_us_per_req"), ".1f")
+        if s.get("front_us_per_req") is not None:
+            own += " + %.1f" % s["front_us_per_req"]
+        return own
+
+    hdr = ["workload", "mode", "server", "req/s", "p50 ms", "p99 ms", "CPU us/req",
+           "vs granian", "vs nginx+uWSGI", "RSS/worker MiB", "other CPU", "errors"]
     rows = []
     for s in summary:
         if s["rps"] is None:
             rows.append([s["workload"], s["mode"], s["server"],
-                         s.get("failure", "no result")] + [""] * 7)
+                         s.get("failure", "no result")] + [""] * 8)
             continue
         err = str(s["errors"])
         if s["errors"]:
@@ -975,7 +1007,7 @@ def print_workload_table(summary, out=sys.stdout):
         if s["rounds_ok"] < s["rounds"]:
             err += " [%d/%d rounds failed]" % (s["rounds"] - s["rounds_ok"], s["rounds"])
         rows.append([s["workload"], s["mode"], s["server"], fmt(s["rps"], ".0f"),
-                     fmt(s["p50_ms"], ".2f"), fmt(s["p99_ms"], ".2f"),
+                     fmt(s["p50_ms"], ".2f"), fmt(s["p99_ms"], ".2f"), cpu_us(s),
                      ratio(s, "granian") if s["mode"] == "direct" else "",
                      ratio(s, "uWSGI") if s["mode"] == "nginx" else "",
                      fmt(s["rss_worker_mib"], ".1f"), fmt(s["other_cpu_pct"], ".0f") + "%", err])
@@ -999,8 +1031,9 @@ def print_workload_table(summary, out=sys.stdout):
             if s and (w, mode, ref) in by:
                 r = ratio(s, ref)
                 if r != "-":
-                    parts.append("%s %s vs %s%s" % (r, mode, ref, "" if mode == "direct"
-                                                     else " (both behind nginx)"))
+                    parts.append("%s %s vs %s%s%s" % (r, mode, ref, "" if mode == "direct"
+                                                       else " (both behind nginx)",
+                                                       cpu_ratio(s, by[(w, mode, ref)])))
         if parts:
             print("uwsgi-rs on %-6s %s" % (w + ":", "; ".join(parts)), file=out)
 
@@ -1125,10 +1158,12 @@ def main(argv=None):
                         print("    " + r["log_tail"].replace("\n", "\n    "), flush=True)
                 else:
                     print("%s %8.0f req/s  p50 %6.2f ms  p99 %6.2f ms  RSS %5.1f MiB x %d  "
-                          "errors %d  CPU/worker %s  other CPU %.0f%%  steal %.0f ms"
+                          "errors %d  CPU/worker %s  CPU/req %.1f us  other CPU %.0f%%  "
+                          "steal %.0f ms"
                           % (what, r["rps"], r["p50_ms"] or 0, r["p99_ms"] or 0,
                              r.get("rss_worker_mib") or 0, r.get("workers") or 0,
-                             r["errors"], cpu_split(r), r["other_cpu_pct"],
+                             r["errors"], cpu_split(r), r.get("cpu_us_per_req") or 0,
+                             r["other_cpu_pct"],
                              r.get("steal_ms", 0.0)), flush=True)
     except KeyboardInterrupt:
         print("\ninterrupted; stopping servers", file=sys.stderr)
