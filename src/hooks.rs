@@ -117,17 +117,9 @@ pub fn run_as_user(cfg: &Config, phase: HookPhase, creds: Credentials) -> Result
     }
     // SAFETY: the master is single-threaded when this runs (before it forks
     // anything): the child may run Rust code; it never touches Python and
-    // leaves with _exit.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(Failure::Failed {
-            hook: "(all)".into(),
-            phase: phase.label(),
-            why: format!("cannot fork: {}", io::Error::last_os_error()),
-        });
-    }
-    if pid == 0 {
-        let code = match crate::privileges::drop_to(creds) {
+    // fork_child leaves it with _exit.
+    let forked = unsafe {
+        spawn::fork_child(|| match crate::privileges::drop_to(creds) {
             Err(e) => {
                 log::line(&format!("hooks ({}): {e:#}", phase.label()));
                 1
@@ -140,10 +132,13 @@ pub fn run_as_user(cfg: &Config, phase: HookPhase, creds: Credentials) -> Result
                     1
                 }
             },
-        };
-        // SAFETY: leaving the child without the master's destructors.
-        unsafe { libc::_exit(code) };
-    }
+        })
+    };
+    let pid = forked.map_err(|e| Failure::Failed {
+        hook: "(all)".into(),
+        phase: phase.label(),
+        why: format!("cannot fork: {e}"),
+    })?;
     match spawn::exit_code(wait_child(pid)) {
         0 => Ok(()),
         code => Err(Failure::Exit(code, phase.label())),

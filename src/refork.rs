@@ -31,15 +31,26 @@ pub fn spawn(reexec: &Reexec, listeners: &[Listener]) -> io::Result<i32> {
         .collect::<Vec<_>>()
         .join(":");
     let count = fds.len().to_string();
-    // SAFETY: the master is single-threaded, so the child may allocate; it
-    // runs no Python and ends in execv or _exit.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if pid > 0 {
-        return Ok(pid);
-    }
+    // SAFETY: the master is single-threaded, so the child may allocate;
+    // exec_in_child runs in the child only, runs no Python and ends in
+    // execv or returns.
+    unsafe { crate::spawn::fork_child(|| exec_in_child(&fds, &count, &names, &cwd, &argv)) }
+}
+
+/// The new master's side of the fork: the listeners onto fds 3.. with the
+/// `LISTEN_*` variables naming them, a new session, then exec; returns the
+/// exit code only when that fails.
+///
+/// # Safety
+/// Only in the child of a fork: it moves this process's descriptors and
+/// changes its session, environment and directory.
+unsafe fn exec_in_child(
+    fds: &[i32],
+    count: &str,
+    names: &str,
+    cwd: &CString,
+    argv: &[*const libc::c_char],
+) -> i32 {
     // SAFETY: in the child, on descriptors and data of this process.
     unsafe {
         libc::setsid();
@@ -51,21 +62,19 @@ pub fn spawn(reexec: &Reexec, listeners: &[Listener]) -> io::Result<i32> {
             .collect();
         for (i, &fd) in high.iter().enumerate() {
             if fd < 0 || libc::dup2(fd, 3 + i as i32) < 0 {
-                libc::_exit(126);
+                return 126;
             }
         }
         crate::spawn::close_from(3 + fds.len() as u32);
         std::env::set_var("LISTEN_PID", libc::getpid().to_string());
-        std::env::set_var("LISTEN_FDS", &count);
-        std::env::set_var("LISTEN_FDNAMES", &names);
+        std::env::set_var("LISTEN_FDS", count);
+        std::env::set_var("LISTEN_FDNAMES", names);
         // Signals the master handles are reset by exec; none is ignored.
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        crate::spawn::unblock_all_signals();
         if libc::chdir(cwd.as_ptr()) != 0 {
-            libc::_exit(126);
+            return 126;
         }
         libc::execv(argv[0], argv.as_ptr());
-        libc::_exit(127)
     }
+    127
 }

@@ -9,6 +9,11 @@
 //! from a process with threads (a worker running an `accepting` hook).
 //! Waiting for the command is the caller's business: the master reaps its
 //! children in its loop and must never block on one.
+//!
+//! The fork itself is [`fork_child`], shared with the other children the
+//! control side starts (the new master of a refork, `as-user` hooks run
+//! under dropped privileges): the child runs one closure and leaves with
+//! `_exit`, never returning into its parent's code.
 
 use std::ffi::CString;
 use std::io;
@@ -58,16 +63,24 @@ impl Command {
             std::ptr::null(),
         ];
         let groups = self.credentials.gid.map(|g| [g as libc::gid_t]);
-        // SAFETY: fork; the child only makes system calls on data prepared
-        // above (no allocation, no locks) and then execs or _exits, so it is
-        // safe even when the parent has other threads.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if pid > 0 {
-            return Ok(pid);
-        }
+        // SAFETY: exec_in_child runs in the child only; it makes system
+        // calls on data prepared above (no allocation, no locks) and then
+        // execs or returns, so it is safe even when the parent has other
+        // threads.
+        unsafe { fork_child(|| self.exec_in_child(&argv, groups.as_ref())) }
+    }
+
+    /// The child's side of [`Command::spawn`]: set the process up, exec;
+    /// returns the exit code only when that fails.
+    ///
+    /// # Safety
+    /// Only in the child of a fork: it changes this process's session,
+    /// descriptors, signals and credentials.
+    unsafe fn exec_in_child(
+        &self,
+        argv: &[*const libc::c_char; 4],
+        groups: Option<&[libc::gid_t; 1]>,
+    ) -> i32 {
         // SAFETY: in the child: async-signal-safe calls only, on live data.
         unsafe {
             if self.new_session {
@@ -80,9 +93,7 @@ impl Command {
             for sig in [libc::SIGPIPE, libc::SIGINT, libc::SIGHUP, libc::SIGTERM] {
                 libc::signal(sig, libc::SIG_DFL);
             }
-            let mut empty: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut empty);
-            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            unblock_all_signals();
             if !self.keep_stdin {
                 let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
                 if null > 0 {
@@ -91,9 +102,9 @@ impl Command {
                 }
             }
             close_from(3);
-            if let (Some(gid), Some(groups)) = (self.credentials.gid, groups.as_ref()) {
+            if let (Some(gid), Some(groups)) = (self.credentials.gid, groups) {
                 if libc::setgroups(1, groups.as_ptr()) != 0 || libc::setgid(gid) != 0 {
-                    libc::_exit(126);
+                    return 126;
                 }
             }
             if let Some(uid) = self.credentials.uid {
@@ -101,17 +112,55 @@ impl Command {
                     libc::setgroups(0, std::ptr::null());
                 }
                 if libc::setuid(uid) != 0 {
-                    libc::_exit(126);
+                    return 126;
                 }
             }
             if let Some(dir) = &self.chdir {
                 if libc::chdir(dir.as_ptr()) != 0 {
-                    libc::_exit(126);
+                    return 126;
                 }
             }
             libc::execv(self.shell.as_ptr(), argv.as_ptr());
-            libc::_exit(127)
         }
+        127
+    }
+}
+
+/// Fork. The child runs `child` and `_exit`s with the code it returns (a
+/// child that execs returns only when exec fails: 127, as a shell says);
+/// the parent gets the child's pid. The child never returns into the
+/// caller's code, so nothing of the parent's (destructors, buffers, the
+/// test harness) runs twice.
+///
+/// # Safety
+/// The child is a copy of this process with only the calling thread. When
+/// the process has other threads, `child` may only make async-signal-safe
+/// calls on data prepared before the fork (no allocation, no locks); in a
+/// single-threaded process (the master before it starts any thread) it
+/// may run any Rust code but no Python.
+pub unsafe fn fork_child(child: impl FnOnce() -> i32) -> io::Result<i32> {
+    // SAFETY: what the child may do is the caller's contract above.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid > 0 {
+        return Ok(pid);
+    }
+    let code = child();
+    // SAFETY: leaving the child without running anything of the parent's.
+    unsafe { libc::_exit(code) }
+}
+
+/// Unblock every signal: a child inherits the signal mask of the thread
+/// that forked it, across exec too, and a command must start with none
+/// blocked. Async-signal-safe.
+pub fn unblock_all_signals() {
+    // SAFETY: sigemptyset fills a live, zeroed set; sigprocmask only reads it.
+    unsafe {
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
     }
 }
 
@@ -156,6 +205,18 @@ mod tests {
         // SAFETY: waiting for the child just started.
         unsafe { libc::waitpid(pid, &mut status, 0) };
         exit_code(status)
+    }
+
+    #[test]
+    fn a_forked_child_exits_with_the_code_it_returns() {
+        // SAFETY: the child returns a constant (the test harness has other
+        // threads: nothing that allocates or locks).
+        let pid = unsafe { fork_child(|| 7) }.unwrap();
+        let mut status = 0;
+        // SAFETY: waiting for the child just started.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFEXITED(status));
+        assert_eq!(libc::WEXITSTATUS(status), 7);
     }
 
     #[test]
