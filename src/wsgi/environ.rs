@@ -54,6 +54,32 @@ pub fn latin1<'py>(py: Python<'py>, b: &[u8]) -> PyResult<Bound<'py, PyString>> 
     }
 }
 
+extern "C" {
+    // CPython's presized dict (exported by 3.9-3.13, cpython/dictobject.h;
+    // pyo3-ffi leaves its private functions out).
+    fn _PyDict_NewPresized(minused: ffi::Py_ssize_t) -> *mut ffi::PyObject;
+}
+
+/// Entries the template's table has room for. `PyDict_Copy` keeps the
+/// table size, so every environ copied from the template takes this many
+/// keys without a resize: the template's ~11, the ~7 request keys,
+/// `wsgi.input` and ~20 headers (or a proxy's uwsgi vars). A request with
+/// more is still right, one resize dearer. (Unsized, the copy took the
+/// template's 32-slot table and every hello request resized it, ~760
+/// instructions.)
+const ENVIRON_ROOM: ffi::Py_ssize_t = 40;
+
+/// An empty dict whose table holds [`ENVIRON_ROOM`] entries.
+fn presized_dict(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    // SAFETY: returns a new, empty dict or NULL with an exception set.
+    unsafe {
+        Ok(
+            Bound::from_owned_ptr_or_err(py, _PyDict_NewPresized(ENVIRON_ROOM))?
+                .cast_into_unchecked::<PyDict>(),
+        )
+    }
+}
+
 /// The per-listener constant part of every environ.
 pub fn template(
     py: Python<'_>,
@@ -62,7 +88,7 @@ pub fn template(
     multiprocess: bool,
     file_wrapper: bool,
 ) -> PyResult<Py<PyDict>> {
-    let d = PyDict::new(py);
+    let d = presized_dict(py)?;
     d.set_item("SCRIPT_NAME", "")?;
     d.set_item("SERVER_NAME", &listener.server_name)?;
     d.set_item("SERVER_PORT", &listener.server_port)?;
@@ -142,12 +168,80 @@ impl KeyCache {
     }
 }
 
+/// A cache of value strs by position: a client or a proxy sends the same
+/// Host, User-Agent, Accept... (and, on a keep-alive connection, comes
+/// from the same address) on every request, so the value of position `i`
+/// is compared with the str made for position `i` last time and that str
+/// is reused when the bytes are equal (one memcmp instead of a new str and
+/// its deallocation). A str is immutable once shared (CPython changes a
+/// str in place only while it has a single reference, and the cache holds
+/// one), so two requests seeing one object cannot tell.
+#[derive(Default)]
+struct ValueCache {
+    by_pos: Vec<Option<Py<PyString>>>,
+}
+
+const VALUE_POSITIONS: usize = 64;
+
+impl ValueCache {
+    /// The latin-1 str of `raw`, the value at position `pos`.
+    fn get<'py>(
+        &mut self,
+        py: Python<'py>,
+        pos: usize,
+        raw: &[u8],
+    ) -> PyResult<Bound<'py, PyString>> {
+        if let Some(Some(cached)) = self.by_pos.get(pos) {
+            let cached = cached.bind(py);
+            if latin1_bytes(cached) == Some(raw) {
+                return Ok(cached.clone());
+            }
+        }
+        let value = latin1(py, raw)?;
+        if pos < VALUE_POSITIONS {
+            if pos >= self.by_pos.len() {
+                self.by_pos.resize_with(pos + 1, || None);
+            }
+            self.by_pos[pos] = Some(value.clone().unbind());
+        }
+        Ok(value)
+    }
+}
+
+/// The latin-1 bytes of a str whose characters are all below 256 (what
+/// [`latin1`] makes): its data, one byte per character. None for others.
+fn latin1_bytes<'a>(s: &'a Bound<'_, PyString>) -> Option<&'a [u8]> {
+    let p = s.as_ptr();
+    // SAFETY: `s` is a live str (the GIL is held through its Bound); a str
+    // built by the C API is ready, so its kind, length and data are
+    // valid; a 1-byte-kind str's data is `length` bytes, borrowed for as
+    // long as `s` (strs are immutable while shared).
+    unsafe {
+        if ffi::PyUnicode_KIND(p) != ffi::PyUnicode_1BYTE_KIND {
+            return None;
+        }
+        let len = ffi::PyUnicode_GET_LENGTH(p) as usize;
+        Some(std::slice::from_raw_parts(
+            ffi::PyUnicode_DATA(p).cast::<u8>(),
+            len,
+        ))
+    }
+}
+
 thread_local! {
     /// `HTTP_*` keys by header name.
     static HEADER_KEYS: RefCell<KeyCache> = RefCell::new(KeyCache::default());
     /// Environ keys by uwsgi var name.
     static VAR_KEYS: RefCell<KeyCache> = RefCell::new(KeyCache::default());
+    /// HTTP request values: PATH_INFO, QUERY_STRING, REQUEST_URI,
+    /// REMOTE_ADDR, REMOTE_PORT, then the headers (`HTTP_FIXED` + i).
+    static HTTP_VALUES: RefCell<ValueCache> = RefCell::new(ValueCache::default());
+    /// uwsgi var values by position.
+    static VAR_VALUES: RefCell<ValueCache> = RefCell::new(ValueCache::default());
 }
+
+/// Positions of the HTTP values before the headers'.
+const HTTP_FIXED: usize = 5;
 
 /// FNV-1a, for the key caches.
 #[derive(Default)]
@@ -188,56 +282,77 @@ pub fn from_http<'py>(
         other => PyString::new(py, other),
     };
     env.set_item(intern!(py, "REQUEST_METHOD"), method)?;
-    env.set_item(
-        intern!(py, "PATH_INFO"),
-        latin1(py, &percent_decode_cow(head.path()))?,
-    )?;
-    env.set_item(intern!(py, "QUERY_STRING"), latin1(py, head.query())?)?;
-    env.set_item(intern!(py, "REQUEST_URI"), latin1(py, head.target())?)?;
     let proto = if head.minor_version == 0 {
         intern!(py, "HTTP/1.0")
     } else {
         intern!(py, "HTTP/1.1")
     };
-    env.set_item(intern!(py, "SERVER_PROTOCOL"), proto)?;
-    env.set_item(intern!(py, "REMOTE_ADDR"), remote_addr)?;
-    env.set_item(intern!(py, "REMOTE_PORT"), remote_port)?;
+    HTTP_VALUES.with(|values| -> PyResult<()> {
+        let mut values = values.borrow_mut();
+        let path = percent_decode_cow(head.path());
+        env.set_item(intern!(py, "PATH_INFO"), values.get(py, 0, &path)?)?;
+        env.set_item(
+            intern!(py, "QUERY_STRING"),
+            values.get(py, 1, head.query())?,
+        )?;
+        env.set_item(
+            intern!(py, "REQUEST_URI"),
+            values.get(py, 2, head.target())?,
+        )?;
+        env.set_item(intern!(py, "SERVER_PROTOCOL"), proto)?;
+        env.set_item(
+            intern!(py, "REMOTE_ADDR"),
+            values.get(py, 3, remote_addr.as_bytes())?,
+        )?;
+        env.set_item(
+            intern!(py, "REMOTE_PORT"),
+            values.get(py, 4, remote_port.as_bytes())?,
+        )?;
+        HEADER_KEYS.with(|keys| set_headers(py, &env, head, &mut keys.borrow_mut(), &mut values))
+    })?;
+    Ok(env)
+}
+
+/// The `HTTP_*` (and CONTENT_*) items of an HTTP request's environ.
+fn set_headers(
+    py: Python<'_>,
+    env: &Bound<'_, PyDict>,
+    head: &RequestHead,
+    keys: &mut KeyCache,
+    values: &mut ValueCache,
+) -> PyResult<()> {
     // Keys set so far (interned: one object per key), to find a repeated
     // header without looking it up in the dict each time.
     let mut seen: Vec<*mut ffi::PyObject> = Vec::with_capacity(head.headers().len());
-    HEADER_KEYS.with(|keys| -> PyResult<()> {
-        let mut keys = keys.borrow_mut();
-        for (i, (name, value)) in head.raw_headers().enumerate() {
-            let key = keys.get(py, i, name, || {
-                Ok(if name.eq_ignore_ascii_case(b"content-type") {
-                    intern!(py, "CONTENT_TYPE").clone()
-                } else if name.eq_ignore_ascii_case(b"content-length") {
-                    intern!(py, "CONTENT_LENGTH").clone()
-                } else {
-                    // Header names are tokens (ASCII): never lossy.
-                    PyString::new(py, &cgi_header_name(&String::from_utf8_lossy(name)))
-                })
-            })?;
-            let value = latin1(py, value)?;
-            let repeated = seen.contains(&key.as_ptr());
-            seen.push(key.as_ptr());
-            // Repeated headers are joined with a comma (RFC 9110 5.3);
-            // cookies with "; " as browsers expect.
-            if let Some(prev) = if repeated { env.get_item(&key)? } else { None } {
-                let sep = if name.eq_ignore_ascii_case(b"cookie") {
-                    "; "
-                } else {
-                    ","
-                };
-                let joined = format!("{}{}{}", prev.extract::<String>()?, sep, value.to_str()?);
-                env.set_item(&key, joined)?;
+    for (i, (name, value)) in head.raw_headers().enumerate() {
+        let key = keys.get(py, i, name, || {
+            Ok(if name.eq_ignore_ascii_case(b"content-type") {
+                intern!(py, "CONTENT_TYPE").clone()
+            } else if name.eq_ignore_ascii_case(b"content-length") {
+                intern!(py, "CONTENT_LENGTH").clone()
             } else {
-                env.set_item(&key, value)?;
-            }
+                // Header names are tokens (ASCII): never lossy.
+                PyString::new(py, &cgi_header_name(&String::from_utf8_lossy(name)))
+            })
+        })?;
+        let value = values.get(py, HTTP_FIXED + i, value)?;
+        let repeated = seen.contains(&key.as_ptr());
+        seen.push(key.as_ptr());
+        // Repeated headers are joined with a comma (RFC 9110 5.3);
+        // cookies with "; " as browsers expect.
+        if let Some(prev) = if repeated { env.get_item(&key)? } else { None } {
+            let sep = if name.eq_ignore_ascii_case(b"cookie") {
+                "; "
+            } else {
+                ","
+            };
+            let joined = format!("{}{}{}", prev.extract::<String>()?, sep, value.to_str()?);
+            env.set_item(&key, joined)?;
+        } else {
+            env.set_item(&key, value)?;
         }
-        Ok(())
-    })?;
-    Ok(env)
+    }
+    Ok(())
 }
 
 /// Environ for a uwsgi-protocol request: the vars are the environ.
@@ -249,10 +364,13 @@ pub fn from_uwsgi<'py>(
     let env = template.copy()?;
     VAR_KEYS.with(|keys| -> PyResult<()> {
         let mut keys = keys.borrow_mut();
-        for (i, (k, v)) in packet.vars().enumerate() {
-            env.set_item(keys.get(py, i, k, || latin1(py, k))?, latin1(py, v)?)?;
-        }
-        Ok(())
+        VAR_VALUES.with(|values| -> PyResult<()> {
+            let mut values = values.borrow_mut();
+            for (i, (k, v)) in packet.vars().enumerate() {
+                env.set_item(keys.get(py, i, k, || latin1(py, k))?, values.get(py, i, v)?)?;
+            }
+            Ok(())
+        })
     })?;
     // Keys nginx may omit but PEP 3333 requires.
     for (key, default) in [
@@ -274,4 +392,141 @@ pub fn from_uwsgi<'py>(
         env.set_item("wsgi.url_scheme", latin1(py, scheme)?)?;
     }
     Ok(env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{parse_head, Limits, Parsed};
+
+    fn head(raw: &str) -> RequestHead {
+        match parse_head(raw.as_bytes(), &Limits::default()) {
+            Ok(Parsed::Complete { value, .. }) => value,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn environ_of<'py>(py: Python<'py>, raw: &str, addr: &str) -> Bound<'py, PyDict> {
+        let template = PyDict::new(py);
+        from_http(py, &template, &head(raw), addr, "40000").unwrap()
+    }
+
+    fn item<'py>(env: &Bound<'py, PyDict>, key: &str) -> Bound<'py, PyAny> {
+        env.get_item(key).unwrap().unwrap()
+    }
+
+    #[test]
+    fn equal_values_at_a_position_share_one_str_and_changed_ones_do_not() {
+        Python::initialize();
+        Python::attach(|py| {
+            let mut cache = ValueCache::default();
+            let a = cache.get(py, 3, b"text/html").unwrap();
+            let b = cache.get(py, 3, b"text/html").unwrap();
+            assert!(a.is(&b));
+            // Another value at that position: a new str, then cached.
+            let c = cache.get(py, 3, b"text/plain").unwrap();
+            assert_eq!(c.to_str().unwrap(), "text/plain");
+            assert!(!c.is(&a));
+            assert!(cache.get(py, 3, b"text/plain").unwrap().is(&c));
+            // Same length, one byte apart; and a prefix.
+            assert_eq!(
+                cache.get(py, 3, b"text/plaiN").unwrap().to_str().unwrap(),
+                "text/plaiN"
+            );
+            assert_eq!(cache.get(py, 3, b"text").unwrap().to_str().unwrap(), "text");
+            // Positions do not share.
+            let d = cache.get(py, 4, b"text").unwrap();
+            assert_eq!(d.to_str().unwrap(), "text");
+            // Latin-1 bytes above 127, and the empty value.
+            let e = cache.get(py, 5, b"caf\xe9").unwrap();
+            assert_eq!(e.to_str().unwrap(), "caf\u{e9}");
+            assert!(cache.get(py, 5, b"caf\xe9").unwrap().is(&e));
+            assert_eq!(
+                cache.get(py, 5, b"caf\xe8").unwrap().to_str().unwrap(),
+                "caf\u{e8}"
+            );
+            assert_eq!(cache.get(py, 5, b"").unwrap().to_str().unwrap(), "");
+            // Beyond the cached positions: still right, just not kept.
+            let far = VALUE_POSITIONS + 1;
+            assert_eq!(cache.get(py, far, b"x").unwrap().to_str().unwrap(), "x");
+            assert_eq!(cache.by_pos.len(), 6);
+        });
+    }
+
+    #[test]
+    fn a_str_of_wider_characters_is_never_taken_for_latin1_bytes() {
+        Python::initialize();
+        Python::attach(|py| {
+            let wide = PyString::new(py, "\u{20ac}");
+            assert_eq!(latin1_bytes(&wide), None);
+            let narrow = PyString::new(py, "\u{e9}t\u{e9}");
+            assert_eq!(latin1_bytes(&narrow), Some(&b"\xe9t\xe9"[..]));
+        });
+    }
+
+    #[test]
+    fn environs_of_consecutive_requests_carry_each_its_own_values() {
+        Python::initialize();
+        Python::attach(|py| {
+            let one = "GET /a?x=1 HTTP/1.1\r\nHost: h1\r\nAccept: */*\r\n\r\n";
+            let two = "GET /b HTTP/1.1\r\nHost: h2\r\nX-A: 1\r\nX-A: 2\r\n\r\n";
+            let e1 = environ_of(py, one, "10.0.0.1");
+            let e2 = environ_of(py, two, "10.0.0.2");
+            let e3 = environ_of(py, one, "10.0.0.1");
+            for (env, path, query, host, addr) in [
+                (&e1, "/a", "x=1", "h1", "10.0.0.1"),
+                (&e2, "/b", "", "h2", "10.0.0.2"),
+                (&e3, "/a", "x=1", "h1", "10.0.0.1"),
+            ] {
+                assert_eq!(item(env, "PATH_INFO").extract::<String>().unwrap(), path);
+                assert_eq!(
+                    item(env, "QUERY_STRING").extract::<String>().unwrap(),
+                    query
+                );
+                assert_eq!(item(env, "HTTP_HOST").extract::<String>().unwrap(), host);
+                assert_eq!(item(env, "REMOTE_ADDR").extract::<String>().unwrap(), addr);
+                assert_eq!(
+                    item(env, "REMOTE_PORT").extract::<String>().unwrap(),
+                    "40000"
+                );
+            }
+            // The second request's repeated header is joined; its position
+            // held "*/*" before, and the third request gets "*/*" again.
+            assert_eq!(item(&e2, "HTTP_X_A").extract::<String>().unwrap(), "1,2");
+            assert!(!e2.contains("HTTP_ACCEPT").unwrap());
+            assert_eq!(item(&e3, "HTTP_ACCEPT").extract::<String>().unwrap(), "*/*");
+            assert!(!e3.contains("HTTP_X_A").unwrap());
+            // A request like the one before shares its strs.
+            let e4 = environ_of(py, one, "10.0.0.1");
+            for key in ["HTTP_HOST", "HTTP_ACCEPT", "REMOTE_ADDR", "PATH_INFO"] {
+                assert!(item(&e3, key).is(item(&e4, key)), "{key}");
+            }
+        });
+    }
+
+    #[test]
+    fn an_environ_copied_from_a_presized_template_does_not_grow() {
+        Python::initialize();
+        Python::attach(|py| {
+            let template = presized_dict(py).unwrap();
+            for i in 0..11 {
+                template.set_item(format!("T{i}"), i).unwrap();
+            }
+            let env = template.copy().unwrap();
+            let size = |d: &Bound<'_, PyDict>| -> usize {
+                py.import("sys")
+                    .unwrap()
+                    .call_method1("getsizeof", (d,))
+                    .unwrap()
+                    .extract()
+                    .unwrap()
+            };
+            let copied = size(&env);
+            for i in 11..ENVIRON_ROOM {
+                env.set_item(format!("K{i}"), i).unwrap();
+            }
+            assert_eq!(size(&env), copied);
+            assert_eq!(env.len(), ENVIRON_ROOM as usize);
+        });
+    }
 }
