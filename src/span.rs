@@ -64,7 +64,13 @@ impl Arena {
     /// A span of ASCII text (a method, a header name: the parser admitted
     /// only token characters); "" if it is not UTF-8 after all.
     pub fn text(&self, span: Span) -> &str {
-        std::str::from_utf8(self.get(span)).unwrap_or_default()
+        let b = self.get(span);
+        if b.is_ascii() {
+            // SAFETY: ASCII bytes are UTF-8 (the usual case, a method or a
+            // header name, checked without the general validation).
+            return unsafe { std::str::from_utf8_unchecked(b) };
+        }
+        std::str::from_utf8(b).unwrap_or_default()
     }
 }
 

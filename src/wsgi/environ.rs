@@ -322,8 +322,10 @@ fn set_headers(
     values: &mut ValueCache,
 ) -> PyResult<()> {
     // Keys set so far (interned: one object per key), to find a repeated
-    // header without looking it up in the dict each time.
-    let mut seen: Vec<*mut ffi::PyObject> = Vec::with_capacity(head.headers().len());
+    // header without looking it up in the dict each time; on the stack for
+    // the usual number of headers (no allocation per request).
+    let mut seen_here = [std::ptr::null_mut::<ffi::PyObject>(); 32];
+    let mut seen_more: Vec<*mut ffi::PyObject> = Vec::new();
     for (i, (name, value)) in head.raw_headers().enumerate() {
         let key = keys.get(py, i, name, || {
             Ok(if name.eq_ignore_ascii_case(b"content-type") {
@@ -336,8 +338,12 @@ fn set_headers(
             })
         })?;
         let value = values.get(py, HTTP_FIXED + i, value)?;
-        let repeated = seen.contains(&key.as_ptr());
-        seen.push(key.as_ptr());
+        let k = key.as_ptr();
+        let repeated = seen_here[..i.min(32)].contains(&k) || seen_more.contains(&k);
+        match seen_here.get_mut(i) {
+            Some(slot) => *slot = k,
+            None => seen_more.push(k),
+        }
         // Repeated headers are joined with a comma (RFC 9110 5.3);
         // cookies with "; " as browsers expect.
         if let Some(prev) = if repeated { env.get_item(&key)? } else { None } {

@@ -12,6 +12,7 @@ use std::os::fd::RawFd;
 use std::time::Duration;
 
 use pyo3::exceptions::{PyAssertionError, PyOSError, PyTypeError, PyValueError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString, PyTuple};
 
@@ -50,7 +51,10 @@ const FLUSH_AT: usize = 64 * 1024;
 
 #[pyclass(module = "uwsgi_rs")]
 pub struct StartResponse {
-    status: Option<String>,
+    /// The status line's text ("200 OK"), valid once `has_status` (the
+    /// buffer is kept from one request to the next, see [`StartResponse::renew`]).
+    status: String,
+    has_status: bool,
     pub code: u16,
     /// The app's header lines, serialised ("Name: value\r\n").
     headers: Vec<u8>,
@@ -83,7 +87,8 @@ pub struct StartResponse {
 impl StartResponse {
     pub fn new(ctx: ResponseCtx, out: Output) -> StartResponse {
         StartResponse {
-            status: None,
+            status: String::new(),
+            has_status: false,
             code: 0,
             headers: Vec::new(),
             has_date: false,
@@ -104,7 +109,22 @@ impl StartResponse {
     }
 
     pub fn status_set(&self) -> bool {
-        self.status.is_some()
+        self.has_status
+    }
+
+    /// Become `fresh`, keeping this object's buffers (the status text and
+    /// the header block: two allocations a request fewer) and its `write`
+    /// method. For a reused object (`reuse`), between requests.
+    pub fn renew(&mut self, fresh: StartResponse) {
+        let mut status = std::mem::take(&mut self.status);
+        status.clear();
+        let mut headers = std::mem::take(&mut self.headers);
+        headers.clear();
+        let write_method = self.write_method.take();
+        *self = fresh;
+        self.status = status;
+        self.headers = headers;
+        self.write_method = write_method;
     }
 
     fn body_allowed(&self) -> bool {
@@ -124,7 +144,7 @@ impl StartResponse {
         let head = self.out.own_buf();
         head.extend_from_slice(self.ctx.protocol.as_bytes());
         head.push(b' ');
-        match self.status.as_deref() {
+        match self.has_status.then_some(self.status.as_str()) {
             // "200" alone: the status line still needs a reason phrase.
             Some(s) if s.len() == 3 => {
                 head.extend_from_slice(s.as_bytes());
@@ -308,7 +328,8 @@ impl StartResponse {
     /// Replace whatever the app set with a plain error response; only
     /// possible while nothing was sent.
     pub fn set_error(&mut self, py: Python<'_>, code: u16) {
-        self.status = Some(format!("{code} {}", reason_phrase(code)));
+        self.status = format!("{code} {}", reason_phrase(code));
+        self.has_status = true;
         self.code = code;
         self.headers.clear();
         push_header(&mut self.headers, "Content-Type", "text/plain");
@@ -349,6 +370,24 @@ impl StartResponse {
             }
         }
     }
+}
+
+/// The text of a str: an ASCII str's own bytes (no call), else its UTF-8.
+fn str_of<'a>(s: &'a Bound<'_, PyString>) -> PyResult<&'a str> {
+    let p = s.as_ptr();
+    // SAFETY: `s` is a live str (GIL held through its Bound). A compact
+    // ASCII str's data is its `length` bytes, all ASCII (so UTF-8), and
+    // lives as long as the object, which `s` keeps for 'a.
+    unsafe {
+        if ffi::PyUnicode_IS_COMPACT_ASCII(p) != 0 {
+            let data = ffi::PyUnicode_DATA(p).cast::<u8>();
+            let len = ffi::PyUnicode_GET_LENGTH(p) as usize;
+            return Ok(std::str::from_utf8_unchecked(std::slice::from_raw_parts(
+                data, len,
+            )));
+        }
+    }
+    s.to_str()
 }
 
 fn push_header(block: &mut Vec<u8>, name: &str, value: &str) {
@@ -403,23 +442,33 @@ impl StartResponse {
                     let value = info.get_item(1)?;
                     return Err(PyErr::from_value(value));
                 }
-            } else if this.status.is_some() {
+            } else if this.has_status {
                 return Err(PyAssertionError::new_err(
                     "start_response() called twice without exc_info",
                 ));
             }
         }
-        let status: String = status
+        let status = status
             .cast::<PyString>()
-            .map_err(|_| PyTypeError::new_err("WSGI status must be a str"))?
-            .to_str()?
-            .to_owned();
-        let code = check_status(&status)?;
-        // The app's headers, checked and serialised ("Name: value\r\n")
-        // into one buffer: no string of our own per header.
-        let mut block = Vec::with_capacity(128);
-        // `--del-header` / a route's `delheader` (empty: nothing to take).
-        let del_headers = std::mem::take(&mut slf.borrow_mut().ctx.del_headers);
+            .map_err(|_| PyTypeError::new_err("WSGI status must be a str"))?;
+        let status = str_of(status)?;
+        let code = check_status(status)?;
+        let (mut block, del_headers) = {
+            let mut this = slf.borrow_mut();
+            // The app's headers, checked and serialised ("Name: value\r\n")
+            // into one buffer: no string of our own per header. The
+            // object's own buffer, unless headers were already set (a
+            // call with exc_info replaces them only if it succeeds).
+            let block = if this.has_status {
+                Vec::with_capacity(128)
+            } else {
+                let mut b = std::mem::take(&mut this.headers);
+                b.clear();
+                b
+            };
+            // `--del-header` / a route's `delheader` (empty: nothing to take).
+            (block, std::mem::take(&mut this.ctx.del_headers))
+        };
         let mut has_date = false;
         let mut content_length = None;
         let mut close = false;
@@ -434,12 +483,12 @@ impl StartResponse {
             let name_str = name_obj
                 .cast::<PyString>()
                 .map_err(|_| PyTypeError::new_err("header name must be a str"))?;
-            let name = name_str.to_str()?;
+            let name = str_of(&name_str)?;
             let value_obj = pair.get_borrowed_item(1)?;
             let value_str = value_obj
                 .cast::<PyString>()
                 .map_err(|_| PyTypeError::new_err("header value must be a str"))?;
-            let value = value_str.to_str()?;
+            let value = str_of(&value_str)?;
             if !is_token(name) {
                 return Err(PyValueError::new_err(format!(
                     "invalid header name {name:?}"
@@ -470,7 +519,9 @@ impl StartResponse {
             return Err(PyTypeError::new_err("WSGI headers must be a list"));
         }
         let mut this = slf.borrow_mut();
-        this.status = Some(status);
+        this.status.clear();
+        this.status.push_str(status);
+        this.has_status = true;
         this.code = code;
         this.headers = block;
         this.has_date = has_date;
@@ -489,7 +540,7 @@ impl StartResponse {
 
     /// The legacy `write()` callable returned by start_response.
     fn write(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        if self.status.is_none() {
+        if !self.has_status {
             return Err(PyAssertionError::new_err(
                 "write() called before start_response()",
             ));
@@ -583,5 +634,90 @@ mod tests {
         assert!(!is_token(""));
         assert!(is_clean_value("text/html; charset=utf-8"));
         assert!(!is_clean_value("a\r\nSet-Cookie: x"));
+    }
+}
+
+#[cfg(test)]
+mod call_tests {
+    use super::*;
+    use pyo3::types::PyList;
+
+    fn ctx() -> ResponseCtx {
+        ResponseCtx {
+            fd: -1,
+            timeout: Duration::from_secs(1),
+            head_request: false,
+            chunked_ok: true,
+            http10: false,
+            protocol: "HTTP/1.1",
+            keep_alive: true,
+            extra_headers: Vec::new(),
+            del_headers: Vec::new(),
+            write_exception: true,
+        }
+    }
+
+    fn headers<'py>(py: Python<'py>, pairs: &[(&str, &str)]) -> Bound<'py, PyList> {
+        PyList::new(
+            py,
+            pairs
+                .iter()
+                .map(|(k, v)| PyTuple::new(py, [*k, *v]).unwrap()),
+        )
+        .unwrap()
+    }
+
+    fn head_of(sr: &Bound<'_, StartResponse>) -> String {
+        let mut s = sr.borrow_mut();
+        s.send_head(Some(0));
+        let text = s.out.own_buf().clone();
+        s.out = Output::default();
+        String::from_utf8(text).unwrap()
+    }
+
+    #[test]
+    fn a_renewed_object_answers_only_its_new_request() {
+        Python::initialize();
+        Python::attach(|py| {
+            let sr = Bound::new(py, StartResponse::new(ctx(), Output::default())).unwrap();
+            let h = headers(py, &[("Content-Type", "text/plain"), ("X-\u{e9}", "1")]);
+            // A non-ASCII name is refused (not a token), the object unchanged.
+            assert!(sr.call1(("200 OK", &h)).is_err());
+            assert!(!sr.borrow().status_set());
+            let h = headers(
+                py,
+                &[("Content-Type", "text/plain"), ("X-One", "caf\u{e9}")],
+            );
+            sr.call1(("404 Not Found", &h)).unwrap();
+            assert!(sr.borrow().status_set());
+            let first = head_of(&sr);
+            assert!(first.starts_with("HTTP/1.1 404 Not Found\r\n"), "{first}");
+            assert!(first.contains("X-One: caf\u{e9}\r\n"), "{first}");
+            // Renewed: nothing of the first request is left but buffers.
+            sr.borrow_mut()
+                .renew(StartResponse::new(ctx(), Output::default()));
+            assert!(!sr.borrow().status_set());
+            assert_eq!(sr.borrow().code, 0);
+            let h = headers(py, &[("Content-Type", "text/html")]);
+            sr.call1(("200 OK", &h)).unwrap();
+            let second = head_of(&sr);
+            assert!(second.starts_with("HTTP/1.1 200 OK\r\n"), "{second}");
+            assert!(second.contains("Content-Type: text/html\r\n"), "{second}");
+            assert!(!second.contains("X-One"), "{second}");
+            assert!(!second.contains("404"), "{second}");
+            // Called again without exc_info: refused, the first call stands.
+            assert!(sr.call1(("500 Oops", &h)).is_err());
+            assert_eq!(sr.borrow().code, 200);
+        });
+    }
+
+    #[test]
+    fn str_of_reads_ascii_and_wider_strs() {
+        Python::initialize();
+        Python::attach(|py| {
+            for text in ["", "200 OK", "caf\u{e9}", "\u{20ac}uro"] {
+                assert_eq!(str_of(&PyString::new(py, text)).unwrap(), text);
+            }
+        });
     }
 }

@@ -72,7 +72,7 @@ impl CoreObjects {
             // the core and by the object's own field: nobody else.
             if refs(&obj) == 2 && refs(&write) == 2 {
                 if let Ok(mut sr) = obj.bind(py).try_borrow_mut() {
-                    *sr = fresh;
+                    sr.renew(fresh);
                     sr.write_method = Some(write.clone_ref(py));
                     drop(sr);
                     self.start_response = Some((obj.clone_ref(py), write));
