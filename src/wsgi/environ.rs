@@ -89,20 +89,23 @@ pub fn template(
     file_wrapper: bool,
 ) -> PyResult<Py<PyDict>> {
     let d = presized_dict(py)?;
-    d.set_item("SCRIPT_NAME", "")?;
-    d.set_item("SERVER_NAME", &listener.server_name)?;
-    d.set_item("SERVER_PORT", &listener.server_port)?;
-    d.set_item("wsgi.version", (1, 0))?;
-    d.set_item("wsgi.url_scheme", "http")?;
-    d.set_item("wsgi.errors", py.import("sys")?.getattr("stderr")?)?;
-    d.set_item("wsgi.multithread", multithread)?;
-    d.set_item("wsgi.multiprocess", multiprocess)?;
-    d.set_item("wsgi.run_once", false)?;
-    d.set_item("wsgi.input_terminated", true)?;
+    d.set_item(PyString::intern(py, "SCRIPT_NAME"), "")?;
+    d.set_item(PyString::intern(py, "SERVER_NAME"), &listener.server_name)?;
+    d.set_item(PyString::intern(py, "SERVER_PORT"), &listener.server_port)?;
+    d.set_item(PyString::intern(py, "wsgi.version"), (1, 0))?;
+    d.set_item(PyString::intern(py, "wsgi.url_scheme"), "http")?;
+    d.set_item(
+        PyString::intern(py, "wsgi.errors"),
+        py.import("sys")?.getattr("stderr")?,
+    )?;
+    d.set_item(PyString::intern(py, "wsgi.multithread"), multithread)?;
+    d.set_item(PyString::intern(py, "wsgi.multiprocess"), multiprocess)?;
+    d.set_item(PyString::intern(py, "wsgi.run_once"), false)?;
+    d.set_item(PyString::intern(py, "wsgi.input_terminated"), true)?;
     // `--wsgi-disable-file-wrapper`: apps fall back to iterating the file.
     if file_wrapper {
         d.set_item(
-            "wsgi.file_wrapper",
+            PyString::intern(py, "wsgi.file_wrapper"),
             py.get_type::<super::response::FileWrapper>(),
         )?;
     }
@@ -368,34 +371,48 @@ pub fn from_uwsgi<'py>(
     packet: &Packet,
 ) -> PyResult<Bound<'py, PyDict>> {
     let env = template.copy()?;
+    // Keys nginx may omit but PEP 3333 requires.
+    let required = [
+        (intern!(py, "PATH_INFO"), ""),
+        (intern!(py, "QUERY_STRING"), ""),
+        (intern!(py, "REQUEST_METHOD"), "GET"),
+        (intern!(py, "SERVER_PROTOCOL"), "HTTP/1.0"),
+    ];
+    let mut present = [false; 4];
+    // The first HTTPS and UWSGI_SCHEME vars. Keys are interned, so a var
+    // is one of these by the identity of its key: no lookups, no scans.
+    let (https_key, scheme_key) = (intern!(py, "HTTPS"), intern!(py, "UWSGI_SCHEME"));
+    let (mut https, mut scheme) = (None, None);
     VAR_KEYS.with(|keys| -> PyResult<()> {
         let mut keys = keys.borrow_mut();
         VAR_VALUES.with(|values| -> PyResult<()> {
             let mut values = values.borrow_mut();
             for (i, (k, v)) in packet.vars().enumerate() {
-                env.set_item(keys.get(py, i, k, || latin1(py, k))?, values.get(py, i, v)?)?;
+                let key = keys.get(py, i, k, || latin1(py, k))?;
+                if key.is(https_key) {
+                    https = https.or(Some(v));
+                } else if key.is(scheme_key) {
+                    scheme = scheme.or(Some(v));
+                } else if let Some(j) = required.iter().position(|(r, _)| key.is(r)) {
+                    present[j] = true;
+                }
+                env.set_item(key, values.get(py, i, v)?)?;
             }
             Ok(())
         })
     })?;
-    // Keys nginx may omit but PEP 3333 requires.
-    for (key, default) in [
-        (intern!(py, "PATH_INFO"), ""),
-        (intern!(py, "QUERY_STRING"), ""),
-        (intern!(py, "REQUEST_METHOD"), "GET"),
-        (intern!(py, "SERVER_PROTOCOL"), "HTTP/1.0"),
-    ] {
-        if !env.contains(key)? {
+    for ((key, default), present) in required.iter().zip(present) {
+        if !present {
             env.set_item(key, default)?;
         }
     }
-    if let Some(https) = packet.get(b"HTTPS") {
+    if let Some(https) = https {
         if https.eq_ignore_ascii_case(b"on") || https == b"1" {
-            env.set_item("wsgi.url_scheme", "https")?;
+            env.set_item(intern!(py, "wsgi.url_scheme"), "https")?;
         }
     }
-    if let Some(scheme) = packet.get(b"UWSGI_SCHEME") {
-        env.set_item("wsgi.url_scheme", latin1(py, scheme)?)?;
+    if let Some(scheme) = scheme {
+        env.set_item(intern!(py, "wsgi.url_scheme"), latin1(py, scheme)?)?;
     }
     Ok(env)
 }
@@ -507,6 +524,64 @@ mod tests {
             for key in ["HTTP_HOST", "HTTP_ACCEPT", "REMOTE_ADDR", "PATH_INFO"] {
                 assert!(item(&e3, key).is(item(&e4, key)), "{key}");
             }
+        });
+    }
+
+    fn uwsgi_environ<'py>(py: Python<'py>, vars: &[(&str, &str)]) -> Bound<'py, PyDict> {
+        let vars: Vec<(&[u8], &[u8])> = vars
+            .iter()
+            .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+            .collect();
+        let raw = crate::uwsgi_proto::encode_vars(0, &vars);
+        let packet = match crate::uwsgi_proto::parse_packet(&raw, 65536) {
+            Ok(crate::uwsgi_proto::Parsed::Complete { value, .. }) => value,
+            other => panic!("{other:?}"),
+        };
+        let template = PyDict::new(py);
+        template.set_item("wsgi.url_scheme", "http").unwrap();
+        from_uwsgi(py, &template, &packet).unwrap()
+    }
+
+    fn text(env: &Bound<'_, PyDict>, key: &str) -> String {
+        item(env, key).extract::<String>().unwrap()
+    }
+
+    #[test]
+    fn uwsgi_vars_fill_the_environ_with_the_required_keys_and_the_scheme() {
+        Python::initialize();
+        Python::attach(|py| {
+            // nginx's usual vars: nothing added, the scheme stays http.
+            let env = uwsgi_environ(
+                py,
+                &[
+                    ("REQUEST_METHOD", "POST"),
+                    ("PATH_INFO", "/p"),
+                    ("QUERY_STRING", "a=1"),
+                    ("SERVER_PROTOCOL", "HTTP/1.1"),
+                    ("HTTPS", "off"),
+                ],
+            );
+            assert_eq!(text(&env, "REQUEST_METHOD"), "POST");
+            assert_eq!(text(&env, "PATH_INFO"), "/p");
+            assert_eq!(text(&env, "QUERY_STRING"), "a=1");
+            assert_eq!(text(&env, "SERVER_PROTOCOL"), "HTTP/1.1");
+            assert_eq!(text(&env, "wsgi.url_scheme"), "http");
+            // None of the required keys: the defaults; the first HTTPS counts.
+            let env = uwsgi_environ(py, &[("HTTPS", "on"), ("HTTPS", "off")]);
+            assert_eq!(text(&env, "REQUEST_METHOD"), "GET");
+            assert_eq!(text(&env, "PATH_INFO"), "");
+            assert_eq!(text(&env, "QUERY_STRING"), "");
+            assert_eq!(text(&env, "SERVER_PROTOCOL"), "HTTP/1.0");
+            assert_eq!(text(&env, "HTTPS"), "off");
+            assert_eq!(text(&env, "wsgi.url_scheme"), "https");
+            // Some of them; UWSGI_SCHEME wins over HTTPS.
+            let env = uwsgi_environ(
+                py,
+                &[("HTTPS", "1"), ("UWSGI_SCHEME", "wss"), ("PATH_INFO", "/x")],
+            );
+            assert_eq!(text(&env, "PATH_INFO"), "/x");
+            assert_eq!(text(&env, "REQUEST_METHOD"), "GET");
+            assert_eq!(text(&env, "wsgi.url_scheme"), "wss");
         });
     }
 
