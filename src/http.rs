@@ -227,6 +227,11 @@ fn is_tchar(b: u8) -> bool {
     TCHAR[b as usize]
 }
 
+/// RFC 9110 `token` (one or more tchars): a method or a header name.
+pub fn is_token(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&b| is_tchar(b))
+}
+
 /// Bytes allowed in a request target: visible ASCII, plus obs-text because some
 /// clients send raw UTF-8 paths and refusing them helps nobody (it is still
 /// neither a space nor a control, so it cannot split the request line).

@@ -14,10 +14,10 @@ use std::time::Duration;
 use pyo3::exceptions::{PyAssertionError, PyOSError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 use super::output::Output;
-use crate::http::reason_phrase;
+use crate::http::{is_token, reason_phrase};
 
 /// How the response is sent, fixed when the request is parsed.
 pub struct ResponseCtx {
@@ -397,12 +397,6 @@ fn push_header(block: &mut Vec<u8>, name: &str, value: &str) {
     block.extend_from_slice(b"\r\n");
 }
 
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
 fn is_clean_value(s: &str) -> bool {
     s.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
 }
@@ -473,8 +467,7 @@ impl StartResponse {
         let mut content_length = None;
         let mut close = false;
         let pair_error = || PyTypeError::new_err("WSGI headers must be (name, value) tuples");
-        for item in headers.try_iter()? {
-            let item = item?;
+        let mut take = |item: &Bound<'py, PyAny>| -> PyResult<()> {
             let pair = item.cast::<PyTuple>().map_err(|_| pair_error())?;
             if pair.len() != 2 {
                 return Err(pair_error());
@@ -489,7 +482,7 @@ impl StartResponse {
                 .cast::<PyString>()
                 .map_err(|_| PyTypeError::new_err("header value must be a str"))?;
             let value = str_of(&value_str)?;
-            if !is_token(name) {
+            if !is_token(name.as_bytes()) {
                 return Err(PyValueError::new_err(format!(
                     "invalid header name {name:?}"
                 )));
@@ -505,18 +498,31 @@ impl StartResponse {
                 })?);
             } else if name.eq_ignore_ascii_case("connection") {
                 close |= value.to_ascii_lowercase().contains("close");
-                continue; // hop-by-hop: the server decides
+                return Ok(()); // hop-by-hop: the server decides
             } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                continue; // the server frames the body itself
+                return Ok(()); // the server frames the body itself
             }
             if del_headers.iter().any(|d| d.eq_ignore_ascii_case(name)) {
-                continue;
+                return Ok(());
             }
             has_date |= name.eq_ignore_ascii_case("date");
             push_header(&mut block, name, value);
-        }
-        if !headers.is_instance_of::<pyo3::types::PyList>() {
-            return Err(PyTypeError::new_err("WSGI headers must be a list"));
+            Ok(())
+        };
+        match headers.cast::<PyList>() {
+            // The list PEP 3333 asks for: walked by index, with no
+            // iterator object.
+            Ok(list) => {
+                for item in list.iter() {
+                    take(&item)?;
+                }
+            }
+            Err(_) => {
+                for item in headers.try_iter()? {
+                    take(&item?)?;
+                }
+                return Err(PyTypeError::new_err("WSGI headers must be a list"));
+            }
         }
         let mut this = slf.borrow_mut();
         this.status.clear();
@@ -629,9 +635,12 @@ mod tests {
 
     #[test]
     fn header_checks() {
-        assert!(is_token("Content-Type"));
-        assert!(!is_token("Bad Name"));
-        assert!(!is_token(""));
+        assert!(is_token(b"Content-Type"));
+        assert!(!is_token(b"Bad Name"));
+        assert!(!is_token(b""));
+        assert!(is_token(b"!#$%&'*+-.^_`|~09azAZ"));
+        assert!(!is_token(b"X:y"));
+        assert!(!is_token("caf\u{e9}".as_bytes()));
         assert!(is_clean_value("text/html; charset=utf-8"));
         assert!(!is_clean_value("a\r\nSet-Cookie: x"));
     }
