@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from helpers import (  # noqa: F401 - re-exported for the test modules
-    APPS, Bg, free_port, http_get, raw_request, signal_and_wait, wait_port)
+    APPS, Bg, free_port, http_get, popen, raw_request, signal_and_wait, wait_port)
 
 ROOT = Path(__file__).resolve().parent.parent
 # the console script scripts/develop.sh installs (tests/run.sh runs it first)
@@ -71,7 +71,7 @@ class Server:
         full_env = dict(os.environ)
         full_env.pop("VIRTUAL_ENV", None)
         full_env.update(env or {})
-        self.proc = subprocess.Popen(
+        self.proc = popen(
             list(prefix) + [BIN] + args, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, env=full_env, start_new_session=True, pass_fds=pass_fds)
         self.workers = workers
@@ -253,10 +253,10 @@ http {{
 }}
 """)
     log = open(tmp_path / "nginx-stderr.log", "wb")
-    proc = subprocess.Popen([NGINX, "-p", str(tmp_path), "-e", str(tmp_path / "nginx-error.log"),
-                             "-c", str(conf)],
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = popen([NGINX, "-p", str(tmp_path), "-e", str(tmp_path / "nginx-error.log"),
+                  "-c", str(conf)],
+                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                 start_new_session=True)
     try:
         try:
             wait_port(port)

@@ -1,8 +1,9 @@
 """Helpers the end-to-end test modules share: clients (HTTP, raw bytes,
-UNIX and TCP sockets), waiting for a condition, reading the server's log
-and processes. Fixtures and the Server class are in conftest.py, which
+UNIX and TCP sockets), waiting for a condition, starting processes that
+die with the test process, reading the server's log and processes. Fixtures and the Server class are in conftest.py, which
 also re-exports the helpers it has always offered."""
 
+import ctypes
 import os
 import random
 import re
@@ -225,6 +226,52 @@ def in_app(mark, timeout=15.0):
     wait_for(lambda: Path(mark).exists(), timeout, f"the request in the app ({mark})")
 
 
+# ---------------------------------------------------------------- processes
+
+# A test process that dies without its finalizers (SIGKILL, a CI timeout,
+# Ctrl-C at a bad moment) must not leave servers, nginx or wrk running:
+# what the tests start gets a parent-death signal. The kernel sends it when
+# the THREAD that forked the child exits, so only a child started from the
+# main thread gets one (a helper thread's child would die with the thread).
+# A server's workers do not inherit it (fork resets it); the server's own
+# parent-death signal kills them when their master dies.
+#
+# The child runs as little Python as can be (another thread of the test may
+# hold a lock at the fork): prctl is looked up, and its call path bound by
+# the dynamic linker, here with a first harmless call (PR_GET_PDEATHSIG).
+_PR_SET_PDEATHSIG, _PR_GET_PDEATHSIG = 1, 2
+_SIGKILL = int(signal.SIGKILL)
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
+_prctl(_PR_GET_PDEATHSIG, ctypes.byref(ctypes.c_int()), 0, 0, 0)
+
+
+def _die_with(parent):
+    def preexec():  # in the child, between fork and exec
+        _prctl(_PR_SET_PDEATHSIG, _SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the test process died before prctl
+            os._exit(1)
+    return preexec
+
+
+def _tied(kwargs):
+    assert "preexec_fn" not in kwargs
+    if threading.current_thread() is threading.main_thread():
+        kwargs["preexec_fn"] = _die_with(os.getpid())
+    return kwargs
+
+
+def popen(args, **kwargs):
+    """subprocess.Popen(args, **kwargs), the process killed (SIGKILL) when
+    the test process dies (from the main thread only: see above)."""
+    return subprocess.Popen(args, **_tied(kwargs))
+
+
+def run(args, **kwargs):
+    """subprocess.run(args, **kwargs), the process killed (SIGKILL) when the
+    test process dies (from the main thread only: see above)."""
+    return subprocess.run(args, **_tied(kwargs))
+
+
 # ---------------------------------------------------------------- the server
 
 def start_app(serve, port, app, *extra, workers=2, threads=4, **kw):
@@ -254,6 +301,16 @@ def spawned_pids(log):
     for m in re.finditer(r"Respawned uwsgi-rs worker (\d+) \(new pid: (\d+)\)", log):
         pids[int(m.group(1))] = int(m.group(2))
     return pids
+
+
+def alive(pid):
+    """pid is a process that runs (a zombie, not yet reaped by its parent,
+    counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def group_members(pgid):
@@ -306,8 +363,8 @@ def wrk_during(url, connections, seconds, during):
     """Run wrk -t2 on `url` for `seconds`, call `during()` meanwhile, and
     return (requests, errors, non2xx, wrk's report); wrk never outlives it."""
     assert os.path.exists(WRK), f"{WRK} is missing (bash scripts/setup.sh installs it)"
-    wrk = subprocess.Popen([WRK, "-t2", f"-c{connections}", f"-d{seconds}s", url],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wrk = popen([WRK, "-t2", f"-c{connections}", f"-d{seconds}s", url],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         during()
         out, _ = wrk.communicate(timeout=seconds + 25)

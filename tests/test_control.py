@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import APPS, http_get
-from helpers import in_app, mark_query, wait_for
+from helpers import alive, in_app, mark_query, wait_for
 
 APP = str(APPS / "ctl_app.py")
 
@@ -51,19 +51,6 @@ def in_background(fn):
         return out["value"]
 
     return result
-
-
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie (not yet reaped by its parent) counts as gone.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def new_pids(srv, old, count=2, timeout=15):

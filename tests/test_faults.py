@@ -13,17 +13,19 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
 import conftest
 from conftest import APPS, Bg, free_port, http_get, signal_and_wait
-from helpers import group_members, in_app, mark_query, poll, start_app, wrk_during
+from helpers import alive, group_members, in_app, mark_query, poll, start_app, wrk_during
 
 APP = str(APPS / "rel_app.py")
 CRASHLOOP = str(APPS / "rel_crashloop.py")
@@ -242,6 +244,64 @@ def test_master_sigkill_leaves_no_orphans(serve, port, tmp_path):
     assert poll(lambda: port_is_free(port), 5), "the port is still held"
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+# A tiny test process: starts a server the way the tests do (conftest's
+# Server), says where it is, then waits to be killed.
+DRIVER = """
+import json, os, sys, time
+sys.path.insert(0, sys.argv[1])
+from conftest import Server
+port, app, out = int(sys.argv[2]), sys.argv[3], sys.argv[4]
+srv = Server(["--http", f"127.0.0.1:{port}", "--wsgi-file", app, "--master",
+              "--processes", "2", "--threads", "2"], os.path.dirname(out), workers=2)
+srv.wait_ready()
+with open(out + ".tmp", "w") as f:
+    json.dump([srv.proc.pid, *srv.worker_pids().values()], f)
+os.rename(out + ".tmp", out)
+time.sleep(60)
+"""
+
+
+def test_servers_die_with_a_killed_test_process(port, tmp_path):
+    """A test process killed before its finalizers run (SIGKILL, a CI
+    timeout) leaves no server behind: the master gets the parent-death
+    signal helpers.popen gives what the tests start, and its workers die
+    with it."""
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    out = tmp_path / "pids.json"
+    with open(tmp_path / "driver.log", "wb") as log:
+        proc = conftest.popen([sys.executable, str(driver), str(Path(__file__).parent), str(port),
+                               APP, str(out)], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL)
+    pids = []
+    try:
+        assert poll(lambda: out.exists() or proc.poll() is not None, 30), "no server started"
+        assert out.exists(), (tmp_path / "driver.log").read_text()
+        pids = json.loads(out.read_text())
+        assert len(pids) == 3, pids
+        master = pids[0]
+        assert http_get(port, "/")[0] == 200
+        group = group_members(master)  # the workers, the loader that forks them
+        assert set(pids) <= set(group), (pids, group)
+        proc.kill()
+        proc.wait(5)
+        gone = poll(lambda: not group_members(master), 5)
+        assert gone, f"still running after the test process died: {group_members(master)}"
+        assert not any(alive(pid) for pid in group)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        if pids:
+            try:
+                os.killpg(pids[0], signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            # A killed master cannot remove its private tracebacker directory.
+            shutil.rmtree(os.path.join(tempfile.gettempdir(), f"uwsgi-rs.{pids[0]}"),
+                          ignore_errors=True)
 
 
 def _failed_start(args, tmp_path, env):

@@ -17,7 +17,8 @@ import time
 import pytest
 
 from conftest import APPS, free_port, http_get
-from helpers import wait_for
+import helpers
+from helpers import alive, wait_for
 
 LIFE = str(APPS / "life_app.py")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -40,14 +41,6 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def marks(path):
@@ -128,9 +121,9 @@ def test_max_requests_delta_staggers_the_workers(serve, port):
 def wrk_run(port, seconds, connections=16, threads=2, path="/pid"):
     wrk = shutil.which("wrk")
     assert wrk, "wrk is missing: scripts/setup.sh installs it"
-    out = subprocess.run([wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s",
-                          f"http://127.0.0.1:{port}{path}"],
-                         capture_output=True, text=True, timeout=seconds + 30).stdout
+    out = helpers.run([wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s",
+                       f"http://127.0.0.1:{port}{path}"],
+                      capture_output=True, text=True, timeout=seconds + 30).stdout
     reqs = int(re.search(r"(\d+) requests in", out).group(1))
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     errors = sum(int(x) for x in m.groups()) if m else 0

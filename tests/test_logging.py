@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import BIN, free_port, http_get
-from helpers import APPS, wait_for, wait_port
+from helpers import APPS, popen, wait_for, wait_port
 
 APP = str(APPS / "logapp.py")
 
@@ -267,7 +267,7 @@ def test_a_server_started_with_stderr_closed_keeps_its_clients_clean(tmp_path, p
     """Started with fd 2 (and 0) closed (`2>&- <&-`): /dev/null fills them,
     so no socket ever becomes stderr; the log goes to --logto."""
     log = tmp_path / "f.log"
-    proc = subprocess.Popen(
+    proc = popen(
         ["sh", "-c", f'exec "$0" "$@" 2>&- <&- >&-', BIN, "--http", f"127.0.0.1:{port}",
          "--wsgi-file", APP, "--logto", str(log)], cwd=tmp_path, start_new_session=True)
     try:
@@ -288,8 +288,8 @@ class PipedServer:
 
     def __init__(self, args, cwd):
         self.r, w = os.pipe()
-        self.proc = subprocess.Popen([BIN] + args, cwd=cwd, stdout=w, stderr=w,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self.proc = popen([BIN] + args, cwd=cwd, stdout=w, stderr=w,
+                          stdin=subprocess.DEVNULL, start_new_session=True)
         os.close(w)
         self.buf = b""
         self.reader = None

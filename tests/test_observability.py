@@ -26,7 +26,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import APPS, BIN, free_port, http_get, Bg
-from helpers import lineno_of, quick_stop, read_socket, wait_for
+from helpers import lineno_of, popen, quick_stop, read_socket, wait_for
 
 OBS_APP = str(APPS / "obs_app.py")
 PLAIN_HEADER = "*** uWSGI Python tracebacker output ***"
@@ -880,8 +880,8 @@ def test_tracebacks_client_quiet_on_closed_stdout(serve, port, tmp_path):
         wait_for(lambda: len(tracebacks_text(base)) > 70_000, 10, "a dump > 64 KiB")
         # `| head`: a closed stdout ends the client quietly, text or JSON
         for extra in ([], ["--json"]):
-            p = subprocess.Popen([BIN, "--tracebacks", base, *extra], stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE)
+            p = popen([BIN, "--tracebacks", base, *extra], stdout=subprocess.PIPE,
+                      stderr=subprocess.PIPE)
             first = p.stdout.readline()
             p.stdout.close()
             try:
@@ -904,7 +904,7 @@ def test_tracebacks_answer_under_cpu_contention(serve, port, tmp_path):
     srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", OBS_APP, "--master",
                  "--processes", "2", "--threads", "2", "--py-tracebacker", base], workers=2)
     wait_tb_sockets(srv, base, 2)
-    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    hogs = [popen([sys.executable, "-c", "while True: pass"])
             for _ in range(max(4, 3 * (os.cpu_count() or 1)))]
     errors, runs = [], 0
     try:

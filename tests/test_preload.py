@@ -24,6 +24,7 @@ import time
 import pytest
 
 from conftest import APPS, free_port, http_get
+from helpers import alive
 
 APP = APPS / "pre_app.py"
 
@@ -69,14 +70,6 @@ def reload_to(srv, port, tmp_path, generation, workers=2):
 
 def loader_pids(log_text):
     return [int(p) for p in re.findall(r"by the loader \(pid: (\d+)", log_text)]
-
-
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return not open(f"/proc/{pid}/stat").read().split(") ", 1)[1].startswith("Z")
 
 
 def test_preload_imports_once_and_forks_workers_as_the_masters_children(serve, port, tmp_path):

@@ -12,7 +12,7 @@ import threading
 import time
 
 from conftest import BIN, Bg, http_get
-from helpers import copy_app, lineno_of, read_socket, wait_for
+from helpers import copy_app, lineno_of, popen, read_socket, wait_for
 
 HEADER = b"*** uWSGI Python tracebacker output ***"
 FOLDED = re.compile(r"^(?P<stack>.+) (?P<count>\d+)$")
@@ -162,8 +162,8 @@ def test_a_second_profile_is_served_and_leaves_the_first_intact(serve, port, tmp
     busy.join(10)
     load = Load(port, clients=1)
     try:
-        first = subprocess.Popen([BIN, "--profile", base, "--duration", "4", "--rate", "100",
-                                  "--idle"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        first = popen([BIN, "--profile", base, "--duration", "4", "--rate", "100",
+                       "--idle"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         time.sleep(1)
         second = profile(base, "--duration", "2", "--rate", "25", "--idle")
         out, err = first.communicate(timeout=30)

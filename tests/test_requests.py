@@ -11,6 +11,7 @@ import subprocess
 import time
 
 from conftest import free_port, http_get, raw_request
+from helpers import popen
 from test_hostile import uwsgi_packet
 
 APP = '''def application(environ, start_response):
@@ -338,10 +339,10 @@ def test_honour_stdin(tmp_path):
     for honour in (False, True):
         port = free_port()
         with open(stdin) as f, open(tmp_path / "log", "wb") as log:
-            p = subprocess.Popen([BIN, "--http-socket", f"127.0.0.1:{port}", "--wsgi-file",
-                                  "echo.py", *(["--honour-stdin"] if honour else [])],
-                                 cwd=tmp_path, stdin=f, stdout=log, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
+            p = popen([BIN, "--http-socket", f"127.0.0.1:{port}", "--wsgi-file",
+                       "echo.py", *(["--honour-stdin"] if honour else [])],
+                      cwd=tmp_path, stdin=f, stdout=log, stderr=subprocess.STDOUT,
+                      start_new_session=True)
         try:
             for _ in range(100):
                 if b") ready" in (tmp_path / "log").read_bytes():

@@ -17,6 +17,7 @@ import time
 import pytest
 
 from conftest import free_port, http_get, raw_request
+from helpers import popen
 
 APP = '''def application(environ, start_response):
     if environ["PATH_INFO"] == "/slow":
@@ -260,10 +261,10 @@ def test_many_big_transfers_and_quick_requests(serve, site):
     big = make_big(site)
     srv, port = start(serve, site, "--static-map", "/static=site/static",
                       "--offload-threads", "2", threads=1)
-    procs = [subprocess.Popen(["curl", "-s", "--limit-rate", "20M", "-o", "/dev/null", "-w",
-                               "%{http_code} %{size_download}",
-                               f"http://127.0.0.1:{port}/static/big.bin"],
-                              stdout=subprocess.PIPE) for _ in range(4)]
+    procs = [popen(["curl", "-s", "--limit-rate", "20M", "-o", "/dev/null", "-w",
+                    "%{http_code} %{size_download}",
+                    f"http://127.0.0.1:{port}/static/big.bin"],
+                   stdout=subprocess.PIPE) for _ in range(4)]
     time.sleep(0.3)
     t0 = time.monotonic()
     for _ in range(10):

@@ -21,7 +21,7 @@ import unicodedata
 from pathlib import Path
 
 from conftest import APPS, BIN, ROOT, http_get, Bg
-from helpers import copy_app, lineno_of, quick_stop, read_socket, spawned_pids
+from helpers import copy_app, lineno_of, popen, quick_stop, read_socket, spawned_pids
 
 HEADER = "*** uWSGI Python tracebacker output ***"
 FRAME_RE = re.compile(
@@ -134,7 +134,7 @@ def test_seed_example_end_to_end(serve, port, tmp_path):
     try:
         wait_socks(srv, socks)
         for _ in range(4):
-            curls.append(subprocess.Popen(
+            curls.append(popen(
                 ["curl", "-s", "-m", "70", f"http://localhost:{port}/"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         deadline = time.time() + 15
