@@ -56,8 +56,13 @@ pub struct Conn {
     pub remote_port: String,
     /// Requests served on this connection (for keep-alive bookkeeping).
     pub served: u64,
-    /// Known to the poller already (re-arm with MOD, not ADD).
-    pub registered: bool,
+    /// Its generation in the poller's `owners` once registered (0: never
+    /// parked yet, registered on its first park).
+    pub generation: u32,
+    /// A read since the poller last handed it out found the socket empty
+    /// (a short read or EAGAIN): only then may it be parked without
+    /// reading again (registrations are edge-triggered, see `owners`).
+    pub drained: bool,
     /// Set once the connection is being closed after its response.
     pub linger: Option<Linger>,
     /// The start of the connection was checked for a PROXY protocol
@@ -82,7 +87,8 @@ impl Conn {
             remote_addr,
             remote_port,
             served: 0,
-            registered: false,
+            generation: 0,
+            drained: false,
             linger: None,
             proxy_checked: false,
         }
@@ -123,7 +129,10 @@ impl Conn {
             match rustix::io::read(&self.socket, &mut sink[..want]) {
                 Ok(0) => return true,
                 Ok(n) => l.left -= n as u64,
-                Err(rustix::io::Errno::AGAIN) => return false,
+                Err(rustix::io::Errno::AGAIN) => {
+                    self.drained = true;
+                    return false;
+                }
                 Err(rustix::io::Errno::INTR) => {}
                 Err(_) => return true,
             }
@@ -136,6 +145,8 @@ impl Conn {
 
     /// Read what is available now into `buf`, at most `max` bytes in total
     /// buffered. Ok(0) means the peer closed; WouldBlock means nothing yet.
+    /// A read that finds the socket empty (EAGAIN, or fewer bytes than
+    /// asked: a stream socket's queue was empty) marks it `drained`.
     pub fn fill(&mut self, max: usize) -> io::Result<usize> {
         crate::forked::refuse_io()?;
         let room = max.saturating_sub(self.buf.len());
@@ -145,8 +156,15 @@ impl Conn {
         let want = room.min(64 * 1024);
         self.buf.reserve(want);
         let len = self.buf.len();
-        let (read, _) = rustix::io::read(&self.socket, &mut self.buf.spare_capacity_mut()[..want])?;
-        let n = read.len();
+        let read = rustix::io::read(&self.socket, &mut self.buf.spare_capacity_mut()[..want]);
+        let n = match read {
+            Ok((read, _)) => read.len(),
+            Err(e) => {
+                self.drained |= e == Errno::AGAIN;
+                return Err(e.into());
+            }
+        };
+        self.drained |= n < want;
         // SAFETY: the kernel initialised the first n bytes of the spare capacity.
         unsafe { self.buf.set_len(len + n) };
         Ok(n)

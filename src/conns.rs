@@ -1,7 +1,8 @@
 //! A worker's connections: its listeners, the poller every core waits on,
 //! the deadlines of parked connections, and the count of open ones.
 //! `accept` takes a connection off a listener, `park` hands one to the
-//! poller until it has bytes (under a deadline), `close_after_response`
+//! poller until it has bytes (under a deadline; or gives it back to be read
+//! again, see `owners`), `close_after_response`
 //! closes one gracefully (dropping a connection closes it at once), and
 //! `drain_backlog` takes what the kernel already queued when the worker
 //! stops listening.
@@ -21,6 +22,7 @@ use rustix::net::SocketFlags;
 use crate::config::Protocol;
 use crate::conn::{Conn, Unread};
 use crate::deadlines::Deadlines;
+use crate::owners::Park;
 use crate::poller::{Event, Poller};
 
 /// What the request path needs to know of a listener.
@@ -262,22 +264,51 @@ impl Conns {
     /// Hand a connection to the poller until it has bytes again. A request
     /// begun (partial head) or none yet gets the socket timeout to arrive;
     /// an idle one between requests the keep-alive timeout. If the poller
-    /// refuses it, it is closed.
-    pub fn park(&self, conn: Box<Conn>) {
-        let wait = if !conn.buf.is_empty() || conn.served == 0 {
+    /// refuses it, it is closed. Some: not parked, because bytes may have
+    /// come that the poller will not report (see `owners`): the caller
+    /// still owns it and must read it before parking it again.
+    #[must_use = "a connection given back must be read"]
+    pub fn park(&self, conn: Box<Conn>) -> Option<Box<Conn>> {
+        let deadline = Instant::now() + self.park_wait(&conn);
+        self.park_until(conn, deadline)
+    }
+
+    /// Park a connection its owner cannot read (an offload thread, or one
+    /// just accepted while stopping): if bytes may have come meanwhile, the
+    /// next `wait` of a core hands it out to be read.
+    pub fn park_or_report(&self, conn: Box<Conn>) {
+        let fd = conn.fd();
+        self.deadlines
+            .set(fd, Instant::now() + self.park_wait(&conn));
+        if self.poller.park_and_report(conn).is_err() {
+            self.deadlines.clear(fd);
+        }
+    }
+
+    fn park_wait(&self, conn: &Conn) -> Duration {
+        if !conn.buf.is_empty() || conn.served == 0 {
             self.bounds.socket_timeout
         } else {
             self.bounds.keepalive
-        };
-        self.park_until(conn, Instant::now() + wait);
+        }
     }
 
-    /// Hand a connection to the poller until it has bytes, or `deadline`.
-    fn park_until(&self, conn: Box<Conn>, deadline: Instant) {
+    /// Hand a connection to the poller until it has bytes, or `deadline`
+    /// (see `park`).
+    fn park_until(&self, conn: Box<Conn>, deadline: Instant) -> Option<Box<Conn>> {
         let fd = conn.fd();
+        // Before the poller has it: the core an event gives it to clears it.
         self.deadlines.set(fd, deadline);
-        if self.poller.arm(conn).is_err() {
-            self.deadlines.clear(fd);
+        match self.poller.park(conn) {
+            Ok(Park::Parked) => None,
+            Ok(Park::ReadAgain(conn)) => {
+                self.deadlines.clear(fd);
+                Some(conn)
+            }
+            Err(_) => {
+                self.deadlines.clear(fd);
+                None
+            }
         }
     }
 
@@ -297,12 +328,18 @@ impl Conns {
     /// One step of a lingering close: discard what is there, then close, or
     /// park the connection until more arrives.
     fn linger_or_close(&self, mut conn: Box<Conn>) {
-        if conn.linger_done() {
-            return; // dropped: closed
+        loop {
+            if conn.linger_done() {
+                return; // dropped: closed
+            }
+            let until = conn.linger.as_ref().map_or_else(Instant::now, |l| l.until);
+            // Silence is bounded like any read: --socket-timeout.
+            let deadline = until.min(Instant::now() + self.bounds.socket_timeout);
+            match self.park_until(conn, deadline) {
+                Some(again) => conn = again, // more came: discard it too
+                None => return,
+            }
         }
-        let until = conn.linger.as_ref().map_or_else(Instant::now, |l| l.until);
-        // Silence is bounded like any read: --socket-timeout.
-        self.park_until(conn, until.min(Instant::now() + self.bounds.socket_timeout));
     }
 
     /// Stop listening: the other workers take new connections. With
@@ -353,7 +390,7 @@ impl Conns {
             let Some(conn) = self.accept_one(idx) else {
                 break;
             };
-            self.park(conn);
+            self.park_or_report(conn);
         }
     }
 }
@@ -419,7 +456,7 @@ mod tests {
             client.local_addr().unwrap().port().to_string()
         );
         assert_eq!(c.open(), 1);
-        c.park(conn);
+        assert!(c.park(conn).is_none(), "registered");
         assert_eq!(c.open(), 1, "parked is still open");
         client.write_all(b"GET").unwrap();
         let mut conn = next_conn(&c);
@@ -506,7 +543,7 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let c = conns(&l, counter(), Duration::ZERO);
         let _client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        c.park(c.accept(0).unwrap());
+        assert!(c.park(c.accept(0).unwrap()).is_none());
         c.sweep(Instant::now() + Duration::from_secs(2), Duration::ZERO);
         let mut conn = next_conn(&c);
         assert_eq!(conn.fill(100).unwrap(), 0, "shut down: reads EOF");

@@ -53,6 +53,7 @@ mod log;
 mod master;
 mod mounts;
 mod offload;
+mod owners;
 mod poller;
 mod post_buffering;
 mod privileges;

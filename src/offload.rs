@@ -351,7 +351,8 @@ pub fn give_back(t: Transfer, sent: bool, conns: &Conns) {
         return; // dropped: closed
     }
     if t.keep {
-        conns.park(t.conn);
+        // An offload thread does not read requests: a core does.
+        conns.park_or_report(t.conn);
     } else {
         conns.close_after_response(t.conn, t.unread);
     }

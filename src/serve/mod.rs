@@ -278,8 +278,15 @@ fn next_parsed<'a>(
         let ok = written.is_ok();
         drop(in_flight);
         if ok && served.keep {
-            if let Some(found) = parse_buffered(shared, conn) {
-                // A pipelined request: a new one to time, if this core leads.
+            let found = match parse_buffered(shared, conn) {
+                // A pipelined request.
+                Parsed::Request(found) => Some(found),
+                // The next request may be there already (see `owners`).
+                Parsed::ReadMore(conn) => read_head(shared, conn),
+                Parsed::Gone => None,
+            };
+            if let Some(found) = found {
+                // A new request to time, if this core leads.
                 shared.leader.working(core);
                 return Some(found);
             }
@@ -530,37 +537,73 @@ fn deferring(shared: &Shared) -> bool {
     now.saturating_sub(since) < limit
 }
 
+/// What parsing a connection's buffer came to. (Returned by value once a
+/// request: boxing the request would be an allocation per request.)
+#[allow(clippy::large_enum_variant)]
+enum Parsed<'a> {
+    Request(Taken<'a>),
+    /// Not parked (see `Conns::park`): read it again.
+    ReadMore(Box<Conn>),
+    /// Parked, or answered and closed.
+    Gone,
+}
+
+/// Park a connection that has no complete request, or have it read again.
+fn park(shared: &Shared, conn: Box<Conn>) -> Parsed<'_> {
+    match shared.conns.park(conn) {
+        Some(conn) => Parsed::ReadMore(conn),
+        None => Parsed::Gone,
+    }
+}
+
 /// Read what the connection has for us and parse it; a connection that
-/// closed or failed is dropped (closed), one with nothing yet parked.
+/// closed or failed is dropped (closed), one with nothing yet parked. Read
+/// again as long as parking gives it back (an edge came meanwhile).
 fn read_head(shared: &Shared, mut conn: Box<Conn>) -> Option<Taken<'_>> {
-    match conn.fill(shared.cfg.limits.max_head + 1) {
-        Ok(0) => None,
-        Ok(_) => parse_buffered(shared, conn),
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-            shared.conns.park(conn);
-            None
+    let max = shared.cfg.limits.max_head + 1;
+    loop {
+        let parsed = match conn.fill(max) {
+            Ok(0) => return None,
+            Ok(n) => {
+                let full = n == usize::MAX;
+                match parse_buffered(shared, conn) {
+                    // A full buffer is a complete head or refused: never
+                    // read "again" without reading (that would spin).
+                    Parsed::ReadMore(c) if full => {
+                        reject(shared, &c, 431, "request head too large");
+                        return None;
+                    }
+                    parsed => parsed,
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => park(shared, conn),
+            Err(_) => return None,
+        };
+        match parsed {
+            Parsed::Request(taken) => return Some(taken),
+            Parsed::ReadMore(again) => conn = again,
+            Parsed::Gone => return None,
         }
-        Err(_) => None,
     }
 }
 
 /// Parse what the connection has buffered: a complete request (counted in
 /// flight), or the connection goes back to the poller (incomplete) or is
 /// answered with an error and closed.
-fn parse_buffered(shared: &Shared, mut conn: Box<Conn>) -> Option<Taken<'_>> {
+fn parse_buffered(shared: &Shared, mut conn: Box<Conn>) -> Parsed<'_> {
     if conn.buf.is_empty() {
-        shared.conns.park(conn);
-        return None;
+        return park(shared, conn);
     }
     let protocol = shared.conns.listener(conn.listener).protocol;
     if shared.cfg.proxy_protocol && !conn.proxy_checked && protocol == Protocol::Http {
-        conn = proxy_header(shared, conn)?;
+        conn = match proxy_header(shared, conn) {
+            Ok(conn) => conn,
+            Err(Some(again)) => return Parsed::ReadMore(again),
+            Err(None) => return Parsed::Gone,
+        };
     }
     match request::parse(protocol, &conn.buf, &shared.cfg.limits) {
-        Parse::Incomplete => {
-            shared.conns.park(conn);
-            None
-        }
+        Parse::Incomplete => park(shared, conn),
         Parse::Complete { request, consumed } => {
             conn.buf.drain(..consumed);
             let in_flight = shared.stop.enter();
@@ -573,7 +616,7 @@ fn parse_buffered(shared: &Shared, mut conn: Box<Conn>) -> Option<Taken<'_>> {
                 // replacement while it is served.
                 on_stop(shared);
             }
-            Some(Taken {
+            Parsed::Request(Taken {
                 conn,
                 request,
                 in_flight,
@@ -589,7 +632,7 @@ fn parse_buffered(shared: &Shared, mut conn: Box<Conn>) -> Option<Taken<'_>> {
             // The rest of the request may still be on its way.
             let unread = body_left.map_or(Unread::Unknown, Unread::Bytes);
             shared.conns.close_after_response(conn, unread);
-            None
+            Parsed::Gone
         }
     }
 }
@@ -597,16 +640,14 @@ fn parse_buffered(shared: &Shared, mut conn: Box<Conn>) -> Option<Taken<'_>> {
 /// `--enable-proxy-protocol`: take the client's address from a PROXY
 /// header at the start of the connection. The connection comes back when
 /// a request may follow; it is parked (incomplete) or answered 400 and
-/// closed (malformed) otherwise.
-fn proxy_header(shared: &Shared, mut conn: Box<Conn>) -> Option<Box<Conn>> {
+/// closed (malformed) otherwise (`Err(None)`), or given back by the
+/// poller to be read again (`Err(Some)`, see `Conns::park`).
+fn proxy_header(shared: &Shared, mut conn: Box<Conn>) -> Result<Box<Conn>, Option<Box<Conn>>> {
     match proxy_protocol::parse(&conn.buf) {
-        Ok(proxy_protocol::Parsed::Incomplete) => {
-            shared.conns.park(conn);
-            None
-        }
+        Ok(proxy_protocol::Parsed::Incomplete) => Err(shared.conns.park(conn)),
         Ok(proxy_protocol::Parsed::Absent) => {
             conn.proxy_checked = true;
-            Some(conn)
+            Ok(conn)
         }
         Ok(proxy_protocol::Parsed::Header { consumed, client }) => {
             conn.proxy_checked = true;
@@ -616,15 +657,14 @@ fn proxy_header(shared: &Shared, mut conn: Box<Conn>) -> Option<Box<Conn>> {
                 conn.remote_port = port.to_string();
             }
             if conn.buf.is_empty() {
-                shared.conns.park(conn);
-                return None;
+                return Err(shared.conns.park(conn));
             }
-            Some(conn)
+            Ok(conn)
         }
         Err(e) => {
             reject(shared, &conn, 400, &e.to_string());
             shared.conns.close_after_response(conn, Unread::Unknown);
-            None
+            Err(None)
         }
     }
 }
