@@ -82,6 +82,11 @@ pub struct StartResponse {
     /// The `write` callable returned to the app: made once per object
     /// (see `reuse`), not once per call.
     pub write_method: Option<Py<PyAny>>,
+    /// The request is over (its output given back to the core): an app
+    /// that kept `write` or this object must not reach the socket any
+    /// more. `ctx.fd` may by then carry the connection's next response,
+    /// or, closed and reused, another client's connection.
+    ended: bool,
 }
 
 impl StartResponse {
@@ -105,6 +110,7 @@ impl StartResponse {
             chunks: 0,
             via_sendfile: false,
             write_method: None,
+            ended: false,
         }
     }
 
@@ -321,6 +327,7 @@ impl StartResponse {
     /// The output still to write once the app is done, given back to the
     /// core (which writes it without the GIL).
     pub fn take_output(&mut self) -> Output {
+        self.ended = true;
         self.wire_bytes += self.out.len() as u64;
         std::mem::take(&mut self.out)
     }
@@ -401,6 +408,12 @@ fn is_clean_value(s: &str) -> bool {
     s.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
 }
 
+/// start_response or write used after its request: refused, as
+/// `wsgi.input` is (see [`StartResponse::take_output`]).
+fn ended_error() -> PyErr {
+    PyValueError::new_err("start_response/write used after the request ended")
+}
+
 /// Parse and check a WSGI status string; returns the code.
 fn check_status(status: &str) -> PyResult<u16> {
     let b = status.as_bytes();
@@ -430,6 +443,9 @@ impl StartResponse {
         let exc_info = exc_info.filter(|e| !e.is_none());
         {
             let this = slf.borrow();
+            if this.ended {
+                return Err(ended_error());
+            }
             if let Some(info) = exc_info {
                 if this.headers_sent {
                     // PEP 3333: too late to change the response; re-raise.
@@ -509,29 +525,26 @@ impl StartResponse {
             push_header(&mut block, name, value);
             Ok(())
         };
-        match headers.cast::<PyList>() {
+        let walked = match headers.cast::<PyList>() {
             // The list PEP 3333 asks for: walked by index, with no
             // iterator object.
-            Ok(list) => {
-                for item in list.iter() {
-                    take(&item)?;
-                }
-            }
-            Err(_) => {
-                for item in headers.try_iter()? {
-                    take(&item?)?;
-                }
-                return Err(PyTypeError::new_err("WSGI headers must be a list"));
-            }
-        }
+            Ok(list) => list.iter().try_for_each(|item| take(&item)),
+            Err(_) => headers
+                .try_iter()
+                .and_then(|items| items.into_iter().try_for_each(|item| take(&item?)))
+                .and_then(|()| Err(PyTypeError::new_err("WSGI headers must be a list"))),
+        };
         let mut this = slf.borrow_mut();
+        // Given back whether or not the headers were taken: an app that
+        // catches the error and calls again must still have them removed.
+        this.ctx.del_headers = del_headers;
+        walked?;
         this.status.clear();
         this.status.push_str(status);
         this.has_status = true;
         this.code = code;
         this.headers = block;
         this.has_date = has_date;
-        this.ctx.del_headers = del_headers;
         this.content_length = content_length;
         if close {
             this.ctx.keep_alive = false;
@@ -546,6 +559,9 @@ impl StartResponse {
 
     /// The legacy `write()` callable returned by start_response.
     fn write(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        if self.ended {
+            return Err(ended_error());
+        }
         if !self.has_status {
             return Err(PyAssertionError::new_err(
                 "write() called before start_response()",
@@ -717,6 +733,33 @@ mod call_tests {
             // Called again without exc_info: refused, the first call stands.
             assert!(sr.call1(("500 Oops", &h)).is_err());
             assert_eq!(sr.borrow().code, 200);
+        });
+    }
+
+    #[test]
+    fn an_ended_request_s_start_response_and_write_refuse() {
+        Python::initialize();
+        Python::attach(|py| {
+            let sr = Bound::new(py, StartResponse::new(ctx(), Output::default())).unwrap();
+            let h = headers(py, &[("Content-Type", "text/plain")]);
+            // No Content-Length: a later write() would be framed and
+            // flushed straight to the request's descriptor.
+            let write = sr.call1(("200 OK", &h)).unwrap();
+            sr.borrow_mut().finish(None);
+            let _ = sr.borrow_mut().take_output();
+            let late = PyBytes::new(py, b"late");
+            assert!(write
+                .call1((&late,))
+                .unwrap_err()
+                .is_instance_of::<PyValueError>(py));
+            assert!(sr.borrow().out.is_empty());
+            let none = py.None();
+            let exc = PyTuple::new(py, [&none, &none, &none]).unwrap();
+            assert!(sr.call1(("500 Oops", &h, &exc)).is_err());
+            // Renewed for the core's next request: usable again.
+            sr.borrow_mut()
+                .renew(StartResponse::new(ctx(), Output::default()));
+            sr.call1(("200 OK", &h)).unwrap();
         });
     }
 
