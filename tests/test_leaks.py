@@ -221,6 +221,24 @@ def test_interleaved_keepalive_clients_each_get_only_their_own_values(http_srv):
         raise errors[0]
 
 
+def test_pipelined_requests_each_get_only_their_own_values(http_srv):
+    # Several requests in one send: each is parsed from what the one
+    # before left over, and answered in order with its own values.
+    rng = random.Random(3000)
+    conn = Conn(http_srv.port)
+    try:
+        for batch in range(6):
+            reqs = [variant(rng, 9, batch * 10 + i) for i in range(5)]
+            conn.sock.sendall(b"".join(raw for raw, _, _, _ in reqs))
+            for raw, expected, want_headers, exc in reqs:
+                what = (batch, raw[:200])
+                check_echo(check_http_response(conn.response(), want_headers, exc, what),
+                           expected, what)
+        conn.nothing_more()
+    finally:
+        conn.close()
+
+
 def test_one_connection_alternating_values_differing_by_one_byte(http_srv):
     # The same positions on one connection (one core), each value one byte
     # (or one character's width) away from the one before.
