@@ -6,6 +6,7 @@ its own request's values and headers, never another's.
 GET/POST any path: the environ's str values and the body as JSON
 (ASCII-escaped, so latin-1 values round-trip), with the response headers
 the request's `X-Resp: N:TAG` asks for (X-R0: TAG-0 ... X-R<N-1>).
+`X-Raise: 1` raises after start_response (a 500 with none of its headers).
 `X-Slow: 1` holds the request's thread 10 ms.
 `X-Bad-First: 1` makes a first start_response the server refuses.
 `X-Exc: TAG` also makes a first start_response with other headers, then a
@@ -70,4 +71,6 @@ def application(environ, start_response):
             except ValueError:
                 pass
         start_response("200 OK", _headers(environ))
+    if "HTTP_X_RAISE" in environ:
+        raise RuntimeError("after start_response: the server answers 500 instead")
     return [json.dumps(echo).encode()]
