@@ -241,6 +241,22 @@ def test_big_list_body_is_not_copied(serve, port):
 
 # ---------------------------------------------------------------- start_response
 
+def test_header_values_go_out_as_latin1(echo):
+    """PEP 3333: header values are native strings, sent as latin-1 (as
+    wsgiref and gunicorn send them); one that latin-1 cannot hold is the
+    app's error: a 500, and the worker keeps serving."""
+    def head(raw):
+        return raw.split(b"\r\n\r\n", 1)[0]
+
+    got = raw_request(echo.port, b"GET /hdrval?v=caf%C3%A9%20ok HTTP/1.0\r\n\r\n")
+    assert b"\r\nX-Value: caf\xe9 ok\r\n" in head(got), got
+    got = raw_request(echo.port, b"GET /hdrval?v=%E2%82%AC5 HTTP/1.0\r\n\r\n")
+    assert got.startswith(b"HTTP/1.0 500 "), got
+    assert b"X-Value" not in head(got)
+    wait_for(lambda: "not latin-1" in echo.log, what="the error in the log")
+    assert http_get(echo.port, "/hdrval?v=plain")[0] == 200
+
+
 def test_write_callable(echo):
     port = echo.port
     status, _, body = http_get(port, "/write")

@@ -167,7 +167,7 @@ impl StartResponse {
                 self.ctx.keep_alive &= !v.to_ascii_lowercase().contains("close");
                 continue;
             }
-            push_header(head, k, v);
+            push_header(head, k, v.as_bytes());
         }
         if !self.has_date && self.ctx.protocol.starts_with("HTTP/1.1") {
             head.extend_from_slice(b"Date: ");
@@ -339,7 +339,7 @@ impl StartResponse {
         self.has_status = true;
         self.code = code;
         self.headers.clear();
-        push_header(&mut self.headers, "Content-Type", "text/plain");
+        push_header(&mut self.headers, "Content-Type", b"text/plain");
         self.has_date = false;
         self.content_length = None;
         self.ctx.keep_alive = false;
@@ -381,31 +381,62 @@ impl StartResponse {
 
 /// The text of a str: an ASCII str's own bytes (no call), else its UTF-8.
 fn str_of<'a>(s: &'a Bound<'_, PyString>) -> PyResult<&'a str> {
+    match ascii_of(s) {
+        Some(text) => Ok(text),
+        None => s.to_str(),
+    }
+}
+
+/// An ASCII str's own bytes, read in place; None for any other str.
+fn ascii_of<'a>(s: &'a Bound<'_, PyString>) -> Option<&'a str> {
     let p = s.as_ptr();
     // SAFETY: `s` is a live str (GIL held through its Bound). A compact
     // ASCII str's data is its `length` bytes, all ASCII (so UTF-8), and
     // lives as long as the object, which `s` keeps for 'a.
     unsafe {
-        if ffi::PyUnicode_IS_COMPACT_ASCII(p) != 0 {
-            let data = ffi::PyUnicode_DATA(p).cast::<u8>();
-            let len = ffi::PyUnicode_GET_LENGTH(p) as usize;
-            return Ok(std::str::from_utf8_unchecked(std::slice::from_raw_parts(
-                data, len,
-            )));
+        if ffi::PyUnicode_IS_COMPACT_ASCII(p) == 0 {
+            return None;
         }
+        let data = ffi::PyUnicode_DATA(p).cast::<u8>();
+        let len = ffi::PyUnicode_GET_LENGTH(p) as usize;
+        Some(std::str::from_utf8_unchecked(std::slice::from_raw_parts(
+            data, len,
+        )))
     }
-    s.to_str()
 }
 
-fn push_header(block: &mut Vec<u8>, name: &str, value: &str) {
+/// The bytes a header value goes out as: PEP 3333's native strings are
+/// latin-1 (so "café" is `caf\xe9` on the wire, as gunicorn and wsgiref
+/// send it); a character above U+00FF cannot be sent and is the app's
+/// error. An ASCII str is its own bytes (no call, no copy).
+fn latin1_value<'a>(s: &'a Bound<'_, PyString>) -> PyResult<std::borrow::Cow<'a, [u8]>> {
+    if let Some(text) = ascii_of(s) {
+        return Ok(std::borrow::Cow::Borrowed(text.as_bytes()));
+    }
+    let encoded = s
+        .call_method1(pyo3::intern!(s.py(), "encode"), ("latin-1",))
+        .map_err(|_| {
+            PyValueError::new_err(format!(
+                "header value {:?} is not latin-1 (PEP 3333): encode it, e.g. RFC 8187",
+                s.to_string_lossy()
+            ))
+        })?;
+    Ok(std::borrow::Cow::Owned(
+        encoded.cast::<PyBytes>()?.as_bytes().to_vec(),
+    ))
+}
+
+fn push_header(block: &mut Vec<u8>, name: &str, value: &[u8]) {
     block.extend_from_slice(name.as_bytes());
     block.extend_from_slice(b": ");
-    block.extend_from_slice(value.as_bytes());
+    block.extend_from_slice(value);
     block.extend_from_slice(b"\r\n");
 }
 
-fn is_clean_value(s: &str) -> bool {
-    s.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+/// No control characters (RFC 9110 5.5: obs-text, bytes 0x80-0xff, is
+/// allowed; CR and LF would end the header).
+fn is_clean_value(s: &[u8]) -> bool {
+    s.iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
 }
 
 /// start_response or write used after its request: refused, as
@@ -421,7 +452,7 @@ fn check_status(status: &str) -> PyResult<u16> {
         && b[..3].iter().all(u8::is_ascii_digit)
         && b[0] != b'0'
         && (b.len() == 3 || b[3] == b' ')
-        && is_clean_value(status);
+        && is_clean_value(status.as_bytes());
     if !ok {
         return Err(PyValueError::new_err(format!(
             "invalid WSGI status {status:?}: expected 'NNN Reason'"
@@ -497,23 +528,27 @@ impl StartResponse {
             let value_str = value_obj
                 .cast::<PyString>()
                 .map_err(|_| PyTypeError::new_err("header value must be a str"))?;
-            let value = str_of(&value_str)?;
             if !is_token(name.as_bytes()) {
                 return Err(PyValueError::new_err(format!(
                     "invalid header name {name:?}"
                 )));
             }
-            if !is_clean_value(value) {
+            let value = latin1_value(&value_str)?;
+            if !is_clean_value(&value) {
                 return Err(PyValueError::new_err(format!(
                     "invalid value for header {name:?}: control characters"
                 )));
             }
             if name.eq_ignore_ascii_case("content-length") {
-                content_length = Some(value.trim().parse::<u64>().map_err(|_| {
-                    PyValueError::new_err(format!("invalid Content-Length {value:?}"))
+                let text = std::str::from_utf8(&value).unwrap_or("");
+                content_length = Some(text.trim().parse::<u64>().map_err(|_| {
+                    PyValueError::new_err(format!(
+                        "invalid Content-Length {:?}",
+                        String::from_utf8_lossy(&value)
+                    ))
                 })?);
             } else if name.eq_ignore_ascii_case("connection") {
-                close |= value.to_ascii_lowercase().contains("close");
+                close |= value.windows(5).any(|w| w.eq_ignore_ascii_case(b"close"));
                 return Ok(()); // hop-by-hop: the server decides
             } else if name.eq_ignore_ascii_case("transfer-encoding") {
                 return Ok(()); // the server frames the body itself
@@ -522,7 +557,7 @@ impl StartResponse {
                 return Ok(());
             }
             has_date |= name.eq_ignore_ascii_case("date");
-            push_header(&mut block, name, value);
+            push_header(&mut block, name, &value);
             Ok(())
         };
         let walked = match headers.cast::<PyList>() {
@@ -657,8 +692,9 @@ mod tests {
         assert!(is_token(b"!#$%&'*+-.^_`|~09azAZ"));
         assert!(!is_token(b"X:y"));
         assert!(!is_token("caf\u{e9}".as_bytes()));
-        assert!(is_clean_value("text/html; charset=utf-8"));
-        assert!(!is_clean_value("a\r\nSet-Cookie: x"));
+        assert!(is_clean_value(b"text/html; charset=utf-8"));
+        assert!(is_clean_value(b"caf\xe9"), "obs-text");
+        assert!(!is_clean_value(b"a\r\nSet-Cookie: x"));
     }
 }
 
@@ -697,7 +733,8 @@ mod call_tests {
         s.send_head(Some(0));
         let text = s.out.own_buf().clone();
         s.out = Output::default();
-        String::from_utf8(text).unwrap()
+        // Decoded as latin-1, what header values go out as.
+        text.iter().map(|&b| char::from(b)).collect()
     }
 
     #[test]

@@ -244,6 +244,14 @@ def application(environ, start_response):
     if path == "/osenv":
         return _json(start_response, {"value": os.environ.get(q.get("k", ""))})
 
+    if path == "/hdrval":
+        # a response header whose value is the percent-decoded (UTF-8) `v`
+        value = unquote(q.get("v", ""))
+        body = b"ok"
+        start_response("200 OK", [("X-Value", value),
+                                  ("Content-Length", str(len(body)))])
+        return [body]
+
     if path == "/head":
         body = b"0123456789"
         start_response("200 OK", [("Content-Type", "text/plain"),
