@@ -212,13 +212,15 @@ impl ValueCache {
 }
 
 /// The latin-1 bytes of a str whose characters are all below 256 (what
-/// [`latin1`] makes): its data, one byte per character. None for others.
-fn latin1_bytes<'a>(s: &'a Bound<'_, PyString>) -> Option<&'a [u8]> {
+/// [`latin1`] makes, and a header value an app passes to start_response):
+/// its data, one byte per character, read in place. None for others.
+pub(super) fn latin1_bytes<'a>(s: &'a Bound<'_, PyString>) -> Option<&'a [u8]> {
     let p = s.as_ptr();
-    // SAFETY: `s` is a live str (the GIL is held through its Bound); a str
-    // built by the C API is ready, so its kind, length and data are
-    // valid; a 1-byte-kind str's data is `length` bytes, borrowed for as
-    // long as `s` (strs are immutable while shared).
+    // SAFETY: `s` is a live str (the GIL is held through its Bound). A
+    // ready str's kind, length and data are valid (one not ready, made by
+    // a deprecated C API before 3.12, has kind 0: None); a 1-byte-kind
+    // str's data is `length` bytes, borrowed for as long as `s` (strs are
+    // immutable while shared).
     unsafe {
         if ffi::PyUnicode_KIND(p) != ffi::PyUnicode_1BYTE_KIND {
             return None;

@@ -381,38 +381,31 @@ impl StartResponse {
 
 /// The text of a str: an ASCII str's own bytes (no call), else its UTF-8.
 fn str_of<'a>(s: &'a Bound<'_, PyString>) -> PyResult<&'a str> {
-    match ascii_of(s) {
-        Some(text) => Ok(text),
-        None => s.to_str(),
-    }
-}
-
-/// An ASCII str's own bytes, read in place; None for any other str.
-fn ascii_of<'a>(s: &'a Bound<'_, PyString>) -> Option<&'a str> {
     let p = s.as_ptr();
     // SAFETY: `s` is a live str (GIL held through its Bound). A compact
     // ASCII str's data is its `length` bytes, all ASCII (so UTF-8), and
     // lives as long as the object, which `s` keeps for 'a.
     unsafe {
-        if ffi::PyUnicode_IS_COMPACT_ASCII(p) == 0 {
-            return None;
+        if ffi::PyUnicode_IS_COMPACT_ASCII(p) != 0 {
+            let data = ffi::PyUnicode_DATA(p).cast::<u8>();
+            let len = ffi::PyUnicode_GET_LENGTH(p) as usize;
+            return Ok(std::str::from_utf8_unchecked(std::slice::from_raw_parts(
+                data, len,
+            )));
         }
-        let data = ffi::PyUnicode_DATA(p).cast::<u8>();
-        let len = ffi::PyUnicode_GET_LENGTH(p) as usize;
-        Some(std::str::from_utf8_unchecked(std::slice::from_raw_parts(
-            data, len,
-        )))
     }
+    s.to_str()
 }
 
 /// The bytes a header value goes out as: PEP 3333's native strings are
 /// latin-1 (so "café" is `caf\xe9` on the wire, as gunicorn and wsgiref
 /// send it); a character above U+00FF cannot be sent and is the app's
-/// error. An ASCII str is its own bytes (no call, no copy).
+/// error. A str of characters below 256 is its own bytes, read in place.
 fn latin1_value<'a>(s: &'a Bound<'_, PyString>) -> PyResult<std::borrow::Cow<'a, [u8]>> {
-    if let Some(text) = ascii_of(s) {
-        return Ok(std::borrow::Cow::Borrowed(text.as_bytes()));
+    if let Some(bytes) = super::environ::latin1_bytes(s) {
+        return Ok(std::borrow::Cow::Borrowed(bytes));
     }
+    // Wider characters (or a str not ready): Python's codec decides.
     let encoded = s
         .call_method1(pyo3::intern!(s.py(), "encode"), ("latin-1",))
         .map_err(|_| {
