@@ -191,16 +191,36 @@ def check_http_response(resp, want_headers, exc, what):
     return json.loads(body)
 
 
-@pytest.fixture(scope="module")
-def http_srv(tmp_path_factory):
-
+def serve_app(tmp_path_factory, bind, *extra):
+    """The app on a free port (`bind`: --http or --socket), 1 worker x 3
+    threads, so several cores, each with its own caches, serve."""
     port = free_port()
     d = tmp_path_factory.mktemp("leaks")
-    with running(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP, "--master",
-                  "--processes", "1", "--threads", "3", "--del-header", "X-Secret"], d) as srv:
+    with running([bind, f"127.0.0.1:{port}", "--wsgi-file", APP, "--master",
+                  "--processes", "1", "--threads", "3", *extra], d) as srv:
         wait_port(port)
         srv.port = port
         yield srv
+
+
+def run_clients(client, port, clients, rounds):
+    """`client(port, c, rounds, errors, barrier)` in `clients` threads that
+    start together; the first error a client met is raised here."""
+    errors, barrier = [], threading.Barrier(clients)
+    threads = [threading.Thread(target=client, args=(port, c, rounds, errors, barrier))
+               for c in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads), "a client hung"
+    if errors:
+        raise errors[0]
+
+
+@pytest.fixture(scope="module")
+def http_srv(tmp_path_factory):
+    yield from serve_app(tmp_path_factory, "--http", "--del-header", "X-Secret")
 
 
 def client_loop(port, client, rounds, errors, barrier):
@@ -228,17 +248,7 @@ def client_loop(port, client, rounds, errors, barrier):
 
 
 def test_interleaved_keepalive_clients_each_get_only_their_own_values(http_srv):
-    clients, rounds = 4, 60
-    errors, barrier = [], threading.Barrier(clients)
-    threads = [threading.Thread(target=client_loop, args=(http_srv.port, c, rounds, errors, barrier))
-               for c in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not any(t.is_alive() for t in threads), "a client hung"
-    if errors:
-        raise errors[0]
+    run_clients(client_loop, http_srv.port, clients=4, rounds=60)
 
 
 def test_pipelined_requests_each_get_only_their_own_values(http_srv):
@@ -330,14 +340,7 @@ def read_all(sock):
 
 @pytest.fixture(scope="module")
 def uwsgi_srv(tmp_path_factory):
-
-    port = free_port()
-    d = tmp_path_factory.mktemp("leaks_uwsgi")
-    with running(["--socket", f"127.0.0.1:{port}", "--wsgi-file", APP, "--master",
-                  "--processes", "1", "--threads", "3"], d) as srv:
-        wait_port(port)
-        srv.port = port
-        yield srv
+    yield from serve_app(tmp_path_factory, "--socket")
 
 
 def uwsgi_variant(rng, client, i):
@@ -390,14 +393,4 @@ def uwsgi_client(port, client, rounds, errors, barrier):
 
 
 def test_interleaved_uwsgi_clients_each_get_only_their_own_vars(uwsgi_srv):
-    clients, rounds = 4, 40
-    errors, barrier = [], threading.Barrier(clients)
-    threads = [threading.Thread(target=uwsgi_client, args=(uwsgi_srv.port, c, rounds, errors, barrier))
-               for c in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not any(t.is_alive() for t in threads), "a client hung"
-    if errors:
-        raise errors[0]
+    run_clients(uwsgi_client, uwsgi_srv.port, clients=4, rounds=40)
