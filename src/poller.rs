@@ -371,6 +371,18 @@ mod tests {
         }
     }
 
+    /// A poller with a connection registered, and handed out by an event
+    /// for `first`, which the owner has read to the empty socket.
+    fn handed_out(first: &[u8]) -> (Poller, Box<Conn>, UnixStream) {
+        let p = Poller::new().unwrap();
+        let (conn, mut client) = pair(counter(), 0);
+        assert!(matches!(p.park(conn).unwrap(), Park::Parked));
+        client.write_all(first).unwrap();
+        let mut conn = next_conn(&p);
+        assert_eq!(drain(&mut conn), first.len());
+        (p, conn, client)
+    }
+
     /// Read until the socket is empty (as the request path does).
     fn drain(conn: &mut Conn) -> usize {
         let mut got = 0;
@@ -389,12 +401,7 @@ mod tests {
 
     #[test]
     fn a_request_that_comes_while_a_core_owns_the_connection_is_not_lost() {
-        let p = Poller::new().unwrap();
-        let (conn, mut client) = pair(counter(), 0);
-        assert!(matches!(p.park(conn).unwrap(), Park::Parked));
-        client.write_all(b"first").unwrap();
-        let mut conn = next_conn(&p);
-        assert_eq!(drain(&mut conn), 5);
+        let (p, conn, mut client) = handed_out(b"first");
         // The next request comes while this core still owns it, and
         // another core's wait sees its edge.
         client.write_all(b"second").unwrap();
@@ -417,12 +424,7 @@ mod tests {
     fn an_owner_that_cannot_read_parks_and_the_next_wait_reports_it() {
         // An offload thread gives a connection back after an edge came
         // while it sent the response.
-        let p = Poller::new().unwrap();
-        let (conn, mut client) = pair(counter(), 0);
-        assert!(matches!(p.park(conn).unwrap(), Park::Parked));
-        client.write_all(b"a").unwrap();
-        let mut conn = next_conn(&p);
-        drain(&mut conn);
+        let (p, conn, mut client) = handed_out(b"a");
         client.write_all(b"b").unwrap();
         assert!(matches!(
             p.wait(Duration::from_millis(100)).unwrap(),
@@ -447,12 +449,7 @@ mod tests {
     fn a_request_that_came_before_the_park_is_reported_after_it() {
         // The owner found the socket empty, then the request came before it
         // parked, and nobody polled meanwhile: the edge waits in the kernel.
-        let p = Poller::new().unwrap();
-        let (conn, mut client) = pair(counter(), 0);
-        assert!(matches!(p.park(conn).unwrap(), Park::Parked));
-        client.write_all(b"a").unwrap();
-        let mut conn = next_conn(&p);
-        assert_eq!(drain(&mut conn), 1);
+        let (p, conn, mut client) = handed_out(b"a");
         client.write_all(b"b").unwrap();
         assert!(matches!(p.park(conn).unwrap(), Park::Parked));
         let mut conn = next_conn(&p);
