@@ -171,6 +171,21 @@ impl Conn {
     }
 }
 
+#[cfg(test)]
+impl Conn {
+    /// For unit tests: a connection over one end of a new non-blocking
+    /// UNIX socket pair, counted in `open`, and the other end (the peer).
+    pub fn unix_pair(
+        open: &'static AtomicU64,
+        listener: usize,
+    ) -> (Box<Conn>, std::os::unix::net::UnixStream) {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let conn = Conn::new(ours.into(), open, listener, String::new(), String::new());
+        (Box::new(conn), theirs)
+    }
+}
+
 impl Drop for Conn {
     fn drop(&mut self) {
         self.open.fetch_sub(1, Ordering::AcqRel);

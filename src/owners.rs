@@ -305,18 +305,7 @@ mod tests {
     use std::sync::atomic::AtomicU64;
 
     fn conn() -> (Box<Conn>, UnixStream) {
-        let open: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(0)));
-        let (ours, theirs) = UnixStream::pair().unwrap();
-        (
-            Box::new(Conn::new(
-                ours.into(),
-                open,
-                0,
-                String::new(),
-                String::new(),
-            )),
-            theirs,
-        )
+        Conn::unix_pair(Box::leak(Box::new(AtomicU64::new(0))), 0)
     }
 
     fn parked(p: Park) -> bool {

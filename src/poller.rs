@@ -321,14 +321,11 @@ mod tests {
     #[test]
     fn events_fetched_together_are_handed_out_once_each() {
         let p = Poller::new().unwrap();
-        let open: &'static std::sync::atomic::AtomicU64 =
-            Box::leak(Box::new(std::sync::atomic::AtomicU64::new(0)));
+        let open = counter();
         let mut clients = Vec::new();
         for i in 0..4 {
-            let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
-            ours.set_nonblocking(true).unwrap();
-            let conn = Conn::new(ours.into(), open, i, String::new(), String::new());
-            assert!(matches!(p.park(Box::new(conn)).unwrap(), Park::Parked));
+            let (conn, theirs) = Conn::unix_pair(open, i);
+            assert!(matches!(p.park(conn).unwrap(), Park::Parked));
             clients.push(theirs);
         }
         for c in &mut clients {
@@ -357,13 +354,6 @@ mod tests {
         Box::leak(Box::new(std::sync::atomic::AtomicU64::new(0)))
     }
 
-    fn pair(open: &'static std::sync::atomic::AtomicU64, id: usize) -> (Box<Conn>, UnixStream) {
-        let (ours, theirs) = UnixStream::pair().unwrap();
-        ours.set_nonblocking(true).unwrap();
-        let conn = Conn::new(ours.into(), open, id, String::new(), String::new());
-        (Box::new(conn), theirs)
-    }
-
     fn next_conn(p: &Poller) -> Box<Conn> {
         match p.wait(Duration::from_secs(5)).unwrap() {
             Event::Conn(conn) => conn,
@@ -375,7 +365,7 @@ mod tests {
     /// for `first`, which the owner has read to the empty socket.
     fn handed_out(first: &[u8]) -> (Poller, Box<Conn>, UnixStream) {
         let p = Poller::new().unwrap();
-        let (conn, mut client) = pair(counter(), 0);
+        let (conn, mut client) = Conn::unix_pair(counter(), 0);
         assert!(matches!(p.park(conn).unwrap(), Park::Parked));
         client.write_all(first).unwrap();
         let mut conn = next_conn(&p);
@@ -460,8 +450,8 @@ mod tests {
     fn a_late_event_of_a_closed_connection_hands_out_nothing() {
         let open = counter();
         let p = Poller::new().unwrap();
-        let (a, mut a_client) = pair(open, 0);
-        let (b, mut b_client) = pair(open, 1);
+        let (a, mut a_client) = Conn::unix_pair(open, 0);
+        let (b, mut b_client) = Conn::unix_pair(open, 1);
         assert!(matches!(p.park(a).unwrap(), Park::Parked));
         assert!(matches!(p.park(b).unwrap(), Park::Parked));
         a_client.write_all(b"x").unwrap();
@@ -478,7 +468,7 @@ mod tests {
         // A is closed with its event maybe in flight; a new connection
         // (likely on A's descriptor) is parked.
         drop(a);
-        let (c, mut c_client) = pair(open, 2);
+        let (c, mut c_client) = Conn::unix_pair(open, 2);
         assert!(matches!(p.park(c).unwrap(), Park::Parked));
         assert!(
             matches!(p.wait(Duration::from_millis(50)).unwrap(), Event::Wake),
@@ -503,7 +493,7 @@ mod tests {
         let done = AtomicBool::new(false);
         let mut clients = Vec::new();
         for i in 0..CONNS {
-            let (conn, client) = pair(open, i);
+            let (conn, client) = Conn::unix_pair(open, i);
             assert!(matches!(p.park(conn).unwrap(), Park::Parked));
             clients.push(client);
         }
