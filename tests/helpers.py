@@ -272,6 +272,59 @@ def run(args, **kwargs):
     return subprocess.run(args, **_tied(kwargs))
 
 
+
+# A process that is meant to outlive its parent (the new master the fifo's
+# `f` starts, in a session of its own) gets no parent-death signal: nothing
+# the kernel offers kills it when the test process dies. A guardian does:
+# it waits for EOF on a pipe only the test process holds (the test is done,
+# or died however it died), then kills the process group the watched pid
+# leads, if that pid is still the same process (its start time in
+# /proc/PID/stat is unchanged, so a reused pid is left alone).
+_GUARDIAN = """
+import os, signal, sys
+pid = int(sys.argv[1])
+def started(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+birth = started(pid)
+sys.stdout.write("watching\\n"); sys.stdout.flush()
+sys.stdin.buffer.read()
+if birth is not None and started(pid) == birth:
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+"""
+
+
+class killed_with_the_test:
+    """`with killed_with_the_test(pid):` SIGKILLs the process group led by
+    `pid` (and `pid`) when the block ends or the test process dies, also by
+    SIGKILL: for a process started in a session of its own that no
+    parent-death signal reaches."""
+
+    def __init__(self, pid):
+        import sys
+        # not tied to the test process (popen would kill it with the test):
+        # it must live on exactly when the test process does not
+        self.guardian = subprocess.Popen(
+            [sys.executable, "-c", _GUARDIAN, str(pid)], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, start_new_session=True)
+        assert self.guardian.stdout.readline() == b"watching\n"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.guardian.stdin.close()
+        self.guardian.wait(10)
+        self.guardian.stdout.close()
+
+
 # ---------------------------------------------------------------- the server
 
 def start_app(serve, port, app, *extra, workers=2, threads=4, **kw):

@@ -24,6 +24,7 @@ import conftest
 from conftest import APPS, NGINX, ROOT, free_port, nginx_running
 from fake_systemd import FakeSystemd
 from helpers import lineno_of
+import helpers
 
 EXAMPLES = ROOT / "examples"
 
@@ -44,8 +45,8 @@ class Bg:
 
 
 def dump(sock, timeout=10):
-    r = subprocess.run([conftest.BIN, "--connect-and-read", str(sock)], capture_output=True,
-                       timeout=timeout)
+    r = helpers.run([conftest.BIN, "--connect-and-read", str(sock)], capture_output=True,
+                    timeout=timeout)
     return r.returncode, r.stdout.decode("utf-8", "replace")
 
 

@@ -11,6 +11,7 @@ import textwrap
 import pytest
 
 from conftest import BIN, ROOT, free_port, http_get
+import helpers
 
 BEGIN = "<!-- BEGIN uwsgi-rs --help-migrating"
 END = "<!-- END uwsgi-rs --help-migrating -->"
@@ -26,8 +27,8 @@ def run(args, cwd, env=None, timeout=10):
     full = dict(os.environ)
     full.pop("VIRTUAL_ENV", None)
     full.update(env or {})
-    return subprocess.run([BIN, *args], cwd=cwd, env=full, capture_output=True, text=True,
-                          timeout=timeout)
+    return helpers.run([BIN, *args], cwd=cwd, env=full, capture_output=True, text=True,
+                       timeout=timeout)
 
 
 def write(path, text):
@@ -38,8 +39,8 @@ def write(path, text):
 # ------------------------------------------------------------ docs/MIGRATING.md
 
 def help_migrating():
-    return subprocess.run([BIN, "--help-migrating"], capture_output=True, text=True,
-                          timeout=10, check=True).stdout
+    return helpers.run([BIN, "--help-migrating"], capture_output=True, text=True,
+                       timeout=10, check=True).stdout
 
 
 def test_migrating_doc_is_the_generated_table():
@@ -53,8 +54,8 @@ def test_migrating_doc_is_the_generated_table():
 
 def help_groups():
     """{group title: set of long names} from `uwsgi-rs --help`."""
-    out = subprocess.run([BIN, "--help"], capture_output=True, text=True, timeout=10,
-                         check=True).stdout
+    out = helpers.run([BIN, "--help"], capture_output=True, text=True, timeout=10,
+                      check=True).stdout
     groups, cur = {}, None
     for line in out.splitlines():
         if line and not line.startswith(" ") and line.endswith(":"):

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import APPS, http_get
-from helpers import alive, in_app, mark_query, wait_for
+from helpers import alive, in_app, killed_with_the_test, mark_query, wait_for
 
 APP = str(APPS / "ctl_app.py")
 
@@ -186,7 +186,10 @@ def test_fifo_f_starts_a_new_master_on_the_same_sockets(serve, port, tmp_path):
     fifo_send(tmp_path / "fifo0", "1f")
     srv.wait_log("new master copy spawned with pid")
     new = int(re.search(r"new master copy spawned with pid (\d+)", srv.log).group(1))
-    try:
+    # The new master runs in a session of its own, beyond the reach of the
+    # server fixture and of any parent-death signal: killed when the test
+    # ends or its process dies.
+    with killed_with_the_test(new):
         # The new master (same log) adopts the sockets and starts workers.
         srv.wait_log("inherited from systemd", timeout=15)
         srv.wait_log(") ready", count=4, timeout=20)
@@ -203,11 +206,6 @@ def test_fifo_f_starts_a_new_master_on_the_same_sockets(serve, port, tmp_path):
         assert pidfile.read_text().strip() == str(new)
         fifo_send(tmp_path / "fifo0", "q")
         wait_for(lambda: not alive(new), 15, "the new master to stop")
-    finally:
-        try:
-            os.killpg(new, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 # ------------------------------------------------------------ daemons

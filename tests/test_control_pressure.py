@@ -16,6 +16,7 @@ import time
 
 from conftest import BIN, Bg, http_get
 from helpers import copy_app, free_port, read_socket, wait_for
+import helpers
 
 HEADER = b"*** uWSGI Python tracebacker output ***"
 MARK_RE = re.compile(r"^thread_id = (?P<tid>.+?) (?P<mark>\.\.\. .+)$", re.M)
@@ -87,8 +88,8 @@ def test_silent_tracebacker_clients_delay_neither_harakiri_nor_other_clients(
     stalled = stalled_unix(base + "1", 3)
     try:
         t0 = time.time()
-        r = subprocess.run([BIN, "--connect-and-read", base + "1"], capture_output=True,
-                           timeout=20)
+        r = helpers.run([BIN, "--connect-and-read", base + "1"], capture_output=True,
+                        timeout=20)
         took = time.time() - t0
         assert r.returncode == 0 and r.stdout.startswith(HEADER), r.stderr
         assert r.stdout.count(b"function = descend") >= 64 * 100
@@ -156,8 +157,8 @@ def test_gil_free_dump_marks_what_it_cannot_show(serve, port, tmp_path):
     frames = [ln for ln in d.splitlines() if "function = " in ln and "Core" in ln.split()[2]]
     assert len(frames) == 100 and "function = crunch" in frames[-1], len(frames)
     assert "function = application" not in d, "outermost frames are unknown here"
-    js = json.loads(subprocess.run([BIN, "--tracebacks", base, "--json"], capture_output=True,
-                                   timeout=30).stdout)
+    js = json.loads(helpers.run([BIN, "--tracebacks", base, "--json"], capture_output=True,
+                                timeout=30).stdout)
     cut = [t for w in js["workers"] if "threads" in w for t in w["threads"] if t.get("cut")]
     assert cut and cut[0]["cut"]["at"] == 0 and cut[0]["cut"]["outer_age_ms"] is None, cut
     srv.stop(sig=signal.SIGQUIT)

@@ -26,6 +26,7 @@ import pytest
 import conftest
 from conftest import APPS, Bg, free_port, http_get, signal_and_wait
 from helpers import alive, group_members, in_app, mark_query, poll, start_app, wrk_during
+import helpers
 
 APP = str(APPS / "rel_app.py")
 CRASHLOOP = str(APPS / "rel_crashloop.py")
@@ -304,9 +305,48 @@ def test_servers_die_with_a_killed_test_process(port, tmp_path):
                           ignore_errors=True)
 
 
+
+GUARDED_DRIVER = """
+import os, subprocess, sys, time
+sys.path.insert(0, sys.argv[1])
+from helpers import killed_with_the_test
+# what the fifo's `f` makes: a process in a session of its own, untied
+orphan = subprocess.Popen(["sleep", "60"], start_new_session=True)
+with killed_with_the_test(orphan.pid):
+    with open(sys.argv[2] + ".tmp", "w") as f:
+        f.write(str(orphan.pid))
+    os.rename(sys.argv[2] + ".tmp", sys.argv[2])
+    time.sleep(60)
+"""
+
+
+def test_a_process_in_its_own_session_dies_with_a_killed_test_process(tmp_path):
+    """The new master of a refork (tests/test_control.py) is in a session of
+    its own, which no parent-death signal reaches: killed_with_the_test's
+    guardian kills it when the test process is SIGKILLed."""
+    driver = tmp_path / "driver.py"
+    driver.write_text(GUARDED_DRIVER)
+    out = tmp_path / "pid"
+    proc = conftest.popen([sys.executable, str(driver), str(Path(__file__).parent), str(out)],
+                          stdin=subprocess.DEVNULL)
+    orphan = None
+    try:
+        assert poll(lambda: out.exists() or proc.poll() is not None, 30), "no driver"
+        orphan = int(out.read_text())
+        assert alive(orphan)
+        proc.kill()
+        proc.wait(5)
+        assert poll(lambda: not alive(orphan), 10), "the session leader outlived the test"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        if orphan and alive(orphan):
+            os.kill(orphan, signal.SIGKILL)
+
 def _failed_start(args, tmp_path, env):
-    r = subprocess.run([conftest.BIN] + args, cwd=tmp_path, env=env, capture_output=True,
-                       text=True, timeout=30, stdin=subprocess.DEVNULL)
+    r = helpers.run([conftest.BIN] + args, cwd=tmp_path, env=env, capture_output=True,
+                    text=True, timeout=30, stdin=subprocess.DEVNULL)
     assert r.returncode == 1, (args, r.stdout, r.stderr)
     return r.stderr
 

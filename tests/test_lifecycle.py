@@ -412,9 +412,9 @@ def test_max_worker_lifetime_replaces_workers_staggered(serve, port):
 
 def test_min_worker_lifetime_must_be_lower_than_max(tmp_path):
     from conftest import BIN
-    r = subprocess.run([BIN, "--http", "127.0.0.1:1", "--wsgi-file", LIFE,
-                        "--max-worker-lifetime", "5"], capture_output=True, text=True,
-                       timeout=20, cwd=tmp_path)
+    r = helpers.run([BIN, "--http", "127.0.0.1:1", "--wsgi-file", LIFE,
+                     "--max-worker-lifetime", "5"], capture_output=True, text=True,
+                    timeout=20, cwd=tmp_path)
     assert r.returncode != 0
     assert "invalid min-worker-lifetime value (10), must be lower than max-worker-lifetime (5)" \
         in r.stdout + r.stderr
@@ -618,8 +618,8 @@ def test_die_on_idle_shuts_down(serve, port):
 
 def test_cheaper_must_be_lower_than_processes(tmp_path):
     from conftest import BIN
-    r = subprocess.run([BIN, "--http", "127.0.0.1:1", "--wsgi-file", LIFE, "--processes", "2",
-                        "--cheaper", "2"], capture_output=True, text=True, timeout=20,
-                       cwd=tmp_path)
+    r = helpers.run([BIN, "--http", "127.0.0.1:1", "--wsgi-file", LIFE, "--processes", "2",
+                     "--cheaper", "2"], capture_output=True, text=True, timeout=20,
+                    cwd=tmp_path)
     assert r.returncode != 0
     assert "invalid cheaper value (2): must be lower than processes (2)" in r.stdout + r.stderr

@@ -21,6 +21,7 @@ import pytest
 
 from conftest import BIN, free_port, http_get
 from helpers import APPS, popen, wait_for, wait_port
+import helpers
 
 APP = str(APPS / "logapp.py")
 
@@ -473,9 +474,9 @@ def test_daemonize_detaches_and_logs_to_the_file(tmp_path, port, opt):
     --daemonize2 the app loaded), the daemon is in its own session, and
     its log is the file."""
     log, pidfile = tmp_path / "d.log", tmp_path / "d.pid"
-    r = subprocess.run([BIN, "--http", f"127.0.0.1:{port}", "--wsgi-file", APP, opt, str(log),
-                        "--pidfile", str(pidfile)], cwd=tmp_path, capture_output=True,
-                       timeout=30, stdin=subprocess.DEVNULL)
+    r = helpers.run([BIN, "--http", f"127.0.0.1:{port}", "--wsgi-file", APP, opt, str(log),
+                     "--pidfile", str(pidfile)], cwd=tmp_path, capture_output=True,
+                    timeout=30, stdin=subprocess.DEVNULL)
     pid = read_pid(pidfile)
     try:
         assert r.returncode == 0, r
@@ -495,9 +496,9 @@ def test_daemonize_detaches_and_logs_to_the_file(tmp_path, port, opt):
 
 def test_daemonize2_reports_an_app_that_does_not_load(tmp_path, port):
     log = tmp_path / "d.log"
-    r = subprocess.run([BIN, "--http", f"127.0.0.1:{port}", "--module", "no_such_module_here",
-                        "--daemonize2", str(log)], cwd=tmp_path, capture_output=True,
-                       timeout=30, stdin=subprocess.DEVNULL)
+    r = helpers.run([BIN, "--http", f"127.0.0.1:{port}", "--module", "no_such_module_here",
+                     "--daemonize2", str(log)], cwd=tmp_path, capture_output=True,
+                    timeout=30, stdin=subprocess.DEVNULL)
     assert r.returncode == 1, r
     assert str(log).encode() in r.stderr, r.stderr
     assert "no_such_module_here" in log.read_text()
@@ -507,9 +508,9 @@ def test_daemonize_reports_a_port_in_use_on_the_terminal(tmp_path, port):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", port))
         busy.listen()
-        r = subprocess.run([BIN, "--http", f"127.0.0.1:{port}", "--wsgi-file", APP,
-                            "--daemonize", str(tmp_path / "d.log")], cwd=tmp_path,
-                           capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+        r = helpers.run([BIN, "--http", f"127.0.0.1:{port}", "--wsgi-file", APP,
+                         "--daemonize", str(tmp_path / "d.log")], cwd=tmp_path,
+                        capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
     assert r.returncode == 1 and b"127.0.0.1" in r.stderr, r
 
 

@@ -35,6 +35,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import BIN, Server, free_port  # noqa: E402
 from test_hostile import uwsgi_packet  # noqa: E402
+import helpers
 
 CONFIGS = Path(__file__).resolve().parent / "migration" / "configs"
 INDEX = json.loads((CONFIGS / "index.json").read_text())["configs"]
@@ -87,8 +88,8 @@ def server_env(extra):
 
 def get(ini, args, env, cwd, option):
     """`uwsgi-rs ... --get OPTION`: the option's expanded value, or None."""
-    r = subprocess.run([BIN, "--ini", str(ini), *args, "--get", option], cwd=cwd, env=env,
-                       capture_output=True, text=True, timeout=20)
+    r = helpers.run([BIN, "--ini", str(ini), *args, "--get", option], cwd=cwd, env=env,
+                    capture_output=True, text=True, timeout=20)
     assert r.returncode == 0, f"--get {option}: {r.stderr}"
     out = r.stdout.strip("\n")
     return out or None
@@ -234,8 +235,8 @@ def run(entry, root, ready_timeout=30):
 
 def not_honoured_help():
     """Names of the options `uwsgi-rs --help` lists as not honoured yet."""
-    out = subprocess.run([BIN, "--help"], capture_output=True, text=True, timeout=10,
-                         check=True).stdout
+    out = helpers.run([BIN, "--help"], capture_output=True, text=True, timeout=10,
+                      check=True).stdout
     names, inside = set(), False
     for line in out.splitlines():
         if not line.startswith(" "):

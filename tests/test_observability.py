@@ -27,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import APPS, BIN, free_port, http_get, Bg
 from helpers import lineno_of, popen, quick_stop, read_socket, wait_for
+import helpers
 
 OBS_APP = str(APPS / "obs_app.py")
 PLAIN_HEADER = "*** uWSGI Python tracebacker output ***"
@@ -66,8 +67,8 @@ STATS_CORE_KEYS = ["id", "in_request", "vars", "req_info", "requests"]
 def tracebacks(base, *extra, timeout=20):
     """Run the `--tracebacks` client: (CompletedProcess, wall seconds)."""
     t0 = time.perf_counter()
-    r = subprocess.run([BIN, "--tracebacks", str(base), *extra],
-                       capture_output=True, timeout=timeout)
+    r = helpers.run([BIN, "--tracebacks", str(base), *extra],
+                    capture_output=True, timeout=timeout)
     return r, time.perf_counter() - t0
 
 
@@ -365,8 +366,8 @@ def test_connect_and_read_plain_format_unchanged(serve, port, tmp_path):
         Bg(port, "/locals/5")
         wait_for(lambda: len([t for _, t in busy_threads(tracebacks_json(base))
                               if len(t["frames"]) >= 2]) == 2, 10, "2 busy cores")
-        r = subprocess.run([BIN, "--connect-and-read", base + "1"],
-                           capture_output=True, timeout=15)
+        r = helpers.run([BIN, "--connect-and-read", base + "1"],
+                        capture_output=True, timeout=15)
         assert r.returncode == 0, r.stderr
         text = r.stdout.decode("utf-8")
         assert text.startswith(PLAIN_HEADER + "\n\n"), text

@@ -31,6 +31,7 @@ import pytest
 
 import conftest
 from conftest import APPS, BIN, ROOT, Bg, http_get
+import helpers
 
 VERSION_APP = APPS / "pkg_version.py"
 DEBIAN_PYTHON = "/usr/bin/python3.11"
@@ -171,8 +172,8 @@ def test_python_dash_m_and_client_commands(debian_venv, serve, monkeypatch, tmp_
     assert r.stdout.startswith("uwsgi-rs "), r.stdout
     r, _ = run([py, "-m", "uwsgi_rs", "--help"])
     assert "--py-tracebacker" in r.stdout
-    r = subprocess.run([py, "-m", "uwsgi_rs", "--no-such-option"], capture_output=True, text=True,
-                       timeout=30)
+    r = helpers.run([py, "-m", "uwsgi_rs", "--no-such-option"], capture_output=True, text=True,
+                    timeout=30)
     assert r.returncode == 1 and r.stderr.strip().count("\n") == 0, r
     assert "unknown option" in r.stderr, r.stderr
 
@@ -185,8 +186,8 @@ def test_python_dash_m_and_client_commands(debian_venv, serve, monkeypatch, tmp_
     deadline = time.monotonic() + 10
     out = ""
     while "function = nap" not in out and time.monotonic() < deadline:
-        out = subprocess.run([venv / "bin" / "uwsgi-rs", "--connect-and-read", base + "1"],
-                             capture_output=True, text=True, timeout=10).stdout
+        out = helpers.run([venv / "bin" / "uwsgi-rs", "--connect-and-read", base + "1"],
+                          capture_output=True, text=True, timeout=10).stdout
         time.sleep(0.1)
     assert "function = nap line = time.sleep(seconds)" in out, out
     # the launcher's frames (runpy, __main__, uwsgi_rs.main) are not the app's

@@ -16,6 +16,7 @@ import pytest
 
 from conftest import APPS, BIN, Bg, free_port, http_get, signal_and_wait
 from helpers import group_members, in_app, mark_query, start_app
+import helpers
 
 ECHO = str(APPS / "core_echo.py")
 
@@ -44,8 +45,8 @@ def wait_group_gone(pgid, timeout=5.0):
 
 def run_bin(args, cwd, timeout=10):
     t0 = time.monotonic()
-    r = subprocess.run([BIN] + args, cwd=cwd, capture_output=True, text=True,
-                       timeout=timeout, stdin=subprocess.DEVNULL, start_new_session=True)
+    r = helpers.run([BIN] + args, cwd=cwd, capture_output=True, text=True,
+                    timeout=timeout, stdin=subprocess.DEVNULL, start_new_session=True)
     return r, time.monotonic() - t0
 
 

@@ -13,6 +13,7 @@ import time
 
 from conftest import BIN, Bg, http_get
 from helpers import copy_app, lineno_of, popen, read_socket, wait_for
+import helpers
 
 HEADER = b"*** uWSGI Python tracebacker output ***"
 FOLDED = re.compile(r"^(?P<stack>.+) (?P<count>\d+)$")
@@ -60,8 +61,8 @@ def start(serve, port, tmp_path, *extra, workers=2, threads=2):
 
 
 def profile(base, *args, timeout=60):
-    return subprocess.run([BIN, "--profile", base, *args], capture_output=True,
-                          timeout=timeout)
+    return helpers.run([BIN, "--profile", base, *args], capture_output=True,
+                       timeout=timeout)
 
 
 def parse_folded(text):

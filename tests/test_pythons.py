@@ -32,6 +32,7 @@ import pytest
 
 import conftest
 from conftest import APPS, ROOT, http_get, Bg
+import helpers
 
 SCRIPT = ROOT / "scripts" / "pythons.sh"
 SUPPORTED = [(3, m) for m in range(9, 14)]
@@ -87,8 +88,8 @@ def mapped_files(pid):
 
 def dump(binary, sock, timeout=10):
     t0 = time.monotonic()
-    r = subprocess.run([str(binary), "--connect-and-read", sock], capture_output=True,
-                       timeout=timeout)
+    r = helpers.run([str(binary), "--connect-and-read", sock], capture_output=True,
+                    timeout=timeout)
     return r, time.monotonic() - t0
 
 

@@ -13,6 +13,7 @@ import time
 from conftest import free_port, http_get, raw_request
 from helpers import popen
 from test_hostile import uwsgi_packet
+import helpers
 
 APP = '''def application(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
@@ -370,9 +371,9 @@ def test_umask_and_chown_socket(serve, tmp_path):
         serve(["--socket", str(sock2), "--wsgi-file", "echo.py", "--chown-socket", "65534:65534"],
               cwd=tmp_path)
         assert (sock2.stat().st_uid, sock2.stat().st_gid) == (65534, 65534)
-    r = subprocess.run([BIN_(), "--socket", str(tmp_path / "x.sock"), "--wsgi-file", "echo.py",
-                        "--chown-socket", "no-such-user-here"], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=20)
+    r = helpers.run([BIN_(), "--socket", str(tmp_path / "x.sock"), "--wsgi-file", "echo.py",
+                     "--chown-socket", "no-such-user-here"], cwd=tmp_path,
+                    capture_output=True, text=True, timeout=20)
     assert r.returncode != 0
     assert "--chown-socket no-such-user-here: no such user" in r.stderr + r.stdout
     assert not (tmp_path / "x.sock").exists()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from conftest import APPS, BIN, ROOT, http_get, Bg
 from helpers import copy_app, lineno_of, popen, quick_stop, read_socket, spawned_pids
+import helpers
 
 HEADER = "*** uWSGI Python tracebacker output ***"
 FRAME_RE = re.compile(
@@ -43,8 +44,8 @@ def read_tb(path, timeout=5.0):
 
 
 def connect_and_read(path, *extra, timeout=15):
-    return subprocess.run([BIN, "--connect-and-read", str(path), *extra],
-                          capture_output=True, timeout=timeout)
+    return helpers.run([BIN, "--connect-and-read", str(path), *extra],
+                       capture_output=True, timeout=timeout)
 
 
 def parse_dump(data, marks=None):

@@ -14,6 +14,7 @@ import requests
 
 from conftest import APPS, free_port, http_get, running
 from helpers import raw_request, start_app, wait_for
+import helpers
 
 ECHO = str(APPS / "core_echo.py")
 
@@ -515,9 +516,9 @@ def test_virtualenv_of_another_python_is_refused(tmp_path):
     another shell only warns, and the server serves."""
     from conftest import BIN, free_port
     other = _venv_of_another_minor(tmp_path / "other")
-    r = subprocess.run([BIN, "--http", f"127.0.0.1:{free_port()}", "--wsgi-file",
-                        str(APPS / "core_venv.py"), "--home", str(tmp_path / "other")],
-                       capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    r = helpers.run([BIN, "--http", f"127.0.0.1:{free_port()}", "--wsgi-file",
+                     str(APPS / "core_venv.py"), "--home", str(tmp_path / "other")],
+                    capture_output=True, text=True, timeout=30, cwd=tmp_path)
     lines = [l for l in (r.stdout + r.stderr).splitlines() if l.startswith("uwsgi-rs:")]
     assert r.returncode == 1 and len(lines) == 1, (r.stdout, r.stderr)
     assert f"is a Python {other} environment" in lines[0], lines
