@@ -5,7 +5,6 @@ option table as `--help`.
 """
 
 import re
-import subprocess
 import textwrap
 
 import pytest
