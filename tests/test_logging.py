@@ -393,6 +393,53 @@ def test_log_master_keeps_a_printing_app_serving_with_a_stalled_reader(piped, po
     assert b"app output xxx" in srv.buf and b"app error output" in srv.buf
 
 
+
+def test_logto_a_fifo_never_waits_for_its_reader(serve, port, tmp_path):
+    """--logto naming a FIFO (a log shipper's): the server started only once
+    a reader opened it (a shipper down at start: it never started, and
+    SIGTERM did nothing), and a reader that stopped reading stopped serving
+    after ~320 requests. uWSGI opens it read-write, which never waits. Now
+    it starts with nobody reading, serves on with the pipe full, stops at
+    once, and a reader that comes finds the lines that fit, whole, and the
+    count of those dropped."""
+    fifo = tmp_path / "log.fifo"
+    os.mkfifo(fifo)
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP, "--processes", "2",
+                 "--logto", str(fifo)], ready=False)
+    ok, took = fill_the_pipe(port)
+    assert ok == 600, f"{ok} of 600 served"
+    assert took < 30, took
+    r = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    got = []
+
+    def read_all():
+        while True:
+            try:
+                b = os.read(r, 65536)
+            except BlockingIOError:
+                return b"".join(got)
+            if not b:
+                return b"".join(got)
+            got.append(b)
+    try:
+        assert read_all(), "the lines written before a reader came are gone"
+        wait_for(lambda: served(port, "/after") and b"log line(s) dropped" in read_all(), 10,
+                 what="the dropped-lines report")
+        wait_for(lambda: b"GET /after =>" in read_all(), 5, what="the next request line")
+    finally:
+        os.close(r)
+    text = b"".join(got).decode(errors="replace")
+    assert "uwsgi-rs 0.1.0 serving http" in text
+    dropped = int(re.search(r"\*\*\* (\d+) log line\(s\) dropped", text).group(1))
+    assert dropped > 100, dropped
+    for line in text.splitlines():
+        if "GET /n/" in line:
+            assert LNAV.match(line), line
+    t0 = time.monotonic()
+    srv.proc.send_signal(signal.SIGTERM)
+    srv.proc.wait(6)
+    assert time.monotonic() - t0 < 5
+
 # ------------------------------------------------------------ log files
 
 def test_logto_writes_everything_to_the_file(serve, port, tmp_path):

@@ -27,7 +27,10 @@
 //!   (a new description of the same pipe: the flag is ours alone); a
 //!   socket (systemd's journal stream, for one) is written with
 //!   `send(MSG_DONTWAIT)`, a flag of that call only; a regular file never
-//!   says EAGAIN and is written as it is. Writes are whole lines of at most
+//!   says EAGAIN and is written as it is. A log file opened by path
+//!   (`--logto`) may be a FIFO: it is opened `O_NONBLOCK` (the description
+//!   is ours alone), read-write while no reader has it (see `open_log`).
+//!   Writes are whole lines of at most
 //!   PIPE_BUF bytes (a longer block is cut at line ends), so on a pipe each
 //!   either goes in whole or not at all. What does not go in is dropped and
 //!   counted in a counter all processes share ([`super::shared`]); the next
@@ -414,8 +417,7 @@ impl LogFile {
         unsafe {
             libc::dup3(new, fd, libc::O_CLOEXEC);
             if self.std {
-                libc::dup2(new, 1);
-                libc::dup2(new, 2);
+                point_std_at(new);
             }
             libc::close(new);
         }
@@ -456,8 +458,7 @@ impl LogFile {
         unsafe {
             libc::dup3(new, out.fd, libc::O_CLOEXEC);
             if self.std {
-                libc::dup2(new, 1);
-                libc::dup2(new, 2);
+                point_std_at(new);
             }
             libc::close(new);
         }
@@ -471,22 +472,80 @@ impl LogFile {
 }
 
 /// Open a log file for appending: created 0640 as uWSGI does, close-on-exec,
-/// at a high number.
+/// at a high number, and never waiting. The path may name a FIFO (a log
+/// shipper's): `O_NONBLOCK` makes the description ours alone non-blocking,
+/// so a reader that stops reading costs dropped, counted lines instead of
+/// stopping every process that logs (a regular file ignores the flag). A
+/// FIFO nobody has open for reading yet refuses a non-blocking write-only
+/// open (ENXIO) and a blocking one would wait for a reader forever (the
+/// server never started); it is opened read-write instead, as uWSGI opens
+/// every log file, which never waits: lines wait in the pipe, up to its
+/// size, for the reader to come.
 fn open_log(path: &Path, truncate: bool) -> std::io::Result<RawFd> {
     use std::os::unix::ffi::OsStrExt;
     let c = CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
-    let flags = libc::O_WRONLY
-        | libc::O_CREAT
+    let flags = libc::O_CREAT
         | libc::O_APPEND
         | libc::O_CLOEXEC
         | libc::O_NOCTTY
+        | libc::O_NONBLOCK
         | if truncate { libc::O_TRUNC } else { 0 };
-    // SAFETY: NUL-terminated path; the mode is an int vararg.
-    let fd = unsafe { libc::open(c.as_ptr(), flags, 0o640 as libc::c_uint) };
+    let open = |access: libc::c_int| {
+        // SAFETY: NUL-terminated path; the mode is an int vararg.
+        unsafe { libc::open(c.as_ptr(), access | flags, 0o640 as libc::c_uint) }
+    };
+    let mut fd = open(libc::O_WRONLY);
+    if fd < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO) {
+        fd = open(libc::O_RDWR);
+    }
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }
     fds::to_high(fd)
+}
+
+/// Point fds 1 and 2 (the app's prints) at the log file open on `fd`. They
+/// keep a blocking description, as the inherited ones (see the module doc):
+/// on a FIFO or terminal a full buffer would make the app's `print()` raise
+/// `BlockingIOError`, so they get a description of their own, reopened
+/// through `/proc/self/fd` (without waiting for a reader, as `open_log`),
+/// then made blocking. A regular file has no such state and shares `fd`'s.
+pub(super) fn point_std_at(fd: RawFd) {
+    // SAFETY: stat is plain data; fstat fills it for an open fd.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let regular =
+        unsafe { libc::fstat(fd, &mut st) } == 0 && st.st_mode & libc::S_IFMT == libc::S_IFREG;
+    let path = format!("/proc/self/fd/{fd}\0");
+    let open = |access: libc::c_int| {
+        // SAFETY: open with a NUL-terminated path; the result is checked.
+        unsafe {
+            libc::open(
+                path.as_ptr().cast(),
+                access | libc::O_APPEND | libc::O_NOCTTY | libc::O_CLOEXEC | libc::O_NONBLOCK,
+            )
+        }
+    };
+    let mut own = -1;
+    if !regular {
+        own = open(libc::O_WRONLY);
+        if own < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO) {
+            own = open(libc::O_RDWR);
+        }
+    }
+    // SAFETY: fcntl, dup2 and close on descriptors we own; `own` is ours.
+    unsafe {
+        if own >= 0 {
+            let flags = libc::fcntl(own, libc::F_GETFL);
+            libc::fcntl(own, libc::F_SETFL, flags & !libc::O_NONBLOCK);
+        }
+        let from = if own >= 0 { own } else { fd };
+        libc::dup2(from, 1);
+        libc::dup2(from, 2);
+        if own >= 0 {
+            libc::close(own);
+        }
+    }
 }
 
 fn file_size(fd: RawFd) -> u64 {

@@ -170,11 +170,7 @@ pub fn start(cfg: &Config) -> Result<(State, Vec<String>)> {
         daemon::detach(lo.daemonize.is_none(), p).context("cannot daemonize")?;
     }
     if let Some(fd) = std_fd {
-        // SAFETY: dup2 of our log file's descriptor onto 1 and 2.
-        unsafe {
-            libc::dup2(fd, 1);
-            libc::dup2(fd, 2);
-        }
+        super::output::point_std_at(fd);
     }
     let state = State {
         router: b.router,
