@@ -139,6 +139,13 @@ impl Conn {
         }
     }
 
+    /// The client sent more than the requests served so far: a pipelined
+    /// request in the buffer, or bytes waiting on the socket (one ioctl
+    /// when the buffer is empty).
+    pub fn has_input(&self) -> bool {
+        !self.buf.is_empty() || rustix::io::ioctl_fionread(&self.socket).is_ok_and(|n| n > 0)
+    }
+
     pub fn fd(&self) -> RawFd {
         self.socket.as_raw_fd()
     }
