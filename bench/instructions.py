@@ -5,7 +5,7 @@ worker RSS, for the bench workloads. Stdlib only; needs valgrind and strace.
 
     python3 bench/instructions.py [--workloads hello,big,post] [--proto http|uwsgi]
                                   [--n 2000] [--syscalls] [--rss] [--keep DIR]
-                                  [--venv DIR]
+                                  [--venv DIR] [--server uwsgi-rs|bjoern]
 
 Instructions: the server (1 worker x 1 thread, under callgrind) serves
 `--n` more requests in one run than in another; the difference of the
@@ -22,6 +22,17 @@ Syscalls: strace -c -f on the worker while it serves `--n` requests
 
 `--venv DIR` measures the uwsgi-rs installed in another venv (a build
 kept for before/after comparisons); default: the checkout's .venv.
+
+App-bound workloads: `json` (json50.py) and `django` (bench/apps/djangoapp,
+a template rendered from a 50-row sqlite query; the database is made in a
+temporary directory first). A Django request is ~22M instructions, ~0.2 s
+under callgrind, so `django` defaults to 100 requests over a base of 20.
+`--server bjoern` measures bjoern (bench/.venv, bench/setup.sh) the same
+way: one process serving the app in-process (no fork), stopped with
+SIGINT, the same client (HTTP only, instructions only). Where both spend
+the same instructions per request on an app-bound workload, a difference
+in CPU time per request under load is not code but scheduling, caches or
+the machine (bench/README.md, "App-bound requests").
 
 RSS: peak VmRSS of the worker for one request of the workload (the 50 MB
 list response is the interesting one: `--workloads stream50m --rss`).
@@ -49,15 +60,38 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_DIR = os.path.dirname(BENCH_DIR)
 APPS = os.path.join(BENCH_DIR, "apps")
 VENV = os.path.join(REPO_DIR, ".venv")
+SERVER = "uwsgi-rs"  # or "bjoern" (--server)
 
-# workload -> (app file, method, body size)
+PEERS_PYTHON = os.path.join(BENCH_DIR, ".venv", "bin", "python")
+
+# workload -> (app file, or MODULE:CALLABLE under bench/apps; method, body size)
 WORKLOADS = {
     "hello": ("hello.py", "GET", 0),
     "big": ("big.py", "GET", 0),
     "post": ("post.py", "POST", 64 * 1024),
     "json": ("json50.py", "GET", 0),
     "stream50m": ("stream50m.py", "GET", 0),
+    "django": ("djangoapp.wsgi:application", "GET", 0),
 }
+# workload -> (requests measured, base run) when --n is not given
+SLOW_WORKLOADS = {"django": (100, 20)}
+
+# bjoern in one process (bench/peer_run.py forks, and a forked child killed
+# by its parent leaves no profile): argv = app, port; SIGINT stops it.
+BJOERN_RUNNER = """
+import importlib, os, sys
+sys.path.insert(0, os.getcwd())
+app, port = sys.argv[1], int(sys.argv[2])
+if ":" in app:
+    module, _, func = app.partition(":")
+    app = getattr(importlib.import_module(module), func)
+else:
+    ns = {"__file__": app, "__name__": "bench_app"}
+    exec(compile(open(app).read(), app, "exec"), ns)
+    app = ns["application"]
+import bjoern
+bjoern.run(app, "127.0.0.1", port)
+"""
 
 
 def free_port():
@@ -143,6 +177,12 @@ class Client:
             self.sock = None
 
 
+def app_args(app):
+    if ":" in app:
+        return ["--pythonpath", APPS, "--module", app]
+    return ["--wsgi-file", os.path.join(APPS, app)]
+
+
 def start(proto, app, tmp, threads, prefix=(), processes=1):
     if proto == "http":
         port = free_port()
@@ -150,10 +190,14 @@ def start(proto, app, tmp, threads, prefix=(), processes=1):
     else:
         addr = os.path.join(tmp, "app.sock")
         bind = ["--socket", addr]
-    argv = list(prefix) + [os.path.join(VENV, "bin", "python"),
-                           os.path.join(VENV, "bin", "uwsgi-rs")] + bind + [
-        "--wsgi-file", os.path.join(APPS, app), "--master", "--processes", str(processes),
-        "--threads", str(threads), "--disable-logging"]
+    if SERVER == "bjoern":
+        argv = list(prefix) + [PEERS_PYTHON, "-c", BJOERN_RUNNER,
+                               app if ":" in app else os.path.join(APPS, app), str(addr[1])]
+    else:
+        argv = list(prefix) + [os.path.join(VENV, "bin", "python"),
+                               os.path.join(VENV, "bin", "uwsgi-rs")] + bind + app_args(app) + [
+            "--master", "--processes", str(processes),
+            "--threads", str(threads), "--disable-logging"]
     log = open(os.path.join(tmp, "server.log"), "ab")
     proc = subprocess.Popen(argv, cwd=APPS, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -178,7 +222,7 @@ def start(proto, app, tmp, threads, prefix=(), processes=1):
 
 def stop(proc):
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, signal.SIGINT if SERVER == "bjoern" else signal.SIGTERM)
         proc.wait(60)
     except (ProcessLookupError, subprocess.TimeoutExpired):
         try:
@@ -226,7 +270,7 @@ def callgrind_total(workload, proto, n, threads, keep=None):
             for line in f:
                 if line.startswith("totals:"):
                     totals[pid] = int(line.split()[1])
-    worker = [p for p in totals if p in workers_of(tmp)]
+    worker = list(totals) if SERVER == "bjoern" else [p for p in totals if p in workers_of(tmp)]
     if len(worker) != 1:
         raise RuntimeError("expected one worker profile in %s, got %s" % (tmp, sorted(totals)))
     if keep:
@@ -238,8 +282,7 @@ def callgrind_total(workload, proto, n, threads, keep=None):
     return totals[worker[0]]
 
 
-def instructions(workload, proto, n, threads, keep):
-    base = 200
+def instructions(workload, proto, n, threads, keep, base=200):
     t0 = callgrind_total(workload, proto, base, threads)
     t1 = callgrind_total(workload, proto, base + n, threads)
     if keep:
@@ -308,32 +351,56 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workloads", default="hello,big,post")
     ap.add_argument("--proto", default="http", choices=["http", "uwsgi"])
-    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--n", type=int, help="requests measured (default 2000; django 100)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--syscalls", action="store_true", help="count syscalls instead")
     ap.add_argument("--rss", action="store_true", help="peak RSS of one request instead")
     ap.add_argument("--keep", help="keep the callgrind profiles in this directory")
     ap.add_argument("--venv", help="the venv whose uwsgi-rs to measure (default: .venv)")
+    ap.add_argument("--server", default="uwsgi-rs", choices=["uwsgi-rs", "bjoern"],
+                    help="bjoern: bench/.venv's, HTTP, instructions only")
     args = ap.parse_args()
+    global VENV, SERVER
     if args.venv:
-        global VENV
         VENV = os.path.abspath(args.venv)
-    for w in args.workloads.split(","):
+    SERVER = args.server
+    if SERVER == "bjoern" and (args.proto != "http" or args.syscalls or args.rss or args.keep):
+        ap.error("--server bjoern measures instructions over HTTP only")
+    workloads = args.workloads.split(",")
+    db_dir = None
+    if "django" in workloads:
+        # one database for every run, made before any server starts
+        db_dir = tempfile.mkdtemp(prefix="uwsgi-rs-django-")
+        os.environ["BENCH_DJANGO_DB"] = os.path.join(db_dir, "django.sqlite3")
+        python = PEERS_PYTHON if SERVER == "bjoern" else os.path.join(VENV, "bin", "python")
+        subprocess.run([python, "-m", "djangoapp.setup_db"], cwd=APPS, check=True,
+                       stdout=subprocess.DEVNULL)
+    try:
+        measure(args, workloads)
+    finally:
+        if db_dir:
+            shutil.rmtree(db_dir, ignore_errors=True)
+
+
+def measure(args, workloads):
+    for w in workloads:
+        n, base = SLOW_WORKLOADS.get(w, (2000, 200))
+        n = args.n or n
         if args.rss:
             before, peak, after = peak_rss(w, args.proto)
             print("%-9s %-5s worker RSS before %.1f MiB, peak %.1f MiB, after %.1f MiB"
                   % (w, args.proto, before / 1024, peak / 1024, after / 1024), flush=True)
         elif args.syscalls:
-            calls = syscalls(w, args.proto, args.n)
+            calls = syscalls(w, args.proto, n)
             total = sum(calls.values())
-            detail = ", ".join("%s %.2f" % (k, v / args.n) for k, v in
-                               sorted(calls.items(), key=lambda kv: -kv[1]) if v / args.n >= 0.01)
-            print("%-9s %-5s %.2f syscalls/request: %s" % (w, args.proto, total / args.n, detail),
+            detail = ", ".join("%s %.2f" % (k, v / n) for k, v in
+                               sorted(calls.items(), key=lambda kv: -kv[1]) if v / n >= 0.01)
+            print("%-9s %-5s %.2f syscalls/request: %s" % (w, args.proto, total / n, detail),
                   flush=True)
         else:
-            ins = instructions(w, args.proto, args.n, args.threads, args.keep)
-            print("%-9s %-5s %10.0f instructions/request (worker, user space)"
-                  % (w, args.proto, ins), flush=True)
+            ins = instructions(w, args.proto, n, args.threads, args.keep, base)
+            print("%-9s %-5s %10.0f instructions/request (%s worker, user space)"
+                  % (w, args.proto, ins, SERVER), flush=True)
 
 
 if __name__ == "__main__":
