@@ -880,11 +880,25 @@ def cpu_per_request(r):
     return out
 
 
+def paired_ratio(s, ref, key):
+    """(median, low, high) of s's `key` over ref's, taken round by round and
+    then the median, or None without a round both completed. The VM's speed
+    moves between rounds for every server alike, so a ratio within one round
+    is steadier than one of two medians taken over different rounds."""
+    mine, theirs = s.get("per_round") or {}, ref.get("per_round") or {}
+    ratios = [mine[r][key] / theirs[r][key] for r in mine
+              if r in theirs and mine[r].get(key) and theirs[r].get(key)]
+    if not ratios:
+        return None
+    return statistics.median(ratios), min(ratios), max(ratios)
+
+
 def cpu_ratio(s, ref):
     """" (CPU/req 0.93x)": the server's CPU per request over the reference's
-    (below 1: it spends less per request), or "" without both figures."""
-    mine, theirs = s.get("cpu_us_per_req"), ref.get("cpu_us_per_req")
-    return " (CPU/req %.2fx)" % (mine / theirs) if mine and theirs else ""
+    (below 1: it spends less per request), round by round, or "" without
+    both figures."""
+    r = paired_ratio(s, ref, "cpu_us_per_req")
+    return " (CPU/req %.2fx)" % r[0] if r else ""
 
 
 def cpu_split(r):
@@ -912,6 +926,9 @@ def summarize(names, rounds_results):
                     "server_cpu_pct", "other_cpu_pct", "steal_ms", "cpu_us_per_req",
                     "front_us_per_req"):
             s[key] = median_of(ok, key)
+        # per round, for ratios taken within a round (paired_ratio)
+        s["per_round"] = {r.get("round", i + 1): {k: r.get(k) for k in ("rps", "cpu_us_per_req")}
+                          for i, r in enumerate(rows) if "error" not in r}
         s["errors"] = sum(r.get("errors", 0) for r in ok)
         s["error_detail"] = {k: sum(r.get(k, 0) for r in ok) for k in
                              ("non2xx", "sock_connect", "sock_read", "sock_write", "sock_timeout")}
@@ -979,11 +996,16 @@ def print_workload_table(summary, out=sys.stdout):
     bjoern and fastwsgi."""
     by = {(s["workload"], s["mode"], s["server"]): s for s in summary}
 
-    def ratio(s, ref_name, mode=None):
+    def ratio(s, ref_name, mode=None, spread=False):
+        """req/s over the reference's: the median of the per-round ratios
+        (with their range if `spread` and there is more than one round)."""
         ref = by.get((s["workload"], mode or s["mode"], ref_name))
-        if not s.get("rps") or not ref or not ref.get("rps"):
+        r = paired_ratio(s, ref, "rps") if ref else None
+        if not r:
             return "-"
-        return "%.2fx" % (s["rps"] / ref["rps"])
+        if spread and r[1] != r[2]:
+            return "%.2fx [%.2f-%.2f]" % r
+        return "%.2fx" % r[0]
 
     def cpu_us(s):
         """Server CPU per request, plus nginx's behind nginx."""
@@ -1023,13 +1045,14 @@ def print_workload_table(summary, out=sys.stdout):
     for r in rows:
         print(line(r), file=out)
     print(file=out)
+    print("ratios: median of the per-round ratios [lowest-highest round]", file=out)
     for w in WORKLOAD_ORDER:
         parts = []
         for ref, mode in (("granian", "direct"), ("uWSGI", "nginx"), ("bjoern", "direct"),
                           ("fastwsgi", "direct")):
             s = by.get((w, mode, "uwsgi-rs"))
             if s and (w, mode, ref) in by:
-                r = ratio(s, ref)
+                r = ratio(s, ref, spread=True)
                 if r != "-":
                     parts.append("%s %s vs %s%s%s" % (r, mode, ref, "" if mode == "direct"
                                                        else " (both behind nginx)",
