@@ -474,6 +474,31 @@ def test_touch_reload_replaces_every_worker(serve, port, tmp_path):
     assert not (set(srv.worker_pids().values()) & first)
 
 
+
+def test_lazy_apps_a_reload_after_one_stuck_in_the_import_takes_the_newer_code(serve, port,
+                                                                               tmp_path):
+    """--lazy-apps: a deploy whose import hangs leaves its successor
+    starting forever while the old worker serves (good); the fixed deploy's
+    SIGHUP must replace that successor, not wait behind it. It waited for
+    ever: every later reload was stuck, the old code served on."""
+    app = tmp_path / "life_app.py"
+    shutil.copy(LIFE, app)
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(app), "--master",
+                 "--processes", "1", "--threads", "1", "--lazy-apps", "--reload-mercy", "3"])
+    first = get(port)["pid"]
+    good = app.read_text()
+    importing = tmp_path / "importing"
+    app.write_text(f"import os, time\nopen({str(importing)!r}, 'w').write(str(os.getpid()))\n"
+                   "time.sleep(300)\n" + good)
+    os.kill(srv.proc.pid, signal.SIGHUP)
+    stuck = wait_for(lambda: int(importing.read_text() or 0), 15, what="the successor importing")
+    assert get(port)["pid"] == first  # the old worker serves meanwhile
+    app.write_text(good)
+    os.kill(srv.proc.pid, signal.SIGHUP)
+    wait_for(lambda: get(port)["pid"] not in (first, stuck), 20, what="the fixed code serving")
+    wait_for(lambda: not alive(stuck), 5, what="the stuck successor gone")
+    assert srv.log.count(") ready") == 2, srv.log
+
 def test_touch_chain_reload_replaces_the_workers_with_the_same_code(serve, port, tmp_path):
     touch = tmp_path / "chain.touch"
     srv = start(serve, port, "--touch-chain-reload", str(touch), workers=2)

@@ -721,6 +721,7 @@ impl Master {
         if self.cfg.lazy_apps {
             log::line(&format!("{cause}: gracefully reloading workers..."));
             self.generation += 1;
+            self.retire_stale_successors();
             self.start_reload();
         } else {
             self.reload_preloaded(cause);

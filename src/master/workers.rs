@@ -687,6 +687,29 @@ impl Master {
         self.reload_from = Instant::now();
     }
 
+    /// A reload with `--lazy-apps` while successors of an older one still
+    /// start: they run the older code, and one stuck in its import (a
+    /// deploy that hangs) held every later reload behind it for ever. Each
+    /// is asked to stop (killed at mercy if its import never returns; one
+    /// that may have begun to accept is never killed at once) and its slot
+    /// is replaced anew, with the newer code.
+    pub(super) fn retire_stale_successors(&mut self) {
+        for i in 0..self.slots.len() {
+            let generation = self.generation;
+            let Some(p) = self.slots[i]
+                .successor
+                .take_if(|p| p.generation < generation)
+            else {
+                continue;
+            };
+            log::line(&format!(
+                "worker {} (pid: {}) had not taken over with the older code (generation {}): retired for generation {generation}",
+                p.id, p.pid, p.generation
+            ));
+            self.retire(p, Why::Reload);
+        }
+    }
+
     pub(super) fn advance_reload(&mut self) {
         if self.phase != Phase::Running {
             return;
