@@ -6,6 +6,7 @@
 //! setup     options -> outputs, loggers, routes, request-log style (master, once)
 //! output    one output and non-blocking whole-line writes (why: see there)
 //! router    loggers, routes, drain, reopen, rotation, the dropped-lines report
+//! pattern   the routes' and drain's PCRE regexps on regex-lite
 //! encode    --log-encoder chains (prefix, suffix, nl, format, json)
 //! relay     --log-master: workers hand lines to the master through pipes
 //! access    the request line: uWSGI's default or --log-format (pure)
@@ -28,6 +29,7 @@ pub mod daemon;
 mod encode;
 pub mod fds;
 mod output;
+mod pattern;
 mod relay;
 mod router;
 mod setup;

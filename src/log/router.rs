@@ -13,7 +13,7 @@
 
 use std::sync::atomic::Ordering;
 
-use regex_lite::Regex;
+use super::pattern::LinePattern;
 
 use super::encode::{self, Encoder};
 use super::output::Output;
@@ -27,7 +27,7 @@ pub enum Kind {
 
 #[derive(Debug)]
 pub struct Route {
-    pub re: Regex,
+    pub re: LinePattern,
     /// Index into `outputs`.
     pub to: usize,
 }
@@ -41,7 +41,7 @@ pub struct Router {
     pub request: Vec<usize>,
     pub routes: Vec<Route>,
     pub req_routes: Vec<Route>,
-    pub drain: Vec<Regex>,
+    pub drain: Vec<LinePattern>,
     /// `--log-encoder` and `--log-req-encoder` chains.
     pub encoders: Vec<Encoder>,
     pub req_encoders: Vec<Encoder>,
@@ -212,11 +212,11 @@ mod tests {
             general: vec![0],
             request: vec![2],
             routes: vec![Route {
-                re: Regex::new("uwsgi-cron").unwrap(),
+                re: LinePattern::new("uwsgi-cron").unwrap(),
                 to: 1,
             }],
             req_routes: vec![],
-            drain: vec![Regex::new("^noise").unwrap()],
+            drain: vec![LinePattern::new("^noise").unwrap()],
             counters: Some(shared::private()),
             ..Router::default()
         };
@@ -240,7 +240,7 @@ mod tests {
             ],
             general: vec![0],
             req_routes: vec![Route {
-                re: Regex::new(r"\(HTTP/1.1 5\d\d\)").unwrap(),
+                re: LinePattern::new(r"\(HTTP/1.1 5\d\d\)").unwrap(),
                 to: 1,
             }],
             counters: Some(shared::private()),

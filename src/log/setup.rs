@@ -12,7 +12,6 @@ use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
-use regex_lite::Regex;
 
 use super::access::{Format, Style, When};
 use super::encode::Encoder;
@@ -77,6 +76,14 @@ pub fn start(cfg: &Config) -> Result<(State, Vec<String>)> {
     for (specs, request) in [(&lo.loggers, false), (&lo.req_loggers, true)] {
         for spec in specs {
             let out = match spec.plugin.as_str() {
+                // A named stdio logger is its own output on the same
+                // descriptor, so that the encoders for its name apply.
+                "stdio" if spec.name.is_some() => {
+                    let base = &b.router.outputs[stderr.unwrap_or(main)];
+                    let mut o = Output::new(base.fd, base.how);
+                    o.name = spec.name.clone();
+                    Some(o)
+                }
                 "stdio" => None,
                 _ => match logger_output(spec, cfg, creds)? {
                     Some(o) => Some(o),
@@ -220,8 +227,8 @@ impl Builder {
     }
 }
 
-fn regex(pattern: &str, option: &str) -> Result<Regex> {
-    Regex::new(pattern)
+fn regex(pattern: &str, option: &str) -> Result<super::pattern::LinePattern> {
+    super::pattern::LinePattern::new(pattern)
         .map_err(|e| anyhow!("invalid regular expression for {option} '{pattern}': {e}"))
 }
 
