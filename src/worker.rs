@@ -191,7 +191,7 @@ fn report_load_error(e: crate::wsgi::app::LoadError) -> anyhow::Error {
 }
 
 fn import_apps(py: Python<'_>, cfg: &Config) -> anyhow::Result<(Py<PyAny>, Vec<Py<PyAny>>)> {
-    let only_mounts = cfg.module.is_none() && cfg.wsgi_file.is_none();
+    let only_mounts = !cfg.has_main_app();
     let main = if only_mounts && !cfg.requests.mounts.is_empty() {
         None
     } else {
@@ -411,7 +411,7 @@ fn start(args: WorkerArgs<'_>, born: std::time::Instant) -> anyhow::Result<()> {
         environs,
     );
     shared.front = front;
-    shared.set_mounts(mounted, cfg.module.is_some() || cfg.wsgi_file.is_some());
+    shared.set_mounts(mounted, cfg.has_main_app());
     shared.channel = channel;
     let shared = Arc::new(shared);
     let offload_threads = shared

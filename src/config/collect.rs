@@ -368,6 +368,27 @@ impl Collector<'_> {
                 Some(spec) if !spec.is_empty() => self.read_ini(spec, &origin),
                 _ => self.problem(&origin, ConfigError::MissingValue("--ini".into())),
             },
+            // uWSGI's uwsgi_opt_ini_paste: the file's [uwsgi] section, then
+            // `paste = config:/abs/file` (and `paste-logger` for -logged).
+            "ini-paste" | "ini-paste-logged" => match value.as_deref() {
+                Some(file) if !file.is_empty() => {
+                    self.read_ini(file, &origin);
+                    let abs = self.host.cwd.join(file);
+                    let mut derived = vec![("paste", Some(format!("config:{}", abs.display())))];
+                    if key == "ini-paste-logged" {
+                        derived.push(("paste-logger", None));
+                    }
+                    for (k, v) in derived {
+                        self.entries.push(Entry {
+                            key: k.to_string(),
+                            value: v,
+                            origin: origin.clone(),
+                            placeholder: false,
+                        });
+                    }
+                }
+                _ => self.problem(&origin, ConfigError::MissingValue(format!("--{key}"))),
+            },
             "set" | "set-placeholder" | "set-ph" | "S" => {
                 let v = value.unwrap_or_default();
                 match v.split_once('=') {

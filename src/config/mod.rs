@@ -129,6 +129,13 @@ pub struct Config {
     /// With `wsgi_file` too, the module is loaded first (uWSGI's order).
     pub module: Option<String>,
     pub wsgi_file: Option<PathBuf>,
+    /// `--paste config:/etc/app.ini` (or `--ini-paste`): PasteDeploy's
+    /// `loadapp(SPEC)`, loaded when neither `module` nor `wsgi_file` is given
+    /// (uWSGI loads them first, and the first app loaded is the default).
+    pub paste: Option<String>,
+    /// `--paste-logger` (`--ini-paste-logged`): configure Python logging
+    /// from the paste file first.
+    pub paste_logger: bool,
     /// `--callable`, default `"application"`.
     pub callable: String,
     pub chdir: Option<PathBuf>,
@@ -424,6 +431,12 @@ impl Default for LifecycleOptions {
 }
 
 impl Config {
+    /// Whether an app other than the `--mount` ones is given (the default
+    /// app: `--module`, `--wsgi-file` or `--paste`).
+    pub fn has_main_app(&self) -> bool {
+        self.module.is_some() || self.wsgi_file.is_some() || self.paste.is_some()
+    }
+
     /// The protocol of `--socket` listeners (`--protocol`, default uwsgi),
     /// also that of sockets systemd passes that no address names.
     pub fn default_protocol(&self) -> Protocol {
@@ -465,6 +478,8 @@ impl Default for Config {
             listeners: Vec::new(),
             module: None,
             wsgi_file: None,
+            paste: None,
+            paste_logger: false,
             callable: "application".to_string(),
             chdir: None,
             pythonpath: Vec::new(),

@@ -260,6 +260,8 @@ pub static OPTIONS: &[OptSpec] = &[
     opt(&["protocol"], None, Value("PROTO"), Same, Core, "protocol of --socket listeners: uwsgi (default), http or http11", "", |c, v| { c.cfg.protocol = Some(protocol_value(c.name, t(v))?); Ok(()) }),
     opt(&["module", "wsgi"], Some('w'), Value("MODULE[:CALLABLE]"), Same, Core, "load a WSGI module", "with --wsgi-file too, the module is loaded and the file only if the module cannot be imported, as in uWSGI", |c, v| { c.cfg.module = Some(module_value(c.name, t(v))?); Ok(()) }),
     opt(&["wsgi-file", "file"], None, Value("FILE"), Same, Core, "load a WSGI script file (any name: app.py, app.wsgi, keystone-wsgi-public)", "", |c, v| { c.cfg.wsgi_file = Some(p(v)); Ok(()) }),
+    opt(&["paste"], None, Value("SPEC"), Same, Core, "load a WSGI app with PasteDeploy: loadapp(SPEC), e.g. config:/etc/app/paste.ini", "used when no --module or --wsgi-file is given (uWSGI loads those first); needs PasteDeploy in the app's environment", |c, v| { c.cfg.paste = Some(t(v).to_string()); Ok(()) }),
+    opt(&["paste-logger"], None, Switch, Same, Core, "with --paste: configure Python logging from the paste file first (logging.config.fileConfig)", "", |c, v| { c.cfg.paste_logger = flag(c.name, v)?; Ok(()) }),
     opt(&["callable"], None, Value("NAME"), Same, Core, "name of the WSGI callable (default: application)", "", |c, v| { c.cfg.callable = t(v).to_string(); Ok(()) }),
     opt(&["chdir"], None, Value("DIR"), Same, Core, "chdir to DIR before loading the app", "", |c, v| { c.cfg.chdir = Some(p(v)); Ok(()) }),
     opt(&["pythonpath", "python-path", "pp"], None, Value("DIR"), Same, Core, "add DIR to sys.path (repeatable)", "", |c, v| { c.cfg.pythonpath.push(p(v)); Ok(()) }),
@@ -308,6 +310,7 @@ pub static OPTIONS: &[OptSpec] = &[
     opt(&["version"], None, Switch, Same, Core, "print the version and exit", "", noop),
 
     // ---- the config language (handled while reading; rows for --help and --strict)
+    opt(&["ini-paste", "ini-paste-logged"], None, Value("FILE"), Language, Syntax, "load FILE's [uwsgi] section, then --paste config:FILE (-logged: and --paste-logger), for a PasteDeploy (Pyramid, Pylons) ini", "", noop),
     opt(&["ini"], None, Value("FILE[:SECTION]"), Language, Syntax, "load an ini file section ([uwsgi] by default; `:SECTION` alone: from the last ini file) at this position", "", noop),
     opt(&["set", "set-placeholder", "set-ph"], Some('S'), Value("KEY=VALUE"), Language, Syntax, "set a placeholder (or, --set, an option) for %(KEY)", "", noop),
     opt(&["print", "iprint"], None, Value("TEXT"), Language, Syntax, "print TEXT (expanded) at start", "", noop),
@@ -421,7 +424,7 @@ pub static OPTIONS: &[OptSpec] = &[
     opt(&["min-worker-lifetime"], None, Value("SECONDS"), Same, Lifecycle, "never recycle a worker younger than SECONDS (default 10)", "", |c, v| { c.cfg.lifecycle.min_worker_lifetime = int(c.name, v, 0, u64::MAX)?; Ok(()) }),
     opt(&["max-requests-delta"], None, Value("N"), Same, Lifecycle, "add worker id x N to --max-requests", "", |c, v| { c.cfg.lifecycle.max_requests_delta = int(c.name, v, 0, u64::MAX)?; Ok(()) }),
     opt(&["reload-on-exception"], None, Switch, Same, Lifecycle, "recycle a worker when the app raises", "", |c, v| { c.cfg.lifecycle.reload_on_exception = flag(c.name, v)?; Ok(()) }),
-    opt(&["cheaper"], None, Value("N"), Same, Lifecycle, "adaptive worker count: keep at least N workers, up to --processes", "", |c, v| { c.cfg.lifecycle.cheaper.min = int(c.name, v, 0, 1024)? as usize; Ok(()) }),
+    opt(&["cheaper"], None, Value("N"), Same, Lifecycle, "adaptive worker count: keep at least N workers, up to --processes", "", |c, v| { c.cfg.lifecycle.cheaper.min = cheaper(c, v)?; Ok(()) }),
     opt(&["cheaper-initial"], None, Value("N"), Same, Lifecycle, "workers started at first in cheaper mode", "", |c, v| { c.cfg.lifecycle.cheaper.initial = Some(int(c.name, v, 0, 1024)? as usize); Ok(()) }),
     opt(&["cheaper-step"], None, Value("N"), Same, Lifecycle, "workers added at a time in cheaper mode", "", |c, v| { c.cfg.lifecycle.cheaper.step = int(c.name, v, 1, 1024)? as usize; Ok(()) }),
     opt(&["cheaper-algo"], None, Value("ALGO"), Same, Lifecycle, "cheaper algorithm: spare (default), spare2, backlog, busyness, manual", "", |c, v| { c.cfg.lifecycle.cheaper.algo = cheaper_algo(c.name, t(v))?; Ok(()) }),
@@ -503,20 +506,40 @@ pub static OPTIONS: &[OptSpec] = &[
     opt(&["fastrouter", "subscribe-to"], None, Value("ADDR"), Rejected, Other, "uWSGI routers and subscriptions", "use a reverse proxy (nginx, haproxy)", noop),
 ];
 
-/// `post-buffering` is a size; uWSGI reads `post-buffering = true` as 0 (its
-/// strtoul finds no digits), which turns buffering off: keep that, and say so.
+/// A switch word (`true`, `on`...) given to a numeric option: uWSGI reads it
+/// with atoi/strtoul, which find no digits, so the value is 0 (`cheaper = true`
+/// turns cheaper mode off, `post-buffering = true` turns buffering off). Keep
+/// that, and say so in the start-up report. `None` when the value is not a word.
+fn switch_word_is_zero(
+    c: &mut Ctx<'_>,
+    v: Option<&str>,
+    zero_means: &str,
+    give: &str,
+) -> Option<u64> {
+    let word = t(v).trim();
+    if word.starts_with(|ch: char| ch.is_ascii_digit()) || flag(c.name, v).is_err() {
+        return None;
+    }
+    c.warnings.push(format!(
+        "{} = {word} is 0 ({zero_means}) in uWSGI, which reads a number here; give one (e.g. {give})",
+        c.name.trim_start_matches('-'),
+    ));
+    Some(0)
+}
+
+/// `post-buffering` is a size; a switch word is 0 as in uWSGI.
 fn post_buffering(c: &mut Ctx<'_>, v: Option<&str>) -> Result<u64, ConfigError> {
-    match flag(c.name, v) {
-        Ok(on) if !t(v).trim().starts_with(|ch: char| ch.is_ascii_digit()) => {
-            c.warnings.push(format!(
-                "{} = {} is 0 (no buffering) in uWSGI, which reads a size in bytes here; give one (e.g. 65536)",
-                c.name.trim_start_matches('-'),
-                t(v).trim()
-            ));
-            let _ = on;
-            Ok(0)
-        }
-        _ => bytes(c.name, v),
+    match switch_word_is_zero(c, v, "no buffering", "65536") {
+        Some(zero) => Ok(zero),
+        None => bytes(c.name, v),
+    }
+}
+
+/// `cheaper` is a number of workers; a switch word is 0 (off) as in uWSGI.
+fn cheaper(c: &mut Ctx<'_>, v: Option<&str>) -> Result<usize, ConfigError> {
+    match switch_word_is_zero(c, v, "cheaper mode off", "2") {
+        Some(zero) => Ok(zero as usize),
+        None => Ok(int(c.name, v, 0, 1024)? as usize),
     }
 }
 

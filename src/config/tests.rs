@@ -924,6 +924,21 @@ fn ini_switch_values() {
 }
 
 #[test]
+fn ini_paste_reads_the_uwsgi_section_and_pastes_the_file() {
+    // `uwsgi --ini-paste production.ini` (Pyramid): [uwsgi] of the file, then
+    // paste = config:/abs/production.ini, as uWSGI's uwsgi_opt_ini_paste.
+    let ini = TempIni::new("paste", "[uwsgi]\nhttp = :2\n\n[app:main]\nuse = egg:app\n");
+    let c = serve(&["--ini-paste", &ini.p()]);
+    assert_eq!(c.listeners.len(), 1);
+    assert_eq!(c.paste, Some(format!("config:{}", ini.p())));
+    assert!(!c.paste_logger && c.has_main_app());
+    let c = serve(&["--ini-paste-logged", &ini.p(), "--module", "m"]);
+    assert!(c.paste_logger && c.module.is_some());
+    let c = serve(&["--http", ":1", "--paste", "config:/etc/a.ini"]);
+    assert_eq!(c.paste.as_deref(), Some("config:/etc/a.ini"));
+}
+
+#[test]
 fn ini_position_semantics() {
     let ini = TempIni::new("pos", "[uwsgi]\nhttp = :2\nprocesses = 4\nenv = B=2\n");
     let c = serve(&[
@@ -1363,6 +1378,22 @@ fn post_buffering_true_is_zero_as_in_uwsgi() {
     let c = serve(&["--http-socket", ":1", "--post-buffering", "true"]);
     assert_eq!(c.requests.post_buffering, 0);
     assert!(c.report.warnings[0].starts_with("post-buffering = true is 0 (no buffering) in uWSGI"));
+}
+
+#[test]
+fn cheaper_true_is_zero_as_in_uwsgi() {
+    // label-studio's deploy/uwsgi.ini: `cheaper = true` (uWSGI's atoi: 0, off).
+    let c = serve(&[
+        "--http-socket",
+        ":1",
+        "--cheaper",
+        "true",
+        "--processes",
+        "4",
+    ]);
+    assert_eq!(c.lifecycle.cheaper.min, 0);
+    assert!(c.report.warnings[0].starts_with("cheaper = true is 0 (cheaper mode off) in uWSGI"));
+    assert!(err(&["--http-socket", ":1", "--cheaper", "lots"]).contains("--cheaper"));
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Finding the WSGI callable: `--module pkg.mod[:callable]` or
-//! `--wsgi-file FILE` (any name), with `--callable` naming the attribute;
+//! `--wsgi-file FILE` (any name), with `--callable` naming the attribute, or
+//! `--paste SPEC` (PasteDeploy's loadapp);
 //! and the `--import` modules imported before it.
 //!
 //! Load failures come back as [`LoadError`] carrying the one line to show and
@@ -42,13 +43,47 @@ pub fn load(py: Python<'_>, cfg: &Config) -> Result<Py<PyAny>, LoadError> {
         },
         (None, Some(file)) => (import_file(py, file)?, cfg.callable.clone()),
         (None, None) => {
-            return Err(LoadError {
-                line: "no app given: use --module, --wsgi or --wsgi-file".into(),
-                traceback: None,
-            })
+            return match &cfg.paste {
+                Some(spec) => load_paste(py, spec, cfg.paste_logger),
+                None => Err(LoadError {
+                    line: "no app given: use --module, --wsgi, --wsgi-file or --paste".into(),
+                    traceback: None,
+                }),
+            }
         }
     };
     callable_of(&module, &callable)
+}
+
+/// `--paste SPEC`: PasteDeploy's `loadapp(SPEC)`, as uWSGI's paste loader;
+/// with `--paste-logger`, Python logging is configured from the file first
+/// (a failure there is logged, as uWSGI does, and loading goes on).
+fn load_paste(py: Python<'_>, spec: &str, logger: bool) -> Result<Py<PyAny>, LoadError> {
+    crate::log::line(&format!("loading paste environment: {spec}"));
+    let file = spec.strip_prefix("config:").unwrap_or(spec);
+    if logger {
+        let configured = py
+            .import("logging.config")
+            .and_then(|m| m.call_method1("fileConfig", (file,)));
+        if let Err(e) = configured {
+            crate::log::line(&format!("--paste-logger {file}: {}", one_line(py, &e)));
+        }
+    }
+    let failed = |e: PyErr| LoadError {
+        line: format!("unable to load app: --paste {spec}: {}", one_line(py, &e)),
+        traceback: Some(crate::python::format_exception(py, &e)),
+    };
+    let app = py
+        .import("paste.deploy")
+        .and_then(|m| m.call_method1("loadapp", (spec,)))
+        .map_err(failed)?;
+    if !app.is_callable() {
+        return Err(LoadError {
+            line: format!("unable to load app: --paste {spec} did not give a callable"),
+            traceback: None,
+        });
+    }
+    Ok(app.unbind())
 }
 
 /// The app `callable` names in `module`, checked to be callable.
