@@ -5,12 +5,19 @@ must do today what index.json says: serve a request on one of its listeners,
 or refuse to start with the named blocker. A served config's start-up report
 must name the options it does not honour.
 
+Some deployments are a command line rather than an ini file: an entry with
+"kind": "script" stores the project's start script verbatim, and the script
+itself is run (with a `uwsgi` on PATH that records its arguments) to get the
+command line it starts; "kind": "dockerfile" stores the Dockerfile, whose ENV
+lines and exec-form CMD are the environment and the command line.
+
 The sandbox changes only what cannot exist here: absolute paths are moved under
 a temporary root (/srv/app -> ROOT/srv/app), TCP listeners get free loopback
 ports, uid/gid (and chown-socket) become the current user, the environment
 variables the project's image sets are set, a virtualenv is created where the
 config names one, and a stub WSGI app is written where it names its app
-(found with `uwsgi-rs --get`, i.e. after uwsgi-rs's own expansion), and a
+(found with `uwsgi-rs --get`, i.e. after uwsgi-rs's own expansion), or a
+stub PasteDeploy where it loads its app with --paste, and a
 stub script that exits 0 where its hooks, daemons or cron jobs run one of
 the project's (`./manage.py migrate`).
 
@@ -22,6 +29,7 @@ option families.
 import json
 import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -42,8 +50,9 @@ INDEX = json.loads((CONFIGS / "index.json").read_text())["configs"]
 
 # First path components that are the deployment's own directories. Anything
 # else that starts with "/" (a URL mount like /static, /proc/sys/...) stays.
-ROOTS = ("app", "app-data", "application", "data", "etc", "home", "labonneboite", "opt",
-         "physionet", "run", "seed", "src", "srv", "tmp", "usr", "var", "vagrant")
+ROOTS = ("app", "app-data", "application", "code", "data", "etc", "home", "label-studio",
+         "labonneboite", "mapproxy", "opt", "physionet", "run", "seed", "src", "srv", "tmp",
+         "usr", "var", "vagrant", "venv")
 PATH_RE = re.compile(r"(?<![\w.%$@)/-])(/(?:" + "|".join(map(re.escape, ROOTS))
                      + r")(?=[/\s;,:\"']|$)[^\s;,\"']*)")
 LISTENER_KEYS = ("http", "http-socket", "http11-socket", "socket", "uwsgi-socket", "https",
@@ -62,6 +71,22 @@ def {callable}(environ, start_response):
 '''
 
 
+# PasteDeploy, where a config loads its app with --paste: loadapp(URI) of the
+# paste ini the config names gives the stub app.
+PASTE_STUB = '''import os
+
+
+def loadapp(uri, name=None, relative_to=None, global_conf=None):
+    path = uri[len("config:"):]
+    assert uri.startswith("config:") and os.path.isabs(path), uri
+
+    def application(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"migrated " + os.path.basename(path).encode()]
+    return application
+'''
+
+
 def localize(text, root):
     """The sandbox's version of a config's text (see the module docstring)."""
     text = PATH_RE.sub(lambda m: str(root) + m.group(1), text)
@@ -75,7 +100,36 @@ def localize(text, root):
 
 
 def fill(s, root, port):
-    return s.replace("{sandbox}", str(root)).replace("{port}", str(port))
+    return (s.replace("{sandbox}", str(root)).replace("{port}", str(port))
+            .replace("{uid}", str(os.getuid())).replace("{gid}", str(os.getgid())))
+
+
+def dockerfile_command(text):
+    """(environment, argv) of a Dockerfile: its ENV lines and its exec-form CMD."""
+    text = re.sub(r"\\\n", " ", text)
+    env = {}
+    for line in re.findall(r"^ENV\s+(.*)$", text, re.M):
+        for word in shlex.split(line):
+            key, _, value = word.partition("=")
+            env[key] = value
+    cmd = re.findall(r"^CMD\s+(\[.*\])\s*$", text, re.M)
+    return env, json.loads(cmd[-1])
+
+
+def script_command(script, env, root):
+    """The argv with which the start script execs uwsgi: the script is run
+    with a `uwsgi` on PATH that records its arguments and exits."""
+    shim_dir = root / "shim-bin"
+    shim_dir.mkdir()
+    record = root / "argv.json"
+    shim = shim_dir / "uwsgi"
+    shim.write_text(f"#!{sys.executable}\nimport json, sys\n"
+                    f"open({str(record)!r}, 'w').write(json.dumps(sys.argv))\n")
+    shim.chmod(0o755)
+    run_env = dict(env, PATH=f"{shim_dir}{os.pathsep}{env.get('PATH', '')}")
+    helpers.run(["sh", str(script)], cwd=root, env=run_env, check=True, timeout=30,
+                capture_output=True)
+    return json.loads(record.read_text())
 
 
 def server_env(extra):
@@ -86,9 +140,9 @@ def server_env(extra):
     return env
 
 
-def get(ini, args, env, cwd, option):
-    """`uwsgi-rs ... --get OPTION`: the option's expanded value, or None."""
-    r = helpers.run([BIN, "--ini", str(ini), *args, "--get", option], cwd=cwd, env=env,
+def get(args, env, cwd, option):
+    """`uwsgi-rs ARGS --get OPTION`: the option's expanded value, or None."""
+    r = helpers.run([BIN, *args, "--get", option], cwd=cwd, env=env,
                     capture_output=True, text=True, timeout=20)
     assert r.returncode == 0, f"--get {option}: {r.stderr}"
     out = r.stdout.strip("\n")
@@ -113,19 +167,47 @@ def write_stub(path, callable_name):
     path.write_text(body)
 
 
+def command_line(entry, root, port):
+    """(args, env) of a command-line entry (see the module docstring)."""
+    stored = (CONFIGS / entry["file"]).read_text()
+    env = {}
+    if entry["kind"] == "dockerfile":
+        env, argv = dockerfile_command(stored)
+        env = {k: localize_arg(v, root) for k, v in env.items()}
+    env.update({k: fill(v, root, port) for k, v in entry.get("env", {}).items()})
+    env = server_env(env)
+    if entry["kind"] == "script":
+        script = root / entry["file"]
+        script.write_text(stored)
+        argv = script_command(script, env, root)
+    return [localize_arg(a, root) for a in argv[1:]], env
+
+
+def localize_arg(arg, root):
+    """A command-line word with its absolute paths moved under the sandbox."""
+    return PATH_RE.sub(lambda m: str(root) + m.group(1), arg)
+
+
 def sandbox(entry, root):
-    """Lay out the sandbox for `entry`: (ini path, args, env)."""
+    """Lay out the sandbox for `entry`: (ini path or None, args, env); args
+    are the whole command line after the program's name."""
     port = free_port()
-    ini = root / entry["file"]
-    ini.write_text(localize((CONFIGS / entry["file"]).read_text(), root))
-    for dest, name in entry.get("files", {}).items():
-        target = root / dest
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(localize((CONFIGS / name).read_text(), root))
-    args = [fill(a, root, port) for a in entry.get("args", [])]
-    env = server_env({k: fill(v, root, port) for k, v in entry.get("env", {}).items()})
+    if "kind" in entry:
+        ini = None
+        args, env = command_line(entry, root, port)
+        texts = [" ".join(args)] + list(env.values())
+    else:
+        ini = root / entry["file"]
+        ini.write_text(localize((CONFIGS / entry["file"]).read_text(), root))
+        for dest, name in entry.get("files", {}).items():
+            target = root / dest
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(localize((CONFIGS / name).read_text(), root))
+        args = ["--ini", str(ini)] + [fill(a, root, port) for a in entry.get("args", [])]
+        env = server_env({k: fill(v, root, port) for k, v in entry.get("env", {}).items()})
+        texts = [ini.read_text()] + [(root / d).read_text() for d in entry.get("files", {})]
     # Every directory a rewritten path lives in exists, as on the real host.
-    for text in [ini.read_text()] + [(root / d).read_text() for d in entry.get("files", {})]:
+    for text in texts:
         for m in PATH_RE.finditer(text):
             p = Path(m.group(1))
             if str(p).startswith(str(root)):
@@ -134,19 +216,19 @@ def sandbox(entry, root):
         return ini, args, env
     # The directories of sockets, pidfiles and logs named through placeholders
     # and variables (/run/uwsgi/%(deb-confname)/socket), as the init script makes them.
-    for key in ("socket", "uwsgi-socket", "http-socket", "pidfile", "stats", "logto"):
-        value = get(ini, args, env, root, key)
+    for key in ("socket", "uwsgi-socket", "http-socket", "pidfile", "stats", "logto", "logto2"):
+        value = get(args, env, root, key)
         if value and value.startswith(str(root)):
             Path(value).parent.mkdir(parents=True, exist_ok=True)
-    home = get(ini, args, env, root, "home")
+    home = get(args, env, root, "home")
     if home:
         make_venv(home if os.path.isabs(home) else root / home)
-    chdir = Path(get(ini, args, env, root, "chdir") or root)
+    chdir = Path(get(args, env, root, "chdir") or root)
     if not chdir.is_absolute():
         chdir = root / chdir
     chdir.mkdir(parents=True, exist_ok=True)
-    callable_name = get(ini, args, env, root, "callable") or "application"
-    module = get(ini, args, env, root, "module")
+    callable_name = get(args, env, root, "callable") or "application"
+    module = get(args, env, root, "module")
     if module:
         name, _, attr = module.partition(":")
         parts = name.split(".")
@@ -155,13 +237,17 @@ def sandbox(entry, root):
             init.parent.mkdir(parents=True, exist_ok=True)
             init.touch()
         write_stub(chdir.joinpath(*parts[:-1]) / f"{parts[-1]}.py", attr or callable_name)
-    wsgi_file = get(ini, args, env, root, "wsgi-file")
+    wsgi_file = get(args, env, root, "wsgi-file")
     if wsgi_file:
         write_stub(chdir / wsgi_file, callable_name)
-    mount = get(ini, args, env, root, "mount")
+    if get(args, env, root, "paste"):
+        (chdir / "paste").mkdir(exist_ok=True)
+        (chdir / "paste" / "__init__.py").touch()
+        (chdir / "paste" / "deploy.py").write_text(PASTE_STUB)
+    mount = get(args, env, root, "mount")
     if mount:
         write_stub(chdir / mount.partition("=")[2], callable_name)
-    for script in set(PROJECT_SCRIPT.findall(ini.read_text())):
+    for script in set(PROJECT_SCRIPT.findall("\n".join(texts))):
         stub = chdir / script
         if not stub.exists():
             stub.write_text("#!/bin/sh\nexit 0\n")
@@ -206,13 +292,13 @@ def request(proto, addr, timeout=10):
 def run(entry, root, ready_timeout=30):
     """Start the config in its sandbox: a dict with what happened."""
     ini, args, env = sandbox(entry, root)
-    srv = Server(["--ini", str(ini), *args], root, env=env)
+    srv = Server(args, root, env=env)
     files = [Path(fill(p, root, 0)) for p in entry.get("logs", [])]
 
     def log():
         """stdout, then the files the config logs to."""
         return srv.log + "".join(f.read_text(errors="replace") for f in files if f.exists())
-    result = {"file": entry["file"]}
+    result = {"file": entry["file"], "args": args, "env": env}
     try:
         deadline = time.time() + ready_timeout
         while time.time() < deadline and ") ready" not in log() and srv.proc.poll() is None:
@@ -220,7 +306,7 @@ def run(entry, root, ready_timeout=30):
         if srv.proc.poll() is not None:
             result.update(started=False, code=srv.proc.returncode)
             return result
-        listeners = re.findall(r"serving (http|uwsgi) on (\S+)", log())
+        listeners = re.findall(r"serving (http|uwsgi) on ([^\s\"]+)", log())
         listeners.sort(key=lambda l: (l[0] != "http", l[1].startswith("/")))
         result["started"] = True
         proto, addr = listeners[0]
@@ -274,16 +360,31 @@ def not_yet():
 
 
 def test_the_corpus_is_complete():
-    """At least 30 configs, each stored verbatim with its source named."""
-    assert len(INDEX) >= 30
+    """At least 40 deployments, each stored verbatim with its source named."""
+    assert len(INDEX) >= 40
     files = {e["file"] for e in INDEX} | {x["file"] for e in INDEX
                                           for x in e.get("extra_sources", [])}
-    assert files == {p.name for p in CONFIGS.glob("*.ini")}
+    assert files == {p.name for p in CONFIGS.iterdir() if p.name != "index.json"}
     for e in INDEX + [x for e in INDEX for x in e.get("extra_sources", [])]:
         assert re.fullmatch(r"[\w.-]+/[\w.-]+", e["repo"]) and e["path"], e
         assert re.fullmatch(r"[0-9a-f]{40}", e["commit"]), e
+        assert e.get("kind", "ini") in ("ini", "script", "dockerfile"), e
     served = sum(e["expect"] == "serve" for e in INDEX)
     assert served * 10 >= len(INDEX) * 8, f"only {served} of {len(INDEX)} expected to serve"
+
+
+def asked_options(entry, root, r):
+    """(options the deployment always asks for, every name it mentions)."""
+    if "kind" in entry:
+        words = [a[2:].partition("=")[0] for a in r["args"] if a.startswith("--")]
+        words += [k[6:].lower().replace("_", "-") for k in r["env"]
+                  if k.startswith("UWSGI_") and not k.startswith("UWSGI_RS_")]
+        return set(words), set(words)
+    texts = [(root / entry["file"]).read_text()]
+    texts += [(root / d).read_text() for d in entry.get("files", {})]
+    asked = {k for t in texts for k in top_level_keys(t)}
+    mentioned = {k for t in texts for k in re.findall(r"^\s*([\w-]+)", t, re.M)}
+    return asked, mentioned | {a[2:] for a in entry.get("args", []) if a.startswith("--")}
 
 
 @pytest.mark.parametrize("entry", INDEX, ids=[e["file"] for e in INDEX])
@@ -303,15 +404,12 @@ def test_real_config(entry, not_yet):
         # What the config asks for and is not honoured is named at start.
         report = re.search(r"NOT HONOURED YET \(the server runs without them\): (.*)", r["log"])
         named = set(re.findall(r"--([a-z0-9-]+)", report.group(1))) if report else set()
-        text = (root / entry["file"]).read_text()
-        asked = {k for k in top_level_keys(text)}
-        for dest in entry.get("files", {}):
-            asked |= set(top_level_keys((root / dest).read_text()))
+        asked, mentioned = asked_options(entry, root, r)
         canonical = {k for k in asked if k in not_yet}
         assert canonical <= named, (canonical - named, r["log"])
-        assert named <= {k for k in re.findall(r"^\s*([\w-]+)", text, re.M)} | set(
-            k for d in entry.get("files", {}) for k in re.findall(r"^\s*([\w-]+)",
-                                                                  (root / d).read_text(), re.M)), named
+        assert named <= mentioned, named
+        for line in entry.get("log_has", []):
+            assert line in r["log"], (line, r["log"])
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
