@@ -601,6 +601,7 @@ def test_cheaper_adds_workers_under_load_and_retires_them_when_idle(serve, port,
     srv = start(serve, port, "--cheaper", "1", "--cheaper-overload", "1", *extra,
                 workers=4, threads=1, ready=False)
     srv.wait_log(") ready", timeout=15)
+    srv.wait_log("spawned uwsgi-rs worker 1 (", timeout=5)  # logged after the fork returns
     time.sleep(1.0)
     assert running_workers(srv) == {1}, srv.log
     ts, failures = busy_clients(port, 6, 12)
@@ -624,6 +625,8 @@ def test_master_fifo_plus_and_minus_in_cheaper_mode(serve, port, tmp_path):
     srv = start(serve, port, "--cheaper", "1", "--cheaper-algo", "manual",
                 "--master-fifo", str(fifo), workers=3, threads=1, ready=False)
     srv.wait_log(") ready", timeout=15)
+    # The worker may say it is ready before the master logs its spawn.
+    srv.wait_log("spawned uwsgi-rs worker 1 (", timeout=5)
     assert running_workers(srv) == {1}, srv.log
 
     def send(cmd):
