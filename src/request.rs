@@ -202,6 +202,16 @@ impl Request {
         !matches!(self.body, BodyKind::None | BodyKind::Length(0))
     }
 
+    /// The response goes back to a uwsgi proxy (nginx's `uwsgi_pass`, a
+    /// uWSGI router), not to the client: the proxy dates the response and
+    /// owns the connection headers of its own hop (the uwsgi connection
+    /// carries this one request and ends with it), so the server adds
+    /// neither `Date` nor `Connection`, as uWSGI does not. Each line it
+    /// would add is one more the proxy parses and drops or copies.
+    pub fn to_proxy(&self) -> bool {
+        matches!(self.source, Source::Uwsgi(_))
+    }
+
     /// The client can take a chunked response: an HTTP/1.1 client (behind
     /// a uwsgi proxy, the proxy frames the response itself).
     pub fn chunked_response_ok(&self) -> bool {

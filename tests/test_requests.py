@@ -172,6 +172,41 @@ def test_route_return_over_uwsgi(serve, tmp_path):
     assert raw.endswith(b"Not Found")
 
 
+def test_uwsgi_response_head_is_the_apps_and_http_gets_date_and_connection(serve, tmp_path):
+    """To a uwsgi proxy (nginx's uwsgi_pass) the head is the app's alone,
+    as uWSGI sends it: the proxy dates the response and owns its own
+    connections, so the server adds no Date and no Connection line (each
+    one more line nginx parses per response). A route's answer too. An
+    HTTP client of the same server still gets both."""
+    write_app(tmp_path / "app.py", "main")
+    port, hport = free_port(), free_port()
+    serve(["--socket", f"127.0.0.1:{port}", "--http-socket", f"127.0.0.1:{hport}",
+           "--wsgi-file", "app.py", "--route", "^/nope return:404"], cwd=tmp_path)
+
+    def over_uwsgi(path, protocol=b"HTTP/1.1"):
+        raw = raw_request(port, uwsgi_packet([
+            (b"REQUEST_METHOD", b"GET"), (b"PATH_INFO", path), (b"REQUEST_URI", path),
+            (b"SERVER_PROTOCOL", protocol)]))
+        return raw.partition(b"\r\n\r\n")
+    head, _, body = over_uwsgi(b"/x")
+    assert head == b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8", head
+    assert body == b"main||/x"
+    head, _, body = over_uwsgi(b"/x", b"HTTP/1.0")
+    assert head == b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8", head
+    head, _, body = over_uwsgi(b"/nope")
+    assert head == b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 9", head
+    assert body == b"Not Found"
+    # HTTP: the server dates the response and says when it closes.
+    raw = raw_request(hport, b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head = raw.partition(b"\r\n\r\n")[0].split(b"\r\n")
+    assert head[0] == b"HTTP/1.1 200 OK" and b"Connection: close" in head, head
+    assert any(h.startswith(b"Date: ") and h.endswith(b" GMT") for h in head), head
+    raw = raw_request(hport, b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head = raw.partition(b"\r\n\r\n")[0].split(b"\r\n")
+    assert head[0] == b"HTTP/1.1 404 Not Found" and b"Connection: close" in head, head
+    assert any(h.startswith(b"Date: ") for h in head), head
+
+
 # ------------------------------------------------------------ sockets and requests
 
 ECHO = '''import os, resource, sys, tempfile, time

@@ -266,7 +266,7 @@ pub fn handle<'a>(shared: &'a Shared, front: &Front, taken: Taken<'a>, core: usi
     for (n, v) in &reply.headers {
         let _ = write!(head, "{n}: {v}\r\n");
     }
-    let keep = end_head(&mut head, &plan.headers, req.version, keep);
+    let keep = end_head(&mut head, &plan.headers, req, keep);
     let outcome = answered(
         reply.status,
         reply.body_len,
@@ -378,14 +378,10 @@ fn status_line(head: &mut Vec<u8>, version: Version, status: u16, reason: &str) 
 }
 
 /// The end of a head the front writes: the extra headers, Date, the
-/// connection header and the blank line. An extra `Connection: close`
-/// closes the connection. Returns whether the connection is kept.
-fn end_head(
-    head: &mut Vec<u8>,
-    extra: &[(String, String)],
-    version: Version,
-    mut keep: bool,
-) -> bool {
+/// connection header and the blank line (neither of those two to a uwsgi
+/// proxy, see `Request::to_proxy`). An extra `Connection: close` closes
+/// the connection. Returns whether the connection is kept.
+fn end_head(head: &mut Vec<u8>, extra: &[(String, String)], req: &Request, mut keep: bool) -> bool {
     for (n, v) in extra {
         if n.eq_ignore_ascii_case("connection") {
             keep &= !v.to_ascii_lowercase().contains("close");
@@ -393,13 +389,15 @@ fn end_head(
         }
         let _ = write!(head, "{n}: {v}\r\n");
     }
-    if version == Version::Http11 {
-        let _ = write!(head, "Date: {}\r\n", crate::wsgi::response::http_date());
-    }
-    if !keep {
-        head.extend_from_slice(b"Connection: close\r\n");
-    } else if version == Version::Http10 {
-        head.extend_from_slice(b"Connection: keep-alive\r\n");
+    if !req.to_proxy() {
+        if req.version == Version::Http11 {
+            let _ = write!(head, "Date: {}\r\n", crate::wsgi::response::http_date());
+        }
+        if !keep {
+            head.extend_from_slice(b"Connection: close\r\n");
+        } else if req.version == Version::Http10 {
+            head.extend_from_slice(b"Connection: keep-alive\r\n");
+        }
     }
     head.extend_from_slice(b"\r\n");
     keep
@@ -438,7 +436,7 @@ fn answer<'a>(
         let _ = write!(head, "{n}: {v}\r\n");
     }
     let _ = write!(head, "Content-Length: {}\r\n", body.len());
-    let keep = end_head(&mut head, &plan.headers, req.version, keep);
+    let keep = end_head(&mut head, &plan.headers, req, keep);
     if !req.is_head() {
         head.extend_from_slice(body);
     }

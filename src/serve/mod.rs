@@ -755,6 +755,7 @@ fn serve_request(
         chunked_ok: req.chunked_response_ok(),
         http10: req.version == Version::Http10,
         protocol: req.version.as_str(),
+        to_proxy: req.to_proxy(),
         keep_alive: req.keep_alive && !shared.stop.requested(),
         extra_headers: plan.map(|p| p.headers.clone()).unwrap_or_default(),
         del_headers: plan.map(|p| p.del_headers.clone()).unwrap_or_default(),

@@ -31,6 +31,9 @@ pub struct ResponseCtx {
     pub http10: bool,
     /// Status line protocol, e.g. "HTTP/1.1".
     pub protocol: &'static str,
+    /// The response goes to a uwsgi proxy: no `Date` and no `Connection`
+    /// header (see `Request::to_proxy`).
+    pub to_proxy: bool,
     /// Whether the connection may be kept after this response (may turn
     /// false: the app says close, the body cannot be delimited...).
     pub keep_alive: bool,
@@ -169,7 +172,7 @@ impl StartResponse {
             }
             push_header(head, k, v.as_bytes());
         }
-        if !self.has_date && self.ctx.protocol.starts_with("HTTP/1.1") {
+        if !self.has_date && !self.ctx.to_proxy && self.ctx.protocol.starts_with("HTTP/1.1") {
             head.extend_from_slice(b"Date: ");
             with_http_date(|d| head.extend_from_slice(d.as_bytes()));
             head.extend_from_slice(b"\r\n");
@@ -192,7 +195,9 @@ impl StartResponse {
                 let _ = write!(head, "Content-Length: {n}\r\n");
             }
         }
-        if !self.ctx.keep_alive {
+        if self.ctx.to_proxy {
+            // The proxy's hop: it closes with this response anyway.
+        } else if !self.ctx.keep_alive {
             head.extend_from_slice(b"Connection: close\r\n");
         } else if self.ctx.http10 {
             head.extend_from_slice(b"Connection: keep-alive\r\n");
@@ -704,6 +709,7 @@ mod call_tests {
             chunked_ok: true,
             http10: false,
             protocol: "HTTP/1.1",
+            to_proxy: false,
             keep_alive: true,
             extra_headers: Vec::new(),
             del_headers: Vec::new(),
