@@ -3,9 +3,9 @@
 Debian's nginx with uwsgi_pass over a UNIX socket (bench.py's nginx mode,
 same config), rounds alternating. Per request, under `wrk -t2 -c32`:
 CPU of the server's workers and of nginx (us), their context switches,
-and with `perf` their system calls by name (tracepoint counts, cheap
-enough not to change the picture the way strace does), plus how idle the
-machine was. bench.py gives req/s; this says which side spent what.
+and with `perf` their system calls by name and the wake-ups each side
+sends (tracepoint counts, cheap enough not to change the picture the way
+strace does), plus how idle the machine was. bench.py gives req/s; this says which side spent what.
 
     python3 bench/upstream_probe.py [--workloads big,hello] [--rounds 3]
         [--duration 4] [--uwsgi-rs PATH] [--same-session] [--no-perf]
@@ -71,7 +71,9 @@ def cpu_jiffies():
 
 def perf_stat(pids, out):
     """perf stat counting syscall tracepoints of `pids` until SIGINT, or None."""
-    events = ",".join(["raw_syscalls:sys_enter"] +
+    # sched_waking counted on a process: the wake-ups it sends (a thread
+    # it makes runnable), which cost it more when the target's CPU idles
+    events = ",".join(["raw_syscalls:sys_enter", "sched:sched_waking"] +
                       ["syscalls:sys_enter_" + s for s in SYSCALLS])
     return subprocess.Popen(["perf", "stat", "-x,", "-e", events, "-o", out,
                              "-p", ",".join(map(str, pids))],
@@ -86,7 +88,9 @@ def read_perf(path):
                 parts = line.strip().split(",")
                 if len(parts) > 2 and parts[0].isdigit():
                     name = parts[2].replace("syscalls:sys_enter_", "")
-                    counts["all" if name == "raw_syscalls:sys_enter" else name] = int(parts[0])
+                    name = {"raw_syscalls:sys_enter": "all",
+                            "sched:sched_waking": "wakeups sent"}.get(name, name)
+                    counts[name] = int(parts[0])
     except OSError:
         pass
     return counts
@@ -158,7 +162,7 @@ def show(r):
         if sys_:
             calls = " ".join("%s %.2f" % (k, v) for k, v in sorted(sys_.items(),
                                                                   key=lambda kv: -kv[1]))
-            print("         %-6s syscalls/request: %s" % (side, calls))
+            print("         %-6s syscalls (and wakeups sent)/request: %s" % (side, calls))
 
 
 def main():
