@@ -57,9 +57,13 @@ PATH_RE = re.compile(r"(?<![\w.%$@)/-])(/(?:" + "|".join(map(re.escape, ROOTS))
                      + r")(?=[/\s;,:\"']|$)[^\s;,\"']*)")
 LISTENER_KEYS = ("http", "http-socket", "http11-socket", "socket", "uwsgi-socket", "https",
                  "stats", "stats-server")
+# `key = value` (ini), `key: value` (YAML) or `<key>value</key>` (XML).
 TCP_LINE = re.compile(r"^(\s*(?:" + "|".join(map(re.escape, LISTENER_KEYS))
-                      + r")\s*=\s*)(\[[^\]]*\]|[\w.-]*):(\d+)\b", re.M)
-OWNER_LINE = re.compile(r"^(\s*)(uid|gid|chown-socket)(\s*=\s*).*$", re.M)
+                      + r")\s*[=:]\s*)(\[[^\]]*\]|[\w.-]*):(\d+)\b", re.M)
+TCP_ELEMENT = re.compile(r"(<(?:" + "|".join(map(re.escape, LISTENER_KEYS))
+                         + r")>\s*)(\[[^\]]*\]|[\w.-]*):(\d+)\b")
+OWNER_LINE = re.compile(r"^(\s*)(uid|gid|chown-socket)(\s*[=:]\s*)[^\n]*$", re.M)
+OWNER_ELEMENT = re.compile(r"(<)(uid|gid|chown-socket)(>)[^<]*(?=</)")
 # A project's own script run by a hook, a daemon or a cron job (./manage.py).
 PROJECT_SCRIPT = re.compile(r"(?<![\w/.])\./([\w-]+\.py)\b")
 STUB = '''import os
@@ -90,13 +94,19 @@ def loadapp(uri, name=None, relative_to=None, global_conf=None):
 def localize(text, root):
     """The sandbox's version of a config's text (see the module docstring)."""
     text = PATH_RE.sub(lambda m: str(root) + m.group(1), text)
-    text = TCP_LINE.sub(lambda m: f"{m.group(1)}127.0.0.1:{free_port()}", text)
+    for tcp in (TCP_LINE, TCP_ELEMENT):
+        text = tcp.sub(lambda m: f"{m.group(1)}127.0.0.1:{free_port()}", text)
     uid, gid = os.getuid(), os.getgid()
 
     def owner(m):
         value = {"uid": str(uid), "gid": str(gid), "chown-socket": f"{uid}:{gid}"}[m.group(2)]
         return f"{m.group(1)}{m.group(2)}{m.group(3)}{value}"
-    return OWNER_LINE.sub(owner, text)
+    return OWNER_ELEMENT.sub(owner, OWNER_LINE.sub(owner, text))
+
+
+def file_option(name):
+    """The option that reads a stored config file: --ini, --yaml or --xml."""
+    return {".yaml": "--yaml", ".yml": "--yaml", ".xml": "--xml"}.get(Path(name).suffix, "--ini")
 
 
 def fill(s, root, port):
@@ -203,7 +213,8 @@ def sandbox(entry, root):
             target = root / dest
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(localize((CONFIGS / name).read_text(), root))
-        args = ["--ini", str(ini)] + [fill(a, root, port) for a in entry.get("args", [])]
+        args = [file_option(ini.name), str(ini)] + [fill(a, root, port)
+                                                     for a in entry.get("args", [])]
         env = server_env({k: fill(v, root, port) for k, v in entry.get("env", {}).items()})
         texts = [ini.read_text()] + [(root / d).read_text() for d in entry.get("files", {})]
     # Every directory a rewritten path lives in exists, as on the real host.
@@ -333,7 +344,13 @@ def not_honoured_help():
 
 
 def top_level_keys(text):
-    """Keys of the [uwsgi] section outside if/for blocks (always applied)."""
+    """Keys of the [uwsgi] section outside if/for blocks (always applied);
+    of the uwsgi: mapping of a YAML file, of the <uwsgi> element of an XML one."""
+    if text.lstrip().startswith("<"):
+        return [k for k in re.findall(r"<([\w-]+)[\s/>]", re.sub(r"<!--.*?-->", "", text, flags=re.S))
+                if k != "uwsgi"]
+    if re.match(r"(?:\s*#[^\n]*\n)*\s*uwsgi:", text):
+        return re.findall(r"^\s+([\w-]+)\s*:", text, re.M)
     keys, section, depth = [], None, 0
     for line in text.splitlines():
         line = line.strip()
@@ -383,7 +400,7 @@ def asked_options(entry, root, r):
     texts = [(root / entry["file"]).read_text()]
     texts += [(root / d).read_text() for d in entry.get("files", {})]
     asked = {k for t in texts for k in top_level_keys(t)}
-    mentioned = {k for t in texts for k in re.findall(r"^\s*([\w-]+)", t, re.M)}
+    mentioned = {k for t in texts for k in re.findall(r"^\s*<?([\w-]+)", t, re.M)}
     return asked, mentioned | {a[2:] for a in entry.get("args", []) if a.startswith("--")}
 
 

@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use super::formats::{self, Format};
 use super::ini::{self, FileMagic, Host};
 use super::report::{suggest, ConfigError, Problem};
 use super::table::{self, find_long, find_short, Arg};
@@ -274,9 +275,10 @@ impl Collector<'_> {
                     }
                 };
                 self.add(name.to_string(), value, Origin::Arg);
-            } else if arg.ends_with(".ini") || arg.contains(".ini:") {
-                // `uwsgi-rs app.ini` is `--ini app.ini`, as in uWSGI.
-                self.add("ini".into(), Some(arg.to_string()), Origin::Arg);
+            } else if let Some(format) = Format::of_argument(arg) {
+                // `uwsgi-rs app.ini` is `--ini app.ini` (app.yaml, app.xml
+                // likewise), as in uWSGI.
+                self.add(format.option().into(), Some(arg.to_string()), Origin::Arg);
             } else {
                 self.problem(&Origin::Arg, ConfigError::UnexpectedArgument(arg.into()));
             }
@@ -364,15 +366,22 @@ impl Collector<'_> {
             return;
         }
         match key.as_str() {
-            "ini" => match value.as_deref() {
-                Some(spec) if !spec.is_empty() => self.read_ini(spec, &origin),
-                _ => self.problem(&origin, ConfigError::MissingValue("--ini".into())),
+            "ini" | "yaml" | "yml" | "xml" => match value.as_deref() {
+                Some(spec) if !spec.is_empty() => {
+                    let format = match key.as_str() {
+                        "ini" => Format::Ini,
+                        "xml" => Format::Xml,
+                        _ => Format::Yaml,
+                    };
+                    self.read_file(spec, format, &origin)
+                }
+                _ => self.problem(&origin, ConfigError::MissingValue(format!("--{key}"))),
             },
             // uWSGI's uwsgi_opt_ini_paste: the file's [uwsgi] section, then
             // `paste = config:/abs/file` (and `paste-logger` for -logged).
             "ini-paste" | "ini-paste-logged" => match value.as_deref() {
                 Some(file) if !file.is_empty() => {
-                    self.read_ini(file, &origin);
+                    self.read_file(file, Format::Ini, &origin);
                     let abs = self.host.cwd.join(file);
                     let mut derived = vec![("paste", Some(format!("config:{}", abs.display())))];
                     if key == "ini-paste-logged" {
@@ -525,7 +534,8 @@ impl Collector<'_> {
         }
     }
 
-    fn read_ini(&mut self, spec: &str, origin: &Origin) {
+    /// Read a config file's section (`--ini`, `--yaml`, `--xml`) at this position.
+    fn read_file(&mut self, spec: &str, format: Format, origin: &Origin) {
         if self.depth >= MAX_INI_DEPTH {
             self.problem(
                 origin,
@@ -534,7 +544,7 @@ impl Collector<'_> {
             return;
         }
         let (file, section) = ini::split_spec(spec);
-        let (file, magic) = if file.is_empty() {
+        let (file, magic) = if file.is_empty() && format == Format::Ini {
             // `ini = :section`: the last ini file read, as in uWSGI.
             match &self.last_ini {
                 Some((f, m)) => {
@@ -576,17 +586,33 @@ impl Collector<'_> {
             .get_or_insert_with(|| magic.clone())
             .clone();
         let text = ini::substitute(&text, &magic, &first, self.host);
+        let parsed = match format {
+            Format::Ini => Ok(ini::section_lines(&text, section.unwrap_or("uwsgi"))),
+            Format::Yaml => Ok(formats::yaml_section_lines(
+                &text,
+                section.unwrap_or("uwsgi"),
+            )),
+            Format::Xml => formats::xml_section_lines(&text, section),
+        };
         let section = section.unwrap_or("uwsgi");
-        let (lines, found) = ini::section_lines(&text, section);
+        let (lines, found) = match parsed {
+            Ok(parsed) => parsed,
+            Err(why) => {
+                self.problem(origin, ConfigError::Logic(format!("{file}: {why}")));
+                return;
+            }
+        };
         self.last_ini = Some((file.clone(), magic));
         if !found {
-            self.problem(
-                origin,
-                ConfigError::IniMissingSection {
+            let missing = match format {
+                Format::Ini => ConfigError::IniMissingSection {
                     path: file,
                     section: section.to_string(),
                 },
-            );
+                Format::Yaml => ConfigError::Logic(format!("{file} has no '{section}:' mapping")),
+                Format::Xml => ConfigError::Logic(format!("{file} has no <uwsgi> element")),
+            };
+            self.problem(origin, missing);
             return;
         }
         self.depth += 1;

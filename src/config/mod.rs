@@ -16,6 +16,7 @@
 mod collect;
 mod docs;
 mod expand;
+mod formats;
 mod ini;
 pub mod report;
 pub mod table;

@@ -939,6 +939,27 @@ fn ini_paste_reads_the_uwsgi_section_and_pastes_the_file() {
 }
 
 #[test]
+fn yaml_and_xml_files_are_read_like_ini_files() {
+    let yaml = TempIni::new(
+        "yaml",
+        "uwsgi:\n  http-socket: :2\n  module: app.wsgi\n  processes: %k\n  master: true\n",
+    );
+    let c = serve(&["--yaml", &yaml.p()]);
+    assert_eq!(c.listeners.len(), 1);
+    assert_eq!((c.module.as_deref(), c.processes), (Some("app.wsgi"), 8));
+    let xml = TempIni::new(
+        "xml",
+        "<uwsgi>\n  <socket>:3</socket>\n  <module>m</module>\n  <master/>\n</uwsgi>\n",
+    );
+    let c = serve(&["--xml", &xml.p(), "--processes", "2"]);
+    assert_eq!((c.module.as_deref(), c.processes), (Some("m"), 2));
+    // A file without the section says so; a broken XML file names its problem.
+    assert!(err(&["--yaml", &xml.p()]).contains("has no 'uwsgi:' mapping"));
+    let broken = TempIni::new("xml2", "<uwsgi><socket>:3</socket>\n");
+    assert!(err(&["--xml", &broken.p()]).contains("the <uwsgi> element is not closed"));
+}
+
+#[test]
 fn ini_position_semantics() {
     let ini = TempIni::new("pos", "[uwsgi]\nhttp = :2\nprocesses = 4\nenv = B=2\n");
     let c = serve(&[
