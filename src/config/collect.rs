@@ -275,6 +275,16 @@ impl Collector<'_> {
                     }
                 };
                 self.add(name.to_string(), value, Origin::Arg);
+            } else if ini::split_spec(arg).0.ends_with(".json") {
+                // uWSGI's `--json FILE`; uwsgi-rs's --json is a --tracebacks switch.
+                self.problem(
+                    &Origin::Arg,
+                    ConfigError::Logic(format!(
+                        "{arg}: JSON config files are not read by uwsgi-rs (its --json is a \
+                         --tracebacks switch): write the keys of its \"uwsgi\" object as an ini \
+                         [uwsgi] section or a YAML uwsgi: mapping"
+                    )),
+                );
             } else if let Some(format) = Format::of_argument(arg) {
                 // `uwsgi-rs app.ini` is `--ini app.ini` (app.yaml, app.xml
                 // likewise), as in uWSGI.

@@ -960,6 +960,18 @@ fn yaml_and_xml_files_are_read_like_ini_files() {
 }
 
 #[test]
+fn a_json_config_file_is_named_as_not_read() {
+    // `uwsgi --json app.json` or `uwsgi app.json`: one line saying what to do.
+    for a in [&["--json", "app.json"][..], &["app.json:prod"][..]] {
+        let e = err(a);
+        assert!(
+            e.contains("JSON config files are not read by uwsgi-rs"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
 fn ini_position_semantics() {
     let ini = TempIni::new("pos", "[uwsgi]\nhttp = :2\nprocesses = 4\nenv = B=2\n");
     let c = serve(&[
