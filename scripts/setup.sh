@@ -34,6 +34,6 @@ if [ ! -x "$ROOT/.venv/bin/python" ]; then
   "$PY" -m venv "$ROOT/.venv"
 fi
 "$ROOT/.venv/bin/python" -m pip install -q --disable-pip-version-check \
-  "pytest>=7" "pytest-xdist>=3.5" "requests>=2.28" "flask>=2.2" "django>=4.2" uwsgitop prometheus_client \
+  "pytest>=7" "pytest-xdist>=3.5" "requests>=2.28" "flask>=2.2" "django>=4.2" PasteDeploy uwsgitop prometheus_client \
   "maturin>=1.9.4,<2" "ziglang>=0.13" auditwheel
 bash "$ROOT/scripts/develop.sh"

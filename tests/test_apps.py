@@ -177,6 +177,68 @@ def test_flask_stuck_view_in_tracebacker(flask_app):
 
 # ------------------------------------------------------------ Django
 
+# A PasteDeploy deployment as uWSGI's --ini-paste-logged reads it: the
+# [uwsgi] section configures the server, [app:main] builds the app and the
+# logging sections configure Python's logging.
+PASTE_INI = """\
+[uwsgi]
+http = 127.0.0.1:{port}
+master = true
+processes = 1
+threads = 2
+
+[app:main]
+use = call:paste_app:make_app
+greeting = hello from paste
+
+[loggers]
+keys = root
+[handlers]
+keys = console
+[formatters]
+keys = plain
+[logger_root]
+level = INFO
+handlers = console
+[handler_console]
+class = StreamHandler
+args = (sys.stderr,)
+formatter = plain
+[formatter_plain]
+format = PASTELOG %(message)s
+"""
+
+PASTE_APP = """\
+import logging
+
+
+def make_app(global_conf, greeting="?", **local_conf):
+    here = global_conf.get("here", "")
+
+    def app(environ, start_response):
+        logging.getLogger("paste_app").info("served %s", environ["PATH_INFO"])
+        body = ("%s|%s" % (greeting, here)).encode()
+        start_response("200 OK", [("Content-Type", "text/plain"),
+                                  ("Content-Length", str(len(body)))])
+        return [body]
+    return app
+"""
+
+
+def test_ini_paste_logged_builds_the_app_with_pastedeploy(serve, port, tmp_path):
+    """--ini-paste-logged FILE, with the real PasteDeploy from PyPI: the app is
+    the factory's, given [app:main]'s settings and the file's directory, and
+    the app's logging is configured from the same file."""
+    (tmp_path / "paste_app.py").write_text(PASTE_APP)
+    ini = tmp_path / "deploy.ini"
+    ini.write_text(PASTE_INI.format(port=port))
+    srv = serve(["--ini-paste-logged", str(ini), "--pythonpath", str(tmp_path)])
+    r = requests.get(f"http://127.0.0.1:{port}/from-paste", timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.text == f"hello from paste|{tmp_path}"
+    srv.wait_log("PASTELOG served /from-paste")
+
+
 @pytest.fixture(scope="module")
 def django_project(tmp_path_factory):
     """`django-admin startproject mysite`, plus a few lines to its settings
