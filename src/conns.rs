@@ -312,17 +312,36 @@ impl Conns {
         }
     }
 
-    /// Close a connection whose response is written. If the client may
-    /// still be sending the request (a body the app did not read, a refused
-    /// head), close it gracefully: shut down the write side and discard
-    /// what arrives, in the poller (no core waits for it), within the
-    /// linger bounds and `--socket-timeout` of silence.
+    /// Close a connection whose response is written (every path that ends
+    /// a connection after a response comes here). If the client may still
+    /// be sending (a body the app did not read, a refused head, or input
+    /// waiting: see `pipelined`), close it gracefully: shut down the write
+    /// side and discard what arrives, in the poller (no core waits for
+    /// it), within the linger bounds and `--socket-timeout` of silence.
     pub fn close_after_response(&self, mut conn: Box<Conn>, unread: Unread) {
+        let unread = match unread {
+            Unread::Nothing if self.pipelined(&conn) => Unread::Unknown,
+            unread => unread,
+        };
         if unread == Unread::Nothing {
             return; // dropped: closed
         }
         conn.start_linger(unread, self.bounds.linger_bytes, self.bounds.linger_time);
         self.linger_or_close(conn);
+    }
+
+    /// Whether an HTTP client sent more than the requests answered: its
+    /// next request, pipelined behind one answered with `Connection:
+    /// close` (the worker stops, the app or a route closes). Closed with
+    /// that unread, the connection would be reset by the kernel, and a
+    /// reset destroys the response the client has not read yet (what is
+    /// still in the send queue); lingering, the client gets all of it and
+    /// sends the request again (RFC 9112 9.3.2), as nginx lingers when
+    /// pipelined input is there. One ioctl per closed HTTP connection,
+    /// none on one kept alive. A uwsgi peer (nginx) sends one request per
+    /// connection, its body counted in `unread`: never asked.
+    fn pipelined(&self, conn: &Conn) -> bool {
+        self.listeners[conn.listener].protocol == Protocol::Http && conn.has_input()
     }
 
     /// One step of a lingering close: discard what is there, then close, or
@@ -646,5 +665,42 @@ mod tests {
         let conn = c.accept(0).unwrap();
         c.close_after_response(conn, Unread::Nothing);
         assert_eq!(c.open(), 0, "nothing to wait for: closed at once");
+    }
+
+    #[test]
+    fn a_close_with_a_pipelined_request_waiting_lingers_on_http() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = conns(&l, counter(), Duration::from_secs(5));
+        let mut client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let conn = c.accept(0).unwrap();
+        client.write_all(b"GET /next HTTP/1.1\r\n\r\n").unwrap();
+        for _ in 0..200 {
+            if conn.has_input() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(conn.has_input(), "the request is on the socket");
+        c.close_after_response(conn, Unread::Nothing);
+        assert_eq!(c.open(), 1, "not closed with the request unread (a reset)");
+        let mut buf = [0u8; 1];
+        assert_eq!(client.read(&mut buf).unwrap(), 0, "a clean end: EOF");
+        drop(client);
+        for _ in 0..20 {
+            if c.open() == 0 {
+                break;
+            }
+            let _ = c.wait(Duration::from_millis(100));
+        }
+        assert_eq!(c.open(), 0, "closed once the client closed");
+
+        // A uwsgi peer sends one request per connection: not asked.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = conns_of(Protocol::Uwsgi, &l, counter(), Duration::from_secs(5));
+        let mut client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let conn = c.accept(0).unwrap();
+        client.write_all(b"x").unwrap();
+        c.close_after_response(conn, Unread::Nothing);
+        assert_eq!(c.open(), 0, "closed at once");
     }
 }

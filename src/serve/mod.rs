@@ -291,8 +291,7 @@ fn next_parsed<'a>(
                 return Some(found);
             }
         } else if ok {
-            let unread = unread_at_close(shared, &conn, served.unread);
-            shared.conns.close_after_response(conn, unread);
+            shared.conns.close_after_response(conn, served.unread);
         }
         if let Some(found) = accept_queued(shared) {
             shared.leader.working(core);
@@ -361,21 +360,6 @@ fn next_parsed<'a>(
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-    }
-}
-
-/// What to discard before closing a connection whose response is out. A
-/// client no longer kept alive because the worker stops (a reload, a
-/// recycle) may have pipelined its next request already: closed with it
-/// unread, the connection would be reset by the kernel, and a reset can
-/// destroy the response the client has not read yet. So that close is
-/// graceful too (as nginx lingers when pipelined input is there); the
-/// client sends the request again (RFC 9112 9.3.2).
-fn unread_at_close(shared: &Shared, conn: &Conn, unread: Unread) -> Unread {
-    if unread == Unread::Nothing && shared.stop.requested() && conn.has_input() {
-        Unread::Unknown
-    } else {
-        unread
     }
 }
 
