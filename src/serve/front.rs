@@ -295,7 +295,6 @@ pub fn handle<'a>(shared: &'a Shared, front: &Front, taken: Taken<'a>, core: usi
         })),
         Progress::Failed => Next::Answered(None),
         Progress::Blocked => {
-            drop(in_flight);
             match &front.offload {
                 // Bytes of a pipelined request wait in the buffer: the
                 // poller would never see them, so finish here.
@@ -305,6 +304,10 @@ pub fn handle<'a>(shared: &'a Shared, front: &Front, taken: Taken<'a>, core: usi
                     give_back(t, sent, &shared.conns);
                 }
             }
+            // Given back only now: sent here, the response is in flight
+            // until it is out (a stopping worker would exit under it);
+            // offloaded, it is counted as offloading from `submit` on.
+            drop(in_flight);
             Next::Answered(None)
         }
     }
