@@ -50,6 +50,21 @@ def marks(path):
         return []
 
 
+def read_to_end(s, pause=0.0):
+    """Read socket `s` until the server ends the connection (a `pause`
+    before each read); returns (bytes, "eof" or "reset")."""
+    data = b""
+    while True:
+        time.sleep(pause)
+        try:
+            b = s.recv(65536)
+        except ConnectionResetError:
+            return data, "reset"
+        if not b:
+            return data, "eof"
+        data += b
+
+
 def long_request(port, tmp_path, seconds, name="long"):
     """Start /sleep?s=seconds in the background; returns (Bg, pid serving it)."""
     from helpers import Bg
@@ -82,7 +97,6 @@ def test_max_requests_is_exact_on_a_keep_alive_connection(serve, port):
     assert "DAMN" not in srv.log and "respawning in" not in srv.log, srv.log
 
 
-
 def test_a_request_pipelined_behind_the_last_one_gets_a_clean_close(serve, port, tmp_path):
     """The worker's last request (--max-requests; a reload likewise) is
     answered with `Connection: close`; a request the client pipelined
@@ -92,27 +106,72 @@ def test_a_request_pipelined_behind_the_last_one_gets_a_clean_close(serve, port,
     the client has not read yet (under a reload with 16 clients
     pipelining 3 requests, 70 of 26,637 ended in a reset)."""
     start(serve, port, "--max-requests", "1", "--min-worker-lifetime", "0")
-    mark = tmp_path / "last.mark"
+    mark, sent = tmp_path / "last.mark", tmp_path / "pipelined.sent"
     s = socket.create_connection(("127.0.0.1", port), timeout=15)
     data, end = b"", None
     try:
-        s.sendall(f"GET /sleep?s=0.5&mark={mark} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        # The app answers only once the pipelined request is on the socket
+        # (`sent`), so the close always finds it there.
+        s.sendall(f"GET /sleep?s=20&mark={mark}&until={sent} HTTP/1.1\r\n"
+                  "Host: x\r\n\r\n".encode())
         wait_for(lambda: marks(mark), timeout=10, what="the last request in the app")
         s.sendall(b"GET /pid HTTP/1.1\r\nHost: x\r\n\r\n")
-        while end is None:
-            try:
-                b = s.recv(65536)
-            except ConnectionResetError:
-                end = "reset"
-                break
-            if not b:
-                end = "eof"
-            data += b
+        sent.touch()
+        data, end = read_to_end(s)
     finally:
         s.close()
     assert data.count(b"HTTP/1.1 200 OK") == 1 and b"Connection: close\r\n" in data, data
     assert end == "eof", f"the connection ended in a {end}"
     assert get(port)["pid"] != marks(mark)[0]
+
+
+@pytest.mark.parametrize("pipelined,threads", [
+    ("behind", 1),    # the core hands the transfer to an offload thread
+    ("together", 1),  # a request buffered behind it: the core sends it
+    ("together", 2),  # ... while the other core sees the worker stopping
+])
+def test_a_big_static_file_with_a_request_pipelined_behind_it_ends_cleanly(
+        serve, port, tmp_path, pipelined, threads):
+    """The worker's last request (--max-requests) is a --static-map file
+    bigger than the socket buffers, sent while the client reads slowly,
+    with its next request pipelined behind it (arriving while the file is
+    being sent, or buffered with the first and more arriving). The file
+    must arrive whole, then a clean end of connection: closed with the
+    pipelined request unread, the kernel reset the connection and threw
+    away the part of the file still in the send queue."""
+    body = os.urandom(8 << 20)
+    big = tmp_path / "big.bin"
+    big.write_bytes(body)
+    start(serve, port, "--max-requests", "1", "--min-worker-lifetime", "0",
+          "--static-map", f"/big.bin={big}", threads=threads)
+    get_big = b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n"
+    get_pid = b"GET /pid HTTP/1.1\r\nHost: x\r\n\r\n"
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # A small receive window: most of the file waits in the server's send
+    # queue, which a reset would destroy.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+    s.settimeout(15)
+    s.connect(("127.0.0.1", port))
+    data, end = b"", None
+    try:
+        s.sendall(get_big + (get_pid if pipelined == "together" else b""))
+        data = s.recv(65536)
+        assert data.startswith(b"HTTP/1.1 200 OK"), data[:200]
+        # The server is sending the file: this request waits on its socket.
+        s.sendall(get_pid)
+        # About 5 MB/s: the transfer takes more than a second.
+        more, end = read_to_end(s, pause=0.012)
+        data += more
+    finally:
+        s.close()
+    head, _, got = data.partition(b"\r\n\r\n")
+    assert b"Connection: close\r\n" in head + b"\r\n", head
+    assert f"Content-Length: {len(body)}\r\n".encode() in head + b"\r\n", head
+    assert len(got) == len(body) and got == body, \
+        f"{len(got)} of {len(body)} bytes, ended in a {end}"
+    assert end == "eof", f"the connection ended in a {end}"
+    assert get(port)["pid"], "a new worker serves"
+
 
 def test_max_requests_never_serves_a_queued_connection(serve, port):
     """Fresh connections queued while the worker retires go to its

@@ -4,6 +4,7 @@ reloads, mercy, memory limits, signal handlers the app installs.
 Endpoints:
   /pid                  {"pid": ...}
   /sleep?s=N&mark=PATH  appends its pid to PATH when it starts, sleeps N s
+                        (with &until=FILE: until FILE exists, at most N s)
   /forever?mark=PATH    the same, for an hour (a request that never returns)
   /leak?mb=N            keeps N more MiB (touched), answers the RSS in KiB
   /signals              installs handlers for SIGTERM, SIGHUP, SIGINT and
@@ -78,7 +79,12 @@ def application(environ, start_response):
     q = _qs(environ)
     if path == "/sleep":
         _mark(q)
-        time.sleep(float(q.get("s", "1")))
+        deadline = time.monotonic() + float(q.get("s", "1"))
+        if "until" in q:
+            while not os.path.exists(q["until"]) and time.monotonic() < deadline:
+                time.sleep(0.01)
+        else:
+            time.sleep(float(q.get("s", "1")))
     elif path == "/forever":
         _mark(q)
         time.sleep(3600)
