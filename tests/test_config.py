@@ -229,6 +229,70 @@ def test_uwsgi_variables_and_show_config(serve, tmp_path):
     assert "processes = 2" in srv.log
 
 
+# The paste app of test_ini_paste_without_a_uwsgi_section, and a stand-in for
+# PasteDeploy where it is not installed (its loadapp gives the same app).
+PASTE_APP = """def make_app(global_conf, **local_conf):
+    def application(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"pasted"]
+    return application
+"""
+PASTE_STUB = """def loadapp(uri, name=None, relative_to=None, global_conf=None):
+    assert uri.startswith("config:/") and uri.endswith("/development.ini"), uri
+    import pasteapp
+    return pasteapp.make_app({})
+"""
+
+
+def test_ini_paste_without_a_uwsgi_section(serve, tmp_path):
+    """Pyramid's development.ini ([app:main], [server:main], no [uwsgi]) run as
+    `uwsgi --http :PORT --ini-paste development.ini`: uWSGI warns that the
+    section is missing and loads the paste app; so does uwsgi-rs."""
+    (tmp_path / "pasteapp.py").write_text(PASTE_APP)
+    stub = tmp_path / "stub" / "paste"
+    stub.mkdir(parents=True)
+    (stub / "__init__.py").touch()
+    (stub / "deploy.py").write_text(PASTE_STUB)
+    write(tmp_path / "development.ini", """
+        [app:main]
+        use = call:pasteapp:make_app
+
+        [server:main]
+        use = egg:waitress#main
+        listen = localhost:6543
+        """)
+    port = free_port()
+    srv = serve(["--http", f"127.0.0.1:{port}", "--pythonpath", str(tmp_path / "stub"),
+                 "--ini-paste", "development.ini"])
+    status, _, body = http_get(port, "/")
+    assert (status, body) == (200, b"pasted"), srv.log
+    assert ("warning: development.ini has no [uwsgi] section: only its paste app is "
+            "loaded (as uWSGI does)") in srv.log
+
+
+def test_yaml_as_debians_uwsgi_reads_it(serve, tmp_path):
+    """Quoted values and lists as uWSGI built with libyaml reads them; a line
+    it cannot read is one report line naming file:line, and the keys after
+    it still apply."""
+    (tmp_path / "app.py").write_text(
+        "import os\n\n\ndef application(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [' '.join(os.environ.get(k, '-') for k in 'ABC').encode()]\n")
+    port = free_port()
+    yaml = write(tmp_path / "app.yaml", f"""
+        uwsgi:
+          http-socket: '127.0.0.1:{port}'
+          env: [A=1, "B=two words"]
+          bare:
+          env:
+            - C=3 # a comment
+          wsgi-file: app.py
+        """)
+    srv = serve([str(yaml)])
+    assert http_get(port, "/")[2] == b"1 two words 3"
+    assert f"warning: {yaml}:4: not read: a key without a value: bare:" in srv.log
+
+
 def test_wsgi_file_of_any_name(serve, tmp_path):
     """keystone-wsgi-public, app.wsgi: not .py, loaded all the same."""
     port = free_port()

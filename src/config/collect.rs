@@ -85,6 +85,9 @@ enum Block {
 pub struct Collected {
     pub entries: Vec<Entry>,
     pub problems: Vec<Problem>,
+    /// Start-up report lines: what was read differently from uWSGI, or not
+    /// read, without stopping the start.
+    pub warnings: Vec<String>,
     pub early: Option<Early>,
 }
 
@@ -98,6 +101,7 @@ pub fn collect(args: &[String], env: &Env, host: &Host) -> Collected {
         host,
         entries: Vec::new(),
         problems: Vec::new(),
+        warnings: Vec::new(),
         block: None,
         last_ini: None,
         first_magic: None,
@@ -118,6 +122,7 @@ pub fn collect(args: &[String], env: &Env, host: &Host) -> Collected {
     Collected {
         entries: c.entries,
         problems: c.problems,
+        warnings: c.warnings,
         early: c.early,
     }
 }
@@ -127,6 +132,7 @@ struct Collector<'a> {
     host: &'a Host,
     entries: Vec<Entry>,
     problems: Vec<Problem>,
+    warnings: Vec<String>,
     block: Option<Block>,
     /// The last ini file read and its magic, for `ini = :section`.
     last_ini: Option<(String, FileMagic)>,
@@ -383,15 +389,17 @@ impl Collector<'_> {
                         "xml" => Format::Xml,
                         _ => Format::Yaml,
                     };
-                    self.read_file(spec, format, &origin)
+                    self.read_file(spec, format, SectionIs::Required, &origin)
                 }
                 _ => self.problem(&origin, ConfigError::MissingValue(format!("--{key}"))),
             },
             // uWSGI's uwsgi_opt_ini_paste: the file's [uwsgi] section, then
-            // `paste = config:/abs/file` (and `paste-logger` for -logged).
+            // `paste = config:/abs/file` (and `paste-logger` for -logged). A
+            // paste ini without [uwsgi] (Pyramid's development.ini) is only
+            // a warning there: the app loads all the same.
             "ini-paste" | "ini-paste-logged" => match value.as_deref() {
                 Some(file) if !file.is_empty() => {
-                    self.read_file(file, Format::Ini, &origin);
+                    self.read_file(file, Format::Ini, SectionIs::Optional, &origin);
                     let abs = self.host.cwd.join(file);
                     let mut derived = vec![("paste", Some(format!("config:{}", abs.display())))];
                     if key == "ini-paste-logged" {
@@ -545,7 +553,7 @@ impl Collector<'_> {
     }
 
     /// Read a config file's section (`--ini`, `--yaml`, `--xml`) at this position.
-    fn read_file(&mut self, spec: &str, format: Format, origin: &Origin) {
+    fn read_file(&mut self, spec: &str, format: Format, section_is: SectionIs, origin: &Origin) {
         if self.depth >= MAX_INI_DEPTH {
             self.problem(
                 origin,
@@ -596,12 +604,14 @@ impl Collector<'_> {
             .get_or_insert_with(|| magic.clone())
             .clone();
         let text = ini::substitute(&text, &magic, &first, self.host);
+        let mut unread = Vec::new();
         let parsed = match format {
             Format::Ini => Ok(ini::section_lines(&text, section.unwrap_or("uwsgi"))),
-            Format::Yaml => Ok(formats::yaml_section_lines(
-                &text,
-                section.unwrap_or("uwsgi"),
-            )),
+            Format::Yaml => {
+                let y = formats::yaml_section(&text, section.unwrap_or("uwsgi"));
+                unread = y.unread;
+                Ok((y.lines, y.found))
+            }
             Format::Xml => formats::xml_section_lines(&text, section),
         };
         let section = section.unwrap_or("uwsgi");
@@ -613,6 +623,17 @@ impl Collector<'_> {
             }
         };
         self.last_ini = Some((file.clone(), magic));
+        self.warnings.extend(
+            unread
+                .into_iter()
+                .map(|u| format!("{file}:{}: not read: {}", u.line, u.why)),
+        );
+        if !found && section_is == SectionIs::Optional {
+            self.warnings.push(format!(
+                "{file} has no [{section}] section: only its paste app is loaded (as uWSGI does)"
+            ));
+            return;
+        }
         if !found {
             let missing = match format {
                 Format::Ini => ConfigError::IniMissingSection {
@@ -638,6 +659,15 @@ impl Collector<'_> {
         }
         self.depth -= 1;
     }
+}
+
+/// Whether a config file without the section asked for is an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SectionIs {
+    /// `--ini`, `--yaml`, `--xml`: the section is what was asked for.
+    Required,
+    /// `--ini-paste`: the file is a paste ini; its [uwsgi] section is extra.
+    Optional,
 }
 
 /// Whether the argument after an option that needs a value is that value:

@@ -547,6 +547,12 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
 /// Parse the arguments with a given environment and host facts.
 pub fn parse_with(args: &[String], env: &Env, host: &Host) -> Result<Command, ConfigErrors> {
     let collected = collect::collect(args, env, host);
+    let notes = collected.warnings.clone();
+    parse_collected(collected, env).map_err(|e| ConfigErrors { notes, ..e })
+}
+
+/// [`parse_with`] after the sources are read.
+fn parse_collected(collected: collect::Collected, env: &Env) -> Result<Command, ConfigErrors> {
     // A file that could not be read or an unknown argument may hide a
     // listener: then "no listener" would only be noise.
     let unreadable = !collected.problems.is_empty();
@@ -571,7 +577,7 @@ pub fn parse_with(args: &[String], env: &Env, host: &Host) -> Result<Command, Co
         };
     }
     let mut cfg = Config::default();
-    let mut warnings = Vec::new();
+    let mut warnings = collected.warnings;
     let mut unknown: Vec<usize> = Vec::new();
     let pending_of = |i: usize| expansion.pending.iter().find(|p| p.entry == i);
     for (i, e) in entries.iter().enumerate() {
@@ -713,6 +719,7 @@ fn errors(problems: Vec<Problem>, unknown_line: Option<String>) -> ConfigErrors 
     ConfigErrors {
         problems,
         unknown_line,
+        notes: Vec::new(),
     }
 }
 

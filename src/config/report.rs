@@ -95,12 +95,15 @@ pub struct ConfigErrors {
     /// Unknown keys, warned about even when the configuration fails: a typo is
     /// often why.
     pub unknown_line: Option<String>,
+    /// Lines of config files that were not read (and other warnings of
+    /// reading them), shown with the problems: a line not read is often why.
+    pub notes: Vec<String>,
 }
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.problems.as_slice() {
-            [one] if self.unknown_line.is_none() => write!(f, "{one}"),
+            [one] if self.unknown_line.is_none() && self.notes.is_empty() => write!(f, "{one}"),
             all => {
                 write!(
                     f,
@@ -112,6 +115,9 @@ impl fmt::Display for ConfigErrors {
                 }
                 if let Some(u) = &self.unknown_line {
                     write!(f, "\n  {u}")?;
+                }
+                for n in &self.notes {
+                    write!(f, "\n  warning: {n}")?;
                 }
                 Ok(())
             }
@@ -126,6 +132,7 @@ impl From<ConfigError> for ConfigErrors {
         ConfigErrors {
             problems: vec![Problem { at: None, error }],
             unknown_line: None,
+            notes: Vec::new(),
         }
     }
 }
@@ -350,12 +357,24 @@ mod tests {
                 },
             ],
             unknown_line: None,
+            notes: Vec::new(),
         };
         assert_eq!(
             e.to_string(),
             "the configuration has 2 problem(s), nothing was started:\n  \
              a.ini:3: option --http requires a value\n  \
              unknown option: --proceses (did you mean --processes?)"
+        );
+        // A line not read is shown with the one problem it may explain.
+        let e = ConfigErrors {
+            notes: vec!["a.yaml:2: not read: a key without a value: http:".into()],
+            ..ConfigErrors::from(ConfigError::NoListener)
+        };
+        assert_eq!(
+            e.to_string(),
+            "the configuration has 1 problem(s), nothing was started:\n  \
+             no listener given: use --http, --http-socket or --socket\n  \
+             warning: a.yaml:2: not read: a key without a value: http:"
         );
     }
 

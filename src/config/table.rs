@@ -310,8 +310,8 @@ pub static OPTIONS: &[OptSpec] = &[
     opt(&["version"], None, Switch, Same, Core, "print the version and exit", "", noop),
 
     // ---- the config language (handled while reading; rows for --help and --strict)
-    opt(&["ini-paste", "ini-paste-logged"], None, Value("FILE"), Language, Syntax, "load FILE's [uwsgi] section, then --paste config:FILE (-logged: and --paste-logger), for a PasteDeploy (Pyramid, Pylons) ini", "", noop),
-    opt(&["yaml", "yml"], None, Value("FILE[:SECTION]"), Language, Syntax, "load the uwsgi: mapping (or SECTION) of a YAML file at this position (`uwsgi-rs app.yaml` too), as uWSGI's built-in YAML reader", "", noop),
+    opt(&["ini-paste", "ini-paste-logged"], None, Value("FILE"), Language, Syntax, "load FILE's [uwsgi] section (if it has one), then --paste config:FILE (-logged: and --paste-logger), for a PasteDeploy (Pyramid, Pylons) ini", "", noop),
+    opt(&["yaml", "yml"], None, Value("FILE[:SECTION]"), Language, Syntax, "load the uwsgi: mapping (or SECTION) of a YAML file at this position (`uwsgi-rs app.yaml` too), as uWSGI built with libyaml (Debian's) reads it; lines it cannot read are named in the start-up report", "", noop),
     opt(&["xml"], None, Value("FILE[:ID]"), Language, Syntax, "load the <uwsgi> element (the one with id=\"ID\") of an XML file at this position (`uwsgi-rs app.xml` too)", "", noop),
     opt(&["ini"], None, Value("FILE[:SECTION]"), Language, Syntax, "load an ini file section ([uwsgi] by default; `:SECTION` alone: from the last ini file) at this position", "", noop),
     opt(&["set", "set-placeholder", "set-ph"], Some('S'), Value("KEY=VALUE"), Language, Syntax, "set a placeholder (or, --set, an option) for %(KEY)", "", noop),

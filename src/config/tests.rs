@@ -939,6 +939,76 @@ fn ini_paste_reads_the_uwsgi_section_and_pastes_the_file() {
 }
 
 #[test]
+fn ini_paste_without_a_uwsgi_section_loads_the_paste_app() {
+    // Pyramid's development.ini has [app:main] and [server:main], no [uwsgi]:
+    // uWSGI logs "Can't find section" and loads the paste app all the same.
+    let ini = TempIni::new(
+        "paste_dev",
+        "[app:main]\nuse = egg:app\n\n[server:main]\nuse = egg:waitress#main\nlisten = localhost:6543\n",
+    );
+    let warning = format!(
+        "{} has no [uwsgi] section: only its paste app is loaded (as uWSGI does)",
+        ini.p()
+    );
+    for flag in ["--ini-paste", "--ini-paste-logged"] {
+        let c = serve(&["--http", ":8080", flag, &ini.p()]);
+        assert_eq!(c.paste, Some(format!("config:{}", ini.p())));
+        assert!(c.has_main_app());
+        assert!(
+            c.report.warnings.contains(&warning),
+            "{:?}",
+            c.report.warnings
+        );
+    }
+    // --ini still needs the section it names.
+    assert!(err(&["--http", ":8080", "--ini", &ini.p()]).contains("has no [uwsgi] section"));
+}
+
+#[test]
+fn yaml_is_read_as_debians_uwsgi_reads_it() {
+    // Quoted values, inline and block lists, as uWSGI built with libyaml;
+    // what cannot be read is a report line naming file:line, and the keys
+    // after it are still read.
+    let yaml = TempIni::new(
+        "yaml_libyaml",
+        "uwsgi:\n  http-socket: '127.0.0.1:2'\n  env: [A=1, \"B=2\"]\n  \
+         pythonpath:\n    - /srv/a\n    - /srv/b\n  bare:\n  module: app.wsgi\n",
+    );
+    let c = serve(&["--yaml", &yaml.p()]);
+    assert_eq!(c.listeners.len(), 1);
+    assert_eq!(c.listeners[0].1, tcp("127.0.0.1", 2));
+    assert_eq!(c.module.as_deref(), Some("app.wsgi"));
+    assert_eq!(
+        c.env,
+        [("A", "1"), ("B", "2")].map(|(k, v)| (k.to_string(), v.to_string()))
+    );
+    assert_eq!(
+        c.pythonpath,
+        [PathBuf::from("/srv/a"), PathBuf::from("/srv/b")]
+    );
+    assert_eq!(
+        c.report.warnings,
+        [format!(
+            "{}:7: not read: a key without a value: bare:",
+            yaml.p()
+        )]
+    );
+    assert!(c
+        .report
+        .render()
+        .contains(&format!("warning: {}:7: not read", yaml.p())));
+    // A start that fails shows them with its problems: a line not read is
+    // often why.
+    let broken = TempIni::new("yaml_nolistener", "uwsgi:\n  http-socket:\n  module: m\n");
+    let e = err(&["--yaml", &broken.p()]);
+    let note = format!(
+        "warning: {}:2: not read: a key without a value: http-socket:",
+        broken.p()
+    );
+    assert!(e.contains("no listener given") && e.contains(&note), "{e}");
+}
+
+#[test]
 fn yaml_and_xml_files_are_read_like_ini_files() {
     let yaml = TempIni::new(
         "yaml",
