@@ -249,9 +249,9 @@ def test_ini_paste_without_a_uwsgi_section(serve, tmp_path):
     `uwsgi --http :PORT --ini-paste development.ini`: uWSGI warns that the
     section is missing and loads the paste app; so does uwsgi-rs."""
     (tmp_path / "pasteapp.py").write_text(PASTE_APP)
+    # A namespace portion, as test_migration's stub (see there).
     stub = tmp_path / "stub" / "paste"
     stub.mkdir(parents=True)
-    (stub / "__init__.py").touch()
     (stub / "deploy.py").write_text(PASTE_STUB)
     write(tmp_path / "development.ini", """
         [app:main]

@@ -252,8 +252,10 @@ def sandbox(entry, root):
     if wsgi_file:
         write_stub(chdir / wsgi_file, callable_name)
     if get(args, env, root, "paste"):
+        # A namespace portion (no __init__.py): the real PasteDeploy's
+        # nspkg.pth imports `paste` at start-up, and a regular package of that
+        # name would no longer be looked at; a portion ahead on sys.path is.
         (chdir / "paste").mkdir(exist_ok=True)
-        (chdir / "paste" / "__init__.py").touch()
         (chdir / "paste" / "deploy.py").write_text(PASTE_STUB)
     mount = get(args, env, root, "mount")
     if mount:
