@@ -396,6 +396,28 @@ def test_log_master_keeps_a_printing_app_serving_with_a_stalled_reader(piped, po
     assert b"app output xxx" in srv.buf and b"app error output" in srv.buf
 
 
+class FifoReader:
+    """A log shipper's end of a FIFO: opened without waiting for a writer,
+    read without blocking; read() returns everything read so far."""
+
+    def __init__(self, path):
+        self.fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        self.got = []
+
+    def read(self):
+        while True:
+            try:
+                b = os.read(self.fd, 65536)
+            except BlockingIOError:
+                break
+            if not b:
+                break
+            self.got.append(b)
+        return b"".join(self.got)
+
+    def close(self):
+        os.close(self.fd)
+
 
 def test_logto_a_fifo_never_waits_for_its_reader(serve, port, tmp_path):
     """--logto naming a FIFO (a log shipper's): the server started only once
@@ -412,26 +434,15 @@ def test_logto_a_fifo_never_waits_for_its_reader(serve, port, tmp_path):
     ok, took = fill_the_pipe(port)
     assert ok == 600, f"{ok} of 600 served"
     assert took < 30, took
-    r = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-    got = []
-
-    def read_all():
-        while True:
-            try:
-                b = os.read(r, 65536)
-            except BlockingIOError:
-                return b"".join(got)
-            if not b:
-                return b"".join(got)
-            got.append(b)
+    r = FifoReader(fifo)
     try:
-        assert read_all(), "the lines written before a reader came are gone"
-        wait_for(lambda: served(port, "/after") and b"log line(s) dropped" in read_all(), 10,
+        assert r.read(), "the lines written before a reader came are gone"
+        wait_for(lambda: served(port, "/after") and b"log line(s) dropped" in r.read(), 10,
                  what="the dropped-lines report")
-        wait_for(lambda: b"GET /after =>" in read_all(), 5, what="the next request line")
+        wait_for(lambda: b"GET /after =>" in r.read(), 5, what="the next request line")
     finally:
-        os.close(r)
-    text = b"".join(got).decode(errors="replace")
+        r.close()
+    text = b"".join(r.got).decode(errors="replace")
     assert "uwsgi-rs 0.1.0 serving http" in text
     dropped = int(re.search(r"\*\*\* (\d+) log line\(s\) dropped", text).group(1))
     assert dropped > 100, dropped
@@ -442,6 +453,57 @@ def test_logto_a_fifo_never_waits_for_its_reader(serve, port, tmp_path):
     srv.proc.send_signal(signal.SIGTERM)
     srv.proc.wait(6)
     assert time.monotonic() - t0 < 5
+
+
+@pytest.mark.parametrize("reopen", [False, True], ids=["at-start", "after-sigusr1"])
+def test_logto_a_fifo_keeps_lines_while_its_reader_restarts(serve, port, tmp_path, reopen):
+    """The usual case: a log shipper already reads the FIFO when the server
+    starts (or when SIGUSR1 reopens the log), then restarts. The server
+    opens the FIFO read-write anyway, as uWSGI opens every log file, so the
+    pipe keeps a reader: while nobody reads, requests are served (also one
+    whose app print()s: fds 1-2 are on the FIFO too) and their lines wait
+    in the pipe for the next reader. Before, it opened write-only when a
+    reader was there: with the shipper gone every line failed with EPIPE
+    (dropped) and the app's print() raised BrokenPipeError (a 500)."""
+    fifo = tmp_path / "log.fifo"
+    os.mkfifo(fifo)
+    workers = 1 if reopen else 2  # (one worker: it follows the reopen at once)
+    shipper = FifoReader(fifo)
+    try:
+        srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP,
+                     "--processes", str(workers), "--logto", str(fifo)], ready=False)
+        wait_for(lambda: shipper.read().count(b") ready") >= workers, 15, what="workers ready")
+        if reopen:
+            srv.proc.send_signal(signal.SIGUSR1)
+            wait_for(lambda: b"log files reopened" in shipper.read(), 10, what="the reopen")
+            # The worker reopens too, on its next line: with the shipper there.
+            assert served(port, "/before")
+            wait_for(lambda: b"GET /before =>" in shipper.read(), 5, what="GET /before")
+    finally:
+        shipper.close()
+    # Nobody reads: 3 printing requests and 100 others (~20 KB of lines and
+    # prints, far less than the 64 KiB a pipe holds).
+    paths = ["/print"] * 3 + [f"/n/{i}" for i in range(100)]
+    failed = [p for p in paths if not served(port, p)]
+    assert not failed, f"{len(failed)} of {len(paths)} not served: {failed[:5]}"
+    shipper = FifoReader(fifo)  # the shipper is back
+    try:
+        wait_for(lambda: b"GET /n/99 =>" in shipper.read(), 10, what="the lines written meanwhile")
+        assert served(port, "/after")
+        wait_for(lambda: b"GET /after =>" in shipper.read(), 5, what="GET /after")
+    finally:
+        shipper.close()
+    text = b"".join(shipper.got).decode(errors="replace")
+    assert text.count("app output " + "x" * 100 + "\n") == 3, text[:2000]
+    assert text.count("app error output\n") == 3
+    assert "log line(s) dropped" not in text
+    # Every request line is whole, and all of those written meanwhile came
+    # (two workers log each after its answer: not necessarily in order).
+    for line in text.splitlines():
+        if "GET /" in line:
+            assert LNAV.match(line), line
+    stems = sorted(m["stem"] for m in access_lines(text))
+    assert stems == sorted(paths + ["/after"]), stems
 
 # ------------------------------------------------------------ log files
 

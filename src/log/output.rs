@@ -1,5 +1,8 @@
 //! One log output (stderr, a log file, a logger's file or socket) and how
-//! a line reaches it without the writer ever waiting (issue 12, item 7).
+//! the server's own lines (request lines, the master's and the workers'
+//! messages) reach it without the writer ever waiting (issue 12, item 7).
+//! The app's own writes to fds 1 and 2 are not among them: those stay
+//! blocking on purpose (see the end of this comment).
 //!
 //! # Why no writer thread
 //!
@@ -29,17 +32,29 @@
 //!   `send(MSG_DONTWAIT)`, a flag of that call only; a regular file never
 //!   says EAGAIN and is written as it is. A log file opened by path
 //!   (`--logto`) may be a FIFO: it is opened `O_NONBLOCK` (the description
-//!   is ours alone), read-write while no reader has it (see `open_log`).
-//!   Writes are whole lines of at most
-//!   PIPE_BUF bytes (a longer block is cut at line ends), so on a pipe each
-//!   either goes in whole or not at all. What does not go in is dropped and
-//!   counted in a counter all processes share ([`super::shared`]); the next
-//!   write that succeeds, or the master's tick, logs the count first.
+//!   is ours alone) and always read-write, as uWSGI opens every log file,
+//!   so the server holds a reader end itself (see `open_log`). Writes are
+//!   whole lines of at most PIPE_BUF bytes (a longer block is cut at line
+//!   ends; a single longer line is cut, and a cut line whose rest does not
+//!   go in is ended by a line end before anything else this output
+//!   writes), so on a pipe each either goes in whole or not at all. What
+//!   does not go in is dropped and counted in a counter all processes
+//!   share ([`super::shared`]); the next write that succeeds, or the
+//!   master's tick, logs the count first.
 //!
 //! Where `/proc` cannot reopen the pipe (not mounted, another user's pipe)
-//! the output stays blocking and the start-up report says so. The app's own
-//! writes to fds 1 and 2 keep their blocking description: with
-//! `--log-master` they go to a pipe the master always drains (`relay`).
+//! the output stays blocking and the start-up report says so.
+//!
+//! # fds 1 and 2 stay blocking, on purpose
+//!
+//! The app's own writes to fds 1 and 2 (`print()`, a subprocess's output)
+//! keep a blocking description: a non-blocking one would make `print()`
+//! raise `BlockingIOError` when the reader is slow, and dropping the app's
+//! output is not the server's call. So with a plain pipe, `--logto` or a
+//! FIFO, an app that prints still waits when the reader stalls, as under
+//! uWSGI; only the server's own lines never wait. With `--log-master` fds 1
+//! and 2 go to a pipe the master always drains (`relay`), and then the
+//! app's prints never wait either (they are dropped and counted instead).
 
 use std::ffi::CString;
 use std::os::fd::RawFd;
@@ -139,13 +154,7 @@ impl Output {
     /// doc). Returns the output and, when it could only be made blocking,
     /// why.
     pub fn adopt(fd: RawFd) -> std::io::Result<(Output, Option<String>)> {
-        // SAFETY: stat is plain data; fstat fills it for an open fd.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: as above.
-        if unsafe { libc::fstat(fd, &mut st) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let kind = st.st_mode & libc::S_IFMT;
+        let kind = fstat(fd)?.st_mode & libc::S_IFMT;
         // SAFETY: isatty only inspects the descriptor.
         let tty = kind == libc::S_IFCHR && unsafe { libc::isatty(fd) } == 1;
         if kind == libc::S_IFSOCK {
@@ -213,14 +222,18 @@ impl Output {
             return self.syslog(priority, bytes);
         }
         let mut rest = bytes;
+        // The last chunk that went in ended mid-line (`chunk_len` cuts a
+        // single line longer than PIPE_BUF).
+        let mut mid_line = false;
         while !rest.is_empty() {
             let n = chunk_len(rest);
-            if self.write_chunk(&rest[..n]) == Wrote::Short {
+            if self.write_chunk(&rest[..n], mid_line) == Wrote::Short {
                 if count {
                     count_dropped(rest);
                 }
                 return false;
             }
+            mid_line = rest[n - 1] != b'\n';
             if let Some(f) = &self.file {
                 f.grew(n as u64);
             }
@@ -229,7 +242,19 @@ impl Output {
         true
     }
 
-    fn write_chunk(&self, chunk: &[u8]) -> Wrote {
+    /// The head of a line went in and its rest did not: whatever is written
+    /// next, by this process or another, would be glued to it. End it now
+    /// if one byte fits, else mark the output so its next write ends it
+    /// first.
+    fn end_cut_line(&self) {
+        if self.raw(b"\n") != 1 {
+            self.broken.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// One chunk; `mid_line`: the chunk before it went in and ended
+    /// mid-line, so if this one does not go in, that line is left cut.
+    fn write_chunk(&self, chunk: &[u8], mid_line: bool) -> Wrote {
         if self.broken.load(Ordering::Relaxed) {
             if self.raw(b"\n") != 1 {
                 return Wrote::Short;
@@ -239,7 +264,7 @@ impl Output {
         let mut off = 0;
         // A pipe takes a chunk whole or not at all; a terminal or a stream
         // socket may take part: a few immediate tries for the rest, then
-        // the line is left cut and ended by the next write.
+        // the cut line is ended (see `end_cut_line`) and the rest dropped.
         for _ in 0..4 {
             let n = self.raw(&chunk[off..]);
             if n <= 0 {
@@ -250,8 +275,13 @@ impl Output {
                 return Wrote::All;
             }
         }
-        if off > 0 {
-            self.broken.store(true, Ordering::Relaxed);
+        let cut = if off > 0 {
+            chunk[off - 1] != b'\n'
+        } else {
+            mid_line
+        };
+        if cut {
+            self.end_cut_line();
         }
         Wrote::Short
     }
@@ -475,12 +505,18 @@ impl LogFile {
 /// at a high number, and never waiting. The path may name a FIFO (a log
 /// shipper's): `O_NONBLOCK` makes the description ours alone non-blocking,
 /// so a reader that stops reading costs dropped, counted lines instead of
-/// stopping every process that logs (a regular file ignores the flag). A
-/// FIFO nobody has open for reading yet refuses a non-blocking write-only
-/// open (ENXIO) and a blocking one would wait for a reader forever (the
-/// server never started); it is opened read-write instead, as uWSGI opens
-/// every log file, which never waits: lines wait in the pipe, up to its
-/// size, for the reader to come.
+/// stopping every process that logs (a regular file ignores the flag).
+///
+/// A FIFO is always opened read-write, as uWSGI opens every log file. With
+/// nobody reading yet a non-blocking write-only open fails (ENXIO) and a
+/// blocking one waits for a reader forever (the server never started).
+/// With a reader there (the usual case: the shipper started first) a
+/// write-only open works, but then the server holds no reader end, and
+/// when the shipper restarts every line fails with EPIPE (dropped for the
+/// whole gap) and the app's `print()` on fds 1-2 raises `BrokenPipeError`.
+/// Read-write, the pipe always has a reader: lines wait in it, up to its
+/// size, for the next reader to come. (A FIFO we may not read stays
+/// write-only.)
 fn open_log(path: &Path, truncate: bool) -> std::io::Result<RawFd> {
     use std::os::unix::ffi::OsStrExt;
     let c = CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
@@ -494,9 +530,17 @@ fn open_log(path: &Path, truncate: bool) -> std::io::Result<RawFd> {
         // SAFETY: NUL-terminated path; the mode is an int vararg.
         unsafe { libc::open(c.as_ptr(), access | flags, 0o640 as libc::c_uint) }
     };
+    // Write-only first: a regular file we may write but not read opens.
     let mut fd = open(libc::O_WRONLY);
     if fd < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO) {
         fd = open(libc::O_RDWR);
+    } else if fd >= 0 && is_fifo(fd) {
+        let rw = open(libc::O_RDWR);
+        if rw >= 0 {
+            // SAFETY: closing the write-only descriptor we just opened.
+            unsafe { libc::close(fd) };
+            fd = rw;
+        }
     }
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
@@ -505,17 +549,15 @@ fn open_log(path: &Path, truncate: bool) -> std::io::Result<RawFd> {
 }
 
 /// Point fds 1 and 2 (the app's prints) at the log file open on `fd`. They
-/// keep a blocking description, as the inherited ones (see the module doc):
-/// on a FIFO or terminal a full buffer would make the app's `print()` raise
-/// `BlockingIOError`, so they get a description of their own, reopened
-/// through `/proc/self/fd` (without waiting for a reader, as `open_log`),
-/// then made blocking. A regular file has no such state and shares `fd`'s.
+/// keep a blocking description on purpose (see the module doc): on a FIFO
+/// or terminal a non-blocking one would make the app's `print()` raise
+/// `BlockingIOError` when the reader is slow, so they get a description of
+/// their own, reopened through `/proc/self/fd`, then made blocking. A FIFO
+/// is reopened read-write (as in `open_log`): fds 1-2 must not get EPIPE
+/// when the reader goes either, and the open never waits for a reader. A
+/// regular file has no such state and shares `fd`'s.
 pub(super) fn point_std_at(fd: RawFd) {
-    // SAFETY: stat is plain data; fstat fills it for an open fd.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    let regular =
-        unsafe { libc::fstat(fd, &mut st) } == 0 && st.st_mode & libc::S_IFMT == libc::S_IFREG;
+    let kind = fstat(fd).map(|st| st.st_mode & libc::S_IFMT).ok();
     let path = format!("/proc/self/fd/{fd}\0");
     let open = |access: libc::c_int| {
         // SAFETY: open with a NUL-terminated path; the result is checked.
@@ -526,13 +568,14 @@ pub(super) fn point_std_at(fd: RawFd) {
             )
         }
     };
-    let mut own = -1;
-    if !regular {
-        own = open(libc::O_WRONLY);
-        if own < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO) {
-            own = open(libc::O_RDWR);
-        }
-    }
+    let own = match kind {
+        Some(libc::S_IFREG) => -1,
+        Some(libc::S_IFIFO) => match open(libc::O_RDWR) {
+            -1 => open(libc::O_WRONLY),
+            rw => rw,
+        },
+        _ => open(libc::O_WRONLY),
+    };
     // SAFETY: fcntl, dup2 and close on descriptors we own; `own` is ours.
     unsafe {
         if own >= 0 {
@@ -548,15 +591,22 @@ pub(super) fn point_std_at(fd: RawFd) {
     }
 }
 
-fn file_size(fd: RawFd) -> u64 {
-    // SAFETY: stat is plain data; fstat on our fd.
+fn fstat(fd: RawFd) -> std::io::Result<libc::stat> {
+    // SAFETY: stat is plain data; fstat fills it for an open fd.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
-    if unsafe { libc::fstat(fd, &mut st) } == 0 {
-        st.st_size as u64
-    } else {
-        0
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
     }
+    Ok(st)
+}
+
+fn is_fifo(fd: RawFd) -> bool {
+    fstat(fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO)
+}
+
+fn file_size(fd: RawFd) -> u64 {
+    fstat(fd).map_or(0, |st| st.st_size as u64)
 }
 
 /// How much of `bytes` to write at once: everything up to PIPE_BUF, or up
@@ -589,6 +639,13 @@ mod tests {
         // SAFETY: pipe2 fills a 2-int array.
         assert_eq!(unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
         (p[0], p[1])
+    }
+
+    fn close_all(fds: &[RawFd]) {
+        for &fd in fds {
+            // SAFETY: closing a test's own descriptor.
+            unsafe { libc::close(fd) };
+        }
     }
 
     fn read_all(fd: RawFd) -> Vec<u8> {
@@ -637,12 +694,7 @@ mod tests {
         // Only whole lines went in.
         assert_eq!(got.len() as u64, written * 100);
         assert!(got.chunks(100).all(|c| c == line.as_bytes()));
-        // SAFETY: closing our test fds.
-        unsafe {
-            libc::close(r);
-            libc::close(w);
-            libc::close(out.fd);
-        }
+        close_all(&[r, w, out.fd]);
     }
 
     #[test]
@@ -660,12 +712,26 @@ mod tests {
         assert_eq!(own_fl & libc::O_NONBLOCK, libc::O_NONBLOCK);
         assert!(out.write(b"one\n"));
         assert_eq!(read_all(r), b"one\n");
-        // SAFETY: closing our test fds.
-        unsafe {
-            libc::close(r);
-            libc::close(w);
-            libc::close(out.fd);
-        }
+        close_all(&[r, w, out.fd]);
+    }
+
+    #[test]
+    fn a_line_cut_for_lack_of_room_is_ended_before_the_next_one() {
+        let (r, w) = pipe();
+        // SAFETY: resizing our own test pipe to its minimum (one page).
+        let cap = unsafe { libc::fcntl(w, libc::F_SETPIPE_SZ, PIPE_BUF as libc::c_int) };
+        assert!(cap >= PIPE_BUF as libc::c_int, "{cap}");
+        let (out, _) = Output::adopt(w).unwrap();
+        // Longer than the pipe: its first chunks go in, a later one cannot.
+        let long = format!("{}\n", "L".repeat(cap as usize + 1000));
+        assert!(!out.write(long.as_bytes()));
+        let head = read_all(r);
+        assert!(!head.is_empty() && head.iter().all(|&b| b == b'L'));
+        // The reader drained the pipe: the next line goes in on a line of
+        // its own, not glued to the cut one.
+        assert!(out.write(b"short\n"));
+        assert_eq!(read_all(r), b"\nshort\n");
+        close_all(&[r, w, out.fd]);
     }
 
     #[test]
