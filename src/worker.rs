@@ -465,10 +465,12 @@ fn start(args: WorkerArgs<'_>, born: std::time::Instant) -> anyhow::Result<()> {
             Python::attach(|py| run_hooks(py, cfg, phase))?;
         }
     }
-    args.scoreboard
-        .process(args.entry)
-        .accepting
-        .store(1, Ordering::Release);
+    let me = args.scoreboard.process(args.entry);
+    // The master stores the pid too, but only once its fork (or the
+    // loader's) returns, which can be after this worker is ready: a stats
+    // reader that saw "ready" must not find pid 0.
+    me.pid.store(std::process::id() as i32, Ordering::Relaxed);
+    me.accepting.store(1, Ordering::Release);
     crate::log::line(&format!(
         "worker {} (pid: {}) ready: {how} in {} ms, {} core(s)",
         args.id,
