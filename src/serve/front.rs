@@ -392,16 +392,15 @@ fn end_head(head: &mut Vec<u8>, extra: &[(String, String)], req: &Request, mut k
         }
         let _ = write!(head, "{n}: {v}\r\n");
     }
-    if !req.to_proxy() {
-        if req.version == Version::Http11 {
-            let _ = write!(head, "Date: {}\r\n", crate::wsgi::response::http_date());
-        }
-        if !keep {
-            head.extend_from_slice(b"Connection: close\r\n");
-        } else if req.version == Version::Http10 {
-            head.extend_from_slice(b"Connection: keep-alive\r\n");
-        }
+    if !req.to_proxy() && req.version == Version::Http11 {
+        let _ = write!(head, "Date: {}\r\n", crate::wsgi::response::http_date());
     }
+    crate::wsgi::response::push_connection(
+        head,
+        req.to_proxy(),
+        keep,
+        req.version == Version::Http10,
+    );
     head.extend_from_slice(b"\r\n");
     keep
 }

@@ -195,13 +195,12 @@ impl StartResponse {
                 let _ = write!(head, "Content-Length: {n}\r\n");
             }
         }
-        if self.ctx.to_proxy {
-            // The proxy's hop: it closes with this response anyway.
-        } else if !self.ctx.keep_alive {
-            head.extend_from_slice(b"Connection: close\r\n");
-        } else if self.ctx.http10 {
-            head.extend_from_slice(b"Connection: keep-alive\r\n");
-        }
+        push_connection(
+            head,
+            self.ctx.to_proxy,
+            self.ctx.keep_alive,
+            self.ctx.http10,
+        );
         head.extend_from_slice(b"\r\n");
         let head = &self.out.own_buf()[start..];
         self.head_bytes = head.len() as u64;
@@ -664,6 +663,22 @@ pub fn with_http_date<R>(f: impl FnOnce(&str) -> R) -> R {
 }
 
 /// The `Date` header value for now.
+/// The `Connection` line of a response head: `close` when the connection
+/// ends with it, `keep-alive` for an HTTP/1.0 client kept, none when kept
+/// on HTTP/1.1, and none to a uwsgi proxy (its hop ends with the response
+/// anyway; see `Request::to_proxy`). The app's responses and the front's
+/// answers both end their heads with it.
+pub fn push_connection(head: &mut Vec<u8>, to_proxy: bool, keep: bool, http10: bool) {
+    if to_proxy {
+        return;
+    }
+    if !keep {
+        head.extend_from_slice(b"Connection: close\r\n");
+    } else if http10 {
+        head.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+}
+
 pub fn http_date() -> String {
     with_http_date(str::to_owned)
 }
