@@ -455,6 +455,34 @@ def test_module_with_callable_flag_and_pythonpath(serve, port):
     assert status == 200 and body == b"named callable"
 
 
+FACTORY_APP = """
+calls = []
+
+
+def uwsgi_app():
+    calls.append(1)
+
+    def application(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"made %d by %s" % (len(calls), environ["SCRIPT_NAME"].encode())]
+    return application
+"""
+
+
+@pytest.mark.parametrize("how", ["module", "callable", "mount"])
+def test_module_factory_is_called_for_the_app(serve, port, tmp_path, how):
+    """`module:name()` (Galaxy's `buildapp:uwsgi_app()`): uWSGI's module
+    loader calls name() once, without arguments, and serves what it returns."""
+    (tmp_path / "factory_app.py").write_text(FACTORY_APP)
+    app = {"module": ["--module", "factory_app:uwsgi_app()"],
+           "callable": ["--module", "factory_app", "--callable", "uwsgi_app()"],
+           "mount": ["--mount", "/g=factory_app:uwsgi_app()", "--manage-script-name"]}[how]
+    serve(["--http", f"127.0.0.1:{port}", "--pythonpath", str(tmp_path), *app])
+    for _ in range(2):
+        status, _, body = http_get(port, "/g/x")
+        assert status == 200 and body == (b"made 1 by /g" if how == "mount" else b"made 1 by "), body
+
+
 # ---------------------------------------------------------------- embedded Python
 
 def _python_facts(python="python3"):

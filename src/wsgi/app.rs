@@ -1,5 +1,6 @@
 //! Finding the WSGI callable: `--module pkg.mod[:callable]` or
-//! `--wsgi-file FILE` (any name), with `--callable` naming the attribute, or
+//! `--wsgi-file FILE` (any name), with `--callable` naming the attribute
+//! (a module's `name()` is a factory called for the app, as in uWSGI), or
 //! `--paste SPEC` (PasteDeploy's loadapp);
 //! and the `--import` modules imported before it.
 //!
@@ -29,7 +30,7 @@ pub struct LoadError {
 pub fn load(py: Python<'_>, cfg: &Config) -> Result<Py<PyAny>, LoadError> {
     let (module, callable) = match (&cfg.module, &cfg.wsgi_file) {
         (Some(spec), file) => match import_module(py, spec, cfg) {
-            Ok(found) => found,
+            Ok((module, callable)) => return module_app(&module, &callable),
             Err(e) => match file {
                 Some(file) => {
                     crate::log::line(&format!(
@@ -144,12 +145,42 @@ fn is_asgi(app: &Bound<'_, PyAny>) -> bool {
 /// `.wsgi`) or `module[:callable]`, as uWSGI tells them apart.
 pub fn load_mount(py: Python<'_>, spec: &str, cfg: &Config) -> Result<Py<PyAny>, LoadError> {
     let is_file = spec.contains('/') || spec.ends_with(".py") || spec.ends_with(".wsgi");
-    let (module, callable) = if is_file {
-        (import_file(py, Path::new(spec))?, cfg.callable.clone())
-    } else {
-        import_module(py, spec, cfg)?
+    if is_file {
+        return callable_of(&import_file(py, Path::new(spec))?, &cfg.callable);
+    }
+    let (module, callable) = import_module(py, spec, cfg)?;
+    module_app(&module, &callable)
+}
+
+/// The app of a `module[:callable]` spec: as [`callable_of`], except that a
+/// name ending in `()` (`galaxy.webapps.galaxy.buildapp:uwsgi_app()`) is a
+/// factory called without arguments for the app, as uWSGI's module loader
+/// does (its file loader does not).
+fn module_app(module: &Bound<'_, PyModule>, callable: &str) -> Result<Py<PyAny>, LoadError> {
+    let Some(factory) = callable
+        .strip_suffix("()")
+        .filter(|f| module.hasattr(*f).unwrap_or(false))
+    else {
+        return callable_of(module, callable);
     };
-    callable_of(&module, &callable)
+    let py = module.py();
+    let name = module.name().map(|n| n.to_string()).unwrap_or_default();
+    let made = callable_of(module, factory)?
+        .call0(py)
+        .map_err(|e| LoadError {
+            line: format!(
+                "unable to load app: {name}:{callable} raised: {}",
+                one_line(py, &e)
+            ),
+            traceback: Some(crate::python::format_exception(py, &e)),
+        })?;
+    if !made.bind(py).is_callable() {
+        return Err(LoadError {
+            line: format!("unable to load app: {name}:{callable} did not return a callable"),
+            traceback: None,
+        });
+    }
+    Ok(made)
 }
 
 /// `--module pkg.mod[:callable]`: the module and the callable's name.
