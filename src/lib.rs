@@ -196,6 +196,7 @@ fn run(py: Python<'_>, argv: Vec<String>) -> anyhow::Result<i32> {
             // with --daemonize, the command waits here for the daemon.
             let warnings = log::start(&cfg)?;
             cfg.report.warnings.extend(warnings);
+            cfg.report.warnings.extend(listen::backlog_note(cfg.listen));
             // After binding: a socket in use stays a one-line failure.
             let report = cfg.report.render();
             let mut master =

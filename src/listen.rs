@@ -26,6 +26,24 @@ use anyhow::{anyhow, Context, Result};
 use crate::config::{ListenAddr, Protocol};
 use crate::systemd::PassedFd;
 
+/// `--listen N` above `net.core.somaxconn`: uWSGI refuses to start
+/// (core/socket.c); the kernel would cap every listen queue at somaxconn.
+/// uwsgi-rs starts, and the start-up report says so in this line.
+pub fn backlog_note(listen: i32) -> Option<String> {
+    let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn").ok()?;
+    backlog_over(listen, somaxconn.trim().parse().ok()?)
+}
+
+fn backlog_over(listen: i32, somaxconn: i64) -> Option<String> {
+    (somaxconn > 0 && i64::from(listen) > somaxconn).then(|| {
+        format!(
+            "--listen {listen} is above net.core.somaxconn ({somaxconn}): the kernel caps each \
+             listen queue at {somaxconn} (uWSGI refuses to start): raise it (sysctl -w \
+             net.core.somaxconn={listen}) or lower --listen"
+        )
+    })
+}
+
 /// Socket options of the TCP listeners this server binds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TcpOptions {
@@ -477,6 +495,18 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    /// CAPEv2's `listen = 2056` on a host whose somaxconn is 1024: named
+    /// with what to change; at or under the limit, nothing to say.
+    #[test]
+    fn backlog_above_somaxconn_is_reported() {
+        let note = backlog_over(2056, 1024).unwrap();
+        assert!(note.starts_with("--listen 2056 is above net.core.somaxconn (1024)"));
+        assert!(note.contains("sysctl -w net.core.somaxconn=2056"));
+        assert_eq!(backlog_over(1024, 1024), None);
+        assert_eq!(backlog_over(100, 4096), None);
+        assert_eq!(backlog_over(5000, 0), None);
     }
 
     #[test]

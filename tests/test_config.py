@@ -212,6 +212,23 @@ def test_report_names_what_is_not_honoured(serve, tmp_path):
     assert log.index("start-up report") < log.index("serving http on")
 
 
+def test_listen_above_somaxconn_is_reported(serve, tmp_path):
+    """CAPEv2's `listen = 2056`: uWSGI refuses a backlog above
+    net.core.somaxconn; uwsgi-rs starts (the kernel caps the queue) and its
+    report says what to change."""
+    somaxconn = int(open("/proc/sys/net/core/somaxconn").read())
+    srv, port = serve_ini(serve, tmp_path, f"""
+        [uwsgi]
+        http-socket = 127.0.0.1:{{port}}
+        wsgi-file = app.py
+        listen = {somaxconn + 1}
+        """)
+    assert http_get(port, "/")[0] == 200
+    assert (f"warning: --listen {somaxconn + 1} is above net.core.somaxconn ({somaxconn}): "
+            f"the kernel caps each listen queue at {somaxconn} (uWSGI refuses to start): raise "
+            f"it (sysctl -w net.core.somaxconn={somaxconn + 1}) or lower --listen") in srv.log
+
+
 def test_uwsgi_variables_and_show_config(serve, tmp_path):
     """UWSGI_INI names the app's ini (tiangolo's images), UWSGI_PROCESSES is
     --processes; --show-config logs the expanded configuration."""
