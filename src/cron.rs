@@ -1,5 +1,6 @@
-//! `--cron` / `--unique-cron MIN HOUR MDAY MONTH WDAY COMMAND`: commands the
-//! master runs at uWSGI cron times (uWSGI's core/cron.c, and
+//! `--cron` / `--unique-cron MIN HOUR MDAY MONTH WDAY COMMAND` and `--cron2
+//! minute=M,...,unique=1,harakiri=N COMMAND`: commands the master runs at
+//! uWSGI cron times (uWSGI's core/cron.c, and
 //! `uwsgi_cron_task_needs_execution` in core/master_utils.c):
 //!
 //! - a field is a number, `-1` for any value, or `-N` for every value
@@ -8,7 +9,10 @@
 //! - when both day of month and weekday are given (not negative), either
 //!   may match, as in crontab(5);
 //! - a job runs at most once a minute; a `unique-cron` job never runs while
-//!   its previous run is still going.
+//!   its previous run is still going;
+//! - a job still running `harakiri` seconds after it started (cron2's
+//!   `harakiri=N`, else `--cron-harakiri`) has its process group killed
+//!   (SIGKILL), as uWSGI's `uwsgi_master_check_cron_death`.
 //!
 //! Times are local. Jobs run through /bin/sh in their own session with the
 //! server's `--uid`/`--gid`, stdin from /dev/null, and are not stopped when
@@ -25,6 +29,8 @@ use crate::spawn;
 pub struct Crons {
     jobs: Vec<Job>,
     credentials: Credentials,
+    /// `--cron-harakiri`: for jobs without their own (0: no limit).
+    harakiri: u64,
     /// The unix second last looked at: jobs are matched once a second.
     last_second: i64,
 }
@@ -101,7 +107,7 @@ pub fn due(fields: [i32; 5], at: When) -> bool {
 }
 
 impl Crons {
-    pub fn new(jobs: &[CronJob], credentials: Credentials) -> Crons {
+    pub fn new(jobs: &[CronJob], credentials: Credentials, harakiri: u64) -> Crons {
         Crons {
             jobs: jobs
                 .iter()
@@ -113,7 +119,31 @@ impl Crons {
                 })
                 .collect(),
             credentials,
+            harakiri,
             last_second: 0,
+        }
+    }
+
+    /// Kill (SIGKILL, the whole process group: jobs run in their own
+    /// session) each job still running past its harakiri.
+    fn harakiri(&mut self) {
+        for job in &mut self.jobs {
+            let limit = job.spec.harakiri.unwrap_or(self.harakiri);
+            let Some(started) = job.started else {
+                continue;
+            };
+            if job.pid <= 0 || limit == 0 || started.elapsed().as_secs() < limit {
+                continue;
+            }
+            log::stamped(&format!(
+                "*** HARAKIRI ON CRON \"{}\" (pid: {}) ***",
+                job.spec.command, job.pid
+            ));
+            // SAFETY: kill(2) on the job's own process group (it called
+            // setsid, so its pgid is its pid); no memory is involved.
+            unsafe { libc::kill(-job.pid, libc::SIGKILL) };
+            // Killed once: the reap clears pid; never signalled again.
+            job.started = None;
         }
     }
 
@@ -123,6 +153,7 @@ impl Crons {
             return;
         }
         self.last_second = unix_now;
+        self.harakiri();
         let Some(at) = When::local(unix_now) else {
             return;
         };
@@ -226,8 +257,9 @@ mod tests {
             fields: [-1; 5],
             command: format!("echo x >> {}; sleep 0.3", out.display()),
             unique: true,
+            harakiri: None,
         };
-        let mut c = Crons::new(&[job], Credentials::default());
+        let mut c = Crons::new(&[job], Credentials::default(), 0);
         let t0 = 1_700_000_000;
         c.check(t0);
         let pid = c.jobs[0].pid;
@@ -247,5 +279,73 @@ mod tests {
         unsafe { libc::waitpid(second, &mut status, 0) };
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "x\nx\n");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Processes of process group `pgid` that are not zombies (from /proc).
+    fn live_in_group(pgid: i32) -> usize {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return 0;
+        };
+        dir.filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("stat")).ok())
+            .filter(|stat| {
+                // After "(comm)": state, ppid, pgrp.
+                let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                f.len() > 2 && f[0] != "Z" && f[2] == pgid.to_string()
+            })
+            .count()
+    }
+
+    /// cron2's `harakiri=N` (and `--cron-harakiri` for jobs without one):
+    /// a job still running N seconds on is killed, its children with it;
+    /// `harakiri=0` exempts a job from `--cron-harakiri`.
+    #[test]
+    fn harakiri_kills_a_job_and_its_process_group() {
+        let job = |harakiri| CronJob {
+            fields: [-1; 5],
+            command: "sleep 30 & sleep 30; wait".into(),
+            unique: true,
+            harakiri,
+        };
+        let mut c = Crons::new(
+            &[job(Some(1)), job(None), job(Some(0))],
+            Credentials::default(),
+            1,
+        );
+        let t0 = 1_700_000_000;
+        c.check(t0);
+        let pids: Vec<i32> = c.jobs.iter().map(|j| j.pid).collect();
+        assert!(pids.iter().all(|&p| p > 0));
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        c.check(t0 + 1);
+        for (i, &pid) in pids.iter().enumerate().take(2) {
+            let mut status = 0;
+            // SAFETY: waiting for the job we started.
+            assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+            assert!(
+                libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
+                "job {i}"
+            );
+            // The background sleep died with it (a zombie until whoever
+            // inherits it reaps it, so kill(-pid, 0) cannot tell).
+            let gone = (0..200).any(|_| {
+                let alive = live_in_group(pid);
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                alive == 0
+            });
+            assert!(gone, "job {i}'s group outlived it");
+            assert!(c.reaped(pid));
+        }
+        let mut status = 0;
+        // SAFETY: the exempt job is still running: WNOHANG sees nothing.
+        assert_eq!(
+            unsafe { libc::waitpid(pids[2], &mut status, libc::WNOHANG) },
+            0
+        );
+        // SAFETY: stop it and its group, then reap it.
+        unsafe {
+            libc::kill(-pids[2], libc::SIGKILL);
+            libc::waitpid(pids[2], &mut status, 0);
+        }
     }
 }

@@ -426,6 +426,24 @@ def test_cron_runs_a_command(serve, port, tmp_path):
     srv.stop()
 
 
+def test_cron2_runs_a_command_and_harakiri_kills_it(serve, port, tmp_path):
+    """cla_backend's `cron2 = minute=-15,unique=1,harakiri=30 CMD` form: keys
+    not given match any time; a job still running after harakiri=N seconds is
+    killed with its process group (--cron-harakiri for jobs without one)."""
+    out = tmp_path / "cron2"
+    slept = tmp_path / "slept"
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP, "--master",
+                 "--cron2", f"unique=1 echo ran >> {out}",
+                 "--cron2", f"unique=1,harakiri=1 sleep 30; touch {slept}",
+                 "--cron-harakiri", "1",
+                 "--cron2", f"minute=-1 sleep 30; touch {slept}"])
+    wait_for(lambda: out.exists() and "ran" in out.read_text(), 10, "the cron2 job")
+    wait_for(lambda: srv.log.count("*** HARAKIRI ON CRON") == 2, 10, "both cron harakiris")
+    assert 'HARAKIRI ON CRON "unique=1' not in srv.log  # the command, without its keys
+    assert not slept.exists()
+    srv.stop()
+
+
 # ------------------------------------------------------------ py-call-osafterfork
 
 def test_workers_run_python_after_fork_hooks(serve, port, tmp_path):

@@ -42,6 +42,7 @@ fn shell_command(key: &str) -> bool {
         || key.starts_with("hook-")
         || key == "cron"
         || key == "unique-cron"
+        || key == "cron2"
 }
 
 /// Run the three passes over `entries` in place.

@@ -395,6 +395,8 @@ pub struct LifecycleOptions {
     pub master_fifo: Vec<PathBuf>,
     pub daemons: Vec<Daemon>,
     pub crons: Vec<CronJob>,
+    /// `--cron-harakiri`: seconds a cron command may run (0: no limit).
+    pub cron_harakiri: u64,
     /// `hook-*` and `exec-*` (as `exec:` hooks), in order.
     pub hooks: Vec<(HookPhase, Hook)>,
     pub exit_on_reload: bool,
@@ -423,6 +425,7 @@ impl Default for LifecycleOptions {
             master_fifo: Vec::new(),
             daemons: Vec::new(),
             crons: Vec::new(),
+            cron_harakiri: 0,
             hooks: Vec::new(),
             exit_on_reload: false,
             idle: 0,

@@ -1087,6 +1087,9 @@ pub struct CronJob {
     pub command: String,
     /// `unique-cron`: never two runs of this job at once.
     pub unique: bool,
+    /// `cron2 harakiri=N`: kill the command after N seconds (`Some(0)`:
+    /// never, even with `--cron-harakiri`); `None`: `--cron-harakiri`'s.
+    pub harakiri: Option<u64>,
 }
 
 pub fn cron(option: &str, s: &str, unique: bool) -> Result<CronJob, ConfigError> {
@@ -1111,7 +1114,65 @@ pub fn cron(option: &str, s: &str, unique: bool) -> Result<CronJob, ConfigError>
         fields,
         command: rest.to_string(),
         unique,
+        harakiri: None,
     })
+}
+
+/// `--cron2 [minute=M,hour=H,day=D,month=MON,week=W,unique=1,harakiri=N] COMMAND`
+/// (uWSGI's `uwsgi_opt_add_cron2`): the fields not given are -1 (any), so
+/// a bare COMMAND runs every minute. The key list is the first word when it
+/// has an `=`; uWSGI's `legion` key is refused (uwsgi-rs has no legions).
+pub fn cron2(option: &str, s: &str) -> Result<CronJob, ConfigError> {
+    let s = s.trim();
+    let (keys, command) = match s.split_once(' ') {
+        Some((first, rest)) if first.contains('=') => (first, rest.trim_start()),
+        _ if !s.contains(' ') && s.contains('=') => (s, ""),
+        _ => ("", s),
+    };
+    if command.is_empty() {
+        return Err(invalid(
+            option,
+            s,
+            "[minute=M,hour=H,day=D,month=MON,week=W,unique=1,harakiri=N] COMMAND",
+        ));
+    }
+    let mut job = CronJob {
+        fields: [-1; 5],
+        command: command.to_string(),
+        unique: false,
+        harakiri: None,
+    };
+    for kv in keys.split(',').filter(|kv| !kv.is_empty()) {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        let n: i64 = v
+            .parse()
+            .map_err(|_| invalid(option, s, format!("{k}= takes a number")))?;
+        let field = |i: usize, job: &mut CronJob| {
+            i32::try_from(n)
+                .map(|n| job.fields[i] = n)
+                .map_err(|_| invalid(option, s, format!("{k}={v} is out of range")))
+        };
+        match k {
+            "minute" => field(0, &mut job)?,
+            "hour" => field(1, &mut job)?,
+            "day" => field(2, &mut job)?,
+            "month" => field(3, &mut job)?,
+            "week" => field(4, &mut job)?,
+            "unique" => job.unique = n != 0,
+            "harakiri" => job.harakiri = Some(n.max(0) as u64),
+            "legion" => {
+                return Err(invalid(option, s, "legion= needs uWSGI's legions, which uwsgi-rs has not: drop it (one server runs the job) or run the job from your scheduler"))
+            }
+            _ => {
+                return Err(invalid(
+                    option,
+                    s,
+                    format!("unknown key {k} (minute, hour, day, month, week, unique, harakiri)"),
+                ))
+            }
+        }
+    }
+    Ok(job)
 }
 
 /// A command the master starts and supervises (`attach-daemon`,
@@ -1536,6 +1597,30 @@ mod tests {
         assert_eq!(c.fields, [-15, -1, -1, -1, -1]);
         assert_eq!(c.command, "./manage.py runjobs quarter_hourly");
         assert!(cron("--cron", "0 0 * * * cmd", false).is_err());
+        // cla_backend's jobs.
+        let c = cron2(
+            "cron2",
+            "minute=-15,unique=1,harakiri=30 python /home/app/django/manage.py monitor",
+        )
+        .unwrap();
+        assert_eq!(c.fields, [-15, -1, -1, -1, -1]);
+        assert!(c.unique);
+        assert_eq!(c.harakiri, Some(30));
+        assert_eq!(c.command, "python /home/app/django/manage.py monitor");
+        let c = cron2(
+            "cron2",
+            "minute=0,hour=5,unique=1 python manage.py housekeeping",
+        )
+        .unwrap();
+        assert_eq!(c.fields, [0, 5, -1, -1, -1]);
+        let c = cron2("cron2", "touch /tmp/every-minute").unwrap();
+        assert_eq!((c.fields, c.unique, c.harakiri), ([-1; 5], false, None));
+        assert_eq!(c.command, "touch /tmp/every-minute");
+        assert_eq!(cron2("cron2", "harakiri=0 x").unwrap().harakiri, Some(0));
+        assert!(cron2("cron2", "minute=5").is_err());
+        assert!(cron2("cron2", "minute=x cmd").is_err());
+        assert!(cron2("cron2", "minutes=5 cmd").is_err());
+        assert!(cron2("cron2", "legion=l1 cmd").is_err());
         assert!(cron("--cron", "0 0 1 1 1", false).is_err());
         let d = smart_daemon("--smart-attach-daemon", "/tmp/x.pid memcached -d").unwrap();
         assert_eq!(d.pidfile, Some(PathBuf::from("/tmp/x.pid")));

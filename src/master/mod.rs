@@ -309,7 +309,11 @@ impl Master {
             credentials,
             Duration::from_secs(cfg.reload_mercy),
         );
-        let crons = Crons::new(&cfg.lifecycle.crons, credentials);
+        let crons = Crons::new(
+            &cfg.lifecycle.crons,
+            credentials,
+            cfg.lifecycle.cron_harakiri,
+        );
         let slots = (0..cfg.processes).map(|_| Slot::default()).collect();
         let cfg_for_checks = cfg.clone();
         Ok(Master {
