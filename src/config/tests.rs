@@ -185,6 +185,20 @@ fn defaults() {
     assert!(serve(&["--http-socket", ":8080"]).report.lines().is_empty());
 }
 
+/// money-to-prisoners' and cla_backend's `vhost = true`: a uWSGI option
+/// uwsgi-rs honours only in part, so the report says how (it was listed as
+/// an option uwsgi-rs does not have, ignored).
+#[test]
+fn vhost_is_reported_as_different() {
+    let c = serve(&["--http-socket", ":8080", "--vhost", "--module", "app"]);
+    assert_eq!(c.report.different.len(), 1);
+    assert_eq!(c.report.different[0].name, "vhost");
+    assert!(c.report.different[0]
+        .why
+        .contains("a deployment with one app"));
+    assert!(c.report.unused.is_empty());
+}
+
 #[test]
 fn listeners_in_order_with_protocols() {
     let c = serve(&[
