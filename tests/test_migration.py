@@ -31,6 +31,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -171,10 +172,27 @@ def make_venv(path):
 
 def write_stub(path, callable_name):
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = STUB.format(callable=callable_name)
-    if callable_name != "application":
-        body += f"\napplication = {callable_name}\n"
+    if callable_name.endswith("()"):
+        # module:factory(): uWSGI's python plugin calls it for the app.
+        factory = callable_name[:-2]
+        body = STUB.format(callable="application")
+        body += f"\n\ndef {factory}():\n    return application\n"
+    else:
+        body = STUB.format(callable=callable_name)
+        if callable_name != "application":
+            body += f"\napplication = {callable_name}\n"
     path.write_text(body)
+
+
+def write_module_stub(chdir, spec, callable_name):
+    """The stub app for `module[:callable]`, with its packages' __init__.py."""
+    name, _, attr = spec.partition(":")
+    parts = name.split(".")
+    for i in range(1, len(parts)):
+        init = chdir.joinpath(*parts[:i]) / "__init__.py"
+        init.parent.mkdir(parents=True, exist_ok=True)
+        init.touch()
+    write_stub(chdir.joinpath(*parts[:-1]) / f"{parts[-1]}.py", attr or callable_name)
 
 
 def command_line(entry, root, port):
@@ -207,7 +225,7 @@ def sandbox(entry, root):
         args, env = command_line(entry, root, port)
         texts = [" ".join(args)] + list(env.values())
     else:
-        ini = root / entry["file"]
+        ini = root / entry.get("as", entry["file"])
         ini.write_text(localize((CONFIGS / entry["file"]).read_text(), root))
         for dest, name in entry.get("files", {}).items():
             target = root / dest
@@ -241,13 +259,7 @@ def sandbox(entry, root):
     callable_name = get(args, env, root, "callable") or "application"
     module = get(args, env, root, "module")
     if module:
-        name, _, attr = module.partition(":")
-        parts = name.split(".")
-        for i in range(1, len(parts)):
-            init = chdir.joinpath(*parts[:i]) / "__init__.py"
-            init.parent.mkdir(parents=True, exist_ok=True)
-            init.touch()
-        write_stub(chdir.joinpath(*parts[:-1]) / f"{parts[-1]}.py", attr or callable_name)
+        write_module_stub(chdir, module, callable_name)
     wsgi_file = get(args, env, root, "wsgi-file")
     if wsgi_file:
         write_stub(chdir / wsgi_file, callable_name)
@@ -259,7 +271,12 @@ def sandbox(entry, root):
         (chdir / "paste" / "deploy.py").write_text(PASTE_STUB)
     mount = get(args, env, root, "mount")
     if mount:
-        write_stub(chdir / mount.partition("=")[2], callable_name)
+        app = mount.partition("=")[2]
+        # A file (a path, .py or .wsgi) or module[:callable], as uWSGI tells them apart.
+        if "/" in app or app.endswith((".py", ".wsgi")):
+            write_stub(chdir / app, callable_name)
+        else:
+            write_module_stub(chdir, app, callable_name)
     for script in set(PROJECT_SCRIPT.findall("\n".join(texts))):
         stub = chdir / script
         if not stub.exists():
@@ -312,11 +329,19 @@ def run(entry, root, ready_timeout=30):
         """stdout, then the files the config logs to."""
         return srv.log + "".join(f.read_text(errors="replace") for f in files if f.exists())
     result = {"file": entry["file"], "args": args, "env": env}
+    daemon = None  # the master's pid, when the config daemonizes
+
+    def daemonized():
+        m = re.search(r"master process \(pid: (\d+)\)", log())
+        return int(m.group(1)) if srv.proc.poll() == 0 and m else None
     try:
         deadline = time.time() + ready_timeout
-        while time.time() < deadline and ") ready" not in log() and srv.proc.poll() is None:
+        while time.time() < deadline and ") ready" not in log():
+            if srv.proc.poll() is not None and daemonized() is None and srv.proc.poll() != 0:
+                break
             time.sleep(0.05)
-        if srv.proc.poll() is not None:
+        daemon = daemonized()
+        if srv.proc.poll() is not None and daemon is None:
             result.update(started=False, code=srv.proc.returncode)
             return result
         listeners = re.findall(r"serving (http|uwsgi) on ([^\s\"]+)", log())
@@ -329,7 +354,26 @@ def run(entry, root, ready_timeout=30):
         return result
     finally:
         srv.stop()
+        if daemon:
+            stop_daemon(daemon)
         result["log"] = log()
+
+
+def stop_daemon(pid, timeout=15):
+    """SIGTERM a daemonized master (its own session: srv.stop's killpg
+    misses it) and wait until it is gone."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    os.killpg(os.getpgid(pid), signal.SIGKILL)
 
 
 def not_honoured_help():
@@ -399,7 +443,7 @@ def asked_options(entry, root, r):
         words += [k[6:].lower().replace("_", "-") for k in r["env"]
                   if k.startswith("UWSGI_") and not k.startswith("UWSGI_RS_")]
         return set(words), set(words)
-    texts = [(root / entry["file"]).read_text()]
+    texts = [(root / entry.get("as", entry["file"])).read_text()]
     texts += [(root / d).read_text() for d in entry.get("files", {})]
     asked = {k for t in texts for k in top_level_keys(t)}
     mentioned = {k for t in texts for k in re.findall(r"^\s*<?([\w-]+)", t, re.M)}
