@@ -6,9 +6,12 @@ CPU of the server's workers and of nginx (us), their context switches,
 and with `perf` their system calls by name and the wake-ups each side
 sends (tracepoint counts, cheap enough not to change the picture the way
 strace does), plus how idle the machine was. bench.py gives req/s; this says which side spent what.
+With --direct, wrk talks to each server's HTTP port and there is no nginx
+(e.g. --servers uwsgi-rs,uwsgi-rs/t1,bjoern: where a worker's threads cost).
 
     python3 bench/upstream_probe.py [--workloads big,hello] [--rounds 3]
         [--duration 4] [--uwsgi-rs PATH] [--same-session] [--no-perf]
+        [--direct] [--servers uwsgi-rs,uWSGI]
 """
 
 import argparse
@@ -96,33 +99,47 @@ def read_perf(path):
     return counts
 
 
-def probe(name, workload, duration, uwsgi_rs, use_perf, log_dir):
+def server_argv(name, port, uwsgi_rs, workload, sock):
+    """bench.py's command for `name`; "uwsgi-rs/tN" is uwsgi-rs with N
+    threads per worker instead of 4 (to tell thread scheduling apart)."""
+    base, _, threads = name.partition("/t")
+    argv, cwd, stop_sig, binary = bench.server_spec(base, port, uwsgi_rs, workload, sock)
+    if threads:
+        argv[argv.index("--threads") + 1] = threads
+    return argv, cwd, stop_sig, binary
+
+
+def probe(name, workload, duration, uwsgi_rs, use_perf, log_dir, direct=False):
     run_dir = tempfile.mkdtemp(prefix="probe-", dir=log_dir)
     port = bench.free_port()
-    sock = os.path.join(run_dir, "app.sock")
-    argv, cwd, stop_sig, binary = bench.server_spec(name, port, uwsgi_rs, workload, sock)
+    sock = None if direct else os.path.join(run_dir, "app.sock")
+    argv, cwd, stop_sig, binary = server_argv(name, port, uwsgi_rs, workload, sock)
     if binary is None:
         return {"server": name, "error": "not installed"}
-    srv = bench.Server(name, argv, cwd, stop_sig, log_dir).start()
+    srv = bench.Server(name.replace("/", "-"), argv, cwd, stop_sig, log_dir).start()
     front = None
     try:
-        bench.wait_upstream(srv, None, sock)
-        front = bench.start_nginx(run_dir, port, sock, None, log_dir)
+        if direct:
+            bench.wait_ready(srv, port)
+        else:
+            bench.wait_upstream(srv, None, sock)
+            front = bench.start_nginx(run_dir, port, sock, None, log_dir)
         bench.check_workload(workload, port)
         script = bench.wrk_script(workload, run_dir)
         bench.run_wrk(port, bench.WARMUP_S, latency=False, script=script)
         workers = srv.workers()
         stats = []
+        sides = [("srv", workers)] + ([("nginx", [front.pid])] if front else [])
         if use_perf:
-            stats = [perf_stat(workers, os.path.join(run_dir, "srv.perf")),
-                     perf_stat([front.pid], os.path.join(run_dir, "nginx.perf"))]
+            stats = [perf_stat(pids, os.path.join(run_dir, side + ".perf"))
+                     for side, pids in sides]
             time.sleep(0.5)
-        s0, n0, m0 = snapshot(workers), snapshot([front.pid]), cpu_jiffies()
+        before, m0 = [snapshot(pids) for _, pids in sides], cpu_jiffies()
         out = subprocess.run(["wrk", "-t2", "-c32", "-d%ds" % duration] +
                              (["-s", script] if script else []) +
                              ["http://127.0.0.1:%d/" % port],
                              capture_output=True, text=True).stdout
-        s1, n1, m1 = snapshot(workers), snapshot([front.pid]), cpu_jiffies()
+        after, m1 = [snapshot(pids) for _, pids in sides], cpu_jiffies()
         for p in stats:
             p.send_signal(signal.SIGINT)
             p.wait(timeout=10)
@@ -131,12 +148,12 @@ def probe(name, workload, duration, uwsgi_rs, use_perf, log_dir):
         res = {"server": name, "workload": workload, "requests": n,
                "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
                "idle_pct": 100.0 * (m1[1] - m0[1]) / max(1, m1[0] - m0[0])}
-        for side, a, b in (("srv", s0, s1), ("nginx", n0, n1)):
+        for (side, _), a, b in zip(sides, before, after):
             res[side + "_us"] = (b[0] - a[0]) / n * 1e6
             res[side + "_cs_vol"] = (b[1] - a[1]) / n
             res[side + "_cs_inv"] = (b[2] - a[2]) / n
         if use_perf:
-            for side in ("srv", "nginx"):
+            for side, _ in sides:
                 counts = read_perf(os.path.join(run_dir, side + ".perf"))
                 res[side + "_sys"] = {k: v / n for k, v in counts.items() if v}
         return res
@@ -153,10 +170,12 @@ def show(r):
     if "error" in r:
         print("%-8s %s" % (r["server"], r["error"]))
         return
-    print("%-8s %7.0f req/s  server %5.1f us %4.2f+%4.2f cs  nginx %5.1f us %4.2f+%4.2f cs"
-          "  (machine idle %.0f%%)"
-          % (r["server"], r["rps"], r["srv_us"], r["srv_cs_vol"], r["srv_cs_inv"],
-             r["nginx_us"], r["nginx_cs_vol"], r["nginx_cs_inv"], r["idle_pct"]))
+    line = "%-8s %7.0f req/s  server %5.1f us %4.2f+%4.2f cs" % (
+        r["server"], r["rps"], r["srv_us"], r["srv_cs_vol"], r["srv_cs_inv"])
+    if "nginx_us" in r:
+        line += "  nginx %5.1f us %4.2f+%4.2f cs" % (
+            r["nginx_us"], r["nginx_cs_vol"], r["nginx_cs_inv"])
+    print(line + "  (machine idle %.0f%%)" % r["idle_pct"])
     for side in ("srv", "nginx"):
         sys_ = r.get(side + "_sys")
         if sys_:
@@ -174,19 +193,26 @@ def main():
     ap.add_argument("--same-session", action="store_true",
                     help="start the servers and nginx in this script's session")
     ap.add_argument("--no-perf", action="store_true", help="no syscall counts")
+    ap.add_argument("--direct", action="store_true",
+                    help="wrk straight to the servers' HTTP port, no nginx")
+    ap.add_argument("--servers", default=",".join(SERVERS),
+                    help="comma-separated; bench.py's names, or uwsgi-rs/tN for N threads")
     args = ap.parse_args()
     bench.SESSION["own"] = not args.same_session
     use_perf = not args.no_perf and shutil.which("perf") is not None
     log_dir = tempfile.mkdtemp(prefix="upstream-probe-")
     try:
-        print("# wrk -t2 -c32 -d%ds behind nginx (uwsgi_pass, UNIX socket); per request: "
-              "CPU in us, context switches voluntary+involuntary" % args.duration)
+        print("# wrk -t2 -c32 -d%ds %s; per request: CPU in us, context switches "
+              "voluntary+involuntary" % (args.duration, "direct" if args.direct else
+                                         "behind nginx (uwsgi_pass, UNIX socket)"))
         for workload in args.workloads.split(","):
             for rnd in range(args.rounds):
                 print("## %s, round %d" % (workload, rnd + 1), flush=True)
-                order = SERVERS if rnd % 2 == 0 else SERVERS[::-1]
+                servers = args.servers.split(",")
+                order = servers if rnd % 2 == 0 else servers[::-1]
                 for name in order:
-                    show(probe(name, workload, args.duration, args.uwsgi_rs, use_perf, log_dir))
+                    show(probe(name, workload, args.duration, args.uwsgi_rs, use_perf, log_dir,
+                               args.direct))
                     sys.stdout.flush()
     finally:
         shutil.rmtree(log_dir, ignore_errors=True)

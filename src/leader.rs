@@ -8,7 +8,12 @@
 //! was the tail latency). When the leader stays in one request longer than
 //! [`TAKE_OVER`] (the app blocks, or computes), a follower, the watcher,
 //! becomes the leader and polls, so a slow request never holds up others
-//! for more than that while a core is free.
+//! for more than that while a core is free. A leader that is still
+//! runnable (computing, or waiting for a CPU) is taken over only after
+//! [`RUNNABLE_TAKE_OVER`]: on a busy machine the scheduler often parks a
+//! leader for over a millisecond, and a second core polling then gains
+//! nothing (no CPU is free) and costs a GIL hand-off and sleeps per
+//! request for as long as two cores take turns.
 //!
 //! This module owns only who leads; it must not touch sockets, requests or
 //! the GIL (`serve` does).
@@ -22,6 +27,15 @@ use std::time::{Duration, Instant};
 /// (once per TAKE_OVER); 0.5 ms and 3 ms measured no better p99 than this.
 pub const TAKE_OVER: Duration = Duration::from_millis(1);
 
+/// How long a leader that is runnable (not blocked) may stay in one request
+/// before the watcher takes over. Two GIL switch intervals (5 ms each): an
+/// app computing in Python longer than that lets other requests in anyway.
+/// Under wrk on a loaded 2-CPU machine (hello, 2 x 4, bench/README.md),
+/// every take-over at 1 ms was of a runnable leader (19-31 per worker in
+/// 7 s), leadership then wandered over all four threads, and the worker
+/// served 16-20% fewer requests than with this rule.
+pub const RUNNABLE_TAKE_OVER: Duration = Duration::from_millis(10);
+
 /// While the leader started work this recently, the watcher looks at it
 /// every [`TAKE_OVER`] on a timer instead of dozing until the leader's
 /// next request wakes it: under load that wake-up was a futex call and a
@@ -33,6 +47,8 @@ const BUSY_WINDOW: Duration = Duration::from_millis(20);
 #[derive(Default)]
 struct State {
     leader: Option<usize>,
+    /// The leader's thread id, to look at its scheduling state.
+    leader_tid: i32,
     /// Since when the leader has had work in hand (an event from the poller,
     /// then the request); None while it waits on the poller.
     working_since: Option<Instant>,
@@ -64,12 +80,27 @@ impl Leader {
     /// re-checks the worker's state and calls again.
     pub fn lead(&self, core: usize, nap: Duration) -> bool {
         let mut s = self.lock();
-        let stuck = s.working_since.is_some_and(|t| t.elapsed() >= TAKE_OVER);
+        let mut stuck = false;
+        if s.leader != Some(core) {
+            if let Some(since) = s.working_since.filter(|t| t.elapsed() >= TAKE_OVER) {
+                stuck = since.elapsed() >= RUNNABLE_TAKE_OVER || {
+                    // Read outside the lock: the leader takes it per request.
+                    let tid = s.leader_tid;
+                    drop(s);
+                    let blocked = !thread_runnable(tid);
+                    s = self.lock();
+                    blocked && s.working_since == Some(since)
+                };
+            }
+        }
         if s.leader.is_none() || s.leader == Some(core) || stuck {
-            if stuck && s.leader != Some(core) {
+            if stuck {
                 // The old leader keeps its request; another follower is
                 // woken to watch the new leader.
                 self.followers.notify_one();
+            }
+            if s.leader != Some(core) {
+                s.leader_tid = current_tid();
             }
             s.leader = Some(core);
             s.working_since = None;
@@ -84,8 +115,11 @@ impl Leader {
         }
         if s.watcher == Some(core) {
             let busy = s.last_work.is_some_and(|t| t.elapsed() < BUSY_WINDOW);
-            let wait = match s.working_since {
-                Some(t) => TAKE_OVER.saturating_sub(t.elapsed()),
+            let wait = match s.working_since.map(|t| t.elapsed()) {
+                Some(took) if took < TAKE_OVER => TAKE_OVER - took,
+                // A runnable leader: look again every TAKE_OVER (it may
+                // block) until RUNNABLE_TAKE_OVER.
+                Some(took) => TAKE_OVER.min(RUNNABLE_TAKE_OVER.saturating_sub(took)),
                 None if busy => TAKE_OVER,
                 None => nap,
             };
@@ -139,6 +173,35 @@ impl Leader {
         self.watcher_cv.notify_all();
         self.followers.notify_all();
     }
+}
+
+/// This thread's id (cached: the leader changes rarely, but cheaply).
+fn current_tid() -> i32 {
+    thread_local! {
+        static TID: i32 = rustix::thread::gettid().as_raw_nonzero().get();
+    }
+    TID.with(|t| *t)
+}
+
+/// Whether thread `tid` of this process is running or waiting for a CPU
+/// (state R in /proc), as opposed to blocked. When that cannot be read
+/// (no /proc, say after a chroot), false: a leader is then taken over
+/// after [`TAKE_OVER`] whatever it does, as before this was known.
+fn thread_runnable(tid: i32) -> bool {
+    let Ok(stat) = std::fs::read(format!("/proc/self/task/{tid}/stat")) else {
+        return false;
+    };
+    run_state(&stat) == Some(b'R')
+}
+
+/// The state letter of a /proc stat line: the first field after the
+/// command name, which is in parentheses and may itself hold them.
+fn run_state(stat: &[u8]) -> Option<u8> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    stat[close + 1..]
+        .iter()
+        .copied()
+        .find(|b| !b.is_ascii_whitespace())
 }
 
 #[cfg(test)]
@@ -232,6 +295,57 @@ mod tests {
         assert!(
             ticked,
             "the watcher dozed the nap instead of checking again"
+        );
+    }
+
+    #[test]
+    fn the_state_letter_follows_the_last_parenthesis() {
+        assert_eq!(run_state(b"12 (uwsgi-rs) R 1 2 3"), Some(b'R'));
+        assert_eq!(run_state(b"12 (a) b) (c) S 1"), Some(b'S'));
+        assert_eq!(run_state(b"12 (x"), None);
+    }
+
+    #[test]
+    fn this_thread_reads_as_runnable_and_a_sleeping_one_as_blocked() {
+        assert!(thread_runnable(current_tid()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sleeper = std::thread::spawn(move || {
+            tx.send(current_tid()).ok();
+            std::thread::sleep(Duration::from_millis(300));
+        });
+        let tid = rx.recv().unwrap_or_default();
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!thread_runnable(tid), "a sleeping thread is blocked");
+        sleeper.join().ok();
+        assert!(!thread_runnable(-1), "unknown: not runnable");
+    }
+
+    #[test]
+    fn a_runnable_leader_is_taken_over_only_after_the_longer_limit() {
+        let l = Arc::new(Leader::default());
+        let spin = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (l2, spin2) = (l.clone(), spin.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let leader = std::thread::spawn(move || {
+            assert!(l2.lead(0, NAP));
+            l2.working(0);
+            tx.send(()).ok();
+            // computing: runnable all along
+            while spin2.load(std::sync::atomic::Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+        });
+        rx.recv().ok();
+        let t = Instant::now();
+        while !l.lead(1, Duration::from_secs(5)) {
+            assert!(t.elapsed() < Duration::from_secs(5), "never took over");
+        }
+        let took = t.elapsed();
+        spin.store(false, std::sync::atomic::Ordering::Relaxed);
+        leader.join().ok();
+        assert!(
+            took >= RUNNABLE_TAKE_OVER - TAKE_OVER,
+            "took over after {took:?}"
         );
     }
 
