@@ -310,6 +310,30 @@ def test_yaml_as_debians_uwsgi_reads_it(serve, tmp_path):
     assert f"warning: {yaml}:4: not read: a key without a value: bare:" in srv.log
 
 
+def test_yaml_nested_mapping_and_anchor_as_libyamls_reader(serve, tmp_path):
+    """uWSGI's libyaml reader (core/yaml.c) takes the keys of a mapping
+    nested under a key as options of their own, and stops reading at a value
+    with an anchor: so does uwsgi-rs, and its report names both."""
+    (tmp_path / "app.py").write_text(APP.format(body=b"nested"))
+    port = free_port()
+    yaml = write(tmp_path / "app.yaml", f"""
+        uwsgi:
+          http-socket: 127.0.0.1:{port}
+          app:
+            wsgi-file: app.py
+          processes: 1
+          workers: &n 4
+          threads: 9
+        """)
+    srv = serve([str(yaml)])
+    assert http_get(port, "/")[2] == b"nested"
+    assert (f"warning: {yaml}:4: the keys of the mapping nested under 'app:' are options of "
+            "their own, as uWSGI's libyaml reader reads them: wsgi-file: app.py") in srv.log
+    assert (f"warning: {yaml}:6: not read: a YAML anchor or tag, where uWSGI stops reading "
+            "the file ('unsupported YAML token')") in srv.log
+    assert "1 worker(s) x 1 thread(s)" in srv.log
+
+
 def test_wsgi_file_of_any_name(serve, tmp_path):
     """keystone-wsgi-public, app.wsgi: not .py, loaded all the same."""
     port = free_port()

@@ -605,11 +605,13 @@ impl Collector<'_> {
             .clone();
         let text = ini::substitute(&text, &magic, &first, self.host);
         let mut unread = Vec::new();
+        let mut flattened = Vec::new();
         let parsed = match format {
             Format::Ini => Ok(ini::section_lines(&text, section.unwrap_or("uwsgi"))),
             Format::Yaml => {
                 let y = formats::yaml_section(&text, section.unwrap_or("uwsgi"));
                 unread = y.unread;
+                flattened = y.flattened;
                 Ok((y.lines, y.found))
             }
             Format::Xml => formats::xml_section_lines(&text, section),
@@ -626,7 +628,12 @@ impl Collector<'_> {
         self.warnings.extend(
             unread
                 .into_iter()
-                .map(|u| format!("{file}:{}: not read: {}", u.line, u.why)),
+                .map(|u| format!("{file}:{}: not read: {}", u.line, u.why))
+                .chain(
+                    flattened
+                        .into_iter()
+                        .map(|u| format!("{file}:{}: {}", u.line, u.why)),
+                ),
         );
         if !found && section_is == SectionIs::Optional {
             self.warnings.push(format!(

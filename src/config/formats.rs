@@ -56,6 +56,9 @@ pub struct YamlSection {
     /// Whether the `section:` mapping was there.
     pub found: bool,
     pub unread: Vec<Unread>,
+    /// Mappings nested under a key, whose keys were read as options of
+    /// their own (libyaml's reading): the start-up report names each.
+    pub flattened: Vec<Unread>,
 }
 
 /// The `key: value` lines of the top-level `section:` mapping (default
@@ -64,9 +67,12 @@ pub struct YamlSection {
 /// lines): `#` after a space starts a comment, single- and double-quoted
 /// keys and values lose their quotes (`''` and `\` escapes decoded), a list
 /// (`env: [A=1, B=2]`, or `env:` followed by `- A=1` lines) gives the key
-/// once per item. Lines it cannot read (nested mappings, values on several
-/// lines, anchors, a key without a value...) are [`Unread`], one per
-/// construct; the lines after them are still read.
+/// once per item, and the keys of a mapping nested under a key are options
+/// of their own (`logging:` then `  logto: x` is `--logto x`; the outer key
+/// gets no value), as uWSGI's libyaml reader flattens them (core/yaml.c);
+/// each such mapping is [`YamlSection::flattened`]. Lines it cannot read
+/// (values on several lines, anchors, a key without a value...) are
+/// [`Unread`], one per construct; the lines after them are still read.
 pub fn yaml_section(text: &str, section: &str) -> YamlSection {
     let mut out = YamlSection::default();
     let mut lines = text.split('\n').enumerate().filter_map(|(i, raw)| {
@@ -104,6 +110,13 @@ pub fn yaml_section(text: &str, section: &str) -> YamlSection {
     let mut body = YamlBody::default();
     for l in lines.take_while(|l| l.indent > top) {
         body.line(&l, &mut out);
+        if out
+            .unread
+            .last()
+            .is_some_and(|u| u.line == l.number && u.why.starts_with(STOPS_LIBYAML))
+        {
+            return out;
+        }
     }
     body.close_key(&mut out);
     out
@@ -123,6 +136,8 @@ struct YamlLine<'a> {
 struct YamlBody {
     /// The indentation of its keys (its first line's).
     key_indent: Option<usize>,
+    /// The key indentations of the mappings a nested one is inside.
+    outer: Vec<usize>,
     /// A `key:` without a value on its line, and how many list items it got.
     open: Option<(String, usize, usize)>,
     /// The lines deeper than a key are part of something already reported.
@@ -140,9 +155,39 @@ impl YamlBody {
                 why,
             })
         };
-        let key_indent = *self.key_indent.get_or_insert(l.indent);
+        let mut key_indent = *self.key_indent.get_or_insert(l.indent);
         let item = (l.text == "-" || l.text.starts_with("- ") || l.text.starts_with("-\t"))
             .then(|| l.text[1..].trim_start_matches([' ', '\t']));
+        // A nested mapping ends: back to the keys of the one around it.
+        while l.indent < key_indent && item.is_none() {
+            let Some(outer) = self.outer.pop() else {
+                break;
+            };
+            self.close_key(out);
+            self.skipping = false;
+            key_indent = outer;
+            self.key_indent = Some(outer);
+        }
+        // `key:` then deeper `k: v` lines: libyaml reads k as an option.
+        if let (Some((key, _, 0)), None, true) = (
+            &self.open,
+            item,
+            l.indent > key_indent && key_value(l.text).is_some(),
+        ) {
+            out.flattened.push(Unread {
+                line: l.number,
+                why: format!(
+                    "the keys of the mapping nested under '{key}:' are options of their own, \
+                     as uWSGI's libyaml reader reads them: {}",
+                    l.text
+                ),
+            });
+            self.open = None;
+            self.folding = None;
+            self.outer.push(key_indent);
+            self.key_indent = Some(l.indent);
+            return self.line(l, out);
+        }
         let folding = self.folding.take();
         let plain = |v: &str| !v.starts_with(['"', '\'', '[']);
         // An item of the open key's list (indented, or at the key's own indentation).
@@ -178,6 +223,21 @@ impl YamlBody {
                 }
                 self.folding = folding;
                 return;
+            }
+            // `key:` with its plain value on the next, deeper line: libyaml
+            // reads it as the key's value (folded with the lines after it).
+            if let (Some((key, _, 0)), None) = (&self.open, item) {
+                if let Ok(value) = scalar(l.text) {
+                    let key = key.clone();
+                    self.open = None;
+                    self.folding = plain(l.text).then_some(out.lines.len());
+                    out.lines.push(IniLine {
+                        line: l.number,
+                        key,
+                        value: Some(value),
+                    });
+                    return;
+                }
             }
             if !self.skipping {
                 let what = match self.open.take() {
@@ -313,6 +373,12 @@ fn key_value(text: &str) -> Option<(String, &str)> {
 }
 
 /// One value: a quoted scalar decoded, a plain one as it is.
+/// A value with an anchor (`&a x`) or a tag (`!!str x`): uWSGI's libyaml
+/// reader logs "unsupported YAML token" there and reads no further.
+const STOPS_LIBYAML: &str = "a YAML anchor or tag, where uWSGI stops reading the file \
+                             ('unsupported YAML token'), and so does uwsgi-rs: the lines after it \
+                             are not read either";
+
 fn scalar(s: &str) -> Result<String, &'static str> {
     let s = s.trim_matches([' ', '\t', '\r']);
     match s.as_bytes().first() {
@@ -328,7 +394,8 @@ fn scalar(s: &str) -> Result<String, &'static str> {
                 unescape_double_quoted(inner)
             }
         }
-        Some(b'&' | b'*' | b'!') => Err("a YAML anchor, alias or tag"),
+        Some(b'&' | b'!') => Err(STOPS_LIBYAML),
+        Some(b'*') => Err("a YAML alias (uWSGI gives its key no value)"),
         Some(b'|' | b'>') => Err("a | or > block value"),
         Some(b'{') => Err("an inline {...} mapping"),
         Some(b'[') => Err("a list inside a list"),
@@ -711,20 +778,25 @@ mod tests {
         // the keys after it are still read.
         let y = yaml(
             "uwsgi:\n  a: 1\n  bare:\n  nested:\n    x: 1\n    y: 2\n  text: |\n    line\n  \
-             anchor: &a x\n  flow: {k: v}\n  half: [a,\n    b]\n  nokey\n  multi: a\n    b\n    c\n  \
+             alias: *a\n  flow: {k: v}\n  half: [a,\n    b]\n  nokey\n  multi: a\n    b\n    c\n  \
              quote: 'open\n  z: 26\n",
         );
         assert_eq!(
             kv(&y.lines),
-            pairs(&[("a", "1"), ("multi", "a b c"), ("z", "26")])
+            pairs(&[
+                ("a", "1"),
+                ("x", "1"),
+                ("y", "2"),
+                ("multi", "a b c"),
+                ("z", "26")
+            ])
         );
         assert_eq!(
             unread(&y),
             [
                 (3, "a key without a value: bare:"),
-                (5, "a mapping nested under 'nested:': x: 1"),
                 (7, "a | or > block value: text: |"),
-                (9, "a YAML anchor, alias or tag: anchor: &a x"),
+                (9, "a YAML alias (uWSGI gives its key no value): alias: *a"),
                 (10, "an inline {...} mapping: flow: {k: v}"),
                 (11, "a [...] list that does not end on its line: half: [a,"),
                 (13, "not a 'key: value' line: nokey"),
@@ -744,6 +816,60 @@ mod tests {
                 (4, "a mapping inside a list: - k: v")
             ]
         );
+    }
+
+    /// core/yaml.c with libyaml: a nested block mapping's keys are added as
+    /// options (its BLOCK_MAPPING_START only deepens the section), the outer
+    /// key gets nothing; a plain value on the line after its key is the
+    /// key's value.
+    #[test]
+    fn yaml_nested_mappings_are_flattened_as_libyaml_reads_them() {
+        let y = yaml(
+            "uwsgi:\n  socket: /run/a.sock\n  logging:\n    logto: /var/log/a.log\n    \
+             deeper:\n      log-date: true\n    log-maxsize: 1000\n  master: true\n  \
+             module:\n    app.wsgi\n  env:\n    - A=1\nother:\n  x: 1\n",
+        );
+        assert_eq!(
+            kv(&y.lines),
+            pairs(&[
+                ("socket", "/run/a.sock"),
+                ("logto", "/var/log/a.log"),
+                ("log-date", "true"),
+                ("log-maxsize", "1000"),
+                ("master", "true"),
+                ("module", "app.wsgi"),
+                ("env", "A=1"),
+            ])
+        );
+        assert!(y.unread.is_empty(), "{:?}", y.unread);
+        let flat: Vec<(usize, &str)> = y
+            .flattened
+            .iter()
+            .map(|u| (u.line, u.why.as_str()))
+            .collect();
+        assert_eq!(
+            flat,
+            [
+                (4, "the keys of the mapping nested under 'logging:' are options of their own, as uWSGI's libyaml reader reads them: logto: /var/log/a.log"),
+                (6, "the keys of the mapping nested under 'deeper:' are options of their own, as uWSGI's libyaml reader reads them: log-date: true"),
+            ]
+        );
+    }
+
+    /// An anchor or a tag on a value: libyaml's reader in core/yaml.c meets
+    /// a scalar after a token it resets its state on, logs "unsupported YAML
+    /// token" and stops; the options before it apply, none after.
+    #[test]
+    fn yaml_stops_at_an_anchor_or_a_tag_as_libyaml_reads_it() {
+        for value in ["&sock /run/b.sock", "!!str /run/b.sock"] {
+            let y = yaml(&format!(
+                "uwsgi:\n  socket: /run/a.sock\n  socket: {value}\n  master: true\n"
+            ));
+            assert_eq!(kv(&y.lines), pairs(&[("socket", "/run/a.sock")]));
+            assert_eq!(unread(&y).len(), 1);
+            assert_eq!(unread(&y)[0].0, 3);
+            assert!(unread(&y)[0].1.starts_with(STOPS_LIBYAML), "{:?}", y.unread);
+        }
     }
 
     #[test]
