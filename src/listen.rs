@@ -53,6 +53,9 @@ pub struct TcpOptions {
     /// `--so-keepalive`: SO_KEEPALIVE on the listener, which every accepted
     /// connection inherits (as uWSGI sets it: no call per connection).
     pub keepalive: bool,
+    /// `--no-defer-accept`: no TCP_DEFER_ACCEPT, so a connection reaches
+    /// accept() before its first bytes (health checks that only connect).
+    pub no_defer_accept: bool,
 }
 
 pub enum Socket {
@@ -331,20 +334,22 @@ fn bind_one(
                 .next()
                 .ok_or_else(|| anyhow!("cannot resolve {name}"))?;
             let l = bind_tcp(sa, tcp).map_err(|e| anyhow!("cannot bind {name}: {e}"))?;
-            // Hand connections to accept() only once their first bytes are
-            // in (or after a second): a worker then takes a connection only
-            // when it can serve it at once.
-            let secs: libc::c_int = 1;
-            // SAFETY: setsockopt on our socket with a live int.
-            unsafe {
-                libc::setsockopt(
-                    l.as_raw_fd(),
-                    libc::IPPROTO_TCP,
-                    libc::TCP_DEFER_ACCEPT,
-                    (&secs as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
+            if !tcp.no_defer_accept {
+                // Hand connections to accept() only once their first bytes
+                // are in (or after a second): a worker then takes a
+                // connection only when it can serve it at once.
+                let secs: libc::c_int = 1;
+                // SAFETY: setsockopt on our socket with a live int.
+                unsafe {
+                    libc::setsockopt(
+                        l.as_raw_fd(),
+                        libc::IPPROTO_TCP,
+                        libc::TCP_DEFER_ACCEPT,
+                        (&secs as *const libc::c_int).cast(),
+                        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                    )
+                };
+            }
             let port = l.local_addr().map(|a| a.port()).unwrap_or(*port);
             (Socket::Tcp(l), host.clone(), port.to_string())
         }
@@ -497,6 +502,39 @@ mod tests {
         dir
     }
 
+    /// money-to-prisoners' `no-defer-accept = 1`: the TCP listener is bound
+    /// without TCP_DEFER_ACCEPT; by default it has it.
+    #[test]
+    fn no_defer_accept_leaves_tcp_defer_accept_unset() {
+        let deferred = |no_defer_accept| {
+            let addr = ListenAddr::Tcp {
+                host: "127.0.0.1".into(),
+                port: 0,
+            };
+            let tcp = TcpOptions {
+                no_defer_accept,
+                ..TcpOptions::default()
+            };
+            let l = bind_one(Protocol::Http, &addr, 16, None, tcp).unwrap();
+            let mut v: libc::c_int = -1;
+            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: getsockopt on our listener into a live int.
+            let rc = unsafe {
+                libc::getsockopt(
+                    l.fd(),
+                    libc::IPPROTO_TCP,
+                    libc::TCP_DEFER_ACCEPT,
+                    (&mut v as *mut libc::c_int).cast(),
+                    &mut len,
+                )
+            };
+            assert_eq!(rc, 0);
+            v
+        };
+        assert!(deferred(false) > 0);
+        assert_eq!(deferred(true), 0);
+    }
+
     /// CAPEv2's `listen = 2056` on a host whose somaxconn is 1024: named
     /// with what to change; at or under the limit, nothing to say.
     #[test]
@@ -519,6 +557,7 @@ mod tests {
         let both = TcpOptions {
             reuse_port: true,
             keepalive: true,
+            no_defer_accept: false,
         };
         let l = bind_tcp(any, both).unwrap();
         assert!(sockopt::socket_reuseaddr(&l).unwrap());

@@ -472,6 +472,8 @@ pub struct RequestOptions {
     pub honour_stdin: bool,
     pub reuse_port: bool,
     pub so_keepalive: bool,
+    /// `--no-defer-accept`: TCP listeners without TCP_DEFER_ACCEPT.
+    pub no_defer_accept: bool,
     pub max_fd: Option<u64>,
     pub pidfile2: Option<PathBuf>,
 }

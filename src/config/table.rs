@@ -497,6 +497,7 @@ pub static OPTIONS: &[OptSpec] = &[
     opt(&["honour-stdin"], None, Switch, Same, Sockets, "keep stdin (instead of /dev/null)", "without it workers read stdin from /dev/null, as in uWSGI", |c, v| { c.cfg.requests.honour_stdin = flag(c.name, v)?; Ok(()) }),
     opt(&["reuse-port"], None, Switch, Same, Sockets, "set SO_REUSEPORT on TCP listeners", "on the listeners uwsgi-rs binds; a socket systemd passes has its unit's ReusePort=", |c, v| { c.cfg.requests.reuse_port = flag(c.name, v)?; Ok(()) }),
     opt(&["so-keepalive"], None, Switch, Same, Sockets, "set SO_KEEPALIVE on connections", "set on the TCP listeners uwsgi-rs binds, whose connections inherit it; a socket systemd passes has its unit's KeepAlive=", |c, v| { c.cfg.requests.so_keepalive = flag(c.name, v)?; Ok(()) }),
+    opt(&["no-defer-accept"], None, Switch, Same, Sockets, "do not defer accept() on TCP listeners until the first bytes arrive (TCP_DEFER_ACCEPT)", "", |c, v| { c.cfg.requests.no_defer_accept = flag(c.name, v)?; Ok(()) }),
     opt(&["max-fd"], None, Value("N"), Same, Process, "raise the open-files limit to N", "raises the soft and hard open-files limit at start; if refused, says so and goes on", |c, v| { c.cfg.requests.max_fd = Some(int(c.name, v, 1, u64::MAX)?); Ok(()) }),
     opt(&["pidfile2"], None, Value("FILE"), Same, Process, "write the master pid to FILE after dropping privileges", "written with the --uid/--gid user's file-system ids (the master keeps its own); removed at a clean exit, as --pidfile", |c, v| { c.cfg.requests.pidfile2 = Some(p(v)); Ok(()) }),
 

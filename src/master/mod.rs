@@ -233,6 +233,7 @@ impl Master {
             listen::TcpOptions {
                 reuse_port: cfg.requests.reuse_port,
                 keepalive: cfg.requests.so_keepalive,
+                no_defer_accept: cfg.requests.no_defer_accept,
             },
             passed,
             cfg.default_protocol(),
