@@ -295,15 +295,16 @@ def connect(addr, timeout):
     return socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
 
 
-def request(proto, addr, timeout=10):
-    """One GET / on a listener: (status, body)."""
+def request(proto, addr, path="/migrated", timeout=10):
+    """One GET PATH on a listener: (status, body)."""
     s = connect(addr, timeout)
+    p = path.encode()
     try:
         if proto == "http":
-            s.sendall(b"GET /migrated HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+            s.sendall(b"GET " + p + b" HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
         else:
-            s.sendall(uwsgi_packet([(b"REQUEST_METHOD", b"GET"), (b"PATH_INFO", b"/migrated"),
-                                    (b"REQUEST_URI", b"/migrated"), (b"QUERY_STRING", b""),
+            s.sendall(uwsgi_packet([(b"REQUEST_METHOD", b"GET"), (b"PATH_INFO", p),
+                                    (b"REQUEST_URI", p), (b"QUERY_STRING", b""),
                                     (b"SERVER_PROTOCOL", b"HTTP/1.1"), (b"SERVER_NAME", b"test"),
                                     (b"SERVER_PORT", b"80"), (b"HTTP_HOST", b"test")]))
         data = b""
@@ -349,7 +350,7 @@ def run(entry, root, ready_timeout=30):
         result["started"] = True
         proto, addr = listeners[0]
         addr = addr.replace("0.0.0.0", "127.0.0.1")
-        result["status"], result["body"] = request(proto, addr)
+        result["status"], result["body"] = request(proto, addr, entry.get("request", "/migrated"))
         result["via"] = f"{proto} {addr}"
         return result
     finally:
