@@ -68,6 +68,15 @@ pub struct Conn {
     /// The start of the connection was checked for a PROXY protocol
     /// header (only done with `--enable-proxy-protocol`).
     pub proxy_checked: bool,
+    /// While the body of a parsed head is awaited (see
+    /// `serve::body_wait`): how many bytes `buf` must hold before the head
+    /// is worth parsing again. 0 otherwise.
+    pub need: usize,
+    /// `100 Continue` was sent for the request whose body is awaited.
+    pub continued: bool,
+    /// The worker's count of connections awaiting a body, while this one
+    /// is (a stopping worker waits for them as for requests in flight).
+    awaiting: Option<&'static AtomicU64>,
 }
 
 impl Conn {
@@ -91,7 +100,36 @@ impl Conn {
             drained: false,
             linger: None,
             proxy_checked: false,
+            need: 0,
+            continued: false,
+            awaiting: None,
         }
+    }
+
+    /// Wait (parked) until `buf` holds `need` bytes: the body of a parsed
+    /// head is still on its way. Counted in `count` until [`Conn::body_in`]
+    /// or drop.
+    pub fn await_body(&mut self, need: usize, count: &'static AtomicU64) {
+        self.need = need;
+        if self.awaiting.is_none() {
+            count.fetch_add(1, Ordering::AcqRel);
+            self.awaiting = Some(count);
+        }
+    }
+
+    /// The awaited body is in and its request taken. Returns whether
+    /// `100 Continue` was sent for it (it must not be sent again).
+    pub fn body_in(&mut self) -> bool {
+        self.need = 0;
+        if let Some(count) = self.awaiting.take() {
+            count.fetch_sub(1, Ordering::AcqRel);
+        }
+        std::mem::take(&mut self.continued)
+    }
+
+    /// Bytes waiting on the socket (one ioctl; 0 if it fails).
+    pub fn readable(&self) -> usize {
+        rustix::io::ioctl_fionread(&self.socket).map_or(0, |n| n as usize)
     }
 
     /// Begin a lingering close (see [`Linger`]) after the response is
@@ -143,7 +181,7 @@ impl Conn {
     /// request in the buffer, or bytes waiting on the socket (one ioctl
     /// when the buffer is empty).
     pub fn has_input(&self) -> bool {
-        !self.buf.is_empty() || rustix::io::ioctl_fionread(&self.socket).is_ok_and(|n| n > 0)
+        !self.buf.is_empty() || self.readable() > 0
     }
 
     pub fn fd(&self) -> RawFd {
@@ -196,6 +234,9 @@ impl Conn {
 impl Drop for Conn {
     fn drop(&mut self) {
         self.open.fetch_sub(1, Ordering::AcqRel);
+        if let Some(count) = self.awaiting {
+            count.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 

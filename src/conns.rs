@@ -78,6 +78,10 @@ pub struct Conns {
     maybe_queued: Vec<AtomicBool>,
     /// The worker's open connections, on the scoreboard.
     open: &'static AtomicU64,
+    /// Of those, the ones whose request head is in and whose body is
+    /// awaited (see `Conn::await_body`); leaked once per worker, as each
+    /// connection counts itself out when dropped.
+    awaiting: &'static AtomicU64,
     bounds: Bounds,
 }
 
@@ -105,6 +109,7 @@ impl Conns {
             listening: AtomicBool::new(true),
             accepting: AtomicUsize::new(0),
             open,
+            awaiting: Box::leak(Box::new(AtomicU64::new(0))),
             bounds,
         })
     }
@@ -187,6 +192,18 @@ impl Conns {
             return None;
         }
         Some(self.open.load(Ordering::SeqCst))
+    }
+
+    /// The count a connection awaiting a request body joins (see
+    /// `Conn::await_body`).
+    pub fn awaiting(&self) -> &'static AtomicU64 {
+        self.awaiting
+    }
+
+    /// Connections whose request head is in and whose body is awaited:
+    /// requests on their way, which a stopping worker waits for.
+    pub fn bodies_awaited(&self) -> u64 {
+        self.awaiting.load(Ordering::Acquire)
     }
 
     fn accept_one(&self, idx: usize) -> Option<Box<Conn>> {

@@ -1101,6 +1101,10 @@ pub fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
+/// The interim response a client that sent `Expect: 100-continue` waits
+/// for before it sends its body.
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
 /// A complete error response, closing the connection (after a framing error we
 /// cannot know where the next request would start):
 /// "HTTP/1.1 <status> <reason>\r\nContent-Type: text/plain\r\nContent-Length: N\r\nConnection: close\r\n\r\n<reason>\n"

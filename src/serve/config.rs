@@ -53,6 +53,9 @@ pub struct ServeConfig {
     /// `--ignore-write-errors`: no traceback for a write to a client that
     /// has gone.
     pub ignore_write_errors: bool,
+    /// The most of a request body the poller waits for before the app is
+    /// called (see `body_wait`).
+    pub body_wait: usize,
 }
 
 impl ServeConfig {
@@ -81,6 +84,7 @@ impl ServeConfig {
             proxy_protocol: cfg.requests.proxy_protocol,
             disable_write_exception: cfg.requests.disable_write_exception,
             ignore_write_errors: cfg.requests.ignore_write_errors,
+            body_wait: super::body_wait::bound(cfg.requests.post_buffering),
         }
     }
 

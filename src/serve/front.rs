@@ -326,7 +326,7 @@ fn buffer_body<'a>(shared: &'a Shared, front: &Front, mut taken: Taken<'a>) -> N
     let fd = taken.conn.fd();
     let timeout = shared.cfg.socket_timeout;
     if taken.request.expect_continue {
-        if crate::conn::write_all_timeout(fd, b"HTTP/1.1 100 Continue\r\n\r\n", timeout).is_err() {
+        if crate::conn::write_all_timeout(fd, crate::http::CONTINUE, timeout).is_err() {
             return Next::Answered(None);
         }
         taken.request.expect_continue = false;

@@ -10,6 +10,7 @@
 //! releases it.
 
 mod access;
+mod body_wait;
 mod config;
 mod front;
 mod panics;
@@ -306,6 +307,7 @@ fn next_parsed<'a>(
                     // (an accept still under way counts as a connection)
                     shared.conns.open_if_settled().unwrap_or(u64::MAX),
                     shared.offloading(),
+                    shared.conns.bodies_awaited(),
                 )
             {
                 shared.leader.resign(core);
@@ -562,8 +564,14 @@ fn park(shared: &Shared, conn: Box<Conn>) -> Parsed<'_> {
 fn read_head(shared: &Shared, mut conn: Box<Conn>) -> Option<Taken<'_>> {
     let max = shared.cfg.limits.max_head + 1;
     loop {
-        let parsed = match conn.fill(max) {
-            Ok(0) => return None,
+        // (A head whose body is awaited reads up to the end of what is
+        // awaited: see `body_wait`.)
+        let parsed = match conn.fill(max.max(conn.need)) {
+            Ok(0) => {
+                let why = "closed, or silent for --socket-timeout";
+                lost_body(shared, &conn, why);
+                return None;
+            }
             Ok(n) => {
                 let full = n == usize::MAX;
                 match parse_buffered(shared, conn) {
@@ -577,7 +585,10 @@ fn read_head(shared: &Shared, mut conn: Box<Conn>) -> Option<Taken<'_>> {
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => park(shared, conn),
-            Err(_) => return None,
+            Err(e) => {
+                lost_body(shared, &conn, &e.to_string());
+                return None;
+            }
         };
         match parsed {
             Parsed::Request(taken) => return Some(taken),
@@ -587,11 +598,22 @@ fn read_head(shared: &Shared, mut conn: Box<Conn>) -> Option<Taken<'_>> {
     }
 }
 
+/// Log a body that was awaited and will not come (see `body_wait::lost`).
+fn lost_body(shared: &Shared, conn: &Conn, why: &str) {
+    if conn.need != 0 {
+        let protocol = shared.conns.listener(conn.listener).protocol;
+        let worker = shared.cfg.worker_id;
+        body_wait::lost(conn, protocol, &shared.cfg.limits, worker, why);
+    }
+}
+
 /// Parse what the connection has buffered: a complete request (counted in
-/// flight), or the connection goes back to the poller (incomplete) or is
-/// answered with an error and closed.
+/// flight), or the connection goes back to the poller (incomplete head, or
+/// a body still on its way: see `body_wait`) or is answered with an error
+/// and closed.
 fn parse_buffered(shared: &Shared, mut conn: Box<Conn>) -> Parsed<'_> {
-    if conn.buf.is_empty() {
+    // (`need` is 0 unless a body is awaited.)
+    if conn.buf.len() < conn.need.max(1) {
         return park(shared, conn);
     }
     let protocol = shared.conns.listener(conn.listener).protocol;
@@ -604,7 +626,24 @@ fn parse_buffered(shared: &Shared, mut conn: Box<Conn>) -> Parsed<'_> {
     }
     match request::parse(protocol, &conn.buf, &shared.cfg.limits) {
         Parse::Incomplete => park(shared, conn),
-        Parse::Complete { request, consumed } => {
+        Parse::Complete {
+            mut request,
+            consumed,
+        } => {
+            if let Some(need) =
+                body_wait::awaited(&conn, &request.body, consumed, shared.cfg.body_wait)
+            {
+                let timeout = shared.cfg.socket_timeout;
+                if !body_wait::invite(&mut conn, request.expect_continue, timeout) {
+                    return Parsed::Gone;
+                }
+                conn.await_body(need, shared.conns.awaiting());
+                return park(shared, conn);
+            }
+            if conn.need != 0 && conn.body_in() {
+                // Told to send its body before it was awaited: not again.
+                request.expect_continue = false;
+            }
             conn.buf.drain(..consumed);
             let in_flight = shared.stop.enter();
             if in_flight.is_last() {

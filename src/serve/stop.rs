@@ -156,14 +156,17 @@ impl Stop {
     }
 
     /// Whether a stopping worker may exit now: nothing in flight, no
-    /// response being sent by an offload thread (`offloading`) and no
-    /// connection open (idle keep-alive clients get [`IDLE_GRACE`] to send
-    /// what they were sending), or the mercy period is over.
-    pub fn may_exit(&self, open_conns: u64, offloading: usize) -> bool {
+    /// response being sent by an offload thread (`offloading`), no request
+    /// whose head is in and whose body is on its way (`bodies`: waited for
+    /// like a request in flight, as they were when a core read them) and
+    /// no connection open (idle keep-alive clients get [`IDLE_GRACE`] to
+    /// send what they were sending), or the mercy period is over.
+    pub fn may_exit(&self, open_conns: u64, offloading: usize, bodies: u64) -> bool {
         let since = self.began.get().map(|t| t.elapsed()).unwrap_or_default();
         since >= self.mercy
             || (self.in_flight() == 0
                 && offloading == 0
+                && bodies == 0
                 && (open_conns == 0 || since >= IDLE_GRACE))
     }
 }
@@ -226,15 +229,16 @@ mod tests {
         let s = stop(Duration::from_secs(60));
         s.begin();
         let r = s.enter();
-        assert!(!s.may_exit(0, 0), "a request is in flight");
+        assert!(!s.may_exit(0, 0, 0), "a request is in flight");
         drop(r);
-        assert!(s.may_exit(0, 0));
-        assert!(!s.may_exit(0, 1), "a response is being offloaded");
-        assert!(!s.may_exit(3, 0), "idle clients get a moment");
+        assert!(s.may_exit(0, 0, 0));
+        assert!(!s.may_exit(0, 1, 0), "a response is being offloaded");
+        assert!(!s.may_exit(3, 0, 0), "idle clients get a moment");
+        assert!(!s.may_exit(1, 0, 1), "a body on its way is a request");
         let impatient = stop(Duration::ZERO);
         impatient.begin();
         let _r = impatient.enter();
-        assert!(impatient.may_exit(3, 1), "mercy is over");
+        assert!(impatient.may_exit(3, 1, 1), "mercy is over");
     }
 
     #[test]
