@@ -291,6 +291,55 @@ def test_objects_kept_by_the_app_are_not_reused(serve, port):
         c.close()
 
 
+def test_environ_changed_or_kept_by_the_app_is_clean_on_the_next_request(serve, port):
+    # One core, one keep-alive connection: every request is served by the
+    # core that reuses its environ when the app kept none and changed
+    # nothing. Whatever the app did to the last one, each request sees a
+    # fresh-looking environ, and one the app kept never changes afterwards.
+    start(serve, port, str(APPS / "core_environ_kept.py"), threads=1)
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+
+    def get(path, body=None, headers=None):
+        c.request("POST" if body else "GET", path, body=body, headers=headers or {})
+        r = c.getresponse()
+        assert r.status == 200
+        return json.loads(r.read())
+
+    try:
+        first = get("/plain?q=1")
+        again = get("/plain?q=1")
+        assert again["order"] == first["order"]
+        assert again["env"] == first["env"]
+        clean_keys = first["keys"]
+        assert "app.added" not in clean_keys and "QUERY_STRING" in clean_keys
+        for path in ("/mutate", "/keep", "/restore", "/hold", "/mutate"):
+            changed = get(path + "?q=2")
+            assert ("app.added" in changed["keys"]) == (path in ("/mutate", "/keep"))
+            # A request of the same shape (same keys, in the same order).
+            same = get("/plain?q=3")
+            assert same["keys"] == clean_keys, path
+            assert same["order"] == first["order"], path
+            assert same["env"]["QUERY_STRING"] == "q=3"
+            assert same["env"]["wsgi.url_scheme"] == "http"
+            assert same["env"]["PATH_INFO"] == "/plain"
+            assert not same["kept_is_this"]
+            if same["kept_same"] is not None:
+                # The environ kept on /keep or /hold is as its request left it.
+                assert same["kept_same"] is True, path
+            # One of another shape, then the first shape again.
+            other = get("/plain?q=4", body=b"body-4", headers={"X-Extra": "e"})
+            assert "app.added" not in other["keys"], path
+            assert other["env"]["HTTP_X_EXTRA"] == "e"
+            assert other["input"] == "body-4"
+            plain = get("/plain?q=5")
+            assert plain["keys"] == clean_keys, path
+            assert plain["env"]["QUERY_STRING"] == "q=5"
+            assert plain["input"] == ""
+        assert get("/plain")["kept_same"] is True
+    finally:
+        c.close()
+
+
 def test_exc_info_before_headers_sent_replaces_status(echo):
     port = echo.port
     status, headers, body = http_get(port, "/exc_before")

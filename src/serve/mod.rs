@@ -785,34 +785,38 @@ fn serve_request(
         write_exception: !cfg.disable_write_exception,
     };
     let template = shared.environs[conn.listener].bind(py);
+    let entries = &mut objects.entries;
     let environ = match &req.source {
         Source::Http(head) => {
-            wsgi::environ::from_http(py, template, head, &conn.remote_addr, &conn.remote_port)
+            wsgi::environ::from_http(py, entries, head, &conn.remote_addr, &conn.remote_port)
         }
-        Source::Uwsgi(packet) => wsgi::environ::from_uwsgi(py, template, packet),
+        Source::Uwsgi(packet) => wsgi::environ::from_uwsgi(py, entries, packet),
     };
-    let environ = environ.and_then(|env| {
+    let environ = environ.and_then(|()| {
         if let Some((script_name, path_info)) = plan.and_then(|p| p.script_name.as_ref()) {
-            env.set_item("SCRIPT_NAME", wsgi::environ::latin1(py, script_name)?)?;
-            env.set_item("PATH_INFO", wsgi::environ::latin1(py, path_info)?)?;
+            let script_name = wsgi::environ::latin1(py, script_name)?.into_any();
+            entries.set(pyo3::intern!(py, "SCRIPT_NAME"), script_name);
+            let path_info = wsgi::environ::latin1(py, path_info)?.into_any();
+            entries.set(pyo3::intern!(py, "PATH_INFO"), path_info);
         }
-        Ok(env)
+        Ok(())
     });
     let app = match plan.and_then(|p| p.app) {
         Some(i) => &shared.mounted[i],
         None => &shared.app,
     };
     let mut outcome = match environ {
-        Ok(env) => wsgi::call(
+        Ok(()) => wsgi::call(
             py,
             app.bind(py),
-            &env,
+            template,
             reader,
             ctx,
             cfg.ignore_write_errors,
             objects,
         ),
         Err(e) => {
+            objects.entries.clear(py);
             crate::log::line(&format!("cannot build environ: {e}"));
             return Served::error(500);
         }

@@ -2,9 +2,11 @@
 //! vars packet.
 //!
 //! The part that never changes per listener (SERVER_*, wsgi.version,
-//! wsgi.errors, ...) is built once per worker and copied per request; keys
-//! are interned strings. Byte strings become latin-1 `str`, as PEP 3333
-//! requires. No socket I/O and no app calls here.
+//! wsgi.errors, ...) is built once per worker (the template); a request's
+//! own items are gathered as [`Entries`], and its environ is the template
+//! plus them ([`Entries::fresh`], or the core's last environ patched, see
+//! `reuse`). Keys are interned strings. Byte strings become latin-1 `str`,
+//! as PEP 3333 requires. No socket I/O and no app calls here.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -77,6 +79,85 @@ fn presized_dict(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
             Bound::from_owned_ptr_or_err(py, _PyDict_NewPresized(ENVIRON_ROOM))?
                 .cast_into_unchecked::<PyDict>(),
         )
+    }
+}
+
+/// The items a request sets in its listener's template, in the order
+/// they are set, each key once: setting a key again replaces its value in
+/// place, as setting it in the dict would. The environ is the template
+/// with these set, in this order. Keys are interned (one object per key),
+/// so keys are compared by identity.
+#[derive(Default)]
+pub struct Entries {
+    items: Vec<(Py<PyString>, Py<PyAny>)>,
+    /// One bit per key set, chosen by its address: a key whose bit is
+    /// clear is not in `items` (no scan for the usual, unrepeated key).
+    seen: u64,
+}
+
+impl Entries {
+    fn bit(key: &Bound<'_, PyString>) -> u64 {
+        1 << ((key.as_ptr() as usize >> 4) & 63)
+    }
+
+    /// Where `key` is, if set.
+    fn position(&self, key: &Bound<'_, PyString>) -> Option<usize> {
+        if self.seen & Self::bit(key) == 0 {
+            return None;
+        }
+        let k = key.as_ptr();
+        self.items.iter().position(|(have, _)| have.as_ptr() == k)
+    }
+
+    /// Set `key` (interned) to `value`.
+    pub fn set<'py>(&mut self, key: &Bound<'py, PyString>, value: Bound<'py, PyAny>) {
+        match self.position(key) {
+            Some(i) => {
+                let old = std::mem::replace(&mut self.items[i].1, value.unbind());
+                // Given back through its Bound: the GIL is known held.
+                drop(old.into_bound(key.py()));
+            }
+            None => {
+                self.seen |= Self::bit(key);
+                self.items.push((key.clone().unbind(), value.unbind()));
+            }
+        }
+    }
+
+    /// The value set for `key`.
+    fn get<'a, 'py>(
+        &'a self,
+        py: Python<'py>,
+        key: &Bound<'py, PyString>,
+    ) -> Option<&'a Bound<'py, PyAny>> {
+        self.position(key).map(|i| self.items[i].1.bind(py))
+    }
+
+    pub fn items(&self) -> &[(Py<PyString>, Py<PyAny>)] {
+        &self.items
+    }
+
+    /// Forget every item.
+    pub fn clear(&mut self, py: Python<'_>) {
+        // Given back through Bounds: a `Py` dropped asks whether the GIL
+        // is held (a thread-local lookup, ~40 references a request).
+        for (key, value) in self.items.drain(..) {
+            drop((key.into_bound(py), value.into_bound(py)));
+        }
+        self.seen = 0;
+    }
+
+    /// A new environ: a copy of `template` with the items set.
+    pub fn fresh<'py>(
+        &self,
+        py: Python<'py>,
+        template: &Bound<'py, PyDict>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let env = template.copy()?;
+        for (key, value) in &self.items {
+            env.set_item(key.bind(py), value.bind(py))?;
+        }
+        Ok(env)
     }
 }
 
@@ -271,22 +352,23 @@ impl Hasher for Fnv {
     }
 }
 
-/// Environ for an HTTP request.
-pub fn from_http<'py>(
-    py: Python<'py>,
-    template: &Bound<'py, PyDict>,
+/// The items of an HTTP request's environ (wsgi.input aside), into
+/// `entries` (emptied first).
+pub fn from_http(
+    py: Python<'_>,
+    entries: &mut Entries,
     head: &RequestHead,
     remote_addr: &str,
     remote_port: &str,
-) -> PyResult<Bound<'py, PyDict>> {
-    let env = template.copy()?;
+) -> PyResult<()> {
+    entries.clear(py);
     let method = match head.method() {
         "GET" => intern!(py, "GET").clone(),
         "POST" => intern!(py, "POST").clone(),
         "HEAD" => intern!(py, "HEAD").clone(),
         other => PyString::new(py, other),
     };
-    env.set_item(intern!(py, "REQUEST_METHOD"), method)?;
+    entries.set(intern!(py, "REQUEST_METHOD"), method.into_any());
     let proto = if head.minor_version == 0 {
         intern!(py, "HTTP/1.0")
     } else {
@@ -295,42 +377,39 @@ pub fn from_http<'py>(
     HTTP_VALUES.with(|values| -> PyResult<()> {
         let mut values = values.borrow_mut();
         let path = percent_decode_cow(head.path());
-        env.set_item(intern!(py, "PATH_INFO"), values.get(py, 0, &path)?)?;
-        env.set_item(
+        entries.set(
+            intern!(py, "PATH_INFO"),
+            values.get(py, 0, &path)?.into_any(),
+        );
+        entries.set(
             intern!(py, "QUERY_STRING"),
-            values.get(py, 1, head.query())?,
-        )?;
-        env.set_item(
+            values.get(py, 1, head.query())?.into_any(),
+        );
+        entries.set(
             intern!(py, "REQUEST_URI"),
-            values.get(py, 2, head.target())?,
-        )?;
-        env.set_item(intern!(py, "SERVER_PROTOCOL"), proto)?;
-        env.set_item(
+            values.get(py, 2, head.target())?.into_any(),
+        );
+        entries.set(intern!(py, "SERVER_PROTOCOL"), proto.clone().into_any());
+        entries.set(
             intern!(py, "REMOTE_ADDR"),
-            values.get(py, 3, remote_addr.as_bytes())?,
-        )?;
-        env.set_item(
+            values.get(py, 3, remote_addr.as_bytes())?.into_any(),
+        );
+        entries.set(
             intern!(py, "REMOTE_PORT"),
-            values.get(py, 4, remote_port.as_bytes())?,
-        )?;
-        HEADER_KEYS.with(|keys| set_headers(py, &env, head, &mut keys.borrow_mut(), &mut values))
-    })?;
-    Ok(env)
+            values.get(py, 4, remote_port.as_bytes())?.into_any(),
+        );
+        HEADER_KEYS.with(|keys| set_headers(py, entries, head, &mut keys.borrow_mut(), &mut values))
+    })
 }
 
 /// The `HTTP_*` (and CONTENT_*) items of an HTTP request's environ.
 fn set_headers(
     py: Python<'_>,
-    env: &Bound<'_, PyDict>,
+    entries: &mut Entries,
     head: &RequestHead,
     keys: &mut KeyCache,
     values: &mut ValueCache,
 ) -> PyResult<()> {
-    // Keys set so far (interned: one object per key), to find a repeated
-    // header without looking it up in the dict each time; on the stack for
-    // the usual number of headers (no allocation per request).
-    let mut seen_here = [std::ptr::null_mut::<ffi::PyObject>(); 32];
-    let mut seen_more: Vec<*mut ffi::PyObject> = Vec::new();
     for (i, (name, value)) in head.raw_headers().enumerate() {
         let key = keys.get(py, i, name, || {
             Ok(if name.eq_ignore_ascii_case(b"content-type") {
@@ -343,42 +422,33 @@ fn set_headers(
             })
         })?;
         let value = values.get(py, HTTP_FIXED + i, value)?;
-        let k = key.as_ptr();
-        let repeated = seen_here[..i.min(32)].contains(&k) || seen_more.contains(&k);
-        match seen_here.get_mut(i) {
-            Some(slot) => *slot = k,
-            None => seen_more.push(k),
-        }
         // Repeated headers are joined with a comma (RFC 9110 5.3);
         // cookies with "; " as browsers expect.
-        if let Some(prev) = if repeated { env.get_item(&key)? } else { None } {
+        if let Some(prev) = entries.get(py, &key) {
             let sep = if name.eq_ignore_ascii_case(b"cookie") {
                 "; "
             } else {
                 ","
             };
             let joined = format!("{}{}{}", prev.extract::<String>()?, sep, value.to_str()?);
-            env.set_item(&key, joined)?;
+            entries.set(&key, PyString::new(py, &joined).into_any());
         } else {
-            env.set_item(&key, value)?;
+            entries.set(&key, value.into_any());
         }
     }
     Ok(())
 }
 
-/// Environ for a uwsgi-protocol request: the vars are the environ.
-pub fn from_uwsgi<'py>(
-    py: Python<'py>,
-    template: &Bound<'py, PyDict>,
-    packet: &Packet,
-) -> PyResult<Bound<'py, PyDict>> {
-    let env = template.copy()?;
+/// The items of a uwsgi-protocol request's environ (the vars are the
+/// environ; wsgi.input aside), into `entries` (emptied first).
+pub fn from_uwsgi(py: Python<'_>, entries: &mut Entries, packet: &Packet) -> PyResult<()> {
+    entries.clear(py);
     // Keys nginx may omit but PEP 3333 requires.
     let required = [
-        (intern!(py, "PATH_INFO"), ""),
-        (intern!(py, "QUERY_STRING"), ""),
-        (intern!(py, "REQUEST_METHOD"), "GET"),
-        (intern!(py, "SERVER_PROTOCOL"), "HTTP/1.0"),
+        (intern!(py, "PATH_INFO"), intern!(py, "")),
+        (intern!(py, "QUERY_STRING"), intern!(py, "")),
+        (intern!(py, "REQUEST_METHOD"), intern!(py, "GET")),
+        (intern!(py, "SERVER_PROTOCOL"), intern!(py, "HTTP/1.0")),
     ];
     let mut present = [false; 4];
     // The first HTTPS and UWSGI_SCHEME vars. Keys are interned, so a var
@@ -398,25 +468,31 @@ pub fn from_uwsgi<'py>(
                 } else if let Some(j) = required.iter().position(|(r, _)| key.is(r)) {
                     present[j] = true;
                 }
-                env.set_item(key, values.get(py, i, v)?)?;
+                entries.set(&key, values.get(py, i, v)?.into_any());
             }
             Ok(())
         })
     })?;
     for ((key, default), present) in required.iter().zip(present) {
         if !present {
-            env.set_item(key, default)?;
+            entries.set(key, (*default).clone().into_any());
         }
     }
     if let Some(https) = https {
         if https.eq_ignore_ascii_case(b"on") || https == b"1" {
-            env.set_item(intern!(py, "wsgi.url_scheme"), "https")?;
+            entries.set(
+                intern!(py, "wsgi.url_scheme"),
+                intern!(py, "https").clone().into_any(),
+            );
         }
     }
     if let Some(scheme) = scheme {
-        env.set_item(intern!(py, "wsgi.url_scheme"), latin1(py, scheme)?)?;
+        entries.set(
+            intern!(py, "wsgi.url_scheme"),
+            latin1(py, scheme)?.into_any(),
+        );
     }
-    Ok(env)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -433,7 +509,9 @@ mod tests {
 
     fn environ_of<'py>(py: Python<'py>, raw: &str, addr: &str) -> Bound<'py, PyDict> {
         let template = PyDict::new(py);
-        from_http(py, &template, &head(raw), addr, "40000").unwrap()
+        let mut entries = Entries::default();
+        from_http(py, &mut entries, &head(raw), addr, "40000").unwrap();
+        entries.fresh(py, &template).unwrap()
     }
 
     fn item<'py>(env: &Bound<'py, PyDict>, key: &str) -> Bound<'py, PyAny> {
@@ -541,7 +619,9 @@ mod tests {
         };
         let template = PyDict::new(py);
         template.set_item("wsgi.url_scheme", "http").unwrap();
-        from_uwsgi(py, &template, &packet).unwrap()
+        let mut entries = Entries::default();
+        from_uwsgi(py, &mut entries, &packet).unwrap();
+        entries.fresh(py, &template).unwrap()
     }
 
     fn text(env: &Bound<'_, PyDict>, key: &str) -> String {

@@ -52,12 +52,13 @@ pub struct Outcome {
 /// beyond that, closing is cheaper than reading.
 const DRAIN_LIMIT: u64 = 1 << 20;
 
-/// Run the app for one request. `environ` has everything but `wsgi.input`;
-/// `objects` lends the core's (empty) output, given back in the outcome.
+/// Run the app for one request. Its environ is `template` with the
+/// entries in `objects` set (everything but `wsgi.input`); `objects` also
+/// lends the core's (empty) output, given back in the outcome.
 pub fn call(
     py: Python<'_>,
     app: &Bound<'_, PyAny>,
-    environ: &Bound<'_, PyDict>,
+    template: &Bound<'_, PyDict>,
     body: BodyReader,
     ctx: ResponseCtx,
     quiet_write_errors: bool,
@@ -65,17 +66,29 @@ pub fn call(
 ) -> Outcome {
     let input = match objects.input(py, body) {
         Ok(i) => i,
-        Err(e) => return internal_failure(py, &e, std::mem::take(&mut objects.out)),
+        Err(e) => {
+            objects.entries.clear(py);
+            return internal_failure(py, &e, std::mem::take(&mut objects.out));
+        }
     };
     let sr = match objects.start_response(py, ctx) {
         Ok(s) => s,
-        Err(e) => return internal_failure(py, &e, Output::default()),
+        Err(e) => {
+            objects.entries.clear(py);
+            return internal_failure(py, &e, Output::default());
+        }
     };
+    objects.entries.set(
+        pyo3::intern!(py, "wsgi.input"),
+        input.bind(py).clone().into_any(),
+    );
+    let environ = objects.environ(py, template);
     let sr_b = sr.bind(py);
     let mut raised = false;
     let run = environ
-        .set_item(pyo3::intern!(py, "wsgi.input"), input.bind(py))
-        .and_then(|_| app.call1((environ, sr_b)))
+        .as_ref()
+        .map_err(|e| e.clone_ref(py))
+        .and_then(|environ| app.call1((environ, sr_b)))
         .and_then(|result| respond(py, &result, sr_b));
     // A child the app forked gets here only by returning: it must not
     // answer, count or log the request of its parent.
@@ -132,6 +145,9 @@ pub fn call(
             (Vec::new(), Unread::Unknown)
         }
     };
+    if let Ok(env) = environ {
+        objects.give_back_environ(env);
+    }
     Outcome {
         status: if s.code == 0 { 500 } else { s.code },
         body_bytes: s.body_bytes,
