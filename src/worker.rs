@@ -8,7 +8,7 @@
 //! The request path itself lives in `serve`; this file is lifecycle only.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -32,12 +32,20 @@ pub const EXIT_LOAD_FAILED: i32 = 22;
 /// which an app cannot take away as it can a signal's handler.
 static STOP: AtomicU8 = AtomicU8::new(RUNNING);
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+/// Set just before the first core may take a connection. Until then the
+/// worker (loading the app, maybe stuck in its import) holds no request,
+/// and a stop signal ends it at once instead of after --reload-mercy.
+static SERVING: AtomicBool = AtomicBool::new(false);
 
 /// SIGTERM or SIGHUP from anyone (the master's fallback, an operator,
 /// --harakiri-graceful-signal): retire, and the master replaces this
 /// worker. Only the master's Shutdown message (or the master gone) makes
 /// a worker take what is queued as the server stops.
 extern "C" fn on_stop(_sig: libc::c_int) {
+    if !SERVING.load(Ordering::Acquire) {
+        // SAFETY: _exit is async-signal-safe; nothing was accepted yet.
+        unsafe { libc::_exit(0) };
+    }
     STOP.fetch_max(StopKind::Retire as u8, Ordering::AcqRel);
     let fd = WAKE_FD.load(Ordering::Acquire);
     if fd >= 0 {
@@ -431,6 +439,8 @@ fn start(args: WorkerArgs<'_>, born: std::time::Instant) -> anyhow::Result<()> {
             .with_context(|| format!("cannot start offload thread {lane}"))?;
     }
 
+    // From here a core may accept: a stop signal is a graceful stop.
+    SERVING.store(true, Ordering::Release);
     for core in 1..cfg.threads {
         let shared = Arc::clone(&shared);
         let worker = args.id;

@@ -377,6 +377,35 @@ def test_sigterm_with_the_only_core_stuck_ends_at_mercy(serve, port, tmp_path):
     assert "MERCY EXPIRED ON WORKER 1" in srv.log
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_shutdown_does_not_wait_mercy_for_a_lazy_worker_stuck_in_its_import(serve, port,
+                                                                             tmp_path, sig):
+    """--lazy-apps: a worker still importing the app (a deploy whose import
+    hangs) holds no request, so a graceful shutdown has nothing to wait
+    for: it goes at once, not at the end of --reload-mercy (it took the full
+    30 s), while the ready worker still finishes its request."""
+    app = tmp_path / "life_app.py"
+    shutil.copy(LIFE, app)
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(app), "--master",
+                 "--processes", "1", "--threads", "1", "--lazy-apps", "--reload-mercy", "30"])
+    good = app.read_text()
+    importing = tmp_path / "importing"
+    app.write_text(f"import os, time\nopen({str(importing)!r}, 'w').write(str(os.getpid()))\n"
+                   "time.sleep(300)\n" + good)
+    os.kill(srv.proc.pid, signal.SIGHUP)
+    stuck = wait_for(lambda: int(importing.read_text() or 0), 15, what="the successor importing")
+    bg, old = long_request(port, tmp_path, 1)
+    t0 = time.monotonic()
+    srv.proc.send_signal(sig)
+    rc = srv.proc.wait(20)
+    took = time.monotonic() - t0
+    assert rc == 0 and took < 5.0, (rc, took, srv.log)
+    assert not alive(stuck)
+    status, _, body = bg.join(5)
+    assert status == 200 and json.loads(body)["pid"] == old, (status, body)
+    assert "MERCY EXPIRED" not in srv.log, srv.log
+
+
 # ------------------------------------------------------------ apps' signal handlers
 
 @pytest.mark.parametrize("mode", ["preload", "lazy"])

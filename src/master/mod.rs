@@ -40,8 +40,18 @@ use workers::{Proc, Slot};
 const TICK: Duration = Duration::from_millis(200);
 
 static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
+static MASTER_PID: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn on_signal(sig: libc::c_int) {
+    // A child just forked runs this handler until it leaves the master's
+    // ways: a stop signal sent to it then (a worker still loading is
+    // signalled) must not reach the master's pipe, which it shares, as a
+    // second SIGTERM (an immediate shutdown). The child's own stop comes
+    // through its channel too.
+    // SAFETY: getpid is async-signal-safe.
+    if unsafe { libc::getpid() } != MASTER_PID.load(Ordering::Relaxed) {
+        return;
+    }
     let fd = SIGNAL_PIPE.load(Ordering::Relaxed);
     let b = sig as u8;
     // SAFETY: write(2) is async-signal-safe; one byte from a live local.
@@ -388,6 +398,7 @@ impl Master {
     /// Run until shutdown; returns the process exit status.
     pub fn run(mut self) -> Result<i32> {
         SIGNAL_PIPE.store(self.signal_wr, Ordering::Relaxed);
+        MASTER_PID.store(std::process::id() as i32, Ordering::Relaxed);
         install_signals(on_signal as *const () as usize, &self.signal_actions);
         for l in &self.listeners {
             log::line(&format!(

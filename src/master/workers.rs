@@ -443,7 +443,10 @@ impl Master {
             .process(p.entry)
             .accepting
             .store(0, std::sync::atomic::Ordering::Release);
-        if !p.tell(kind) {
+        // One not ready yet may be stuck loading the app (a hung import
+        // reads no channel): its stop signal ends it at once if it has
+        // not begun serving, and is a graceful stop if it just has.
+        if !p.tell(kind) || !p.ready {
             let sig = if kind == ToWorker::Shutdown {
                 libc::SIGTERM
             } else {
