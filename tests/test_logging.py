@@ -880,6 +880,44 @@ def test_log_drain_req_route_chmod_big_and_zero(serve, port, tmp_path):
     assert (main.stat().st_mode & 0o777) == 0o600
 
 
+def test_a_unix_datagram_logger_absent_at_start_and_restarted_gets_the_lines(serve, port,
+                                                                            tmp_path):
+    """`--logger socket:/path` (and syslog's /dev/log, the same socket
+    kind): the server starts while nothing listens there (uWSGI does; it
+    refused to start), and a log daemon that restarts (a new socket at the
+    same path) gets the lines again (none reached it before: the socket
+    was connected to the first receiver for ever)."""
+    path = str(tmp_path / "log.sock")
+
+    def receiver():
+        r = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        r.bind(path)
+        r.settimeout(5)
+        return r
+
+    def until(r, needle):
+        got = b""
+        while needle not in got:
+            got += r.recv(65536)
+        return got
+
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP, "--processes", "2",
+                 "--logger", f"socket:{path}"], ready=False)
+    wait_port(port)
+    assert f"{path} is not reachable now" in srv.log, srv.log
+    for restart in range(2):
+        r = receiver()
+        try:
+            for i in range(4):  # both workers' lines
+                assert served(port, f"/up{restart}-{i}")
+                until(r, f"GET /up{restart}-{i} =>".encode())
+        finally:
+            r.close()
+            os.unlink(path)
+        assert served(port, f"/down{restart}")  # nobody listens: dropped
+    assert srv.proc.poll() is None
+
+
 def test_logto_udp_and_a_unix_datagram_logger(serve, port, tmp_path):
     """uWSGI's `logto HOST:PORT` sends each line as a UDP datagram;
     `--logger socket:/path` to a unix datagram socket."""

@@ -62,6 +62,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use rustix::net::SocketAddrUnix;
+
 use super::fds;
 use super::shared;
 
@@ -115,6 +117,12 @@ pub struct Output {
     pub tag: String,
     /// A line was cut by a partial write: the next write ends it first.
     broken: AtomicBool,
+    /// A unix datagram target (syslog's /dev/log, `--logger socket:PATH`)
+    /// is addressed on every send rather than connected once, as uWSGI's
+    /// loggers do: a connected socket stays bound to the receiver it found,
+    /// and after the log daemon restarts (a new socket at the same path)
+    /// every line would be refused for ever.
+    peer: Option<SocketAddrUnix>,
 }
 
 /// What an output did with a write.
@@ -134,7 +142,33 @@ impl Output {
             file: None,
             tag: String::new(),
             broken: AtomicBool::new(false),
+            peer: None,
         }
+    }
+
+    /// A datagram socket that sends to the unix socket `path` (`@name`:
+    /// abstract), `how` (Send or Syslog). Made whether or not anything
+    /// listens there now; the second value says why nothing does.
+    pub fn unix_datagram(path: &str, how: How) -> std::io::Result<(Output, Option<String>)> {
+        let peer = match path.strip_prefix('@') {
+            Some(name) => SocketAddrUnix::new_abstract_name(name.as_bytes()),
+            None => SocketAddrUnix::new(path),
+        }?;
+        let sock = std::os::unix::net::UnixDatagram::unbound()?;
+        let fd = fds::to_high(std::os::fd::IntoRawFd::into_raw_fd(sock))?;
+        // Only to tell at start: a probe, so the output itself stays
+        // unconnected.
+        let absent = std::os::unix::net::UnixDatagram::unbound()
+            .and_then(|probe| Ok(rustix::net::connect(&probe, &peer)?))
+            .err()
+            .map(|e| format!("{path} is not reachable now ({e}): lines are dropped until it is"));
+        Ok((
+            Output {
+                peer: Some(peer),
+                ..Output::new(fd, how)
+            },
+            absent,
+        ))
     }
 
     /// The process's stderr as it was before any setup: for commands that
@@ -147,6 +181,7 @@ impl Output {
             file: None,
             tag: String::new(),
             broken: AtomicBool::new(false),
+            peer: None,
         }
     }
 
@@ -288,6 +323,9 @@ impl Output {
 
     /// One non-blocking system call; the byte count or -1.
     fn raw(&self, bytes: &[u8]) -> isize {
+        if self.peer.is_some() {
+            return self.raw_send(bytes);
+        }
         loop {
             // SAFETY: our own descriptor; the pointer and length come from a
             // live slice.
@@ -325,14 +363,26 @@ impl Output {
     }
 
     fn raw_send(&self, msg: &[u8]) -> isize {
-        // SAFETY: our own datagram socket; live slice.
-        unsafe {
-            libc::send(
-                self.fd,
-                msg.as_ptr().cast(),
-                msg.len(),
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
+        let Some(peer) = &self.peer else {
+            // SAFETY: our own connected socket; live slice.
+            return unsafe {
+                libc::send(
+                    self.fd,
+                    msg.as_ptr().cast(),
+                    msg.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+        };
+        // SAFETY: our own descriptor, open for this output's life.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.fd) };
+        let flags = rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL;
+        loop {
+            match rustix::net::sendto(fd, msg, flags, peer) {
+                Ok(n) => return n as isize,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(_) => return -1,
+            }
         }
     }
 

@@ -303,28 +303,21 @@ fn logger_output(spec: &LoggerSpec, cfg: &Config, creds: Credentials) -> Result<
                 Some((t, f)) => (t, facility(f)),
                 None => (spec.arg.as_str(), 3),
             };
-            let sock = std::os::unix::net::UnixDatagram::unbound()
-                .and_then(|s| s.connect("/dev/log").map(|()| s))
-                .context("--logger syslog: cannot reach /dev/log")?;
-            let fd = fds::to_high(std::os::fd::IntoRawFd::into_raw_fd(sock))?;
-            let mut o = Output::new(
-                fd,
-                How::Syslog {
-                    priority: facility * 8 + 6,
-                },
-            );
+            let how = How::Syslog {
+                priority: facility * 8 + 6,
+            };
+            let (mut o, absent) = Output::unix_datagram("/dev/log", how)
+                .context("--logger syslog: cannot make a socket for /dev/log")?;
+            not_there("syslog", absent);
             o.tag = if tag.is_empty() { "uwsgi" } else { tag }.to_string();
             o
         }
         "socket" => {
             if spec.arg.starts_with('/') || spec.arg.starts_with('@') {
-                let sock = std::os::unix::net::UnixDatagram::unbound()
-                    .and_then(|s| s.connect(&spec.arg).map(|()| s))
+                let (o, absent) = Output::unix_datagram(&spec.arg, How::Send)
                     .with_context(|| format!("--logger socket:{}", spec.arg))?;
-                Output::new(
-                    fds::to_high(std::os::fd::IntoRawFd::into_raw_fd(sock))?,
-                    How::Send,
-                )
+                not_there("socket", absent);
+                o
             } else {
                 udp_output(&spec.arg)?
             }
@@ -333,6 +326,15 @@ fn logger_output(spec: &LoggerSpec, cfg: &Config, creds: Credentials) -> Result<
     };
     out.name = spec.name.clone();
     Ok(Some(out))
+}
+
+/// A logger's socket nobody listens on at start: said on stderr as it was
+/// given (the terminal, the service manager's journal), since the log
+/// itself goes to that logger, where nobody would read it.
+fn not_there(logger: &str, absent: Option<String>) {
+    if let Some(why) = absent {
+        Output::stderr_plain().write(format!("--logger {logger}: {why}\n").as_bytes());
+    }
 }
 
 /// syslog(3) facility numbers, as uWSGI's syslog plugin names them.
