@@ -88,6 +88,7 @@ impl Conn {
         remote_port: String,
     ) -> Conn {
         open.fetch_add(1, Ordering::AcqRel);
+        crate::forked::track(socket.as_raw_fd());
         Conn {
             socket,
             open,
@@ -233,6 +234,7 @@ impl Conn {
 
 impl Drop for Conn {
     fn drop(&mut self) {
+        crate::forked::untrack(self.socket.as_raw_fd());
         self.open.fetch_sub(1, Ordering::AcqRel);
         if let Some(count) = self.awaiting {
             count.fetch_sub(1, Ordering::AcqRel);

@@ -9,15 +9,56 @@
 //! Python, and the socket I/O in `conn` refuses to run in a marked process
 //! ([`refuse_io`]), so a child never touches a connection.
 //!
-//! It owns nothing else: no Python, no sockets.
+//! It owns nothing else: no Python; of the sockets, only the numbers of the
+//! client connections, which a forked child closes.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 static IN_CHILD: AtomicBool = AtomicBool::new(false);
 
+/// Client connections this process holds, one bit per descriptor (the
+/// first [`TRACKED`]). A child the app forks closes its copies at once: a
+/// copy kept open would hold each connection open after the worker closed
+/// it (a client reading to end-of-file, or nginx over the uwsgi protocol,
+/// waited until the child exited), and after the worker died (harakiri, a
+/// crash) its idle keep-alive clients too.
+const TRACKED: usize = 1 << 16;
+static CONNS: [AtomicU64; TRACKED / 64] = [const { AtomicU64::new(0) }; TRACKED / 64];
+
+/// A client connection is open on `fd` (in a worker).
+#[inline]
+pub fn track(fd: RawFd) {
+    if let Ok(i) = usize::try_from(fd) {
+        if i < TRACKED {
+            CONNS[i / 64].fetch_or(1 << (i % 64), Ordering::Relaxed);
+        }
+    }
+}
+
+/// The connection on `fd` is about to be closed.
+#[inline]
+pub fn untrack(fd: RawFd) {
+    if let Ok(i) = usize::try_from(fd) {
+        if i < TRACKED {
+            CONNS[i / 64].fetch_and(!(1 << (i % 64)), Ordering::Relaxed);
+        }
+    }
+}
+
 extern "C" fn mark_child() {
-    // Async-signal-safe: one atomic store.
+    // Async-signal-safe: atomics and close(2).
     IN_CHILD.store(true, Ordering::Relaxed);
+    for (word, bits) in CONNS.iter().enumerate() {
+        let mut bits = bits.swap(0, Ordering::Relaxed);
+        while bits != 0 {
+            let fd = word * 64 + bits.trailing_zeros() as usize;
+            // SAFETY: the child's copy of a client socket its parent holds;
+            // the child never uses it (see `refuse_io`).
+            unsafe { libc::close(fd as RawFd) };
+            bits &= bits - 1;
+        }
+    }
 }
 
 /// Mark the children of this process from now on (once per worker, before

@@ -219,6 +219,49 @@ def test_child_forked_by_the_app_never_serves(serve, port, how):
     assert not any(os.path.exists(f"/proc/{pid}") for pid in children)
 
 
+def test_a_child_the_app_leaves_running_holds_no_client_connection(serve, port):
+    """A child the app forks and leaves running (a multiprocessing pool's)
+    inherited every client socket the worker had open: a client reading to
+    end-of-file (HTTP/1.0; nginx over the uwsgi protocol) waited until the
+    child exited (8.0 s of its 8 s, and uWSGI 2.0.31 the same), and once the
+    worker died (harakiri, a crash), its idle keep-alive clients hung as
+    long. The child closes its copies at once."""
+    srv = start(serve, port, workers=1, threads=2)
+    worker = srv.worker_pids()[1]
+    children = []
+    idle = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        idle.sendall(b"GET /pid HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b"200 OK" in idle.recv(65536)  # now idle, kept alive
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(b"GET /fork?how=background&s=20 HTTP/1.0\r\n\r\n")
+        t0 = time.monotonic()
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+        took = time.monotonic() - t0
+        s.close()
+        d = json.loads(data.partition(b"\r\n\r\n")[2])
+        children.append(d["child"])
+        assert d["parent"] == worker and took < 3.0, (d, took)
+        # The worker dies: its idle client sees the end at once.
+        os.kill(worker, signal.SIGKILL)
+        t0 = time.monotonic()
+        try:
+            assert idle.recv(65536) == b""
+        except ConnectionResetError:
+            pass
+        took = time.monotonic() - t0
+        assert took < 3.0, took
+    finally:
+        idle.close()
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 # ---------------------------------------------------------------- the master dies
 
 def test_master_sigkill_leaves_no_orphans(serve, port, tmp_path):

@@ -160,6 +160,14 @@ def application(environ, start_response):
         # the child is gone, with how the child ended.
         how = q.get("how", "return")
         pid = os.fork()
+        if pid == 0 and how == "background":
+            # A child left running (a multiprocessing pool's, say): it
+            # holds whatever the worker had open when it forked.
+            time.sleep(float(q.get("s", "20")))
+            os._exit(0)
+        if how == "background":
+            return _send(start_response, json.dumps({"parent": os.getpid(),
+                                                     "child": pid}).encode())
         if pid == 0:
             if how == "write":
                 start_response("200 OK", [("Content-Type", "text/plain")])(b"child wrote")
