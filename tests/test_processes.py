@@ -441,6 +441,19 @@ def test_asgi_app_is_refused_at_start_with_one_line(tmp_path, callable_, lazy):
     assert "uvicorn" in lines[0]
 
 
+def test_asgi_app_from_a_factory_is_refused_at_start_with_one_line(tmp_path):
+    """`module:create_app()` (FastAPI projects' usual shape) is checked as
+    `module:app` is: what the factory returns is refused if it is ASGI."""
+    args = ["--http", f"127.0.0.1:{free_port()}", "--pythonpath", str(APPS),
+            "--module", "core_asgi:create_app()", "--master"]
+    r, took = run_bin(args, tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and took < 8, out
+    lines = [l for l in out.splitlines() if "ASGI" in l]
+    assert len(lines) == 1, out
+    assert "core_asgi:create_app()' is an ASGI app" in lines[0]
+
+
 @pytest.mark.parametrize("callable_,body", [("wsgi_object", b"wsgi object"),
                                             ("wsgi_class", b"wsgi class")])
 def test_wsgi_objects_and_classes_are_not_mistaken_for_asgi(serve, port, callable_, body):

@@ -94,23 +94,30 @@ fn callable_of(module: &Bound<'_, PyModule>, callable: &str) -> Result<Py<PyAny>
         line: format!("unable to load app: module '{name}' has no callable '{callable}'"),
         traceback: None,
     })?;
+    check_app(&app, &format!("{name}.{callable}"))?;
+    Ok(app.unbind())
+}
+
+/// What every app must be, whichever way it was found (`label` names it in
+/// the error): callable, and WSGI rather than ASGI.
+fn check_app(app: &Bound<'_, PyAny>, label: &str) -> Result<(), LoadError> {
     if !app.is_callable() {
         return Err(LoadError {
-            line: format!("unable to load app: '{name}.{callable}' is not callable"),
+            line: format!("unable to load app: '{label}' is not callable"),
             traceback: None,
         });
     }
-    if is_asgi(&app) {
+    if is_asgi(app) {
         return Err(LoadError {
             line: format!(
-                "unable to load app: '{name}.{callable}' is an ASGI app (async, called with scope, \
+                "unable to load app: '{label}' is an ASGI app (async, called with scope, \
                  receive, send); uwsgi-rs serves WSGI: run it under an ASGI server (uvicorn, \
                  hypercorn, granian --interface asgi) or wrap it in a WSGI adapter (a2wsgi's ASGIMiddleware)"
             ),
             traceback: None,
         });
     }
-    Ok(app.unbind())
+    Ok(())
 }
 
 /// An ASGI app (FastAPI, Starlette, Quart, Django's `get_asgi_application()`)
@@ -174,12 +181,7 @@ fn module_app(module: &Bound<'_, PyModule>, callable: &str) -> Result<Py<PyAny>,
             ),
             traceback: Some(crate::python::format_exception(py, &e)),
         })?;
-    if !made.bind(py).is_callable() {
-        return Err(LoadError {
-            line: format!("unable to load app: {name}:{callable} did not return a callable"),
-            traceback: None,
-        });
-    }
+    check_app(made.bind(py), &format!("{name}:{callable}"))?;
     Ok(made)
 }
 

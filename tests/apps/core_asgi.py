@@ -1,7 +1,8 @@
 """ASGI apps in the shapes frameworks give them, and WSGI look-alikes.
 
 `app` is a bare ASGI function, `starlette_like` an object with an async
-__call__ (FastAPI, Starlette, Quart, Django's ASGIHandler). The WSGI ones
+__call__ (FastAPI, Starlette, Quart, Django's ASGIHandler), `create_app`
+a factory returning one. The WSGI ones
 must still load: an object with a plain __call__, and a class whose
 instances are the response iterable (valid WSGI: the class is the app).
 """
@@ -18,6 +19,11 @@ class Starlette:
 
 
 starlette_like = Starlette()
+
+
+def create_app():
+    """A factory (`--module core_asgi:create_app()`) returning an ASGI app."""
+    return starlette_like
 
 
 class Wsgi:
