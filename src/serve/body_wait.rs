@@ -36,14 +36,20 @@ use crate::request::{self, Parse};
 /// buffers already may.
 const AT_LEAST: usize = 64 * 1024;
 
+/// The most the poller waits for, whatever `--post-buffering` says: a
+/// parked connection's buffer may reach about twice the body, and a core
+/// holds one body at a time while thousands of connections can be parked
+/// (with N = 10 MB, a thousand slow clients would hold ~20 GB).
+const AT_MOST: usize = 1024 * 1024;
+
 /// The longest body the poller waits for: 64 KiB, or with
-/// `--post-buffering N` above that, N (bodies under N are read into
-/// memory before the app runs anyway; awaiting them here holds no core
-/// while they come).
+/// `--post-buffering N` above that, N up to [`AT_MOST`] (bodies under N
+/// are read into memory before the app runs anyway; awaiting them here
+/// holds no core while they come). Longer ones stream as without this.
 pub fn bound(post_buffering: u64) -> usize {
     usize::try_from(post_buffering)
         .unwrap_or(usize::MAX)
-        .max(AT_LEAST)
+        .clamp(AT_LEAST, AT_MOST)
 }
 
 /// How many bytes `conn.buf` must hold before the request whose head took
@@ -142,7 +148,12 @@ mod tests {
         assert_eq!(awaited(&conn, &BodyKind::Length(201), 10, 200), None);
         assert_eq!(awaited(&conn, &BodyKind::Length(u64::MAX), 10, 200), None);
         assert_eq!(bound(0), AT_LEAST);
-        assert_eq!(bound(1 << 20), 1 << 20);
+        assert_eq!(bound(1 << 19), 1 << 19);
+        assert_eq!(
+            bound(10 << 20),
+            AT_MOST,
+            "capped whatever --post-buffering says"
+        );
     }
 
     #[test]
