@@ -451,6 +451,25 @@ def test_uwsgi_bad_packet_refused_and_worker_keeps_serving(uwsgi_srv, name, pack
     uwsgi_good(uwsgi_srv)
 
 
+def padded_to(datasize):
+    """GOOD_VARS and one padding var, the vars block exactly `datasize` bytes."""
+    base = len(uwsgi_packet(GOOD_VARS)) - 4
+    pad = datasize - base - 4 - len(b"HTTP_X_PAD")
+    return uwsgi_packet(GOOD_VARS + [(b"HTTP_X_PAD", b"p" * pad)])
+
+
+@pytest.mark.parametrize("datasize", [4093, 4094, 4095, 4096])
+def test_uwsgi_packet_up_to_buffer_size_is_served(uwsgi_srv, datasize):
+    """uWSGI serves a vars block of up to --buffer-size bytes (4096 here),
+    which with its 4-byte header is a packet of up to 4100 bytes."""
+    packet = padded_to(datasize)
+    assert len(packet) == datasize + 4
+    r, _ = one_response(uwsgi_srv.port, packet)
+    assert (r.status, r.body) == (200, b"uw"), (datasize, r)
+    r, _ = one_response(uwsgi_srv.port, padded_to(4097))
+    assert r.status == 413, r
+
+
 @pytest.mark.parametrize("cut", [2, 4, 20, len(GOOD) - 1])
 def test_uwsgi_truncated_packet_then_eof_is_dropped(uwsgi_srv, cut):
     raw, end = exchange(uwsgi_srv.port, GOOD[:cut], shut=True, timeout=3)

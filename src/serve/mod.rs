@@ -562,7 +562,9 @@ fn park(shared: &Shared, conn: Box<Conn>) -> Parsed<'_> {
 /// closed or failed is dropped (closed), one with nothing yet parked. Read
 /// again as long as parking gives it back (an edge came meanwhile).
 fn read_head(shared: &Shared, mut conn: Box<Conn>) -> Option<Taken<'_>> {
-    let max = shared.cfg.limits.max_head + 1;
+    // One byte past a head's limit tells a head too large; a uwsgi packet's
+    // vars block may itself be max_head bytes, after its 4-byte header.
+    let max = shared.cfg.limits.max_head + crate::uwsgi_proto::HEADER_LEN;
     loop {
         // (A head whose body is awaited reads up to the end of what is
         // awaited: see `body_wait`.)
