@@ -311,10 +311,14 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         let sleeper = std::thread::spawn(move || {
             tx.send(current_tid()).ok();
-            std::thread::sleep(Duration::from_millis(300));
+            std::thread::sleep(Duration::from_secs(2));
         });
         let tid = rx.recv().unwrap_or_default();
-        std::thread::sleep(Duration::from_millis(50));
+        // (On a loaded machine it may still be runnable for a while.)
+        let t = Instant::now();
+        while thread_runnable(tid) && t.elapsed() < Duration::from_millis(250) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         assert!(!thread_runnable(tid), "a sleeping thread is blocked");
         sleeper.join().ok();
         assert!(!thread_runnable(-1), "unknown: not runnable");
