@@ -740,6 +740,26 @@ def test_log_maxsize_rotates_to_the_backup_name(serve, port, tmp_path):
     srv.stop()
 
 
+def test_log_maxsize_rotations_within_one_second_keep_every_line(serve, port, tmp_path):
+    """--log-maxsize without --log-backupname renames the log to
+    PATH.UNIXTIME; a second rotation in the same second renamed over the
+    first, as uWSGI does, and its lines were gone (rotating every ~2 KB,
+    113 of 130 request lines lost). A rotation whose name is taken gets
+    PATH.UNIXTIME.N."""
+    log = tmp_path / "app.log"
+    srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", APP, "--logto", str(log),
+                 "--log-maxsize", "2000"], ready=False)
+    wait_text(log, ") ready")
+    for i in range(130):
+        assert served(port, f"/n/{i}")
+
+    def seen():
+        text = "".join(p.read_text() for p in tmp_path.glob("app.log*"))
+        return sorted(int(m["stem"].rsplit("/", 1)[1]) for m in access_lines(text))
+    wait_for(lambda: seen() == list(range(130)), 10, what=f"every request line ({seen()})")
+    assert len(list(tmp_path.glob("app.log.*"))) >= 10
+    srv.stop()
+
 # ------------------------------------------------------------ line shapes
 
 def test_log_date_prefixes_server_lines(serve, tmp_path):

@@ -420,11 +420,7 @@ impl Output {
         let _g = f.reopening.lock().unwrap_or_else(|e| e.into_inner());
         let to = match &f.backup {
             Some(b) => b.clone(),
-            None => {
-                let mut p = f.path.clone().into_os_string();
-                p.push(format!(".{}", super::clock::unix_secs()));
-                PathBuf::from(p)
-            }
+            None => free_backup_name(&f.path, super::clock::unix_secs()),
         };
         // Written raw to the old file, as uWSGI does, so the old file says
         // where the log went.
@@ -453,6 +449,24 @@ impl Output {
             )),
         }
     }
+}
+
+/// `PATH.UNIXTIME`, uWSGI's rotated name; `PATH.UNIXTIME.N` when a
+/// rotation earlier in the same second took it (uWSGI renames over it, and
+/// that file's lines are lost).
+fn free_backup_name(path: &Path, secs: u64) -> PathBuf {
+    let mut base = path.as_os_str().to_os_string();
+    base.push(format!(".{secs}"));
+    let mut to = PathBuf::from(&base);
+    for n in 1..1000 {
+        if std::fs::symlink_metadata(&to).is_err() {
+            break;
+        }
+        let mut next = base.clone();
+        next.push(format!(".{n}"));
+        to = PathBuf::from(next);
+    }
+    to
 }
 
 impl LogFile {
@@ -682,6 +696,19 @@ pub fn count_dropped(bytes: &[u8]) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_rotated_name_taken_in_the_same_second_gets_a_number() {
+        let dir = std::env::temp_dir().join(format!("uwsgi-rs-rot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("app.log");
+        assert_eq!(free_backup_name(&log, 7), dir.join("app.log.7"));
+        std::fs::write(dir.join("app.log.7"), "x").unwrap();
+        assert_eq!(free_backup_name(&log, 7), dir.join("app.log.7.1"));
+        std::fs::write(dir.join("app.log.7.1"), "x").unwrap();
+        assert_eq!(free_backup_name(&log, 7), dir.join("app.log.7.2"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
     use super::*;
 
     fn pipe() -> (RawFd, RawFd) {
