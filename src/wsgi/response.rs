@@ -85,6 +85,8 @@ pub struct StartResponse {
     /// The `write` callable returned to the app: made once per object
     /// (see `reuse`), not once per call.
     pub write_method: Option<Py<PyAny>>,
+    /// Kept by `renew`, like the buffers.
+    seen: SeenHeaders,
     /// The request is over (its output given back to the core): an app
     /// that kept `write` or this object must not reach the socket any
     /// more. `ctx.fd` may by then carry the connection's next response,
@@ -113,6 +115,7 @@ impl StartResponse {
             chunks: 0,
             via_sendfile: false,
             write_method: None,
+            seen: SeenHeaders::default(),
             ended: false,
         }
     }
@@ -130,10 +133,12 @@ impl StartResponse {
         let mut headers = std::mem::take(&mut self.headers);
         headers.clear();
         let write_method = self.write_method.take();
+        let seen = std::mem::take(&mut self.seen);
         *self = fresh;
         self.status = status;
         self.headers = headers;
         self.write_method = write_method;
+        self.seen = seen;
     }
 
     fn body_allowed(&self) -> bool {
@@ -458,6 +463,54 @@ fn check_status(status: &str) -> PyResult<u16> {
     Ok(status[..3].parse().unwrap_or(500))
 }
 
+/// The header list of the last start_response call and what it made: an
+/// app that passes the same list (a constant, as many do) holding the same
+/// tuples gets the same block without walking it again. Tuples and strs
+/// are immutable, and the tuples are held here (so none of them can be
+/// freed and another made at its address): the same list of the same
+/// tuples is the same headers. Only a call that succeeded, with no header
+/// to delete, is remembered.
+#[derive(Default)]
+struct SeenHeaders {
+    list: usize,
+    items: Vec<Py<PyAny>>,
+    block: Vec<u8>,
+    has_date: bool,
+    content_length: Option<u64>,
+    close: bool,
+}
+
+impl SeenHeaders {
+    fn matches(&self, list: &Bound<'_, PyList>) -> bool {
+        list.as_ptr() as usize == self.list
+            && list.len() == self.items.len()
+            && list
+                .iter()
+                .zip(&self.items)
+                .all(|(item, seen)| item.as_ptr() == seen.as_ptr())
+    }
+
+    fn remember(
+        &mut self,
+        list: &Bound<'_, PyList>,
+        block: &[u8],
+        (has_date, content_length, close): (bool, Option<u64>, bool),
+    ) {
+        let py = list.py();
+        // Given back through Bounds (the GIL is held).
+        for old in self.items.drain(..) {
+            drop(old.into_bound(py));
+        }
+        self.items.extend(list.iter().map(Bound::unbind));
+        self.list = list.as_ptr() as usize;
+        self.block.clear();
+        self.block.extend_from_slice(block);
+        self.has_date = has_date;
+        self.content_length = content_length;
+        self.close = close;
+    }
+}
+
 #[pymethods]
 impl StartResponse {
     #[pyo3(signature = (status, headers, exc_info=None))]
@@ -557,11 +610,19 @@ impl StartResponse {
             push_header(&mut block, name, &value);
             Ok(())
         };
-        let walked = match headers.cast::<PyList>() {
+        let list = headers.cast::<PyList>().ok();
+        // The same header list as last time, holding the same tuples: the
+        // block made then (see `SeenHeaders`).
+        let seen = del_headers.is_empty()
+            && list
+                .as_ref()
+                .is_some_and(|list| slf.borrow().seen.matches(list));
+        let walked = match &list {
+            _ if seen => Ok(()),
             // The list PEP 3333 asks for: walked by index, with no
             // iterator object.
-            Ok(list) => list.iter().try_for_each(|item| take(&item)),
-            Err(_) => headers
+            Some(list) => list.iter().try_for_each(|item| take(&item)),
+            None => headers
                 .try_iter()
                 .and_then(|items| items.into_iter().try_for_each(|item| take(&item?)))
                 .and_then(|()| Err(PyTypeError::new_err("WSGI headers must be a list"))),
@@ -571,6 +632,17 @@ impl StartResponse {
         // catches the error and calls again must still have them removed.
         this.ctx.del_headers = del_headers;
         walked?;
+        if seen {
+            block.extend_from_slice(&this.seen.block);
+            (has_date, content_length, close) = (
+                this.seen.has_date,
+                this.seen.content_length,
+                this.seen.close,
+            );
+        } else if let Some(list) = list.filter(|_| this.ctx.del_headers.is_empty()) {
+            this.seen
+                .remember(&list, &block, (has_date, content_length, close));
+        }
         this.status.clear();
         this.status.push_str(status);
         this.has_status = true;
@@ -784,6 +856,60 @@ mod call_tests {
             // Called again without exc_info: refused, the first call stands.
             assert!(sr.call1(("500 Oops", &h)).is_err());
             assert_eq!(sr.borrow().code, 200);
+        });
+    }
+
+    #[test]
+    fn a_header_list_passed_again_gives_its_headers_as_they_are_now() {
+        Python::initialize();
+        Python::attach(|py| {
+            let sr = Bound::new(py, StartResponse::new(ctx(), Output::default())).unwrap();
+            let h = headers(
+                py,
+                &[("Content-Type", "text/plain"), ("Content-Length", "0")],
+            );
+            let mut call = |list: &Bound<'_, PyList>| {
+                sr.borrow_mut()
+                    .renew(StartResponse::new(ctx(), Output::default()));
+                sr.call1(("200 OK", list)).unwrap();
+                head_of(&sr)
+            };
+            let first = call(&h);
+            assert!(first.contains("Content-Type: text/plain\r\n"), "{first}");
+            assert_eq!(call(&h), first);
+            // The same list, changed: its headers as they are now.
+            h.append(PyTuple::new(py, ["Connection", "close"]).unwrap())
+                .unwrap();
+            let closed = call(&h);
+            assert!(closed.contains("Connection: close\r\n"), "{closed}");
+            h.set_item(0, PyTuple::new(py, ["Content-Type", "text/html"]).unwrap())
+                .unwrap();
+            h.del_item(2).unwrap();
+            let html = call(&h);
+            assert!(html.contains("Content-Type: text/html\r\n"), "{html}");
+            assert!(!html.contains("Connection: close"), "{html}");
+            assert_eq!(call(&h), html);
+            // One tuple replaced, the length kept.
+            h.set_item(0, PyTuple::new(py, ["Content-Type", "text/xml"]).unwrap())
+                .unwrap();
+            assert!(call(&h).contains("Content-Type: text/xml\r\n"));
+            h.set_item(0, PyTuple::new(py, ["Content-Type", "text/html"]).unwrap())
+                .unwrap();
+            // Another list of equal headers; then the first one again.
+            let other = headers(py, &[("Content-Type", "text/css"), ("Content-Length", "0")]);
+            assert!(call(&other).contains("text/css"));
+            assert!(call(&h).contains("text/html"));
+            // A header to delete: the list is walked, never remembered.
+            sr.borrow_mut().renew(StartResponse::new(
+                ResponseCtx {
+                    del_headers: vec!["content-type".into()],
+                    ..ctx()
+                },
+                Output::default(),
+            ));
+            sr.call1(("200 OK", &h)).unwrap();
+            assert!(!head_of(&sr).contains("Content-Type"));
+            assert!(call(&h).contains("Content-Type: text/html\r\n"));
         });
     }
 
