@@ -641,7 +641,7 @@ impl StartResponse {
             );
         } else if let Some(list) = list.filter(|_| this.ctx.del_headers.is_empty()) {
             this.seen
-                .remember(&list, &block, (has_date, content_length, close));
+                .remember(list, &block, (has_date, content_length, close));
         }
         this.status.clear();
         this.status.push_str(status);
@@ -868,7 +868,7 @@ mod call_tests {
                 py,
                 &[("Content-Type", "text/plain"), ("Content-Length", "0")],
             );
-            let mut call = |list: &Bound<'_, PyList>| {
+            let call = |list: &Bound<'_, PyList>| {
                 sr.borrow_mut()
                     .renew(StartResponse::new(ctx(), Output::default()));
                 sr.call1(("200 OK", list)).unwrap();
