@@ -332,25 +332,23 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         let leader = std::thread::spawn(move || {
             assert!(l2.lead(0, NAP));
+            // (Before `working`: a lower bound of when the timing began,
+            // however long the scheduler parks either thread.)
+            tx.send(Instant::now()).ok();
             l2.working(0);
-            tx.send(()).ok();
             // computing: runnable all along
             while spin2.load(std::sync::atomic::Ordering::Relaxed) {
                 std::hint::spin_loop();
             }
         });
-        rx.recv().ok();
-        let t = Instant::now();
+        let t = rx.recv().unwrap_or_else(|_| Instant::now());
         while !l.lead(1, Duration::from_secs(5)) {
             assert!(t.elapsed() < Duration::from_secs(5), "never took over");
         }
         let took = t.elapsed();
         spin.store(false, std::sync::atomic::Ordering::Relaxed);
         leader.join().ok();
-        assert!(
-            took >= RUNNABLE_TAKE_OVER - TAKE_OVER,
-            "took over after {took:?}"
-        );
+        assert!(took >= RUNNABLE_TAKE_OVER, "took over after {took:?}");
     }
 
     #[test]
