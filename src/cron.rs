@@ -40,8 +40,23 @@ struct Job {
     /// The running command (0: none).
     pid: i32,
     started: Option<Instant>,
+    /// Harakiri killed the running command: never signalled again, and
+    /// `started` kept so the reap says how long it really ran (as uWSGI).
+    killed: bool,
     /// Unix time of the last run (uWSGI's `last_job`).
     last_run: i64,
+}
+
+impl Job {
+    /// The reap's log line: how long the command ran, killed or not.
+    fn exit_line(&self) -> String {
+        format!(
+            "[uwsgi-cron] command \"{}\" running with pid {} exited after {} second(s)",
+            self.spec.command,
+            self.pid,
+            self.started.map_or(0, |t| t.elapsed().as_secs())
+        )
+    }
 }
 
 /// The calendar fields a job is matched against.
@@ -115,6 +130,7 @@ impl Crons {
                     spec: spec.clone(),
                     pid: 0,
                     started: None,
+                    killed: false,
                     last_run: i64::MIN / 2,
                 })
                 .collect(),
@@ -132,7 +148,7 @@ impl Crons {
             let Some(started) = job.started else {
                 continue;
             };
-            if job.pid <= 0 || limit == 0 || started.elapsed().as_secs() < limit {
+            if job.killed || job.pid <= 0 || limit == 0 || started.elapsed().as_secs() < limit {
                 continue;
             }
             log::stamped(&format!(
@@ -142,8 +158,8 @@ impl Crons {
             // SAFETY: kill(2) on the job's own process group (it called
             // setsid, so its pgid is its pid); no memory is involved.
             unsafe { libc::kill(-job.pid, libc::SIGKILL) };
-            // Killed once: the reap clears pid; never signalled again.
-            job.started = None;
+            // Killed once: the reap clears pid and the flag.
+            job.killed = true;
         }
     }
 
@@ -191,13 +207,10 @@ impl Crons {
         let Some(job) = self.jobs.iter_mut().find(|j| j.pid == pid && pid > 0) else {
             return false;
         };
-        log::line(&format!(
-            "[uwsgi-cron] command \"{}\" running with pid {pid} exited after {} second(s)",
-            job.spec.command,
-            job.started.map_or(0, |t| t.elapsed().as_secs())
-        ));
+        log::line(&job.exit_line());
         job.pid = 0;
         job.started = None;
+        job.killed = false;
         true
     }
 }
@@ -318,6 +331,18 @@ mod tests {
         assert!(pids.iter().all(|&p| p > 0));
         std::thread::sleep(std::time::Duration::from_millis(1100));
         c.check(t0 + 1);
+        // Killed, and its running time kept for the reap's line (it was
+        // "0 second(s)" when harakiri forgot the start); never killed twice.
+        for job in &c.jobs[..2] {
+            assert!(job.killed);
+            assert!(job.started.is_some_and(|t| t.elapsed().as_secs() >= 1));
+            assert!(
+                !job.exit_line().ends_with(" 0 second(s)"),
+                "{}",
+                job.exit_line()
+            );
+        }
+        assert!(!c.jobs[2].killed);
         for (i, &pid) in pids.iter().enumerate().take(2) {
             let mut status = 0;
             // SAFETY: waiting for the job we started.
@@ -335,6 +360,7 @@ mod tests {
             });
             assert!(gone, "job {i}'s group outlived it");
             assert!(c.reaped(pid));
+            assert!(!c.jobs[i].killed && c.jobs[i].started.is_none());
         }
         let mut status = 0;
         // SAFETY: the exempt job is still running: WNOHANG sees nothing.
