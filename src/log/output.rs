@@ -696,6 +696,7 @@ pub fn count_dropped(bytes: &[u8]) {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn a_rotated_name_taken_in_the_same_second_gets_a_number() {
@@ -709,7 +710,6 @@ mod tests {
         assert_eq!(free_backup_name(&log, 7), dir.join("app.log.7.2"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
-    use super::*;
 
     fn pipe() -> (RawFd, RawFd) {
         let mut p = [0; 2];

@@ -602,11 +602,9 @@ fn read_head(shared: &Shared, mut conn: Box<Conn>) -> Option<Taken<'_>> {
 
 /// Log a body that was awaited and will not come (see `body_wait::lost`).
 fn lost_body(shared: &Shared, conn: &Conn, why: &str) {
-    if conn.need != 0 {
-        let protocol = shared.conns.listener(conn.listener).protocol;
-        let worker = shared.cfg.worker_id;
-        body_wait::lost(conn, protocol, &shared.cfg.limits, worker, why);
-    }
+    let protocol = shared.conns.listener(conn.listener).protocol;
+    let worker = shared.cfg.worker_id;
+    body_wait::lost(conn, protocol, &shared.cfg.limits, worker, why);
 }
 
 /// Parse what the connection has buffered: a complete request (counted in
