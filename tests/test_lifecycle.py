@@ -377,6 +377,18 @@ def test_sigterm_with_the_only_core_stuck_ends_at_mercy(serve, port, tmp_path):
     assert "MERCY EXPIRED ON WORKER 1" in srv.log
 
 
+def deploy_a_hanging_import(srv, app, tmp_path):
+    """Deploy a version of `app` whose import hangs and SIGHUP (--lazy-apps):
+    (the good source, the pid of the successor stuck in its import)."""
+    good = app.read_text()
+    importing = tmp_path / "importing"
+    app.write_text(f"import os, time\nopen({str(importing)!r}, 'w').write(str(os.getpid()))\n"
+                   "time.sleep(300)\n" + good)
+    os.kill(srv.proc.pid, signal.SIGHUP)
+    stuck = wait_for(lambda: int(importing.read_text() or 0), 15, what="the successor importing")
+    return good, stuck
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_shutdown_does_not_wait_mercy_for_a_lazy_worker_stuck_in_its_import(serve, port,
                                                                              tmp_path, sig):
@@ -388,12 +400,7 @@ def test_shutdown_does_not_wait_mercy_for_a_lazy_worker_stuck_in_its_import(serv
     shutil.copy(LIFE, app)
     srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(app), "--master",
                  "--processes", "1", "--threads", "1", "--lazy-apps", "--reload-mercy", "30"])
-    good = app.read_text()
-    importing = tmp_path / "importing"
-    app.write_text(f"import os, time\nopen({str(importing)!r}, 'w').write(str(os.getpid()))\n"
-                   "time.sleep(300)\n" + good)
-    os.kill(srv.proc.pid, signal.SIGHUP)
-    stuck = wait_for(lambda: int(importing.read_text() or 0), 15, what="the successor importing")
+    _, stuck = deploy_a_hanging_import(srv, app, tmp_path)
     bg, old = long_request(port, tmp_path, 1)
     t0 = time.monotonic()
     srv.proc.send_signal(sig)
@@ -574,12 +581,7 @@ def test_lazy_apps_a_reload_after_one_stuck_in_the_import_takes_the_newer_code(s
     srv = serve(["--http", f"127.0.0.1:{port}", "--wsgi-file", str(app), "--master",
                  "--processes", "1", "--threads", "1", "--lazy-apps", "--reload-mercy", "3"])
     first = get(port)["pid"]
-    good = app.read_text()
-    importing = tmp_path / "importing"
-    app.write_text(f"import os, time\nopen({str(importing)!r}, 'w').write(str(os.getpid()))\n"
-                   "time.sleep(300)\n" + good)
-    os.kill(srv.proc.pid, signal.SIGHUP)
-    stuck = wait_for(lambda: int(importing.read_text() or 0), 15, what="the successor importing")
+    good, stuck = deploy_a_hanging_import(srv, app, tmp_path)
     assert get(port)["pid"] == first  # the old worker serves meanwhile
     app.write_text(good)
     os.kill(srv.proc.pid, signal.SIGHUP)
