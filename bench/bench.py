@@ -1101,6 +1101,19 @@ def set_quiet(args):
                  steal_ms=args.noisy_steal_ms, retries=max(0, args.noisy_retries))
 
 
+def make_django_db(log_dir):
+    """One database for every server, made before any of them starts; the
+    servers find it through BENCH_DJANGO_DB."""
+    os.environ["BENCH_DJANGO_DB"] = os.path.join(log_dir, "django.sqlite3")
+    python = os.path.join(PEERS_BIN, "python")
+    if not os.access(python, os.X_OK):
+        python = os.path.join(REPO_DIR, ".venv", "bin", "python")
+    made = subprocess.run([python, "-m", "djangoapp.setup_db"], cwd=APPS_DIR,
+                          capture_output=True, text=True)
+    if made.returncode != 0:
+        sys.exit("cannot create the Django database: " + made.stderr.strip()[-500:])
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=int, default=10, help="seconds of load per run (default 10)")
@@ -1146,15 +1159,7 @@ def main(argv=None):
         if info["uwsgi_rs_binary"]:
             print("# uwsgi-rs binary: " + info["uwsgi_rs_binary"])
     if "django" in workloads:
-        # one database for every server, made before any of them starts
-        os.environ["BENCH_DJANGO_DB"] = os.path.join(log_dir, "django.sqlite3")
-        python = os.path.join(PEERS_BIN, "python")
-        if not os.access(python, os.X_OK):
-            python = os.path.join(REPO_DIR, ".venv", "bin", "python")
-        made = subprocess.run([python, "-m", "djangoapp.setup_db"], cwd=APPS_DIR,
-                              capture_output=True, text=True)
-        if made.returncode != 0:
-            sys.exit("cannot create the Django database: " + made.stderr.strip()[-500:])
+        make_django_db(log_dir)
     versions = {}
     for n in names:
         _, _, _, binary = server_spec(n, 0, args.uwsgi_rs)

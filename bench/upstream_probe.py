@@ -101,7 +101,10 @@ def read_perf(path):
 
 def server_argv(name, port, uwsgi_rs, workload, sock):
     """bench.py's command for `name`; "uwsgi-rs/tN" is uwsgi-rs with N
-    threads per worker instead of 4 (to tell thread scheduling apart)."""
+    threads per worker instead of 4 (to tell thread scheduling apart), and
+    "uwsgi-rs[/tN]=BINARY" runs that build instead (to compare two)."""
+    name, _, other_build = name.partition("=")
+    uwsgi_rs = other_build or uwsgi_rs
     base, _, threads = name.partition("/t")
     argv, cwd, stop_sig, binary = bench.server_spec(base, port, uwsgi_rs, workload, sock)
     if threads:
@@ -116,7 +119,8 @@ def probe(name, workload, duration, uwsgi_rs, use_perf, log_dir, direct=False):
     argv, cwd, stop_sig, binary = server_argv(name, port, uwsgi_rs, workload, sock)
     if binary is None:
         return {"server": name, "error": "not installed"}
-    srv = bench.Server(name.replace("/", "-"), argv, cwd, stop_sig, log_dir).start()
+    label = name.split("=")[0].replace("/", "-") + ("-other" if "=" in name else "")
+    srv = bench.Server(label, argv, cwd, stop_sig, log_dir).start()
     front = None
     try:
         if direct:
@@ -196,11 +200,15 @@ def main():
     ap.add_argument("--direct", action="store_true",
                     help="wrk straight to the servers' HTTP port, no nginx")
     ap.add_argument("--servers", default=",".join(SERVERS),
-                    help="comma-separated; bench.py's names, or uwsgi-rs/tN for N threads")
+                    help="comma-separated; bench.py's names, or uwsgi-rs/tN for N threads, "
+                    "or uwsgi-rs[/tN]=BINARY for another build")
     args = ap.parse_args()
     bench.SESSION["own"] = not args.same_session
     use_perf = not args.no_perf and shutil.which("perf") is not None
     log_dir = tempfile.mkdtemp(prefix="upstream-probe-")
+    os.chmod(log_dir, 0o755)
+    if "django" in args.workloads.split(","):
+        bench.make_django_db(log_dir)
     try:
         print("# wrk -t2 -c32 -d%ds %s; per request: CPU in us, context switches "
               "voluntary+involuntary" % (args.duration, "direct" if args.direct else
