@@ -36,6 +36,11 @@ pub const TAKE_OVER: Duration = Duration::from_millis(1);
 /// served 16-20% fewer requests than with this rule.
 pub const RUNNABLE_TAKE_OVER: Duration = Duration::from_millis(10);
 
+/// The latest the watcher first looks at a leader in a request, once
+/// looks keep finding it runnable (see [`Leader::lead`]): one GIL switch
+/// interval, the most a blocking request then waits to be taken over.
+const LATEST_FIRST_LOOK: Duration = Duration::from_millis(5);
+
 /// While the leader started work this recently, the watcher looks at it
 /// every [`TAKE_OVER`] on a timer instead of dozing until the leader's
 /// next request wakes it: under load that wake-up was a futex call and a
@@ -58,6 +63,31 @@ struct State {
     watcher_dozing: bool,
     /// When the leader last started work (see [`BUSY_WINDOW`]).
     last_work: Option<Instant>,
+    /// How long into a request the watcher first looks at the leader:
+    /// [`TAKE_OVER`] while looks find it blocked, up to
+    /// [`LATEST_FIRST_LOOK`] while they find it runnable.
+    first_look: Duration,
+}
+
+impl State {
+    fn first_look(&self) -> Duration {
+        self.first_look.max(TAKE_OVER)
+    }
+
+    /// The watcher found the leader blocked or runnable. Each look wakes a
+    /// core the app would use, and a runnable leader gains nothing from a
+    /// take-over (another core would only wait for the GIL): while looks
+    /// find the leader runnable, the first look moves later by TAKE_OVER,
+    /// and a blocked one brings it back. A 3 ms Django request (sqlite,
+    /// never blocks) was looked at twice, and a 2 x 4 worker spent 4-12%
+    /// more CPU per request than 2 x 1 (bench/README.md).
+    fn looked(&mut self, blocked: bool) {
+        self.first_look = if blocked {
+            TAKE_OVER
+        } else {
+            (self.first_look() + TAKE_OVER).min(LATEST_FIRST_LOOK)
+        };
+    }
 }
 
 #[derive(Default)]
@@ -82,13 +112,15 @@ impl Leader {
         let mut s = self.lock();
         let mut stuck = false;
         if s.leader != Some(core) {
-            if let Some(since) = s.working_since.filter(|t| t.elapsed() >= TAKE_OVER) {
+            let first_look = s.first_look();
+            if let Some(since) = s.working_since.filter(|t| t.elapsed() >= first_look) {
                 stuck = since.elapsed() >= RUNNABLE_TAKE_OVER || {
                     // Read outside the lock: the leader takes it per request.
                     let tid = s.leader_tid;
                     drop(s);
                     let blocked = !thread_runnable(tid);
                     s = self.lock();
+                    s.looked(blocked);
                     blocked && s.working_since == Some(since)
                 };
             }
@@ -115,12 +147,15 @@ impl Leader {
         }
         if s.watcher == Some(core) {
             let busy = s.last_work.is_some_and(|t| t.elapsed() < BUSY_WINDOW);
+            let first_look = s.first_look();
             let wait = match s.working_since.map(|t| t.elapsed()) {
-                Some(took) if took < TAKE_OVER => TAKE_OVER - took,
-                // A runnable leader: look again every TAKE_OVER (it may
-                // block) until RUNNABLE_TAKE_OVER.
-                Some(took) => TAKE_OVER.min(RUNNABLE_TAKE_OVER.saturating_sub(took)),
-                None if busy => TAKE_OVER,
+                Some(took) if took < first_look => first_look - took,
+                // A runnable leader: look again (it may block) when it has
+                // run twice as long, until RUNNABLE_TAKE_OVER (each look
+                // costs a wake-up, see `State::looked`).
+                Some(took) => took.min(RUNNABLE_TAKE_OVER.saturating_sub(took)),
+                // Between requests: the next one is worth a look no sooner.
+                None if busy => first_look,
                 None => nap,
             };
             s.watcher_dozing = s.working_since.is_none() && !busy;
@@ -188,10 +223,35 @@ fn current_tid() -> i32 {
 /// (no /proc, say after a chroot), false: a leader is then taken over
 /// after [`TAKE_OVER`] whatever it does, as before this was known.
 fn thread_runnable(tid: i32) -> bool {
-    let Ok(stat) = std::fs::read(format!("/proc/self/task/{tid}/stat")) else {
-        return false;
-    };
-    run_state(&stat) == Some(b'R')
+    use std::os::unix::fs::FileExt;
+    thread_local! {
+        // The last thread looked at and its stat file, kept open: one
+        // pread per look instead of open, statx, several reads and close.
+        static STAT: std::cell::RefCell<Option<(i32, std::fs::File)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    STAT.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if !matches!(cached.as_ref(), Some((t, _)) if *t == tid) {
+            *cached = std::fs::File::open(format!("/proc/self/task/{tid}/stat"))
+                .ok()
+                .map(|f| (tid, f));
+        }
+        let Some((_, file)) = cached.as_ref() else {
+            return false;
+        };
+        // The state follows the command name (at most 15 bytes), near the
+        // start of the line: its first 512 bytes hold it.
+        let mut buf = [0u8; 512];
+        match file.read_at(&mut buf, 0) {
+            Ok(n) => run_state(&buf[..n]) == Some(b'R'),
+            Err(_) => {
+                // The thread is gone: forget it.
+                *cached = None;
+                false
+            }
+        }
+    })
 }
 
 /// The state letter of a /proc stat line: the first field after the
@@ -349,6 +409,45 @@ mod tests {
         spin.store(false, std::sync::atomic::Ordering::Relaxed);
         leader.join().ok();
         assert!(took >= RUNNABLE_TAKE_OVER, "took over after {took:?}");
+    }
+
+    #[test]
+    fn looks_that_find_the_leader_runnable_move_the_first_look_later() {
+        let mut s = State::default();
+        assert_eq!(s.first_look(), TAKE_OVER);
+        let mut seen = vec![];
+        for _ in 0..10 {
+            s.looked(false);
+            seen.push(s.first_look());
+        }
+        assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+        assert!(seen[0] > TAKE_OVER, "{seen:?}");
+        assert_eq!(seen[9], LATEST_FIRST_LOOK);
+        s.looked(true);
+        assert_eq!(s.first_look(), TAKE_OVER, "a blocked leader: back to soon");
+    }
+
+    #[test]
+    fn a_blocked_leader_is_taken_over_at_the_first_look_however_late() {
+        let l = Arc::new(Leader::default());
+        l.lock().first_look = LATEST_FIRST_LOOK;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let l2 = l.clone();
+        let leader = std::thread::spawn(move || {
+            assert!(l2.lead(0, NAP));
+            tx.send(Instant::now()).ok();
+            l2.working(0);
+            std::thread::sleep(Duration::from_secs(1)); // blocked
+        });
+        let t = rx.recv().unwrap_or_else(|_| Instant::now());
+        while !l.lead(1, Duration::from_secs(5)) {
+            assert!(t.elapsed() < Duration::from_secs(5), "never took over");
+        }
+        let took = t.elapsed();
+        leader.join().ok();
+        assert!(took >= LATEST_FIRST_LOOK, "took over after {took:?}");
+        assert!(took < Duration::from_secs(1), "waited out the sleep");
+        assert_eq!(l.lock().first_look(), TAKE_OVER, "found blocked");
     }
 
     #[test]
