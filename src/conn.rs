@@ -56,6 +56,9 @@ pub struct Conn {
     pub remote_port: String,
     /// Requests served on this connection (for keep-alive bookkeeping).
     pub served: u64,
+    /// Requests taken from it back to back, without the poller handing it
+    /// out in between (see `serve`'s keep-alive path).
+    pub streak: u32,
     /// Its generation in the poller's `owners` once registered (0: never
     /// parked yet, registered on its first park).
     pub generation: u32,
@@ -97,6 +100,7 @@ impl Conn {
             remote_addr,
             remote_port,
             served: 0,
+            streak: 0,
             generation: 0,
             drained: false,
             linger: None,

@@ -131,8 +131,9 @@ impl Conns {
     pub fn wait(&self, timeout: Duration) -> io::Result<Event> {
         let event = self.poller.wait(timeout)?;
         match event {
-            Event::Conn(conn) => {
+            Event::Conn(mut conn) => {
                 self.deadlines.clear(conn.fd());
+                conn.streak = 0;
                 if conn.linger.is_some() {
                     self.linger_or_close(conn);
                     return Ok(Event::Wake);
@@ -294,10 +295,23 @@ impl Conns {
     /// just accepted while stopping): if bytes may have come meanwhile, the
     /// next `wait` of a core hands it out to be read.
     pub fn park_or_report(&self, conn: Box<Conn>) {
+        self.hand_over(conn, Poller::park_and_report);
+    }
+
+    /// Put a connection that may have bytes (`park` gave it back) behind
+    /// the ready ones, to be handed out by a later `wait` (see
+    /// `Poller::requeue`). If the poller refuses it, it is closed.
+    pub fn requeue(&self, conn: Box<Conn>) {
+        self.hand_over(conn, Poller::requeue);
+    }
+
+    /// Give the poller a connection that a later `wait` hands out whatever
+    /// came meanwhile, under its park deadline.
+    fn hand_over(&self, conn: Box<Conn>, give: fn(&Poller, Box<Conn>) -> io::Result<()>) {
         let fd = conn.fd();
         self.deadlines
             .set(fd, Instant::now() + self.park_wait(&conn));
-        if self.poller.park_and_report(conn).is_err() {
+        if give(&self.poller, conn).is_err() {
             self.deadlines.clear(fd);
         }
     }

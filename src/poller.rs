@@ -186,6 +186,29 @@ impl Poller {
         Ok(())
     }
 
+    /// Park a connection its core could read again (an edge came, or its
+    /// socket was not found empty) behind the connections that are ready
+    /// now, so that it is read in its turn: one client that answers a
+    /// response with its next request at once cannot keep the core from the
+    /// others. When nothing is queued, what the kernel has ready is fetched
+    /// first (without waiting), or the connection would come straight back.
+    pub fn requeue(&self, conn: Box<Conn>) -> io::Result<()> {
+        let Some(token) = self.owners.park_anyway(conn) else {
+            return Err(Errno::BADF.into());
+        };
+        if self.ready().is_empty() {
+            if let Some(first) = self.fetch(Duration::ZERO)? {
+                let mut ready = self.ready();
+                ready.push_front(first);
+                // Its own edge (its next request came while its core had
+                // it) would put it first again.
+                ready.retain(|&t| t != token);
+            }
+        }
+        self.ready().push_back(token);
+        Ok(())
+    }
+
     /// Wait for the next event; `Wake` after `timeout` too. An event
     /// fetched earlier and not handed out yet comes first, without waiting.
     /// Events that hand nothing out (a connection a core owns, or a closed
@@ -316,6 +339,40 @@ mod tests {
             "the wake-up was drained, so this wait slept: {:?}",
             t.elapsed()
         );
+    }
+
+    #[test]
+    fn a_requeued_connection_comes_after_the_others_that_are_ready() {
+        let p = Poller::new().unwrap();
+        let open = counter();
+        let mut clients = Vec::new();
+        for i in 0..3 {
+            let (conn, theirs) = Conn::unix_pair(open, i);
+            assert!(matches!(p.park(conn).unwrap(), Park::Parked));
+            clients.push(theirs);
+        }
+        clients[0].write_all(b"first").unwrap();
+        let Event::Conn(first) = p.wait(Duration::from_secs(5)).unwrap() else {
+            panic!("not a connection");
+        };
+        assert_eq!(first.listener, 0);
+        // While its core has it, its next request comes, and the others'.
+        for c in &mut clients {
+            c.write_all(b"next").unwrap();
+        }
+        p.requeue(first).unwrap();
+        let mut order = Vec::new();
+        for _ in 0..3 {
+            match p.wait(Duration::from_secs(5)).unwrap() {
+                Event::Conn(conn) => order.push(conn.listener),
+                _ => panic!("not a connection"),
+            }
+        }
+        assert_eq!(order, [1, 2, 0], "the others first, then the requeued one");
+        assert!(matches!(
+            p.wait(Duration::from_millis(50)).unwrap(),
+            Event::Wake
+        ));
     }
 
     #[test]

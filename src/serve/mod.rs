@@ -282,8 +282,17 @@ fn next_parsed<'a>(
             let found = match parse_buffered(shared, conn) {
                 // A pipelined request.
                 Parsed::Request(found) => Some(found),
-                // The next request may be there already (see `owners`).
-                Parsed::ReadMore(conn) => read_head(shared, conn),
+                // The next request may be there already (see `owners`):
+                // read it, unless this connection has had its turn.
+                Parsed::ReadMore(mut conn) => {
+                    conn.streak += 1;
+                    if conn.streak > STREAK {
+                        shared.conns.requeue(conn);
+                        None
+                    } else {
+                        read_head(shared, conn)
+                    }
+                }
                 Parsed::Gone => None,
             };
             if let Some(found) = found {
@@ -538,6 +547,14 @@ fn deferring(shared: &Shared) -> bool {
     }
     now.saturating_sub(since) < limit
 }
+
+/// How many requests in a row a core takes from one keep-alive connection
+/// before that connection goes behind the others that are ready. Without a
+/// bound, a client that sends its next request as soon as it has the
+/// response (wrk does, as does a busy proxy) was served back to back while
+/// the others waited: with 64 KB POSTs a core went back to the poller
+/// once in ~100 requests, and the p99 was 15-38 ms (bench/README.md).
+const STREAK: u32 = 1;
 
 /// What parsing a connection's buffer came to. (Returned by value once a
 /// request: boxing the request would be an allocation per request.)
