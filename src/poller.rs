@@ -196,16 +196,19 @@ impl Poller {
         let Some(token) = self.owners.park_anyway(conn) else {
             return Err(Errno::BADF.into());
         };
-        if self.ready().is_empty() {
-            if let Some(first) = self.fetch(Duration::ZERO)? {
-                let mut ready = self.ready();
-                ready.push_front(first);
-                // Its own edge (its next request came while its core had
-                // it) would put it first again.
-                ready.retain(|&t| t != token);
-            }
+        let fetched = if self.ready().is_empty() {
+            self.fetch(Duration::ZERO)?
+        } else {
+            None
+        };
+        let mut ready = self.ready();
+        if let Some(first) = fetched {
+            ready.push_front(first);
+            // Its own edge (its next request came while its core had it)
+            // would put it first again.
+            ready.retain(|&t| t != token);
         }
-        self.ready().push_back(token);
+        ready.push_back(token);
         Ok(())
     }
 
@@ -344,30 +347,16 @@ mod tests {
     #[test]
     fn a_requeued_connection_comes_after_the_others_that_are_ready() {
         let p = Poller::new().unwrap();
-        let open = counter();
-        let mut clients = Vec::new();
-        for i in 0..3 {
-            let (conn, theirs) = Conn::unix_pair(open, i);
-            assert!(matches!(p.park(conn).unwrap(), Park::Parked));
-            clients.push(theirs);
-        }
+        let mut clients = parked(&p, counter(), 3);
         clients[0].write_all(b"first").unwrap();
-        let Event::Conn(first) = p.wait(Duration::from_secs(5)).unwrap() else {
-            panic!("not a connection");
-        };
+        let first = next_conn(&p);
         assert_eq!(first.listener, 0);
         // While its core has it, its next request comes, and the others'.
         for c in &mut clients {
             c.write_all(b"next").unwrap();
         }
         p.requeue(first).unwrap();
-        let mut order = Vec::new();
-        for _ in 0..3 {
-            match p.wait(Duration::from_secs(5)).unwrap() {
-                Event::Conn(conn) => order.push(conn.listener),
-                _ => panic!("not a connection"),
-            }
-        }
+        let order: Vec<usize> = (0..3).map(|_| next_conn(&p).listener).collect();
         assert_eq!(order, [1, 2, 0], "the others first, then the requeued one");
         assert!(matches!(
             p.wait(Duration::from_millis(50)).unwrap(),
@@ -379,12 +368,7 @@ mod tests {
     fn events_fetched_together_are_handed_out_once_each() {
         let p = Poller::new().unwrap();
         let open = counter();
-        let mut clients = Vec::new();
-        for i in 0..4 {
-            let (conn, theirs) = Conn::unix_pair(open, i);
-            assert!(matches!(p.park(conn).unwrap(), Park::Parked));
-            clients.push(theirs);
-        }
+        let mut clients = parked(&p, open, 4);
         for c in &mut clients {
             std::io::Write::write_all(c, b"x").unwrap();
         }
@@ -409,6 +393,22 @@ mod tests {
 
     fn counter() -> &'static std::sync::atomic::AtomicU64 {
         Box::leak(Box::new(std::sync::atomic::AtomicU64::new(0)))
+    }
+
+    /// `n` connections parked in `p` (listener i for the i-th), and their
+    /// clients' ends.
+    fn parked(
+        p: &Poller,
+        open: &'static std::sync::atomic::AtomicU64,
+        n: usize,
+    ) -> Vec<UnixStream> {
+        (0..n)
+            .map(|i| {
+                let (conn, client) = Conn::unix_pair(open, i);
+                assert!(matches!(p.park(conn).unwrap(), Park::Parked));
+                client
+            })
+            .collect()
     }
 
     fn next_conn(p: &Poller) -> Box<Conn> {
@@ -548,12 +548,7 @@ mod tests {
         let owned: Vec<AtomicBool> = (0..CONNS).map(|_| AtomicBool::new(false)).collect();
         let read = AtomicUsize::new(0);
         let done = AtomicBool::new(false);
-        let mut clients = Vec::new();
-        for i in 0..CONNS {
-            let (conn, client) = Conn::unix_pair(open, i);
-            assert!(matches!(p.park(conn).unwrap(), Park::Parked));
-            clients.push(client);
-        }
+        let mut clients = parked(&p, open, CONNS);
         std::thread::scope(|s| {
             for _ in 0..4 {
                 s.spawn(|| {
